@@ -1,0 +1,93 @@
+"""Explicit pyarrow schemas of every Parquet manifest the workflow writes.
+
+One place defines the columns, so a reader (pandas, polars, DuckDB) and the tests can rely on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+# One row per image of a dataset. image_id is the POSIX path relative to the dataset's image root,
+# stable across machines; identity is null where the set has none.
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("identity", pa.string()),
+        pa.field("source_path", pa.string(), nullable=False),
+        pa.field("shard", pa.int32(), nullable=False),
+        pa.field("age", pa.int16()),
+        pa.field("sex", pa.string()),
+        pa.field("race", pa.string()),
+        pa.field("pose", pa.string()),
+        pa.field("real_mask", pa.bool_()),
+    ]
+)
+
+# One row per image after alignment: status says what happened, chip is a PNG (RGB) or null.
+ALIGNED_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("identity", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("detector", pa.string()),
+        pa.field("detector_score", pa.float32()),
+        pa.field("n_faces", pa.int16()),
+        pa.field("landmarks", pa.list_(pa.float32(), 136)),
+        pa.field("chip", pa.binary()),
+    ]
+)
+
+# One row per image and mask type.
+MASKED_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("chip", pa.binary()),
+    ]
+)
+
+EMBEDDING_SCHEMA_FIELDS = [
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),
+]
+
+PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field("pair_id", pa.int64(), nullable=False),
+        pa.field("ref_image", pa.string(), nullable=False),
+        pa.field("ref_variant", pa.string(), nullable=False),
+        pa.field("probe_image", pa.string(), nullable=False),
+        pa.field("probe_variant", pa.string(), nullable=False),
+        pa.field("genuine", pa.bool_(), nullable=False),
+        pa.field("fold", pa.int16(), nullable=False),
+    ]
+)
+
+SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("pair_id", pa.int64(), nullable=False),
+        pa.field("ref_image", pa.string(), nullable=False),
+        pa.field("probe_image", pa.string(), nullable=False),
+        pa.field("genuine", pa.bool_(), nullable=False),
+        pa.field("fold", pa.int16(), nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("status", pa.string(), nullable=False),
+    ]
+)
+
+# Statuses an image can have after alignment; usable ones go on to masking and embedding.
+USABLE_STATUSES = ("ok", "fallback", "provided")
+
+
+def embedding_schema(dim: int) -> pa.Schema:
+    return pa.schema(EMBEDDING_SCHEMA_FIELDS + [pa.field("embedding", pa.list_(pa.float32(), dim))])
+
+
+def shard_of(image_id: str, n_shards: int) -> int:
+    """Stable shard of an image: the same image lands in the same shard on every machine."""
+    digest = hashlib.blake2b(image_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % n_shards
