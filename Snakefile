@@ -1,0 +1,25 @@
+# maskbench: from public face datasets to the masked-face papers' tables.
+#   snakemake --cores 2 results/tables/benchmark2.csv          (default config, demo data)
+#   snakemake --cores 16 --configfile config/lfw.yaml all       (real data)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/acquire.smk"
+include: "workflow/rules/align.smk"
+include: "workflow/rules/mask.smk"
+include: "workflow/rules/pairs.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

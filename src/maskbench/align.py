@@ -1,0 +1,158 @@
+"""Detect once, fit 68 landmarks once, cut one aligned chip once.
+
+The chip follows dlib's ``get_face_chip`` convention (150 px, padding 0.25), which is what dlib's
+face ResNet was trained on; the landmarks are mapped into chip coordinates with the same
+transform, so masking and every model downstream work on chips and never re-detect a face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dlib
+import numpy as np
+
+from maskbench.model_files import model_path
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    status: str  # ok | fallback | provided | no_face | too_small ...
+    reason: str | None
+    detector_score: float | None
+    n_faces: int
+    landmarks: np.ndarray | None  # (68, 2) float32, chip coordinates
+    chip: np.ndarray | None  # RGB uint8 chip_size x chip_size x 3
+
+
+def chip_transform(details: "dlib.chip_details") -> np.ndarray:
+    """2x3 affine matrix mapping source-image points to chip points for a dlib chip.
+
+    dlib cuts a chip by rotating ``details.rect`` by ``details.angle`` about its centre and
+    mapping its top-left, top-right and bottom-right corners to the chip's corners.
+    """
+    rect = details.rect
+    cx = (rect.left() + rect.right()) / 2.0
+    cy = (rect.top() + rect.bottom()) / 2.0
+    c, s = np.cos(details.angle), np.sin(details.angle)
+
+    def rotated(x: float, y: float) -> tuple[float, float]:
+        dx, dy = x - cx, y - cy
+        return (c * dx - s * dy + cx, s * dx + c * dy + cy)
+
+    src = np.array(
+        [rotated(rect.left(), rect.top()), rotated(rect.right(), rect.top()),
+         rotated(rect.right(), rect.bottom())],
+        dtype=np.float64,
+    )
+    dst = np.array(
+        [(0.0, 0.0), (details.cols - 1.0, 0.0), (details.cols - 1.0, details.rows - 1.0)],
+        dtype=np.float64,
+    )
+    # Solve [x y 1] @ M.T = dst for the 2x3 matrix M.
+    a = np.hstack([src, np.ones((3, 1))])
+    return np.linalg.solve(a, dst).T
+
+
+def map_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def shape_to_array(shape: "dlib.full_object_detection") -> np.ndarray:
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+def array_to_shape(points: np.ndarray) -> "dlib.full_object_detection":
+    pts = [dlib.point(int(round(x)), int(round(y))) for x, y in points]
+    xs, ys = points[:, 0], points[:, 1]
+    rect = dlib.rectangle(int(xs.min()), int(ys.min()), int(np.ceil(xs.max())), int(np.ceil(ys.max())))
+    return dlib.full_object_detection(rect, pts)
+
+
+class FaceAligner:
+    """dlib detector + 68-point shape predictor + chip extraction, loaded once per process."""
+
+    def __init__(
+        self,
+        detector: str = "hog",
+        upsample: int = 1,
+        chip_size: int = 150,
+        padding: float = 0.25,
+        max_side: int = 1200,
+        min_face: int = 20,
+    ) -> None:
+        if detector not in ("hog", "cnn"):
+            raise ValueError(f"align.detector must be 'hog' or 'cnn', not {detector!r}")
+        self.detector_name = detector
+        self.upsample = upsample
+        self.chip_size = chip_size
+        self.padding = padding
+        self.max_side = max_side
+        self.min_face = min_face
+        if detector == "hog":
+            self._detector = dlib.get_frontal_face_detector()
+        else:
+            self._detector = dlib.cnn_face_detection_model_v1(str(model_path("cnn_face_detector")))
+        self._predictor = dlib.shape_predictor(str(model_path("shape_predictor_68")))
+
+    # -- detection -------------------------------------------------------------------------
+    def detect(self, rgb: np.ndarray) -> list[tuple["dlib.rectangle", float]]:
+        """All faces as (rectangle in full-resolution coordinates, detector score)."""
+        scale = 1.0
+        work = rgb
+        if max(rgb.shape[:2]) > self.max_side:
+            import cv2
+
+            scale = self.max_side / max(rgb.shape[:2])
+            work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        faces: list[tuple[dlib.rectangle, float]] = []
+        if self.detector_name == "hog":
+            rects, scores, _ = self._detector.run(work, self.upsample, 0.0)
+            found = list(zip(rects, scores))
+        else:
+            found = [(d.rect, d.confidence) for d in self._detector(work, self.upsample)]
+        for rect, score in found:
+            r = dlib.rectangle(
+                int(round(rect.left() / scale)), int(round(rect.top() / scale)),
+                int(round(rect.right() / scale)), int(round(rect.bottom() / scale)),
+            )
+            faces.append((r, float(score)))
+        return faces
+
+    def landmarks(self, rgb: np.ndarray, rect: "dlib.rectangle") -> np.ndarray:
+        return shape_to_array(self._predictor(rgb, rect))
+
+    # -- chips -----------------------------------------------------------------------------
+    def cut_chip(self, rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Aligned chip and the landmarks in chip coordinates, from source-image landmarks."""
+        shape = array_to_shape(points)
+        details = dlib.get_face_chip_details(shape, self.chip_size, self.padding)
+        chip = np.asarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)
+        chip_points = map_points(chip_transform(details), points)
+        return chip, chip_points.astype(np.float32)
+
+    def align(
+        self,
+        rgb: np.ndarray,
+        provided_landmarks: np.ndarray | None = None,
+        fallback_box: tuple[float, float, float, float] | None = None,
+    ) -> AlignResult:
+        """Align the largest face; use given landmarks or a known face box where detection fails."""
+        if provided_landmarks is not None:
+            chip, pts = self.cut_chip(rgb, np.asarray(provided_landmarks, dtype=np.float64))
+            return AlignResult("provided", None, None, 0, pts, chip)
+        faces = self.detect(rgb)
+        faces = [f for f in faces if min(f[0].width(), f[0].height()) >= self.min_face] or faces
+        if faces:
+            rect, score = max(faces, key=lambda f: (f[0].area(), f[1]))
+            points = self.landmarks(rgb, rect)
+            chip, pts = self.cut_chip(rgb, points)
+            return AlignResult("ok", None, score, len(faces), pts, chip)
+        if fallback_box is not None:
+            h, w = rgb.shape[:2]
+            l, t, r, b = (int(round(v * s)) for v, s in zip(fallback_box, (w, h, w, h)))
+            points = self.landmarks(rgb, dlib.rectangle(l, t, r, b))
+            chip, pts = self.cut_chip(rgb, points)
+            return AlignResult("fallback", "no face detected; used the dataset's known face box",
+                               None, 0, pts, chip)
+        return AlignResult("no_face", "the detector found no face", None, 0, None, None)

@@ -1,0 +1,111 @@
+"""The align stage for one shard: read, detect, fit landmarks, cut chips; a status per image."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from maskbench.atomic import write_table
+from maskbench.chips import encode_chip
+from maskbench.images import DEFAULT_MAX_PIXELS, read_rgb
+from maskbench.index_step import load_acquired
+from maskbench.manifests import ALIGNED_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+def read_landmarks_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """Landmarks shipped with a dataset: ``image_id,x0,y0,...,x67,y67`` per row."""
+    out: dict[str, np.ndarray] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        if len(header) != 137 or header[0] != "image_id":
+            raise ValueError(f"{path}: expected a header image_id,x0,y0,...,x67,y67 (137 columns)")
+        for row in reader:
+            out[row[0]] = np.asarray(row[1:], dtype=np.float64).reshape(68, 2)
+    return out
+
+
+def read_shard_index(index_path: str | Path, shard: int) -> list[dict[str, Any]]:
+    table = pq.read_table(index_path, filters=[("shard", "=", shard)])
+    return sorted(table.to_pylist(), key=lambda r: r["image_id"])
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """The image's path under the dataset root; an index entry may not point outside it."""
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts:
+        raise ValueError(f"image path {relative!r} escapes the dataset folder {root}")
+    return root / relative
+
+
+def align_one(aligner, root: Path, row: dict[str, Any], provided: np.ndarray | None,
+              fallback_box, max_pixels: int) -> dict[str, Any]:
+    """One image's manifest row; every failure becomes a status with a reason."""
+    out = {
+        "image_id": row["image_id"], "identity": row["identity"], "status": "error", "reason": None,
+        "detector": None, "detector_score": None, "n_faces": None, "landmarks": None, "chip": None,
+    }
+    try:
+        read = read_rgb(_inside(root, row["source_path"]), max_pixels=max_pixels)
+        if read.image is None:
+            out.update(status=read.status, reason=read.reason)
+            return out
+        result = aligner.align(read.image, provided_landmarks=provided, fallback_box=fallback_box)
+    except Exception as exc:  # a bad image must not lose the shard's work
+        out["reason"] = f"{type(exc).__name__}: {exc}"
+        return out
+    out.update(
+        status=result.status,
+        reason=result.reason,
+        detector=None if result.status == "provided" else aligner.detector_name,
+        detector_score=result.detector_score,
+        n_faces=result.n_faces,
+    )
+    if result.chip is not None:
+        out["landmarks"] = result.landmarks.reshape(-1).astype(np.float32).tolist()
+        out["chip"] = encode_chip(result.chip)
+    return out
+
+
+def align_shard(
+    index_path: str,
+    acquired_json: str,
+    images_key: str,
+    shard: int,
+    align_cfg: dict[str, Any],
+    fallback_box: list[float] | None,
+    out_path: str,
+) -> dict[str, int]:
+    from maskbench.align import FaceAligner
+
+    acquired = load_acquired(acquired_json)
+    root = Path(acquired[images_key]["path"])
+    landmarks = read_landmarks_csv(acquired["landmarks"]["path"]) if "landmarks" in acquired else {}
+    aligner = FaceAligner(
+        detector=align_cfg["detector"],
+        upsample=align_cfg["upsample"],
+        chip_size=align_cfg["chip_size"],
+        padding=align_cfg["padding"],
+        max_side=align_cfg.get("max_side", 1200),
+    )
+    max_pixels = align_cfg.get("max_pixels", DEFAULT_MAX_PIXELS)
+    rows = read_shard_index(index_path, shard)
+    records = [
+        align_one(aligner, root, row, landmarks.get(row["image_id"]), fallback_box, max_pixels)
+        for row in tqdm(rows, desc=f"align shard {shard}", mininterval=5)
+    ]
+    write_table(out_path, pa.Table.from_pylist(records, schema=ALIGNED_SCHEMA))
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    log.info("shard %d: %d images, statuses %s", shard, len(records), counts)
+    return counts

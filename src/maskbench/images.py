@@ -1,0 +1,82 @@
+"""Reading face images from the wild without crashing and without silent drops.
+
+Every read returns either an RGB uint8 array or a status with a reason: truncated files,
+CMYK, 16-bit, alpha, palette/GIF, EXIF rotation and decompression bombs are all handled here,
+so every later stage can trust its input.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# A face image larger than this many pixels is refused before decoding (decompression-bomb guard).
+DEFAULT_MAX_PIXELS = 64_000_000
+MIN_SIDE = 16
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    image: np.ndarray | None  # RGB uint8 H x W x 3
+    status: str  # "ok" or a failure status
+    reason: str | None = None
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to RGB uint8, scaling 16/32-bit data instead of clipping it."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        span = max(float(arr.max(initial=0) - arr.min(initial=0)), 1e-12)
+        arr = ((arr - arr.min(initial=0)) / span * 255.0 + 0.5).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite on white: a transparent background must not become black hair.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ReadResult:
+    """Read an image file as RGB uint8, honouring EXIF orientation; never raises for bad files."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return ReadResult(None, "unreadable", "empty file (0 bytes)")
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                return ReadResult(None, "too_large", f"{w}x{h} exceeds the {max_pixels}-pixel guard")
+            if min(w, h) < MIN_SIDE:
+                return ReadResult(None, "too_small", f"{w}x{h} is smaller than {MIN_SIDE}px")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.seek(0)  # first frame of GIF/TIFF stacks
+                img.load()
+                img = ImageOps.exif_transpose(img)
+            return ReadResult(_to_rgb_array(img), "ok")
+    except PermissionError as exc:
+        return ReadResult(None, "unreadable", f"permission denied: {exc.strerror}")
+    except FileNotFoundError:
+        return ReadResult(None, "unreadable", "file not found (broken link or moved)")
+    except UnidentifiedImageError:
+        return ReadResult(None, "unreadable", "not an image (format not recognised)")
+    except Image.DecompressionBombError as exc:
+        return ReadResult(None, "too_large", str(exc))
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Truncated JPEG/PNG, symlink loops, corrupt headers.
+        return ReadResult(None, "unreadable", f"{type(exc).__name__}: {exc}")
+
+
+# Truncated images must be reported, not half-decoded silently.
+ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -1,0 +1,194 @@
+"""Verification pair protocols, written as Parquet manifests that anyone can read.
+
+A protocol first chooses image pairs (reference image, probe image, genuine, fold) over the
+usable aligned images, seeded; then every pair is listed once per variant comparison the config
+asks for (e.g. unmasked reference vs surgical-masked probe). The invariants — no image compared
+with itself or its own masked copy, impostors never share an identity, genuine pairs always do —
+are checked on every manifest before it is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from maskbench.manifests import PAIRS_SCHEMA
+from maskbench.seeds import item_seed
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    ref_image: str
+    probe_image: str
+    genuine: bool
+    fold: int
+
+
+class ProtocolError(ValueError):
+    """A protocol cannot be built from the data (too few identities, unknown names...)."""
+
+
+def group_by_identity(images: dict[str, str]) -> dict[str, list[str]]:
+    """identity -> sorted image ids, for images with a known identity."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for image_id, identity in images.items():
+        if identity is not None:
+            groups[identity].append(image_id)
+    return {k: sorted(v) for k, v in sorted(groups.items())}
+
+
+def all_identities_pairs(images: dict[str, str], seed: int, folds: int = 1) -> list[ImagePair]:
+    """Per identity with >= 2 images: one reference, one genuine probe, one impostor probe.
+
+    Each identity draws from its own seeded generator, so adding an identity does not change
+    the pairs of the others.
+    """
+    groups = group_by_identity(images)
+    names = list(groups)
+    eligible = [n for n in names if len(groups[n]) >= 2]
+    if len(eligible) < 2 or len(names) < 2:
+        raise ProtocolError(f"all_identities needs >= 2 identities with >= 2 images; found {len(eligible)}")
+    pairs: list[ImagePair] = []
+    for rank, name in enumerate(eligible):
+        rng = np.random.default_rng(item_seed(seed, "all_identities", name))
+        ref, genuine = rng.choice(groups[name], size=2, replace=False)
+        others = [n for n in names if n != name]
+        impostor_identity = others[int(rng.integers(len(others)))]
+        impostor = groups[impostor_identity][int(rng.integers(len(groups[impostor_identity])))]
+        fold = rank % folds
+        pairs.append(ImagePair(str(ref), str(genuine), True, fold))
+        pairs.append(ImagePair(str(ref), str(impostor), False, fold))
+    return pairs
+
+
+def dicta_pairs(images: dict[str, str], seed: int, n_pairs: int = 1000, folds: int = 1) -> list[ImagePair]:
+    """The DICTA 2021 construction: per source image one genuine and one impostor partner, then a
+    seeded sample of ``n_pairs`` balanced between genuine and impostor (not a file's first lines)."""
+    groups = group_by_identity(images)
+    names = list(groups)
+    genuine: list[ImagePair] = []
+    impostor: list[ImagePair] = []
+    for name in names:
+        others = [n for n in names if n != name]
+        for image in groups[name]:
+            rng = np.random.default_rng(item_seed(seed, "dicta1000", image))
+            mates = [i for i in groups[name] if i != image]
+            if mates:
+                genuine.append(ImagePair(image, mates[int(rng.integers(len(mates)))], True, 0))
+            if others:
+                other = others[int(rng.integers(len(others)))]
+                impostor.append(ImagePair(image, groups[other][int(rng.integers(len(groups[other])))], False, 0))
+    half = n_pairs // 2
+    if len(genuine) < half or len(impostor) < half:
+        raise ProtocolError(
+            f"dicta1000 needs {half} genuine and {half} impostor pairs; the data gives "
+            f"{len(genuine)} and {len(impostor)}: lower protocols.<name>.n_pairs"
+        )
+    rng = np.random.default_rng(item_seed(seed, "dicta1000", "sample"))
+    chosen = [genuine[i] for i in sorted(rng.choice(len(genuine), half, replace=False))]
+    chosen += [impostor[i] for i in sorted(rng.choice(len(impostor), half, replace=False))]
+    return [ImagePair(p.ref_image, p.probe_image, p.genuine, k % folds) for k, p in enumerate(chosen)]
+
+
+_LFW_NAME = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+$")
+
+
+def lfw_image_lookup(images: Iterable[str]) -> dict[tuple[str, int], str]:
+    """(person, image number) -> image_id, from LFW's ``<Name>/<Name>_<NNNN>.jpg`` file names."""
+    lookup = {}
+    for image_id in images:
+        m = _LFW_NAME.match(Path(image_id).name)
+        if m:
+            lookup[(m["name"], int(m["num"]))] = image_id
+    return lookup
+
+
+def parse_lfw_pairs(text: str) -> list[tuple[str, int, str, int, bool, int]]:
+    """Parse LFW's View 2 ``pairs.txt``: a ``folds<TAB>n`` header, then per fold n matched lines
+    (``name n1 n2``) and n mismatched lines (``name1 n1 name2 n2``)."""
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    if not lines or len(lines[0]) != 2:
+        raise ProtocolError("pairs.txt: the first line must be '<folds>\\t<pairs per class per fold>'")
+    n_folds, per_class = int(lines[0][0]), int(lines[0][1])
+    body = lines[1:]
+    if len(body) != n_folds * 2 * per_class:
+        raise ProtocolError(f"pairs.txt: expected {n_folds * 2 * per_class} pair lines, found {len(body)}")
+    out = []
+    for k, parts in enumerate(body):
+        fold = k // (2 * per_class)
+        if len(parts) == 3:
+            out.append((parts[0], int(parts[1]), parts[0], int(parts[2]), True, fold))
+        elif len(parts) == 4:
+            out.append((parts[0], int(parts[1]), parts[2], int(parts[3]), False, fold))
+        else:
+            raise ProtocolError(f"pairs.txt line {k + 2}: expected 3 or 4 fields, got {len(parts)}")
+    return out
+
+
+def lfw_view2_pairs(images: dict[str, str], pairs_text: str, all_images: Iterable[str]) -> tuple[list[ImagePair], Counter]:
+    """The official pairs; a pair whose image is missing or was not aligned is dropped and counted."""
+    usable = lfw_image_lookup(images)
+    known = lfw_image_lookup(all_images)
+    pairs, dropped = [], Counter()
+    for name1, n1, name2, n2, genuine, fold in parse_lfw_pairs(pairs_text):
+        keys = [(name1, n1), (name2, n2)]
+        if any(k not in known for k in keys):
+            dropped["image_not_in_dataset"] += 1
+        elif any(k not in usable for k in keys):
+            dropped["image_not_aligned"] += 1
+        else:
+            pairs.append(ImagePair(usable[keys[0]], usable[keys[1]], genuine, fold))
+    return pairs, dropped
+
+
+def check_pairs(pairs: list[ImagePair], images: dict[str, str]) -> None:
+    """Enforce the manifest invariants; raise ProtocolError naming the first violation."""
+    for p in pairs:
+        for image in (p.ref_image, p.probe_image):
+            if image not in images:
+                raise ProtocolError(f"pair uses {image!r}, which is not a usable aligned image")
+        if p.ref_image == p.probe_image:
+            raise ProtocolError(f"pair compares {p.ref_image!r} with itself (or its own masked copy)")
+        same = images[p.ref_image] == images[p.probe_image] and images[p.ref_image] is not None
+        if p.genuine and not same:
+            raise ProtocolError(f"genuine pair {p.ref_image!r} / {p.probe_image!r} has two identities")
+        if not p.genuine and same:
+            raise ProtocolError(f"impostor pair {p.ref_image!r} / {p.probe_image!r} shares an identity")
+
+
+def pairs_table(pairs: list[ImagePair], comparisons: list[tuple[str, str]]) -> pa.Table:
+    """One row per (image pair, variant comparison), ordered by comparison then pair."""
+    rows = {name: [] for name in PAIRS_SCHEMA.names}
+    pair_id = 0
+    for ref_variant, probe_variant in comparisons:
+        for p in pairs:
+            rows["pair_id"].append(pair_id)
+            rows["ref_image"].append(p.ref_image)
+            rows["ref_variant"].append(ref_variant)
+            rows["probe_image"].append(p.probe_image)
+            rows["probe_variant"].append(probe_variant)
+            rows["genuine"].append(p.genuine)
+            rows["fold"].append(p.fold)
+            pair_id += 1
+    return pa.Table.from_pydict(rows, schema=PAIRS_SCHEMA)
+
+
+def pairs_report(pairs: list[ImagePair], comparisons: list[tuple[str, str]], dropped: Counter) -> dict:
+    per_fold: dict[str, dict[str, int]] = defaultdict(lambda: {"genuine": 0, "impostor": 0})
+    for p in pairs:
+        per_fold[str(p.fold)]["genuine" if p.genuine else "impostor"] += 1
+    return {
+        "image_pairs": len(pairs),
+        "genuine": sum(p.genuine for p in pairs),
+        "impostor": sum(not p.genuine for p in pairs),
+        "per_fold": dict(sorted(per_fold.items())),
+        "comparisons": [f"{r}-vs-{p}" for r, p in comparisons],
+        "rows": len(pairs) * len(comparisons),
+        "dropped": dict(sorted(dropped.items())),
+    }

@@ -1,0 +1,65 @@
+"""The papers' tables (CSV, and Markdown beside them) from per-comparison metric files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maskbench.atomic import write_text
+
+NOT_MEASURABLE = "n/a"
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return NOT_MEASURABLE
+    return round(float(value), 6)
+
+
+def metric_table(cells: dict[tuple[str, str], str], metric: str, datasets: list[str], models: list[str]) -> pd.DataFrame:
+    """Rows: datasets; columns: models; cells: ``metric`` read from each (dataset, model) file.
+
+    A metric a file marks as not measurable (too few impostor pairs for the target FMR) is
+    written as ``n/a`` instead of a number that means nothing.
+    """
+    data = {}
+    for model in models:
+        column = []
+        for dataset in datasets:
+            with open(cells[(dataset, model)], encoding="utf-8") as f:
+                column.append(_cell(json.load(f).get(metric)))
+        data[model] = column
+    return pd.DataFrame(data, index=pd.Index(datasets, name="dataset"))
+
+
+def to_markdown(frame: pd.DataFrame, title: str) -> str:
+    header = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
+    rule = "|" + "---|" * (len(frame.columns) + 1)
+    lines = [f"# {title}", "", header, rule]
+    for name, row in frame.iterrows():
+        lines.append("| " + " | ".join([str(name), *(str(v) for v in row.tolist())]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_frame(frame: pd.DataFrame, csv_path: str, title: str, index: bool = True) -> None:
+    """CSV plus a Markdown copy beside it, both written atomically."""
+    write_text(csv_path, frame.to_csv(index=index, lineterminator="\n"))
+    shown = frame if index else frame.set_index(frame.columns[0])
+    write_text(str(Path(csv_path).with_suffix(".md")), to_markdown(shown, title))
+
+
+def long_metrics(entries: list[dict[str, str]]) -> pd.DataFrame:
+    """Every metric of every (dataset, model, protocol, comparison), one row each."""
+    rows = []
+    for e in entries:
+        with open(e["path"], encoding="utf-8") as f:
+            values = json.load(f)
+        ref, probe = e["comparison"].split("-vs-")
+        rows.append({"dataset": e["dataset"], "model": e["model"], "protocol": e["protocol"],
+                     "ref_variant": ref, "probe_variant": probe, **values})
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["dataset", "protocol", "ref_variant", "probe_variant", "model"], kind="stable")

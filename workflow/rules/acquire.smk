@@ -1,0 +1,40 @@
+# acquire: raw data lands in resources/raw/<dataset>/ (verified, safely extracted, never modified);
+# the demo dataset is generated here instead. index: one Parquet table per dataset.
+
+
+rule acquire:
+    input:
+        code=lib("acquire", "demo"),
+    output:
+        "resources/raw/{dataset}/acquired.json",
+    params:
+        dataset=dataset_cfg,
+        seed=SEED,
+    log:
+        "results/logs/acquire/{dataset}.log",
+    resources:
+        mem_mb=1000,
+        runtime=lambda wc, attempt: 120 * attempt,
+    script:
+        "../scripts/acquire.py"
+
+
+rule index:
+    input:
+        acquired="resources/raw/{dataset}/acquired.json",
+        code=lib("index", "manifests"),
+    output:
+        table="results/{dataset}/index.parquet",
+        report="results/{dataset}/index.json",
+    params:
+        layout=lambda wc: config["datasets"][wc.dataset]["layout"],
+        images=lambda wc: config["datasets"][wc.dataset].get("images", "images"),
+        shards=lambda wc: config["datasets"][wc.dataset]["shards"],
+        options=lambda wc: config["datasets"][wc.dataset].get("index_options", {}),
+    log:
+        "results/logs/index/{dataset}.log",
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc, attempt: 30 * attempt,
+    script:
+        "../scripts/index.py"

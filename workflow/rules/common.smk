@@ -1,0 +1,84 @@
+# Config validation, wildcard constraints and the input functions every stage shares.
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from maskbench.config import check_config, comparison_pairs, comparisons_for, variants_for
+
+validate(config, schema="../schemas/config.schema.yaml")
+check_config(config)
+
+SEED = config["seed"]
+LIB = "src/maskbench/"
+
+
+wildcard_constraints:
+    dataset=r"[a-z0-9][a-z0-9_]*",
+    mask=r"[a-z0-9][a-z0-9_]*",
+    model=r"[a-z0-9][a-z0-9_]*",
+    protocol=r"[a-z0-9][a-z0-9_]*",
+    variant=r"[a-z0-9][a-z0-9_]*",
+    comparison=r"[a-z0-9_]+-vs-[a-z0-9_]+",
+    table=r"[a-z0-9][a-z0-9_]*",
+    shard=r"\d+",
+
+
+def lib(*modules):
+    """Library files a rule runs, declared as inputs so editing one re-runs only its stages."""
+    return [f"{LIB}{m}.py" for m in modules]
+
+
+def shards(dataset):
+    return range(config["datasets"][dataset]["shards"])
+
+
+def dataset_cfg(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def aligned_shards(wildcards):
+    return expand(
+        "results/{dataset}/aligned/shard-{shard}.parquet",
+        dataset=wildcards.dataset,
+        shard=shards(wildcards.dataset),
+    )
+
+
+def variant_chips(wildcards):
+    """The chips an embedding job reads: the aligned shard or one mask type's shard."""
+    if wildcards.variant == "unmasked":
+        return f"results/{wildcards.dataset}/aligned/shard-{wildcards.shard}.parquet"
+    return f"results/{wildcards.dataset}/masked/{wildcards.variant}/shard-{wildcards.shard}.parquet"
+
+
+def comparison_embeddings(wildcards):
+    ref, probe = wildcards.comparison.split("-vs-")
+    return expand(
+        "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
+        dataset=wildcards.dataset,
+        model=wildcards.model,
+        variant=sorted({ref, probe}),
+        shard=shards(wildcards.dataset),
+    )
+
+
+def metric_files(dataset):
+    ds = config["datasets"][dataset]
+    return [
+        f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
+        for protocol in ds["protocols"]
+        for comparison in comparisons_for(config, dataset, protocol)
+        for model in config["models"]
+    ]
+
+
+def all_metric_files():
+    return [f for dataset in config["datasets"] for f in metric_files(dataset)]
+
+
+def all_targets():
+    return (
+        expand("results/tables/{table}.csv", table=config["tables"])
+        + ["results/tables/all_metrics.csv"]
+        + expand("results/figures/roc_{dataset}.png", dataset=config["datasets"])
+    )

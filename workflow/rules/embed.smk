@@ -1,0 +1,23 @@
+# embed{model}: embeddings per (model, dataset, variant, shard); an unchanged shard is never
+# embedded twice by the same model.
+
+
+rule embed:
+    input:
+        chips=variant_chips,
+        code=lib("embed", "embed_step", "chips", "dlib_resnet", "dlib_dat"),
+    output:
+        "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
+    params:
+        model=lambda wc: config["models"][wc.model],
+        cache_dir="results/cache/models",
+    log:
+        "results/logs/embed/{dataset}/{model}/{variant}/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/embed/{dataset}/{model}/{variant}/shard-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=lambda wc, attempt: 120 * attempt,
+    script:
+        "../scripts/embed.py"

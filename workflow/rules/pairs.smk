@@ -1,0 +1,22 @@
+# pairs{protocol}: seeded verification pairs as a Parquet manifest, with their counts in JSON.
+
+
+rule pairs:
+    input:
+        aligned=aligned_shards,
+        acquired="resources/raw/{dataset}/acquired.json",
+        code=lib("pairs", "pairs_step", "seeds"),
+    output:
+        table="results/{dataset}/pairs/{protocol}.parquet",
+        report="results/{dataset}/pairs/{protocol}.json",
+    params:
+        protocol=lambda wc: config["protocols"][wc.protocol],
+        comparisons=lambda wc: comparison_pairs(config, wc.dataset, wc.protocol),
+        seed=SEED,
+    log:
+        "results/logs/pairs/{dataset}/{protocol}.log",
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc, attempt: 20 * attempt,
+    script:
+        "../scripts/pairs.py"

@@ -1,0 +1,34 @@
+# score: pair scores of one comparison (ref variant vs probe variant), then its metrics.
+
+
+rule score:
+    input:
+        pairs="results/{dataset}/pairs/{protocol}.parquet",
+        embeddings=comparison_embeddings,
+        code=lib("score_step", "scoring", "embed_step"),
+    output:
+        "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+    params:
+        score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
+    log:
+        "results/logs/score/{dataset}/{model}/{protocol}/{comparison}.log",
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc, attempt: 20 * attempt,
+    script:
+        "../scripts/score.py"
+
+
+rule metrics:
+    input:
+        scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        code=lib("metrics", "metrics_step"),
+    output:
+        "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
+    log:
+        "results/logs/metrics/{dataset}/{model}/{protocol}/{comparison}.log",
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc, attempt: 20 * attempt,
+    script:
+        "../scripts/metrics.py"

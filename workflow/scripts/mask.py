@@ -1,0 +1,12 @@
+"""Paint one mask type onto one shard of aligned chips."""
+from maskbench.logs import log_to
+from maskbench.mask_step import mask_shard
+
+with log_to(snakemake.log[0]):
+    mask_shard(
+        aligned_path=snakemake.input.aligned,
+        mask_name=snakemake.wildcards.mask,
+        spec=snakemake.params.spec,
+        seed=snakemake.params.seed,
+        out_path=snakemake.output[0],
+    )

@@ -1,0 +1,14 @@
+"""Build one verification protocol's pair manifest for one dataset."""
+from maskbench.logs import log_to
+from maskbench.pairs_step import build_pairs
+
+with log_to(snakemake.log[0]):
+    build_pairs(
+        aligned_paths=list(snakemake.input.aligned),
+        protocol=snakemake.params.protocol,
+        comparisons=[tuple(c) for c in snakemake.params.comparisons],
+        seed=snakemake.params.seed,
+        acquired_json=snakemake.input.acquired,
+        table_path=snakemake.output.table,
+        report_path=snakemake.output.report,
+    )
