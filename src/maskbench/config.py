@@ -30,13 +30,22 @@ def _expand_variant(config: dict[str, Any], dataset: str, variant: str) -> list[
 
 
 def comparison_pairs(config: dict[str, Any], dataset: str, protocol: str) -> list[tuple[str, str]]:
-    """(ref_variant, probe_variant) pairs of a protocol on a dataset, with `masked` expanded."""
+    """(ref_variant, probe_variant) pairs of a protocol on a dataset, with `masked` expanded.
+
+    ``[unmasked, masked]`` gives one comparison per mask type; ``[masked, masked]`` gives the
+    same mask type on both sides (name two mask types to compare different ones).
+    """
     out: list[tuple[str, str]] = []
     for ref, probe in config["protocols"][protocol]["comparisons"]:
-        for r in _expand_variant(config, dataset, ref):
-            for p in _expand_variant(config, dataset, probe):
-                if (r, p) not in out:
-                    out.append((r, p))
+        if ref == MASKED and probe == MASKED:
+            expanded = [(m, m) for m in masks_for(config, dataset)]
+        else:
+            expanded = [
+                (r, p)
+                for r in _expand_variant(config, dataset, ref)
+                for p in _expand_variant(config, dataset, probe)
+            ]
+        out.extend(c for c in expanded if c not in out)
     return out
 
 
@@ -78,6 +87,8 @@ def check_config(config: dict[str, Any]) -> None:
                         f"use unmasked, masked or one of {sorted(masks)}"
                     )
     for table, spec in config["tables"].items():
+        if table == "all_metrics":
+            raise ConfigError("tables: `all_metrics` is the name of the long metrics table; choose another")
         for key in ("ref_variant", "probe_variant"):
             if spec[key] not in masks | {UNMASKED}:
                 raise ConfigError(f"tables.{table}.{key}: unknown variant {spec[key]!r}")

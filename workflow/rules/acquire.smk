@@ -4,7 +4,7 @@
 
 rule acquire:
     input:
-        code=lib("acquire", "demo"),
+        code=lambda wc: lib("acquire_step", "demo" if config["datasets"][wc.dataset]["layout"] == "demo" else "acquire"),
     output:
         "resources/raw/{dataset}/acquired.json",
     params:

@@ -1,0 +1,47 @@
+"""Shared fixtures: the real-face fixtures folder and running the workflow in a temporary copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``../shared/data`` beside the checkout (or $MASKBENCH_SHARED_DATA), if present."""
+    env = os.environ.get("MASKBENCH_SHARED_DATA")
+    candidate = Path(env) if env else REPO.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real face fixtures not found: set MASKBENCH_SHARED_DATA or place them at ../shared/data")
+    return path
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A runnable copy of the workflow (Snakefile, workflow/, config/, library sources)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("workflow", "config", "src"):
+        shutil.copytree(REPO / name, dest / name, ignore=ignore, dirs_exist_ok=True)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 3000) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "snakemake"
+    cmd = [str(exe) if exe.exists() else "snakemake", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    return proc

@@ -1,0 +1,70 @@
+"""Alignment: dlib's chip convention, and landmarks mapped into the chip by the same transform."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import cv2
+import dlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskbench.align import FaceAligner, array_to_shape, chip_transform, map_points
+
+
+@pytest.fixture(scope="module")
+def lfw_images(shared_data):
+    with tarfile.open(shared_data / "lfw-mini" / "lfw-deepfunneled-mini.tgz") as tf:
+        members = [m for m in tf.getmembers() if m.isfile()][:12]
+        return [np.asarray(Image.open(io.BytesIO(tf.extractfile(m).read())).convert("RGB")) for m in members]
+
+
+@pytest.fixture(scope="module")
+def aligner():
+    return FaceAligner()
+
+
+def test_chip_transform_reproduces_dlibs_chip(lfw_images, aligner):
+    """Warping with our matrix gives dlib's own chip: the landmark mapping is the chip's geometry."""
+    for rgb in lfw_images[:6]:
+        rect, _ = aligner.detect(rgb)[0]
+        points = aligner.landmarks(rgb, rect)
+        details = dlib.get_face_chip_details(array_to_shape(points), 150, 0.25)
+        chip = np.asarray(dlib.extract_image_chip(rgb, details), dtype=np.float64)
+        warped = cv2.warpAffine(rgb, chip_transform(details), (150, 150), flags=cv2.INTER_LINEAR)
+        assert np.abs(warped - chip).mean() < 1.5
+
+
+def test_align_gives_chip_and_chip_landmarks(lfw_images, aligner):
+    result = aligner.align(lfw_images[0])
+    assert result.status == "ok" and result.n_faces >= 1 and result.detector_score is not None
+    assert result.chip.shape == (150, 150, 3) and result.landmarks.shape == (68, 2)
+    pts = result.landmarks
+    # In dlib's chip convention the eyes sit level in the upper half, the mouth lower down.
+    left_eye, right_eye, mouth = pts[36:42].mean(0), pts[42:48].mean(0), pts[48:68].mean(0)
+    assert abs(left_eye[1] - right_eye[1]) < 3
+    assert 40 < left_eye[1] < 75 and mouth[1] > left_eye[1] + 30
+    assert left_eye[0] < 75 < right_eye[0]
+
+
+def test_provided_landmarks_skip_detection(lfw_images, aligner):
+    rect, _ = aligner.detect(lfw_images[1])[0]
+    points = aligner.landmarks(lfw_images[1], rect)
+    result = aligner.align(lfw_images[1], provided_landmarks=points)
+    detected = aligner.align(lfw_images[1])
+    assert result.status == "provided"
+    assert np.array_equal(result.chip, detected.chip)
+
+
+def test_fallback_box_keeps_an_image_without_detection(aligner):
+    blank = np.full((250, 250, 3), 128, np.uint8)
+    assert aligner.align(blank).status == "no_face"
+    result = aligner.align(blank, fallback_box=(0.27, 0.32, 0.7, 0.75))
+    assert result.status == "fallback" and result.chip.shape == (150, 150, 3)
+
+
+def test_map_points_is_affine():
+    m = np.array([[2.0, 0.0, 1.0], [0.0, 3.0, -1.0]])
+    assert np.allclose(map_points(m, np.array([[1.0, 1.0], [0.0, 2.0]])), [[3.0, 2.0], [1.0, 5.0]])

@@ -1,0 +1,120 @@
+"""Pair protocols: seeded, and free of leakage by construction and by check."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maskbench.manifests import PAIRS_SCHEMA
+from maskbench.pairs import (
+    ImagePair,
+    ProtocolError,
+    all_identities_pairs,
+    check_pairs,
+    dicta_pairs,
+    lfw_view2_pairs,
+    pairs_table,
+    parse_lfw_pairs,
+)
+
+
+def make_images(sizes: list[int]) -> dict[str, str]:
+    return {f"p{i:03d}/img_{k}.png": f"p{i:03d}" for i, n in enumerate(sizes) for k in range(n)}
+
+
+def assert_invariants(pairs: list[ImagePair], images: dict[str, str]) -> None:
+    for p in pairs:
+        assert p.ref_image != p.probe_image
+        assert (images[p.ref_image] == images[p.probe_image]) == p.genuine
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 6), min_size=3, max_size=25), seed=st.integers(0, 2**32))
+def test_all_identities_invariants(sizes, seed):
+    images = make_images(sizes)
+    eligible = sum(n >= 2 for n in sizes)
+    if eligible < 2:
+        with pytest.raises(ProtocolError):
+            all_identities_pairs(images, seed)
+        return
+    pairs = all_identities_pairs(images, seed, folds=3)
+    assert len(pairs) == 2 * eligible
+    assert Counter(p.genuine for p in pairs) == {True: eligible, False: eligible}
+    assert_invariants(pairs, images)
+    check_pairs(pairs, images)
+    assert pairs == all_identities_pairs(images, seed, folds=3)  # seeded
+
+
+def test_adding_an_identity_keeps_the_others_pairs():
+    images = make_images([3, 4, 2, 5])
+    before = {p.ref_image: p for p in all_identities_pairs(images, 7) if p.genuine}
+    images.update({"zzz/img_0.png": "zzz", "zzz/img_1.png": "zzz"})
+    after = {p.ref_image: p for p in all_identities_pairs(images, 7) if p.genuine}
+    assert all(after[k] == v for k, v in before.items())
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(2, 6), min_size=4, max_size=20), seed=st.integers(0, 2**32))
+def test_dicta_balanced_sample(sizes, seed):
+    images = make_images(sizes)
+    n = 2 * min(len(images) // 2, 20)
+    pairs = dicta_pairs(images, seed, n_pairs=n)
+    assert len(pairs) == n
+    assert sum(p.genuine for p in pairs) == n // 2
+    assert_invariants(pairs, images)
+    assert pairs == dicta_pairs(images, seed, n_pairs=n)
+
+
+def test_dicta_too_many_pairs_asked_is_a_clear_error():
+    with pytest.raises(ProtocolError, match="lower protocols"):
+        dicta_pairs(make_images([2, 2]), 0, n_pairs=1000)
+
+
+def test_check_pairs_catches_each_violation():
+    images = make_images([2, 2])
+    a0, a1, b0 = "p000/img_0.png", "p000/img_1.png", "p001/img_0.png"
+    with pytest.raises(ProtocolError, match="itself"):
+        check_pairs([ImagePair(a0, a0, True, 0)], images)
+    with pytest.raises(ProtocolError, match="two identities"):
+        check_pairs([ImagePair(a0, b0, True, 0)], images)
+    with pytest.raises(ProtocolError, match="shares an identity"):
+        check_pairs([ImagePair(a0, a1, False, 0)], images)
+    with pytest.raises(ProtocolError, match="not a usable"):
+        check_pairs([ImagePair(a0, "ghost.png", False, 0)], images)
+
+
+LFW_PAIRS = "2\t1\nAnn\t1\t2\nAnn\t1\tBob\t1\nBob\t1\t3\nCid\t2\tBob\t3\n"
+
+
+def test_parse_lfw_pairs_folds_and_classes():
+    rows = parse_lfw_pairs(LFW_PAIRS)
+    assert rows == [
+        ("Ann", 1, "Ann", 2, True, 0),
+        ("Ann", 1, "Bob", 1, False, 0),
+        ("Bob", 1, "Bob", 3, True, 1),
+        ("Cid", 2, "Bob", 3, False, 1),
+    ]
+    with pytest.raises(ProtocolError, match="expected 4 pair lines"):
+        parse_lfw_pairs("2\t1\nAnn\t1\t2\n")
+
+
+def test_lfw_pairs_drop_and_count_unaligned_images():
+    every = ["Ann/Ann_0001.jpg", "Ann/Ann_0002.jpg", "Bob/Bob_0001.jpg", "Bob/Bob_0003.jpg", "Cid/Cid_0002.jpg"]
+    usable = {i: i.split("/")[0] for i in every if i != "Cid/Cid_0002.jpg"}
+    pairs, dropped = lfw_view2_pairs(usable, LFW_PAIRS, every)
+    assert len(pairs) == 3 and dropped == {"image_not_aligned": 1}
+    check_pairs(pairs, usable)
+
+
+def test_pairs_table_schema_and_rows_per_comparison():
+    images = make_images([2, 3, 2])
+    pairs = all_identities_pairs(images, 1)
+    table = pairs_table(pairs, [("unmasked", "unmasked"), ("unmasked", "surgical")])
+    assert table.schema == PAIRS_SCHEMA
+    assert table.num_rows == 2 * len(pairs)
+    assert table["pair_id"].to_pylist() == list(range(table.num_rows))
+    assert set(table["probe_variant"].to_pylist()) == {"unmasked", "surgical"}
