@@ -56,14 +56,14 @@ def test_schema_rejects_unknown_key_and_wrong_type_with_their_names(tmp_path):
     (work / "bad.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
-    assert "chip_sise" in proc.stderr
+    assert "chip_sise" in proc.stdout
 
     config = load("config.yaml")
     config["datasets"]["demo"]["shards"] = "two"
     (work / "bad2.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(work, "-n", "--configfile", "bad2.yaml", check=False)
     assert proc.returncode != 0
-    assert "'two' is not of type 'integer'" in proc.stderr
+    assert "'two' is not of type 'integer'" in proc.stdout
 
 
 def test_names_that_could_escape_results_are_refused(tmp_path):
@@ -73,4 +73,4 @@ def test_names_that_could_escape_results_are_refused(tmp_path):
     (work / "bad.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
-    assert "../../etc" in proc.stderr
+    assert "../../etc" in proc.stdout

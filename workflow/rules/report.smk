@@ -20,6 +20,11 @@ rule table:
         table="|".join(config["tables"]),
     input:
         cells=lambda wc: list(table_cells(wc).values()),
+        # a table is delivered with the ROC figures of its datasets
+        figures=lambda wc: [
+            f"results/figures/roc_{d}.png"
+            for d in config["tables"][wc.table].get("datasets") or config["datasets"]
+        ],
         code=lib("tables"),
     output:
         csv=report(

@@ -1,0 +1,111 @@
+"""The workflow end to end: dry run, lint, the default demo run and a run on real LFW faces."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """rule -> job count from the 'Job stats' table of a dry run."""
+    block = dry_run_output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+        elif counts:
+            break
+    return counts
+
+
+def test_dry_run_lists_every_job_of_the_dag(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    proc = snakemake(work, "-n", "all")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    shards = config["datasets"]["demo"]["shards"]
+    n_masks = len(config["masks"])
+    n_models = len(config["models"])
+    n_comparisons = 1 + n_masks
+    counts = job_counts(proc.stdout)
+    assert counts == {
+        "acquire": 1, "index": 1, "align": shards, "mask": n_masks * shards,
+        "embed": n_models * (1 + n_masks) * shards, "pairs": 1,
+        "score": n_models * n_comparisons, "metrics": n_models * n_comparisons,
+        "roc_figure": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
+        "total": counts["total"],
+    }
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+
+
+def test_lint_has_no_findings(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    proc = snakemake(work, "--lint", check=False)
+    assert "Lints for" not in proc.stdout, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    work = copy_workflow(tmp_path_factory.mktemp("default") / "wf")
+    snakemake(work, "--cores", "2", "results/tables/benchmark2.csv")
+    return work
+
+
+def test_default_run_writes_benchmark2_and_a_roc_figure(default_run):
+    table = pd.read_csv(default_run / "results/tables/benchmark2.csv", index_col="dataset")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert list(table.index) == list(config["datasets"])
+    assert list(table.columns) == list(config["models"])
+    values = table.to_numpy(dtype=float)
+    assert ((values >= 0) & (values <= 0.5)).all(), table
+    assert (default_run / "results/figures/roc_demo.png").stat().st_size > 10_000
+    assert (default_run / "results/tables/benchmark2.md").read_text().startswith("# benchmark2")
+
+
+def test_default_run_is_complete_and_up_to_date(default_run):
+    proc = snakemake(default_run, "-n", "results/tables/benchmark2.csv")
+    assert "Nothing to be done" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def lfw_mini_run(tmp_path_factory, shared_data):
+    work = copy_workflow(tmp_path_factory.mktemp("lfw") / "wf")
+    mini = shared_data / "lfw-mini"
+    override = {
+        "datasets": {
+            "lfw": {
+                "shards": 2,
+                "masks": ["surgical_blue", "n95_white"],
+                "files": {
+                    "images": {"path": str(mini / "lfw-deepfunneled-mini.tgz"), "md5": None,
+                               "sha256": "5bdb8e9a87fabee45d1373a15f79c9e2fa235968228b7c01a80f32dba2e4bcad"},
+                    "pairs": {"path": str(mini / "pairs.txt"), "md5": None},
+                },
+            }
+        }
+    }
+    (work / "mini.yaml").write_text(yaml.safe_dump(override))
+    snakemake(work, "--cores", "2", "--configfile", "config/lfw.yaml", "mini.yaml", "all")
+    return work
+
+
+def test_lfw_mini_real_faces_masks_cost_accuracy(lfw_mini_run):
+    metrics = pd.read_csv(lfw_mini_run / "results/tables/all_metrics.csv")
+    view = metrics.set_index(["ref_variant", "probe_variant"])["eer"]
+    unmasked = view[("unmasked", "unmasked")]
+    masked = view[("unmasked", "surgical_blue")]
+    print(f"LFW-mini EER unmasked {unmasked:.4f}, unmasked-vs-surgical_blue {masked:.4f}, "
+          f"unmasked-vs-n95_white {view[('unmasked', 'n95_white')]:.4f}")
+    assert unmasked < 0.05
+    assert masked > unmasked
+    assert view[("unmasked", "n95_white")] > unmasked
+    counts = metrics.set_index(["ref_variant", "probe_variant"])[["n_genuine", "n_impostor"]]
+    assert (counts.sum(axis=1) == 240).all()  # every pair of the fixture's pairs.txt was scored
