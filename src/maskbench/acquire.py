@@ -1,0 +1,505 @@
+"""Acquire a dataset's files: find or download them, verify checksums, extract archives safely.
+
+A dataset's config entry names its files (``files: {images: {url, md5, extract}, ...}``). Each file
+is taken, in this order, from
+
+1. ``path`` - a local file or folder (HPC users often have the data already); a folder is used in
+   place, an archive is extracted, nothing at ``path`` is ever modified;
+2. ``manual`` - a set behind a login: the file must already sit at ``raw_dir/<filename>`` (or at
+   ``path``), otherwise :class:`ManualDownloadRequired` says what to download and where to put it;
+3. ``raw_dir/downloads/<basename>`` - an earlier download, reused only if its checksum verifies;
+4. ``url`` - downloaded to a temporary file, verified, then renamed into ``raw_dir/downloads``.
+
+Checksums (``md5`` and/or ``sha256``) are verified before a file is used. Archives are extracted
+into a temporary folder beside ``raw_dir/<name>/`` and renamed into place when complete, so a killed
+extraction never looks finished. Archive members that would land outside the target folder
+(absolute paths, ``..``, links pointing outside, device files) are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_ALGORITHMS = ("md5", "sha256")
+TAR_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+ZIP_SUFFIXES = (".zip",)
+# Written into an extracted folder: which archive it came from, so a re-run can reuse it.
+EXTRACTED_MARKER = ".maskbench-extracted.json"
+DOWNLOADS = "downloads"
+_CHUNK = 1 << 20
+_HEX = {"md5": 32, "sha256": 64}
+
+
+class AcquireError(RuntimeError):
+    """A dataset file could not be acquired; the message says which file and what to do."""
+
+
+class ChecksumError(AcquireError):
+    """A file's content differs from its published or recorded checksum."""
+
+
+class UnsafeArchiveError(AcquireError):
+    """An archive member would be written outside the extraction folder (or is a device file)."""
+
+
+class ManualDownloadRequired(AcquireError):
+    """A dataset behind a login that the user must download by hand."""
+
+
+class DownloadError(AcquireError):
+    """A URL could not be fetched."""
+
+
+# ----------------------------------------------------------------------------------------------
+# checksums
+
+
+def file_digests(path: Path, algorithms: tuple[str, ...] = CHECKSUM_ALGORITHMS) -> dict[str, str]:
+    """Hex digests of a file, all computed in one pass so a large archive is read once."""
+    hashers = {a: hashlib.new(a) for a in algorithms}
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            for h in hashers.values():
+                h.update(chunk)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def expected_checksums(name: str, spec: dict[str, Any]) -> dict[str, str]:
+    """The published checksums of a file spec, checked for shape so a typo fails early."""
+    out = {}
+    for algo in CHECKSUM_ALGORITHMS:
+        value = spec.get(algo)
+        if value is None:
+            continue
+        value = str(value).strip().lower()
+        if not re.fullmatch(rf"[0-9a-f]{{{_HEX[algo]}}}", value):
+            raise AcquireError(
+                f"files.{name}.{algo} = {spec.get(algo)!r} is not a {_HEX[algo]}-digit hex digest; "
+                "fix it in the dataset's config entry"
+            )
+        out[algo] = value
+    return out
+
+
+def check_digests(path: Path, expected: dict[str, str], got: dict[str, str], advice: str) -> None:
+    """Raise ChecksumError if any expected digest differs from the one computed."""
+    for algo, want in expected.items():
+        if got[algo] != want:
+            raise ChecksumError(
+                f"{path}: {algo} checksum mismatch (expected {want}, got {got[algo]}). {advice}"
+            )
+
+
+def verify_or_record(path: str | os.PathLike, lock: dict[str, str], key: str) -> str:
+    """sha256 of ``path``, checked against ``lock[key]``, or recorded there if absent.
+
+    For sources without a published checksum: the first verified copy fixes the checksum (the
+    workflow saves ``lock`` as a lock file), and every later copy must match it.
+    """
+    path = Path(path)
+    digest = file_digests(path, ("sha256",))["sha256"]
+    recorded = lock.get(key)
+    if recorded is None:
+        lock[key] = digest
+        log.info("recorded sha256 %s for %s (%s)", digest, key, path)
+    elif recorded.lower() != digest:
+        raise ChecksumError(
+            f"{path}: sha256 {digest} differs from {recorded} recorded for {key!r} in the lock file. "
+            "Get a fresh copy of the file; if the publisher really changed it, delete the "
+            f"{key!r} entry from the lock file to record the new one."
+        )
+    return digest
+
+
+# ----------------------------------------------------------------------------------------------
+# sources
+
+
+def url_basename(url: str) -> str:
+    """The file name a URL downloads to (its last path segment)."""
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    if not name:
+        raise AcquireError(f"cannot derive a file name from the url {url!r}; add `filename:` to the entry")
+    return name
+
+
+def spec_filename(name: str, spec: dict[str, Any]) -> str:
+    """The file's own name: explicit ``filename``, else the url's basename, else the entry name."""
+    if spec.get("filename"):
+        return str(spec["filename"])
+    if spec.get("url"):
+        return url_basename(spec["url"])
+    return name
+
+
+def _remove_stale(folder: Path, pattern: str) -> None:
+    """Delete leftovers of a killed earlier run (our own temporary files only)."""
+    for stale in folder.glob(pattern):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def download(url: str, dest: Path, expected: dict[str, str], timeout: float = 60.0,
+             advice: str = "") -> dict[str, str]:
+    """Fetch ``url`` into ``dest`` via a temporary file, verified before it is renamed into place.
+
+    Returns the file's digests. A failed or mismatching download leaves nothing at ``dest``.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(dest.parent, f".{dest.name}.*.partial")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        log.info("downloading %s -> %s", url, dest)
+        digests = _stream_to(url, fd, timeout)
+        check_digests(
+            dest, expected, digests,
+            advice or f"The download of {url} is corrupt or the server's file changed: run again "
+            "to retry, or download it by hand, check it and set `path:` to it.",
+        )
+        os.replace(tmp, dest)
+        return digests
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _stream_to(url: str, fd: int, timeout: float) -> dict[str, str]:
+    """Copy a URL's body into an open file descriptor, hashing it on the way."""
+    hashers = {a: hashlib.new(a) for a in CHECKSUM_ALGORITHMS}
+    request = urllib.request.Request(url, headers={"User-Agent": "maskbench"})
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                for h in hashers.values():
+                    h.update(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DownloadError(
+            f"could not download {url}: {exc}. Check the address and the network, or download the "
+            "file another way and set `path:` in the dataset's files entry to the local copy."
+        ) from exc
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# safe extraction
+
+
+def archive_kind(path: Path) -> str | None:
+    """'tar' or 'zip' from the file name, or None for a plain file."""
+    lower = path.name.lower()
+    if lower.endswith(TAR_SUFFIXES):
+        return "tar"
+    if lower.endswith(ZIP_SUFFIXES):
+        return "zip"
+    return None
+
+
+def _sniff_kind(path: Path) -> str:
+    """Archive type from the content, for ``extract: true`` on an unusual file name."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    if tarfile.is_tarfile(path):
+        return "tar"
+    raise AcquireError(
+        f"{path}: `extract: true` but this is not a tar or zip archive (7z and split archives are not "
+        "supported); unpack it yourself and set `path:` to the unpacked folder"
+    )
+
+
+def _unsafe_name_reason(name: str) -> str | None:
+    """Why an archive member name could escape the target folder, or None if it cannot."""
+    norm = name.replace("\\", "/")
+    if norm.startswith("/"):
+        return "absolute path"
+    if re.match(r"^[A-Za-z]:", norm):
+        return "Windows drive path"
+    if ".." in norm.split("/"):
+        return "path contains '..'"
+    if "\x00" in norm:
+        return "NUL byte in name"
+    return None
+
+
+def _checked_tar_members(tf: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:
+    """Yield members one by one (a single pass over a compressed stream), refusing bad names."""
+    for member in tf:
+        reason = _unsafe_name_reason(member.name)
+        if reason:
+            raise UnsafeArchiveError(_unsafe_message(archive, member.name, reason))
+        yield member
+
+
+def _unsafe_message(archive: Path, member: str, reason: str) -> str:
+    return (
+        f"{archive}: refusing to extract member {member!r} ({reason}). The archive is corrupt or "
+        "not the expected file; nothing outside the extraction folder was written. Get a fresh "
+        "copy from the official source."
+    )
+
+
+def extract_tar(archive: Path, dest: Path) -> None:
+    """Extract with tarfile's ``data`` filter: no absolute paths, ``..``, outside links or devices."""
+    if not hasattr(tarfile, "data_filter"):
+        raise AcquireError(
+            f"cannot extract {archive} safely: this Python lacks tarfile extraction filters; "
+            "use Python 3.11.4 or newer"
+        )
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            tf.extractall(dest, members=_checked_tar_members(tf, archive), filter="data")
+    except tarfile.FilterError as exc:
+        member = exc.tarinfo.name if getattr(exc, "tarinfo", None) else "?"
+        raise UnsafeArchiveError(_unsafe_message(archive, member, str(exc))) from exc
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise AcquireError(
+            f"{archive}: cannot read the tar archive ({exc}); delete it and acquire again, "
+            "or replace the local copy"
+        ) from exc
+
+
+def _zip_member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member is refused: unsafe name, or a symlink/device entry."""
+    reason = _unsafe_name_reason(info.filename)
+    if reason:
+        return reason
+    mode = info.external_attr >> 16  # Unix file type and permissions live in the high 16 bits
+    if stat.S_ISLNK(mode):
+        return "symbolic link entry"
+    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "special file entry"
+    return None
+
+
+def extract_zip(archive: Path, dest: Path) -> None:
+    """Check every member first, then extract: a bad member means nothing is written at all."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                reason = _zip_member_problem(info)
+                if reason:
+                    raise UnsafeArchiveError(_unsafe_message(archive, info.filename, reason))
+            zf.extractall(dest)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+        raise AcquireError(
+            f"{archive}: cannot read the zip archive ({exc}); delete it and acquire again, "
+            "or replace the local copy"
+        ) from exc
+
+
+def _read_marker(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / EXTRACTED_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def extract_archive(archive: Path, target: Path, kind: str, archive_sha256: str) -> Path:
+    """Extract into ``target`` through a temporary folder renamed into place when complete.
+
+    An earlier extraction of the same archive (recognised by its marker file) is reused; one of
+    a different archive is replaced. A folder at ``target`` not made by us is never touched.
+    """
+    previous = _read_marker(target) if target.is_dir() else None
+    if previous and previous.get("archive_sha256") == archive_sha256:
+        log.info("reusing %s (already extracted from %s)", target, archive.name)
+        return target
+    if target.exists() and previous is None:
+        raise AcquireError(
+            f"{target} exists but was not extracted by acquire; move it away (or point `path:` at "
+            "it to use it as is) and run again"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target.parent, f".{target.name}.partial-*")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        log.info("extracting %s -> %s", archive, target)
+        (extract_zip if kind == "zip" else extract_tar)(archive, tmp)
+        marker = {"archive": archive.name, "archive_sha256": archive_sha256}
+        (tmp / EXTRACTED_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n", encoding="utf-8")
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``, moving an older extraction of ours aside first."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.rename(target, old / "x")
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# one file
+
+
+def _manual_message(dataset: str, name: str, spec: dict[str, Any], expected: Path) -> str:
+    steps = str(spec["manual"]).strip()
+    return (
+        f"dataset {dataset!r}: file {name!r} must be downloaded by hand (it is behind a login).\n"
+        f"{steps}\n"
+        f"Then put it at {expected.absolute()} - or set datasets.{dataset}.files.{name}.path in the "
+        "config to where it already is - and run again."
+    )
+
+
+def _should_extract(spec: dict[str, Any], path: Path) -> str | None:
+    """Archive type to extract as, or None to use the file as it is."""
+    if path.is_dir():
+        return None
+    flag = spec.get("extract")
+    if flag is False:
+        return None
+    kind = archive_kind(path)
+    if flag and kind is None:
+        kind = _sniff_kind(path)
+    return kind
+
+
+def _finish(name: str, spec: dict[str, Any], file: Path, digests: dict[str, str], source: str,
+            raw_dir: Path) -> dict[str, Any]:
+    """The manifest entry: extract an archive if needed, else point at the file."""
+    kind = _should_extract(spec, file)
+    usable = extract_archive(file, raw_dir / name, kind, digests["sha256"]) if kind else file
+    return {"path": os.path.abspath(usable), "sha256": digests["sha256"], "source": source}
+
+
+def _lock_key(dataset: str, name: str) -> str:
+    return f"{dataset}/{name}"
+
+
+def _expectation(dataset: str, name: str, spec: dict[str, Any],
+                 lock: dict[str, str] | None) -> tuple[dict[str, str], str]:
+    """Checksums a copy must have (published, else from the lock) and advice for a mismatch."""
+    expected = expected_checksums(name, spec)
+    if expected or lock is None or _lock_key(dataset, name) not in lock:
+        return expected, ""
+    return (
+        {"sha256": lock[_lock_key(dataset, name)].lower()},
+        f"The expected sha256 was recorded in the lock file under {_lock_key(dataset, name)!r}; if "
+        "the publisher really changed the file, delete that entry to record the new one.",
+    )
+
+
+def _record(dataset: str, name: str, spec: dict[str, Any], lock: dict[str, str] | None,
+            digests: dict[str, str]) -> None:
+    """Remember the sha256 of a source without a published checksum."""
+    key = _lock_key(dataset, name)
+    if lock is not None and not expected_checksums(name, spec) and key not in lock:
+        lock[key] = digests["sha256"]
+        log.info("recorded sha256 %s for %s in the lock", digests["sha256"], key)
+
+
+def _from_local(dataset: str, name: str, spec: dict[str, Any], local: Path, source: str,
+                raw_dir: Path, lock: dict[str, str] | None) -> dict[str, Any]:
+    """A file or folder already on disk (``path`` or a manual download), only ever read."""
+    if local.is_dir():
+        log.info("%s/%s: using the folder %s in place", dataset, name, local)
+        return {"path": os.path.abspath(local), "sha256": None, "source": source}
+    expected, lock_advice = _expectation(dataset, name, spec, lock)
+    where = spec.get("url") or "the official source"
+    advice = lock_advice or (
+        f"The local copy is not the expected file: replace it with a fresh copy from {where}, "
+        "or correct the checksum in the config if you checked that the publisher changed the file."
+    )
+    digests = file_digests(local)
+    check_digests(local, expected, digests, advice)
+    _record(dataset, name, spec, lock, digests)
+    return _finish(name, spec, local, digests, source, raw_dir)
+
+
+def _from_cache(cached: Path, expected: dict[str, str]) -> dict[str, str] | None:
+    """Digests of an earlier download if it still verifies, else None (download again)."""
+    digests = file_digests(cached)
+    try:
+        check_digests(cached, expected, digests, "")
+    except ChecksumError as exc:
+        log.warning("%s; downloading it again", exc)
+        return None
+    return digests
+
+
+def _from_url(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
+              lock: dict[str, str] | None) -> dict[str, Any]:
+    """A verified earlier download, else a fresh one."""
+    expected, lock_advice = _expectation(dataset, name, spec, lock)
+    cached = raw_dir / DOWNLOADS / url_basename(spec["url"])
+    digests = _from_cache(cached, expected) if cached.is_file() else None
+    source = "cache"
+    if digests is None:
+        digests = download(spec["url"], cached, expected, advice=lock_advice)
+        source = "url"
+    _record(dataset, name, spec, lock, digests)
+    return _finish(name, spec, cached, digests, source, raw_dir)
+
+
+def acquire_file(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
+                 lock: dict[str, str] | None = None) -> dict[str, Any]:
+    """Make one file of a dataset usable; returns its manifest entry {path, sha256, source}."""
+    raw_dir = Path(raw_dir)
+    if spec.get("path"):
+        local = Path(os.path.expanduser(str(spec["path"])))
+        if local.exists():
+            return _from_local(dataset, name, spec, local, "path", raw_dir, lock)
+        if spec.get("manual"):
+            raise ManualDownloadRequired(_manual_message(dataset, name, spec, local))
+        raise AcquireError(
+            f"dataset {dataset!r}: files.{name}.path = {local} does not exist; fix the path, or "
+            "remove `path:` to download from the url"
+        )
+    if spec.get("manual"):
+        placed = raw_dir / spec_filename(name, spec)
+        if not placed.exists():
+            raise ManualDownloadRequired(_manual_message(dataset, name, spec, placed))
+        return _from_local(dataset, name, spec, placed, "manual", raw_dir, lock)
+    if not spec.get("url"):
+        raise AcquireError(
+            f"dataset {dataset!r}: files.{name} needs a `url`, a `path` or `manual` instructions"
+        )
+    return _from_url(dataset, name, spec, raw_dir, lock)
+
+
+def acquire_dataset(dataset: str, files: dict[str, dict[str, Any]], raw_dir: Path,
+                    lock: dict[str, str] | None = None) -> dict[str, Any]:
+    """Acquire every file of a dataset; returns the manifest the caller saves as acquired.json.
+
+    ``lock`` (sha256 per ``"<dataset>/<file>"``) is checked and extended for files without a
+    published checksum; the caller saves it if it changed.
+    """
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for name, spec in sorted(files.items()):
+        if name in (DOWNLOADS,) or name.startswith(".") or "/" in name or "\\" in name:
+            raise AcquireError(f"dataset {dataset!r}: {name!r} cannot be a file entry name; rename it")
+        manifest[name] = acquire_file(dataset, name, dict(spec or {}), raw_dir, lock)
+    return manifest

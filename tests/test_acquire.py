@@ -1,0 +1,424 @@
+"""Acquire: local sources, downloads and their cache, checksums, manual sets, safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import stat
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from maskbench.acquire import (
+    EXTRACTED_MARKER,
+    AcquireError,
+    ChecksumError,
+    DownloadError,
+    ManualDownloadRequired,
+    UnsafeArchiveError,
+    acquire_dataset,
+    verify_or_record,
+)
+
+TREE = {
+    "people/Ann/Ann_0001.jpg": b"ann-1",
+    "people/Ann/Ann_0002.jpg": b"ann-2",
+    "people/Bob/Bob_0001.jpg": b"bob-1",
+}
+
+
+def make_tgz(path: Path, tree: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in tree.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def make_zip(path: Path, tree: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in tree.items():
+            zf.writestr(name, data)
+    return path
+
+
+def digest(path: Path, algo: str = "sha256") -> str:
+    return hashlib.new(algo, path.read_bytes()).hexdigest()
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under a folder with its content (None for folders and links)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            out[str(p.relative_to(folder))] = None if p.is_dir() or p.is_symlink() else p.read_bytes()
+    return out
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    folder = tmp_path / "source"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def raw_dir(tmp_path: Path) -> Path:
+    return tmp_path / "raw" / "ds"
+
+
+# ----------------------------------------------------------------------------------------------
+# local sources
+
+
+def test_local_archive_is_verified_and_extracted_without_touching_the_source(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    before = snapshot(source)
+    spec = {"path": str(archive), "md5": digest(archive, "md5")}
+    manifest = acquire_dataset("ds", {"images": spec}, raw_dir)
+    entry = manifest["images"]
+    assert entry == {"path": str((raw_dir / "images").absolute()), "sha256": digest(archive), "source": "path"}
+    assert files_under(Path(entry["path"])) == TREE
+    assert snapshot(source) == before
+
+
+def test_local_folder_is_used_in_place(source, raw_dir):
+    for name, data in TREE.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    before = snapshot(source)
+    manifest = acquire_dataset("ds", {"images": {"path": str(source / "people"), "url": "http://x/y.tgz"}}, raw_dir)
+    assert manifest["images"] == {"path": str((source / "people").absolute()), "sha256": None, "source": "path"}
+    assert snapshot(source) == before
+    assert not (raw_dir / "images").exists()
+
+
+def test_plain_local_file_is_not_extracted(source, raw_dir):
+    pairs = source / "pairs.txt"
+    pairs.write_text("2\t60\n")
+    manifest = acquire_dataset("ds", {"pairs": {"path": str(pairs), "md5": digest(pairs, "md5")}}, raw_dir)
+    assert manifest["pairs"] == {"path": str(pairs.absolute()), "sha256": digest(pairs), "source": "path"}
+
+
+def test_local_zip_is_extracted(source, raw_dir):
+    archive = make_zip(source / "people.zip", TREE)
+    manifest = acquire_dataset("ds", {"images": {"path": str(archive), "sha256": digest(archive)}}, raw_dir)
+    assert files_under(Path(manifest["images"]["path"])) == TREE
+
+
+def test_missing_local_path_says_which(raw_dir, tmp_path):
+    with pytest.raises(AcquireError, match="does not exist"):
+        acquire_dataset("ds", {"images": {"path": str(tmp_path / "nope.tgz")}}, raw_dir)
+
+
+def test_extract_false_keeps_the_archive(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    manifest = acquire_dataset("ds", {"images": {"path": str(archive), "extract": False}}, raw_dir)
+    assert manifest["images"]["path"] == str(archive.absolute())
+
+
+def test_extract_true_sniffs_an_unusual_name(source, raw_dir):
+    archive = make_zip(source / "people.bin", TREE)
+    manifest = acquire_dataset("ds", {"images": {"path": str(archive), "extract": True}}, raw_dir)
+    assert files_under(Path(manifest["images"]["path"])) == TREE
+
+
+# ----------------------------------------------------------------------------------------------
+# checksums
+
+
+def test_checksum_mismatch_of_a_local_file(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    wrong = "0" * 32
+    with pytest.raises(ChecksumError) as err:
+        acquire_dataset("ds", {"images": {"path": str(archive), "md5": wrong}}, raw_dir)
+    message = str(err.value)
+    assert str(archive) in message and wrong in message and digest(archive, "md5") in message
+    assert "fresh copy" in message
+    assert not (raw_dir / "images").exists()
+
+
+def test_checksum_mismatch_of_a_download_leaves_nothing(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    with pytest.raises(ChecksumError, match="sha256 checksum mismatch"):
+        acquire_dataset("ds", {"images": {"url": archive.as_uri(), "sha256": "a" * 64}}, raw_dir)
+    assert list((raw_dir / "downloads").iterdir()) == []
+    assert not (raw_dir / "images").exists()
+
+
+def test_malformed_checksum_in_config(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    with pytest.raises(AcquireError, match="files.images.md5"):
+        acquire_dataset("ds", {"images": {"path": str(archive), "md5": "abc"}}, raw_dir)
+
+
+def test_verify_or_record(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"first")
+    lock: dict[str, str] = {}
+    assert verify_or_record(f, lock, "ds/images") == digest(f)
+    assert lock == {"ds/images": digest(f)}
+    assert verify_or_record(f, lock, "ds/images") == digest(f)
+    f.write_bytes(b"changed")
+    with pytest.raises(ChecksumError, match="lock file"):
+        verify_or_record(f, lock, "ds/images")
+
+
+def test_source_without_checksum_is_recorded_then_verified(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    lock: dict[str, str] = {}
+    acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir, lock=lock)
+    assert lock == {"ds/images": digest(archive)}
+    make_tgz(archive, {"other/file.jpg": b"x"})
+    with pytest.raises(ChecksumError, match="ds/images"):
+        acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir, lock=lock)
+
+
+# ----------------------------------------------------------------------------------------------
+# downloads
+
+
+def test_file_url_download_then_verified_cache(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    spec = {"url": archive.as_uri(), "md5": digest(archive, "md5")}
+    first = acquire_dataset("ds", {"images": spec}, raw_dir)
+    assert first["images"]["source"] == "url"
+    assert first["images"]["sha256"] == digest(archive)
+    assert (raw_dir / "downloads" / "people.tgz").read_bytes() == archive.read_bytes()
+    assert files_under(Path(first["images"]["path"])) == TREE
+    marker_inode = (raw_dir / "images" / EXTRACTED_MARKER).stat().st_ino
+
+    archive.unlink()  # the second run must not need the url
+    second = acquire_dataset("ds", {"images": spec}, raw_dir)
+    assert second["images"] == {**first["images"], "source": "cache"}
+    assert (raw_dir / "images" / EXTRACTED_MARKER).stat().st_ino == marker_inode  # not re-extracted
+
+
+def test_corrupt_cache_is_downloaded_again(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    (raw_dir / "downloads").mkdir(parents=True)
+    (raw_dir / "downloads" / "people.tgz").write_bytes(b"truncated")
+    spec = {"url": archive.as_uri(), "sha256": digest(archive)}
+    manifest = acquire_dataset("ds", {"images": spec}, raw_dir)
+    assert manifest["images"]["source"] == "url"
+    assert (raw_dir / "downloads" / "people.tgz").read_bytes() == archive.read_bytes()
+
+
+def test_plain_file_download(source, raw_dir):
+    pairs = source / "pairs.txt"
+    pairs.write_text("2\t60\n")
+    manifest = acquire_dataset("ds", {"pairs": {"url": pairs.as_uri(), "md5": digest(pairs, "md5")}}, raw_dir)
+    assert manifest["pairs"]["path"] == str((raw_dir / "downloads" / "pairs.txt").absolute())
+
+
+def test_http_download(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(source), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/people.tgz"
+        manifest = acquire_dataset("ds", {"images": {"url": url, "md5": digest(archive, "md5")}}, raw_dir)
+        with pytest.raises(DownloadError, match="missing.tgz"):
+            acquire_dataset("ds", {"other": {"url": url.replace("people", "missing")}}, raw_dir)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert manifest["images"]["source"] == "url"
+    assert files_under(Path(manifest["images"]["path"])) == TREE
+
+
+def test_unreachable_url_says_to_use_a_local_path(raw_dir, tmp_path):
+    with pytest.raises(DownloadError, match="path:"):
+        acquire_dataset("ds", {"images": {"url": (tmp_path / "gone.tgz").as_uri()}}, raw_dir)
+    assert [p.name for p in (raw_dir / "downloads").iterdir()] == []
+
+
+# ----------------------------------------------------------------------------------------------
+# manual sets
+
+
+def test_missing_manual_download_explains_what_to_do(raw_dir):
+    spec = {"manual": "Download UTKFace.tar.gz from the UTKFace Google Drive folder.", "filename": "UTKFace.tar.gz"}
+    with pytest.raises(ManualDownloadRequired) as err:
+        acquire_dataset("utkface", {"images": spec}, raw_dir)
+    message = str(err.value)
+    assert "UTKFace Google Drive folder" in message
+    assert str((raw_dir / "UTKFace.tar.gz").absolute()) in message
+    assert "files.images.path" in message
+
+
+def test_manual_download_in_place_is_used(raw_dir):
+    raw_dir.mkdir(parents=True)
+    archive = make_tgz(raw_dir / "UTKFace.tar.gz", {"UTKFace/1_0_0_2017.jpg.chip.jpg": b"x"})
+    spec = {"manual": "get it", "url": "https://drive.example/UTKFace.tar.gz"}
+    manifest = acquire_dataset("utkface", {"images": spec}, raw_dir)
+    assert manifest["images"]["source"] == "manual"
+    assert manifest["images"]["sha256"] == digest(archive)
+    assert (raw_dir / "images" / "UTKFace" / "1_0_0_2017.jpg.chip.jpg").exists()
+    assert archive.exists()
+
+
+def test_manual_with_missing_path_names_the_path(raw_dir, tmp_path):
+    with pytest.raises(ManualDownloadRequired, match="elsewhere"):
+        acquire_dataset("ds", {"images": {"manual": "get it", "path": str(tmp_path / "elsewhere")}}, raw_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# extraction: atomic and safe
+
+
+def test_leftover_partial_extraction_is_not_taken_as_complete(source, raw_dir):
+    raw_dir.mkdir(parents=True)
+    stale = raw_dir / ".images.partial-old"
+    (stale / "people").mkdir(parents=True)
+    archive = make_tgz(source / "people.tgz", TREE)
+    manifest = acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
+    assert files_under(Path(manifest["images"]["path"])) == TREE
+    assert not stale.exists()
+
+
+def test_foreign_folder_at_the_target_is_not_replaced(source, raw_dir):
+    (raw_dir / "images").mkdir(parents=True)
+    (raw_dir / "images" / "mine.txt").write_text("keep")
+    archive = make_tgz(source / "people.tgz", TREE)
+    with pytest.raises(AcquireError, match="not extracted by acquire"):
+        acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
+    assert (raw_dir / "images" / "mine.txt").read_text() == "keep"
+
+
+def test_new_archive_replaces_an_older_extraction(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
+    make_tgz(archive, {"people/Cy/Cy_0001.jpg": b"cy"})
+    manifest = acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
+    assert files_under(Path(manifest["images"]["path"])) == {"people/Cy/Cy_0001.jpg": b"cy"}
+    assert sorted(p.name for p in raw_dir.iterdir()) == ["images"]
+
+
+def _tar_member(tf: tarfile.TarFile, name: str, data: bytes = b"evil", link: str | None = None,
+                kind: bytes = tarfile.REGTYPE) -> None:
+    info = tarfile.TarInfo(name)
+    if link is not None:
+        info.type, info.linkname = kind, link
+        tf.addfile(info)
+    else:
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+
+
+def _assert_refused(tmp_path, raw_dir, archive, member):
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    before = snapshot(tmp_path)
+    with pytest.raises(UnsafeArchiveError) as err:
+        acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
+    assert repr(member) in str(err.value)
+    assert snapshot(tmp_path) == before  # nothing written anywhere, not even inside raw_dir
+
+
+@pytest.mark.parametrize("bad", ["../evil.txt", "people/../../evil.txt", "ABSOLUTE"])
+def test_tar_with_escaping_member_is_refused(tmp_path, source, raw_dir, bad):
+    outside = tmp_path / "outside" / "evil.txt"
+    bad = str(outside) if bad == "ABSOLUTE" else bad
+    archive = source / "bad.tar"
+    with tarfile.open(archive, "w") as tf:
+        _tar_member(tf, "people/Ann/Ann_0001.jpg", b"fine")
+        _tar_member(tf, bad)
+    _assert_refused(tmp_path, raw_dir, archive, bad)
+    assert not outside.exists() and not (tmp_path / "raw" / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("target", ["../../..", "/etc", "ABSOLUTE"])
+def test_tar_with_symlink_outside_is_refused(tmp_path, source, raw_dir, target):
+    target = str(tmp_path) if target == "ABSOLUTE" else target
+    archive = source / "link.tar"
+    with tarfile.open(archive, "w") as tf:
+        _tar_member(tf, "people/link", link=target, kind=tarfile.SYMTYPE)
+        _tar_member(tf, "people/link/evil.txt")
+    _assert_refused(tmp_path, raw_dir, archive, "people/link")
+
+
+def test_tar_with_hardlink_outside_is_refused(tmp_path, source, raw_dir):
+    archive = source / "hard.tar"
+    with tarfile.open(archive, "w") as tf:
+        _tar_member(tf, "people/hard", link="../../../etc/passwd", kind=tarfile.LNKTYPE)
+    _assert_refused(tmp_path, raw_dir, archive, "people/hard")
+
+
+def test_tar_with_device_file_is_refused(tmp_path, source, raw_dir):
+    archive = source / "dev.tar"
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("people/null")
+        info.type = tarfile.CHRTYPE
+        tf.addfile(info)
+    _assert_refused(tmp_path, raw_dir, archive, "people/null")
+
+
+def test_tar_symlink_inside_is_fine(source, raw_dir):
+    archive = source / "ok.tar"
+    with tarfile.open(archive, "w") as tf:
+        _tar_member(tf, "people/Ann/Ann_0001.jpg", b"fine")
+        _tar_member(tf, "people/alias.jpg", link="Ann/Ann_0001.jpg", kind=tarfile.SYMTYPE)
+    manifest = acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
+    assert (Path(manifest["images"]["path"]) / "people" / "alias.jpg").read_bytes() == b"fine"
+
+
+def _raw_zip(path: Path, entries: list[tuple[str, bytes, int]]) -> Path:
+    """A zip whose member names are written verbatim (ZipFile.writestr keeps them as given)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return path
+
+
+@pytest.mark.parametrize("bad", ["../evil.txt", "people/../../evil.txt", "/tmp/evil.txt", "C:/evil.txt",
+                                 "..\\evil.txt"])
+def test_zip_with_escaping_member_is_refused_before_writing(tmp_path, source, raw_dir, bad):
+    archive = _raw_zip(source / "bad.zip", [("people/Ann/Ann_0001.jpg", b"fine", 0o100644), (bad, b"evil", 0o100644)])
+    _assert_refused(tmp_path, raw_dir, archive, bad)
+
+
+def test_zip_with_symlink_entry_is_refused(tmp_path, source, raw_dir):
+    archive = _raw_zip(source / "link.zip", [("people/link", b"/etc/passwd", stat.S_IFLNK | 0o777)])
+    _assert_refused(tmp_path, raw_dir, archive, "people/link")
+
+
+def test_corrupt_archive_says_to_fetch_again(source, raw_dir):
+    bad = source / "bad.tgz"
+    bad.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(AcquireError, match="cannot read the tar archive"):
+        acquire_dataset("ds", {"images": {"path": str(bad)}}, raw_dir)
+    assert [p.name for p in raw_dir.iterdir()] == []
+
+
+def test_manifest_is_json_serialisable(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    manifest = acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
+    assert json.loads(json.dumps(manifest)) == manifest
