@@ -1,6 +1,6 @@
 # maskbench: from public face datasets to the masked-face papers' tables.
 #   snakemake --cores 2 results/tables/benchmark2.csv          (default config, demo data)
-#   snakemake --cores 16 --configfile config/lfw.yaml all       (real data)
+#   snakemake all --cores 16 --configfile config/lfw.yaml       (real data; targets before --configfile)
 from snakemake.utils import min_version
 
 min_version("9.0")

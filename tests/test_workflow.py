@@ -93,7 +93,7 @@ def lfw_mini_run(tmp_path_factory, shared_data):
         }
     }
     (work / "mini.yaml").write_text(yaml.safe_dump(override))
-    snakemake(work, "--cores", "2", "--configfile", "config/lfw.yaml", "mini.yaml", "all")
+    snakemake(work, "all", "--cores", "2", "--configfile", "config/lfw.yaml", "mini.yaml")
     return work
 
 
