@@ -22,6 +22,7 @@ include: "workflow/rules/pairs.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/attributes.smk"
 
 
 rule all:

@@ -109,3 +109,23 @@ def test_lfw_mini_real_faces_masks_cost_accuracy(lfw_mini_run):
     assert view[("unmasked", "n95_white")] > unmasked
     counts = metrics.set_index(["ref_variant", "probe_variant"])[["n_genuine", "n_impostor"]]
     assert (counts.sum(axis=1) == 240).all()  # every pair of the fixture's pairs.txt was scored
+
+
+def result_files(work: Path) -> dict[str, bytes]:
+    """Every manifest, score file, table and figure of a run (logs and timings excluded)."""
+    root = work / "results"
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.parts[len(root.parts)] not in ("logs", "benchmarks", "cache")
+    }
+
+
+def test_two_runs_from_scratch_give_identical_bytes(default_run, tmp_path):
+    second = copy_workflow(tmp_path / "wf2")
+    snakemake(second, "--cores", "2", "results/tables/benchmark2.csv")
+    first_files, second_files = result_files(default_run), result_files(second)
+    assert first_files.keys() == second_files.keys()
+    differing = [name for name in first_files if first_files[name] != second_files[name]]
+    assert not differing, differing
+    assert any(name.endswith(".parquet") for name in first_files)
