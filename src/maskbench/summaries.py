@@ -10,18 +10,19 @@ import pyarrow.parquet as pq
 from maskbench.manifests import USABLE_STATUSES
 
 
-def status_counts(paths: Iterable[str]) -> dict:
+def status_counts(paths: Iterable[str], usable_statuses: Iterable[str] = USABLE_STATUSES) -> dict:
     """Counts of every status and reason over shard files, and the usable rate."""
+    usable_statuses = tuple(usable_statuses)
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for path in paths:
         table = pq.read_table(path, columns=["status", "reason"])
         for status, reason in zip(table["status"].to_pylist(), table["reason"].to_pylist()):
             statuses[status] += 1
-            if status not in USABLE_STATUSES:
+            if status not in usable_statuses:
                 reasons[f"{status}: {reason}"] += 1
     total = sum(statuses.values())
-    usable = sum(statuses[s] for s in USABLE_STATUSES)
+    usable = sum(statuses[s] for s in usable_statuses)
     return {
         "images": total,
         "usable": usable,
@@ -29,3 +30,12 @@ def status_counts(paths: Iterable[str]) -> dict:
         "statuses": dict(sorted(statuses.items())),
         "reasons": dict(sorted(reasons.items())),
     }
+
+
+def coverage_row(dataset: str, aligned: dict, masked: dict[str, dict]) -> dict:
+    """One dataset's line of the coverage table: aligned images, then masked share per mask type."""
+    row = {"dataset": dataset, "images": aligned["images"], "aligned": aligned["usable"],
+           "aligned_rate": aligned["usable_rate"]}
+    for mask, counts in masked.items():
+        row[f"{mask}_masked_rate"] = round(counts["usable"] / aligned["usable"], 6) if aligned["usable"] else 0.0
+    return row

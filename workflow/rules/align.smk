@@ -35,5 +35,57 @@ rule align_summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        usable=["ok", "fallback", "provided"],
     script:
-        "../scripts/align_summary.py"
+        "../scripts/status_summary.py"
+
+
+rule mask_summary:
+    input:
+        shards=lambda wc: expand(
+            "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
+            dataset=wc.dataset,
+            mask=wc.mask,
+            shard=shards(wc.dataset),
+        ),
+        code=lib("summaries"),
+    output:
+        "results/{dataset}/masked/{mask}/summary.json",
+    params:
+        usable=["masked"],
+    log:
+        "results/logs/mask/{dataset}/{mask}/summary.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/status_summary.py"
+
+
+rule coverage:
+    input:
+        aligned=expand("results/{dataset}/aligned/summary.json", dataset=config["datasets"]),
+        masked=[
+            f"results/{d}/masked/{m}/summary.json"
+            for d in config["datasets"]
+            for m in masks_for(config, d)
+        ],
+        code=lib("summaries", "tables"),
+    output:
+        csv=report(
+            "results/tables/coverage.csv",
+            caption="../report/coverage.rst",
+            category="Tables",
+            labels={"table": "coverage"},
+        ),
+        md="results/tables/coverage.md",
+    params:
+        datasets={d: masks_for(config, d) for d in config["datasets"]},
+    log:
+        "results/logs/tables/coverage.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/coverage.py"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from maskbench.config import check_config, comparison_pairs, comparisons_for, variants_for
+from maskbench.config import check_config, comparison_pairs, comparisons_for, masks_for, variants_for
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
@@ -79,6 +79,6 @@ def all_metric_files():
 def all_targets():
     return (
         expand("results/tables/{table}.csv", table=config["tables"])
-        + ["results/tables/all_metrics.csv"]
+        + ["results/tables/all_metrics.csv", "results/tables/coverage.csv"]
         + expand("results/figures/roc_{dataset}.png", dataset=config["datasets"])
     )

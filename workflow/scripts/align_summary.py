@@ -1,7 +1,0 @@
-"""Count alignment statuses over all shards of a dataset."""
-from maskbench.atomic import write_json
-from maskbench.logs import log_to
-from maskbench.summaries import status_counts
-
-with log_to(snakemake.log[0]):
-    write_json(snakemake.output[0], status_counts(snakemake.input.shards))
