@@ -62,7 +62,8 @@ def test_changing_one_mask_colour_reruns_only_that_mask(finished_run, tmp_path):
     assert all(f"/{changed}/shard-" in j["output"] for j in by_rule["embed"])
     assert {j["output"].rsplit("/", 1)[1] for j in by_rule["score"]} == {f"unmasked-vs-{changed}.parquet"}
     assert len(by_rule["metrics"]) == len(by_rule["score"])
-    assert set(by_rule) <= {"mask", "embed", "score", "metrics", "roc_figure", "table", "all_metrics", "all"}
+    assert set(by_rule) <= {"mask", "mask_summary", "coverage", "embed", "score", "metrics", "curve_figures",
+                            "mask_effect_figure", "table", "all_metrics", "all"}
     assert not any(other in j["output"] for j in jobs for other in others)
 
 
@@ -74,7 +75,7 @@ def test_adding_a_model_runs_only_that_models_jobs(finished_run, tmp_path):
         "dlib_reference", {"kind": "dlib_resnet", "backend": "dlib", "score": "neg_l2"}))
     jobs = planned_jobs(snakemake(work, "-n", TARGET).stdout)
     rules = {j["rule"] for j in jobs}
-    assert rules <= {"embed", "score", "metrics", "roc_figure", "table", "all_metrics", "all"}
+    assert rules <= {"embed", "score", "metrics", "curve_figures", "mask_effect_figure", "table", "all_metrics", "all"}
     for job in jobs:
         if job["rule"] in ("embed", "score", "metrics"):
             assert "/dlib_reference/" in job["output"], job
@@ -89,5 +90,5 @@ def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run
     jobs = planned_jobs(snakemake(work, "-n", TARGET).stdout)
     rules = {j["rule"] for j in jobs}
     assert "mask" in rules
-    assert not rules & {"acquire", "index", "align", "pairs"}
+    assert not rules & {"acquire", "index", "align", "align_summary", "pairs"}
     assert any("mask_step.py" in j["reason"] for j in jobs if j["rule"] == "mask")

@@ -40,7 +40,8 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         "acquire": 1, "index": 1, "align": shards, "mask": n_masks * shards,
         "embed": n_models * (1 + n_masks) * shards, "pairs": 1,
         "score": n_models * n_comparisons, "metrics": n_models * n_comparisons,
-        "roc_figure": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
+        "curve_figures": 1, "mask_effect_figure": 1, "align_summary": 1, "mask_summary": n_masks,
+        "coverage": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
         "total": counts["total"],
     }
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")

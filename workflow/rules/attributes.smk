@@ -115,26 +115,36 @@ if "attributes" in config:
         script:
             "../scripts/attributes.py"
 
+    def figure_runs(wildcards):
+        """The runs of one dataset and model whose figures one job draws."""
+        return [r for r in attribute_runs() if r["dataset"] == wildcards.dataset and r["model"] == wildcards.model]
+
     rule attributes_figures:
         wildcard_constraints:
             dataset=_alternatives(ATTR["datasets"]),
             model=_alternatives(ATTR["models"]),
-            strategy=_alternatives(ATTR["splits"]),
-            train=_alternatives(ATTR["train_variants"]),
         input:
-            metrics="results/{dataset}/attributes/{model}/{strategy}/{train}/metrics.json",
+            metrics=lambda wc: [f"{run_dir(r)}/metrics.json" for r in figure_runs(wc)],
             code=lib("attributes_step", "attributes"),
         output:
-            confusion="results/figures/attributes/{dataset}/{model}/{strategy}/{train}/confusion.png",
-            coverage="results/figures/attributes/{dataset}/{model}/{strategy}/{train}/coverage.png",
-            age_error="results/figures/attributes/{dataset}/{model}/{strategy}/{train}/age_error.png",
+            expand(
+                "results/figures/attributes/{{dataset}}/{{model}}/{strategy}/{train}/{kind}.png",
+                strategy=ATTR["splits"],
+                train=ATTR["train_variants"],
+                kind=ATTRIBUTE_FIGURES,
+            ),
+        params:
+            runs=lambda wc: [{"metrics": f"{run_dir(r)}/metrics.json", "dir": figure_dir(r)} for r in figure_runs(wc)],
         log:
-            "results/logs/figures/attributes/{dataset}/{model}/{strategy}/{train}.log",
+            "results/logs/figures/attributes/{dataset}/{model}.log",
         resources:
             mem_mb=1500,
-            runtime=10,
+            runtime=20,
         script:
             "../scripts/attributes_figures.py"
+
+    # results/tables/attributes.csv also fits report.smk's `table` pattern when no table is configured
+    ruleorder: attributes_table > table
 
     rule attributes_table:
         input:

@@ -80,5 +80,9 @@ def all_targets():
     return (
         expand("results/tables/{table}.csv", table=config["tables"])
         + ["results/tables/all_metrics.csv", "results/tables/coverage.csv"]
-        + expand("results/figures/roc_{dataset}.png", dataset=config["datasets"])
+        + expand(
+            "results/figures/{figure}_{dataset}.png",
+            figure=["roc", "det", "scores", "mask_effect"],
+            dataset=config["datasets"],
+        )
     )

@@ -90,24 +90,68 @@ def roc_curves(wildcards):
     ]
 
 
-rule roc_figure:
+rule curve_figures:
     input:
         scores=lambda wc: [c["path"] for c in roc_curves(wc)],
         code=lib("figures", "metrics"),
     output:
-        png=report(
+        roc=report(
             "results/figures/roc_{dataset}.png",
             caption="../report/roc.rst",
             category="Figures",
-            labels={"figure": "ROC {dataset}"},
+            labels={"figure": "ROC", "dataset": "{dataset}"},
         ),
-        pdf="results/figures/roc_{dataset}.pdf",
+        det=report(
+            "results/figures/det_{dataset}.png",
+            caption="../report/det.rst",
+            category="Figures",
+            labels={"figure": "DET", "dataset": "{dataset}"},
+        ),
+        hist=report(
+            "results/figures/scores_{dataset}.png",
+            caption="../report/scores.rst",
+            category="Figures",
+            labels={"figure": "score histograms", "dataset": "{dataset}"},
+        ),
+        pdfs=multiext("results/figures/", "roc_{dataset}.pdf", "det_{dataset}.pdf", "scores_{dataset}.pdf"),
     params:
         curves=roc_curves,
     log:
-        "results/logs/figures/roc_{dataset}.log",
+        "results/logs/figures/curves_{dataset}.log",
     resources:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/roc_figure.py"
+        "../scripts/curve_figures.py"
+
+
+def mask_effect_rows(wildcards):
+    protocol = config["datasets"][wildcards.dataset]["protocols"][0]
+    return [
+        {"model": m, "comparison": c, "path": f"results/{wildcards.dataset}/metrics/{m}/{protocol}/{c}.json"}
+        for c in comparisons_for(config, wildcards.dataset, protocol)
+        for m in config["models"]
+    ]
+
+
+rule mask_effect_figure:
+    input:
+        metrics=lambda wc: [r["path"] for r in mask_effect_rows(wc)],
+        code=lib("figures"),
+    output:
+        png=report(
+            "results/figures/mask_effect_{dataset}.png",
+            caption="../report/mask_effect.rst",
+            category="Figures",
+            labels={"figure": "mask effect", "dataset": "{dataset}"},
+        ),
+        pdf="results/figures/mask_effect_{dataset}.pdf",
+    params:
+        rows=mask_effect_rows,
+    log:
+        "results/logs/figures/mask_effect_{dataset}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/mask_effect_figure.py"

@@ -1,11 +1,13 @@
-"""Confusion matrices, accuracy-coverage curves and age error by age group of one attribute run."""
+"""Confusion matrices, accuracy-coverage curves and age error by age group of each attribute run
+of one dataset and model."""
 from maskbench.attributes_step import attribute_figures
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):
-    attribute_figures(
-        snakemake.input.metrics,
-        confusion_png=snakemake.output.confusion,
-        coverage_png=snakemake.output.coverage,
-        age_error_png=snakemake.output.age_error,
-    )
+    for run in snakemake.params.runs:
+        attribute_figures(
+            run["metrics"],
+            confusion_png=f"{run['dir']}/confusion.png",
+            coverage_png=f"{run['dir']}/coverage.png",
+            age_error_png=f"{run['dir']}/age_error.png",
+        )
