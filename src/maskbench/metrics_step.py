@@ -29,8 +29,9 @@ def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     return genuine, impostor, int((~ok).sum())
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(round(float(x), 10))
+def _value(x: float | None) -> float | None:
+    """A JSON-safe float: exact (thresholds must round-trip), None where not finite."""
+    return None if x is None or not np.isfinite(x) else float(x)
 
 
 def compute_metrics(scores_path: str) -> dict:
@@ -40,16 +41,16 @@ def compute_metrics(scores_path: str) -> dict:
         "n_genuine": int(genuine.size),
         "n_impostor": int(impostor.size),
         "n_unscored": unscored,
-        "eer": _round(eer.eer),
-        "eer_threshold": _round(eer.threshold),
-        "eer_rocch": _round(metrics.eer_convex_hull(genuine, impostor)),
-        "auc": _round(metrics.roc_auc(genuine, impostor)),
-        "d_prime": _round(metrics.d_prime(genuine, impostor)),
+        "eer": _value(eer.eer),
+        "eer_threshold": _value(eer.threshold),
+        "eer_rocch": _value(metrics.eer_convex_hull(genuine, impostor)),
+        "auc": _value(metrics.roc_auc(genuine, impostor)),
+        "d_prime": _value(metrics.d_prime(genuine, impostor)),
     }
     for point in metrics.fnmr_at_fmr_many(genuine, impostor, FMR_TARGETS):
         key = fmr_key(point.target_fmr)
-        out[key] = _round(point.fnmr) if point.measurable else None
-        out[f"{key}_threshold"] = _round(point.threshold)
+        out[key] = _value(point.fnmr) if point.measurable else None
+        out[f"{key}_threshold"] = _value(point.threshold)
         out[f"{key}_measurable"] = bool(point.measurable)
     return out
 
