@@ -19,6 +19,13 @@ def fmr_key(target: float) -> str:
     return "fnmr_at_fmr_0" if target == 0 else f"fnmr_at_fmr_{target:.0e}".replace("e-0", "e-")
 
 
+def read_scored_pairs(path: str):
+    """The scored pairs of a score file (a DataFrame), and how many pairs had no score."""
+    table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
+    ok = table["status"] == "ok"
+    return table[ok], int((~ok).sum())
+
+
 def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Genuine and impostor scores of the scored pairs, and how many pairs had no score."""
     table = pq.read_table(path, columns=["score", "genuine", "status"]).to_pandas()
@@ -34,9 +41,19 @@ def _value(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def compute_metrics(scores_path: str) -> dict:
-    genuine, impostor, unscored = read_scores(scores_path)
+def compute_metrics(scores_path: str, baseline_path: str | None = None,
+                    evaluation: dict | None = None) -> dict:
+    """All verification metrics of one score file.
+
+    ``baseline_path`` (the unmasked-vs-unmasked scores of the same protocol) enables NIST's
+    masked-probe method: the threshold fixed on unmasked impostors, applied to the masked pairs.
+    """
+    evaluation = evaluation or {}
+    pairs, unscored = read_scored_pairs(scores_path)
+    genuine = pairs.loc[pairs["genuine"], "score"].to_numpy(np.float64)
+    impostor = pairs.loc[~pairs["genuine"], "score"].to_numpy(np.float64)
     eer = metrics.eer(genuine, impostor)
+    accuracy, accuracy_threshold = metrics.best_accuracy(genuine, impostor)
     out = {
         "n_genuine": int(genuine.size),
         "n_impostor": int(impostor.size),
@@ -46,17 +63,43 @@ def compute_metrics(scores_path: str) -> dict:
         "eer_rocch": _value(metrics.eer_convex_hull(genuine, impostor)),
         "auc": _value(metrics.roc_auc(genuine, impostor)),
         "d_prime": _value(metrics.d_prime(genuine, impostor)),
+        "best_accuracy": _value(accuracy),
+        "best_accuracy_threshold": _value(accuracy_threshold),
+        "histogram_overlap": _value(metrics.histogram_overlap(genuine, impostor)),
     }
     for point in metrics.fnmr_at_fmr_many(genuine, impostor, FMR_TARGETS):
         key = fmr_key(point.target_fmr)
         out[key] = _value(point.fnmr) if point.measurable else None
         out[f"{key}_threshold"] = _value(point.threshold)
         out[f"{key}_measurable"] = bool(point.measurable)
+    if pairs["fold"].nunique() > 1:
+        kfold = metrics.kfold_accuracy(pairs["score"].to_numpy(), pairs["genuine"].to_numpy(),
+                                       pairs["fold"].to_numpy())
+        out["kfold_accuracy"] = _value(kfold.mean)
+        out["kfold_accuracy_se"] = _value(kfold.std_error)
+    n_boot = evaluation.get("bootstrap", 0)
+    if n_boot:
+        alpha = evaluation.get("alpha", 0.05)
+        seed = evaluation.get("seed", 0)
+        low, high = metrics.bootstrap_ci(genuine, impostor, lambda g, i: metrics.eer(g, i).eer, n_boot, alpha, seed)
+        out["eer_ci_low"], out["eer_ci_high"] = _value(low), _value(high)
+        if impostor.size >= 100:
+            low, high = metrics.bootstrap_ci(
+                genuine, impostor, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
+            out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"] = _value(low), _value(high)
+    if baseline_path:
+        _, base_impostor, _ = read_scores(baseline_path)
+        for target in evaluation.get("nist_fmr", [1e-2, 1e-3]):
+            result = metrics.nist_masked_probe(base_impostor, genuine, impostor, target)
+            key = f"nist_{fmr_key(target)}"
+            out[key] = _value(result.fnmr) if result.measurable else None
+            out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None
     return out
 
 
-def write_metrics(scores_path: str, out_path: str) -> dict:
-    result = compute_metrics(scores_path)
+def write_metrics(scores_path: str, out_path: str, baseline_path: str | None = None,
+                  evaluation: dict | None = None) -> dict:
+    result = compute_metrics(scores_path, baseline_path, evaluation)
     write_json(out_path, result)
     log.info("%s: EER %.4f over %d genuine / %d impostor", scores_path, result["eer"] or float("nan"),
              result["n_genuine"], result["n_impostor"])

@@ -20,19 +20,33 @@ def _cell(value: Any) -> Any:
     return round(float(value), 6)
 
 
-def metric_table(cells: dict[tuple[str, str], str], metric: str, datasets: list[str], models: list[str]) -> pd.DataFrame:
-    """Rows: datasets; columns: models; cells: ``metric`` read from each (dataset, model) file.
+def _cell_text(values: dict, metric: str, with_ci: bool) -> Any:
+    cell = _cell(values.get(metric))
+    low, high = values.get(f"{metric}_ci_low"), values.get(f"{metric}_ci_high")
+    if with_ci and cell != NOT_MEASURABLE and low is not None and high is not None:
+        return f"{cell:.4f} [{low:.4f}, {high:.4f}]"
+    return cell
+
+
+def metric_table(cells: dict[tuple[str, str], str], metric: str | list[str], datasets: list[str],
+                 models: list[str], with_ci: bool = False) -> pd.DataFrame:
+    """Rows: datasets; columns: models (``model:metric`` for several metrics); cells read from
+    each (dataset, model) metrics file.
 
     A metric a file marks as not measurable (too few impostor pairs for the target FMR) is
-    written as ``n/a`` instead of a number that means nothing.
+    written as ``n/a`` instead of a number that means nothing; ``with_ci`` appends the bootstrap
+    interval where the metrics file has one.
     """
+    metric_list = [metric] if isinstance(metric, str) else list(metric)
     data = {}
     for model in models:
-        column = []
+        loaded = []
         for dataset in datasets:
             with open(cells[(dataset, model)], encoding="utf-8") as f:
-                column.append(_cell(json.load(f).get(metric)))
-        data[model] = column
+                loaded.append(json.load(f))
+        for m in metric_list:
+            name = model if len(metric_list) == 1 else f"{model}:{m}"
+            data[name] = [_cell_text(values, m, with_ci) for values in loaded]
     return pd.DataFrame(data, index=pd.Index(datasets, name="dataset"))
 
 

@@ -19,12 +19,25 @@ rule score:
         "../scripts/score.py"
 
 
+def nist_baseline(wildcards):
+    """Unmasked-vs-unmasked scores of the same protocol, for masked-probe comparisons."""
+    ref, probe = wildcards.comparison.split("-vs-")
+    if ref != "unmasked" or probe == "unmasked":
+        return []
+    if "unmasked-vs-unmasked" not in comparisons_for(config, wildcards.dataset, wildcards.protocol):
+        return []
+    return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{wildcards.protocol}/unmasked-vs-unmasked.parquet"]
+
+
 rule metrics:
     input:
         scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        baseline=nist_baseline,
         code=lib("metrics", "metrics_step"),
     output:
         "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
+    params:
+        evaluation=config.get("evaluation", {}),
     log:
         "results/logs/metrics/{dataset}/{model}/{protocol}/{comparison}.log",
     resources:

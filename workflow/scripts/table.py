@@ -7,6 +7,6 @@ with log_to(snakemake.log[0]):
     cells = {tuple(k.split("/")): v for k, v in snakemake.params.cells.items()}
     datasets = list(dict.fromkeys(d for d, _ in cells))
     models = list(dict.fromkeys(m for _, m in cells))
-    frame = metric_table(cells, spec["metric"], datasets, models)
+    frame = metric_table(cells, spec["metric"], datasets, models, spec.get("with_ci", False))
     title = f"{snakemake.wildcards.table}: {spec['metric']}, {spec['ref_variant']} vs {spec['probe_variant']}"
     write_frame(frame, snakemake.output.csv, title)
