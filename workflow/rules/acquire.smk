@@ -3,6 +3,8 @@
 
 
 rule acquire:
+    conda:
+        "../../envs/data.yaml"
     input:
         code=lambda wc: lib("acquire_step", "demo" if config["datasets"][wc.dataset]["layout"] == "demo" else "acquire"),
     output:
@@ -20,6 +22,8 @@ rule acquire:
 
 
 rule index:
+    conda:
+        "../../envs/data.yaml"
     input:
         acquired="resources/raw/{dataset}/acquired.json",
         code=lib("index", "manifests"),

@@ -2,6 +2,8 @@
 
 
 rule align:
+    conda:
+        "../../envs/faces.yaml"
     input:
         index="results/{dataset}/index.parquet",
         acquired="resources/raw/{dataset}/acquired.json",
@@ -25,6 +27,8 @@ rule align:
 
 
 rule align_summary:
+    conda:
+        "../../envs/data.yaml"
     input:
         shards=aligned_shards,
         code=lib("summaries"),
@@ -42,6 +46,8 @@ rule align_summary:
 
 
 rule mask_summary:
+    conda:
+        "../../envs/data.yaml"
     input:
         shards=lambda wc: expand(
             "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
@@ -64,6 +70,8 @@ rule mask_summary:
 
 
 rule coverage:
+    conda:
+        "../../envs/data.yaml"
     input:
         aligned=expand("results/{dataset}/aligned/summary.json", dataset=config["datasets"]),
         masked=[

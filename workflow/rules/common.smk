@@ -86,3 +86,57 @@ def all_targets():
             dataset=config["datasets"],
         )
     )
+
+
+def nist_baseline(wildcards):
+    """Unmasked-vs-unmasked scores of the same protocol, for masked-probe comparisons."""
+    ref, probe = wildcards.comparison.split("-vs-")
+    if ref != "unmasked" or probe == "unmasked":
+        return []
+    if "unmasked-vs-unmasked" not in comparisons_for(config, wildcards.dataset, wildcards.protocol):
+        return []
+    return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{wildcards.protocol}/unmasked-vs-unmasked.parquet"]
+
+
+def table_cells(wildcards):
+    """(dataset, model) -> metrics file of the comparison a table reports."""
+    spec = config["tables"][wildcards.table]
+    datasets = spec.get("datasets") or list(config["datasets"])
+    models = spec.get("models") or list(config["models"])
+    comparison = f"{spec['ref_variant']}-vs-{spec['probe_variant']}"
+    cells = {}
+    for dataset in datasets:
+        protocol = (spec.get("protocol") or {}).get(dataset, config["datasets"][dataset]["protocols"][0])
+        for model in models:
+            cells[f"{dataset}/{model}"] = f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
+    return cells
+
+
+def metric_entries():
+    return [
+        {"dataset": d, "model": m, "protocol": p, "comparison": c,
+         "path": f"results/{d}/metrics/{m}/{p}/{c}.json"}
+        for d in config["datasets"]
+        for p in config["datasets"][d]["protocols"]
+        for c in comparisons_for(config, d, p)
+        for m in config["models"]
+    ]
+
+
+def roc_curves(wildcards):
+    protocol = config["datasets"][wildcards.dataset]["protocols"][0]
+    return [
+        {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}",
+         "path": f"results/{wildcards.dataset}/scores/{model}/{protocol}/{comparison}.parquet"}
+        for comparison in comparisons_for(config, wildcards.dataset, protocol)
+        for model in config["models"]
+    ]
+
+
+def mask_effect_rows(wildcards):
+    protocol = config["datasets"][wildcards.dataset]["protocols"][0]
+    return [
+        {"model": m, "comparison": c, "path": f"results/{wildcards.dataset}/metrics/{m}/{protocol}/{c}.json"}
+        for c in comparisons_for(config, wildcards.dataset, protocol)
+        for m in config["models"]
+    ]

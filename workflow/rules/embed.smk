@@ -3,6 +3,8 @@
 
 
 rule embed:
+    conda:
+        "../../envs/embed.yaml"
     input:
         chips=variant_chips,
         code=lib("embed", "embed_step", "chips", "dlib_resnet", "dlib_dat"),

@@ -3,6 +3,8 @@
 
 
 rule mask:
+    conda:
+        "../../envs/faces.yaml"
     input:
         aligned="results/{dataset}/aligned/shard-{shard}.parquet",
         code=lib("masks", "mask_step", "chips", "seeds"),

@@ -2,6 +2,8 @@
 
 
 rule pairs:
+    conda:
+        "../../envs/data.yaml"
     input:
         aligned=aligned_shards,
         acquired="resources/raw/{dataset}/acquired.json",

@@ -1,21 +1,9 @@
 # tables, figures and the HTML report (snakemake --report report.html).
 
 
-def table_cells(wildcards):
-    """(dataset, model) -> metrics file of the comparison a table reports."""
-    spec = config["tables"][wildcards.table]
-    datasets = spec.get("datasets") or list(config["datasets"])
-    models = spec.get("models") or list(config["models"])
-    comparison = f"{spec['ref_variant']}-vs-{spec['probe_variant']}"
-    cells = {}
-    for dataset in datasets:
-        protocol = (spec.get("protocol") or {}).get(dataset, config["datasets"][dataset]["protocols"][0])
-        for model in models:
-            cells[f"{dataset}/{model}"] = f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
-    return cells
-
-
 rule table:
+    conda:
+        "../../envs/evaluate.yaml"
     wildcard_constraints:
         table="|".join(config["tables"]),
     input:
@@ -46,18 +34,9 @@ rule table:
         "../scripts/table.py"
 
 
-def metric_entries():
-    return [
-        {"dataset": d, "model": m, "protocol": p, "comparison": c,
-         "path": f"results/{d}/metrics/{m}/{p}/{c}.json"}
-        for d in config["datasets"]
-        for p in config["datasets"][d]["protocols"]
-        for c in comparisons_for(config, d, p)
-        for m in config["models"]
-    ]
-
-
 rule all_metrics:
+    conda:
+        "../../envs/evaluate.yaml"
     input:
         metrics=[e["path"] for e in metric_entries()],
         code=lib("tables"),
@@ -80,17 +59,9 @@ rule all_metrics:
         "../scripts/all_metrics.py"
 
 
-def roc_curves(wildcards):
-    protocol = config["datasets"][wildcards.dataset]["protocols"][0]
-    return [
-        {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}",
-         "path": f"results/{wildcards.dataset}/scores/{model}/{protocol}/{comparison}.parquet"}
-        for comparison in comparisons_for(config, wildcards.dataset, protocol)
-        for model in config["models"]
-    ]
-
-
 rule curve_figures:
+    conda:
+        "../../envs/evaluate.yaml"
     input:
         scores=lambda wc: [c["path"] for c in roc_curves(wc)],
         code=lib("figures", "metrics"),
@@ -125,16 +96,9 @@ rule curve_figures:
         "../scripts/curve_figures.py"
 
 
-def mask_effect_rows(wildcards):
-    protocol = config["datasets"][wildcards.dataset]["protocols"][0]
-    return [
-        {"model": m, "comparison": c, "path": f"results/{wildcards.dataset}/metrics/{m}/{protocol}/{c}.json"}
-        for c in comparisons_for(config, wildcards.dataset, protocol)
-        for m in config["models"]
-    ]
-
-
 rule mask_effect_figure:
+    conda:
+        "../../envs/evaluate.yaml"
     input:
         metrics=lambda wc: [r["path"] for r in mask_effect_rows(wc)],
         code=lib("figures"),

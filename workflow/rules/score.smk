@@ -2,6 +2,8 @@
 
 
 rule score:
+    conda:
+        "../../envs/evaluate.yaml"
     input:
         pairs="results/{dataset}/pairs/{protocol}.parquet",
         embeddings=comparison_embeddings,
@@ -19,17 +21,9 @@ rule score:
         "../scripts/score.py"
 
 
-def nist_baseline(wildcards):
-    """Unmasked-vs-unmasked scores of the same protocol, for masked-probe comparisons."""
-    ref, probe = wildcards.comparison.split("-vs-")
-    if ref != "unmasked" or probe == "unmasked":
-        return []
-    if "unmasked-vs-unmasked" not in comparisons_for(config, wildcards.dataset, wildcards.protocol):
-        return []
-    return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{wildcards.protocol}/unmasked-vs-unmasked.parquet"]
-
-
 rule metrics:
+    conda:
+        "../../envs/evaluate.yaml"
     input:
         scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
         baseline=nist_baseline,
