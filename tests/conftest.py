@@ -29,11 +29,11 @@ def shared_data() -> Path:
 
 
 def copy_workflow(dest: Path) -> Path:
-    """A runnable copy of the workflow (Snakefile, workflow/, config/, library sources)."""
+    """A runnable copy of the workflow (Snakefile, workflow/, config/, envs/, profiles/, library)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("workflow", "config", "src"):
+    for name in ("workflow", "config", "src", "envs", "profiles"):
         shutil.copytree(REPO / name, dest / name, ignore=ignore, dirs_exist_ok=True)
     return dest
 
