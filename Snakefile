@@ -31,4 +31,5 @@ include: "workflow/rules/attributes.smk"
 rule all:
     input:
         all_targets(),
+        attribute_targets(),
     default_target: True

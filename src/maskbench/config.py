@@ -87,8 +87,8 @@ def check_config(config: dict[str, Any]) -> None:
                         f"use unmasked, masked or one of {sorted(masks)}"
                     )
     for table, spec in config["tables"].items():
-        if table == "all_metrics":
-            raise ConfigError("tables: `all_metrics` is the name of the long metrics table; choose another")
+        if table in ("all_metrics", "coverage", "attributes", "attributes_by_group"):
+            raise ConfigError(f"tables: `{table}` is the name of a built-in table; choose another")
         for key in ("ref_variant", "probe_variant"):
             if spec[key] not in masks | {UNMASKED}:
                 raise ConfigError(f"tables.{table}.{key}: unknown variant {spec[key]!r}")

@@ -2,12 +2,9 @@
 # Built only when the config has an `attributes:` section, so other configs keep their DAG.
 
 ATTRIBUTE_TABLES = ["results/tables/attributes.csv", "results/tables/attributes_by_group.csv"]
-ATTRIBUTE_FIGURES = ("confusion", "coverage", "age_error")
 
-
-def attribute_targets():
-    """The attribute tables (they bring their figures), or nothing without `attributes:`."""
-    return list(ATTRIBUTE_TABLES) if "attributes" in config else []
+# The attribute tables (they bring their figures), or nothing without `attributes:`.
+attribute_targets = lambda: list(ATTRIBUTE_TABLES) if "attributes" in config else []
 
 
 if "attributes" in config:
@@ -26,43 +23,30 @@ if "attributes" in config:
     check_attributes_config(config)
     ATTR = attribute_settings(config)
     SPLIT_CFG = split_settings(config)
-
-    def _alternatives(values):
-        return "|".join(sorted(values, key=len, reverse=True))
-
-    def attribute_runs():
-        """One (dataset, model, split strategy, train variant) per trained set of heads."""
-        return [
-            {"dataset": d, "model": m, "strategy": s, "train": t}
-            for d in ATTR["datasets"]
-            for m in ATTR["models"]
-            for s in ATTR["splits"]
-            for t in ATTR["train_variants"]
-        ]
-
-    def run_dir(run):
-        return "results/{dataset}/attributes/{model}/{strategy}/{train}".format(**run)
-
-    def figure_dir(run):
-        return "results/figures/attributes/{dataset}/{model}/{strategy}/{train}".format(**run)
-
-    def variant_embeddings(wildcards):
-        """variant -> embedding shards of the dataset for the model (every variant is tested)."""
-        return {
-            v: expand(
-                "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
-                dataset=wildcards.dataset,
-                model=wildcards.model,
-                variant=v,
-                shard=shards(wildcards.dataset),
-            )
-            for v in variants_for(config, wildcards.dataset)
-        }
+    ATTRIBUTE_FIGURES = ("confusion", "coverage", "age_error")
+    RUN_METRICS = "results/{dataset}/attributes/{model}/{strategy}/{train}/metrics.json"
+    RUN_PREDICTIONS = "results/{dataset}/attributes/{model}/{strategy}/{train}/predictions.parquet"
+    RUN_FIGURE = "results/figures/attributes/{dataset}/{model}/{strategy}/{train}/{kind}.png"
+    # one (dataset, model, split strategy, train variant) per trained set of heads
+    ATTRIBUTE_RUNS = [
+        {"dataset": d, "model": m, "strategy": s, "train": t}
+        for d in ATTR["datasets"]
+        for m in ATTR["models"]
+        for s in ATTR["splits"]
+        for t in ATTR["train_variants"]
+    ]
+    # variant -> embedding shards of a dataset for a model (a head is tested on every variant)
+    variant_embeddings = lambda wc: {
+        v: [f"results/{wc.dataset}/embeddings/{wc.model}/{v}/shard-{s}.parquet" for s in shards(wc.dataset)]
+        for v in variants_for(config, wc.dataset)
+    }
 
     rule split:
+        conda:
+            "../../envs/evaluate.yaml"
         wildcard_constraints:
-            dataset=_alternatives(ATTR["datasets"]),
-            strategy=_alternatives(STRATEGIES),
+            dataset="|".join(ATTR["datasets"]),
+            strategy="|".join(STRATEGIES),
         input:
             index="results/{dataset}/index.parquet",
             aligned=aligned_shards,
@@ -84,19 +68,21 @@ if "attributes" in config:
             "../scripts/split.py"
 
     rule attributes:
+        conda:
+            "../../envs/evaluate.yaml"
         wildcard_constraints:
-            dataset=_alternatives(ATTR["datasets"]),
-            model=_alternatives(ATTR["models"]),
-            strategy=_alternatives(ATTR["splits"]),
-            train=_alternatives(ATTR["train_variants"]),
+            dataset="|".join(ATTR["datasets"]),
+            model="|".join(ATTR["models"]),
+            strategy="|".join(ATTR["splits"]),
+            train="|".join(ATTR["train_variants"]),
         input:
             split="results/{dataset}/splits/{strategy}.parquet",
             index="results/{dataset}/index.parquet",
             embeddings=lambda wc: [p for paths in variant_embeddings(wc).values() for p in paths],
             code=lib("attributes", "attributes_step", "embed_step", "seeds"),
         output:
-            predictions="results/{dataset}/attributes/{model}/{strategy}/{train}/predictions.parquet",
-            metrics="results/{dataset}/attributes/{model}/{strategy}/{train}/metrics.json",
+            predictions=RUN_PREDICTIONS,
+            metrics=RUN_METRICS,
         params:
             embeddings=variant_embeddings,
             train_on=lambda wc: train_variants(config, wc.dataset, wc.train),
@@ -115,16 +101,19 @@ if "attributes" in config:
         script:
             "../scripts/attributes.py"
 
-    def figure_runs(wildcards):
-        """The runs of one dataset and model whose figures one job draws."""
-        return [r for r in attribute_runs() if r["dataset"] == wildcards.dataset and r["model"] == wildcards.model]
-
+    # one job draws the figures of every run of a dataset and model
     rule attributes_figures:
+        conda:
+            "../../envs/evaluate.yaml"
         wildcard_constraints:
-            dataset=_alternatives(ATTR["datasets"]),
-            model=_alternatives(ATTR["models"]),
+            dataset="|".join(ATTR["datasets"]),
+            model="|".join(ATTR["models"]),
         input:
-            metrics=lambda wc: [f"{run_dir(r)}/metrics.json" for r in figure_runs(wc)],
+            metrics=lambda wc: [
+                RUN_METRICS.format(**r)
+                for r in ATTRIBUTE_RUNS
+                if (r["dataset"], r["model"]) == (wc.dataset, wc.model)
+            ],
             code=lib("attributes_step", "attributes"),
         output:
             expand(
@@ -134,7 +123,12 @@ if "attributes" in config:
                 kind=ATTRIBUTE_FIGURES,
             ),
         params:
-            runs=lambda wc: [{"metrics": f"{run_dir(r)}/metrics.json", "dir": figure_dir(r)} for r in figure_runs(wc)],
+            runs=lambda wc: [
+                {"metrics": RUN_METRICS.format(**r),
+                 "figures": {kind: RUN_FIGURE.format(kind=kind, **r) for kind in ATTRIBUTE_FIGURES}}
+                for r in ATTRIBUTE_RUNS
+                if (r["dataset"], r["model"]) == (wc.dataset, wc.model)
+            ],
         log:
             "results/logs/figures/attributes/{dataset}/{model}.log",
         resources:
@@ -143,14 +137,16 @@ if "attributes" in config:
         script:
             "../scripts/attributes_figures.py"
 
-    # results/tables/attributes.csv also fits report.smk's `table` pattern when no table is configured
+    # results/tables/attributes.csv also fits report.smk's `table` pattern
     ruleorder: attributes_table > table
 
     rule attributes_table:
+        conda:
+            "../../envs/evaluate.yaml"
         input:
-            metrics=[f"{run_dir(r)}/metrics.json" for r in attribute_runs()],
+            metrics=[RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS],
             # the tables are delivered with the figures of every run
-            figures=[f"{figure_dir(r)}/{kind}.png" for r in attribute_runs() for kind in ATTRIBUTE_FIGURES],
+            figures=[RUN_FIGURE.format(kind=kind, **r) for r in ATTRIBUTE_RUNS for kind in ATTRIBUTE_FIGURES],
             code=lib("attributes_step", "attributes", "tables"),
         output:
             csv=ATTRIBUTE_TABLES[0],
@@ -160,8 +156,8 @@ if "attributes" in config:
         params:
             entries=[
                 {"dataset": r["dataset"], "model": r["model"], "split": r["strategy"],
-                 "train_variant": r["train"], "path": f"{run_dir(r)}/metrics.json"}
-                for r in attribute_runs()
+                 "train_variant": r["train"], "path": RUN_METRICS.format(**r)}
+                for r in ATTRIBUTE_RUNS
             ],
             splits=ATTR["splits"],
         log:

@@ -7,7 +7,7 @@ with log_to(snakemake.log[0]):
     for run in snakemake.params.runs:
         attribute_figures(
             run["metrics"],
-            confusion_png=f"{run['dir']}/confusion.png",
-            coverage_png=f"{run['dir']}/coverage.png",
-            age_error_png=f"{run['dir']}/age_error.png",
+            confusion_png=run["figures"]["confusion"],
+            coverage_png=run["figures"]["coverage"],
+            age_error_png=run["figures"]["age_error"],
         )

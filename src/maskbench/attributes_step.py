@@ -1,0 +1,424 @@
+"""Stage runners of the attribute study: config checks, splits, heads, tables and figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from maskbench import attributes as attr
+from maskbench.atomic import atomic_path, write_json, write_table
+from maskbench.config import UNMASKED, ConfigError, masks_for
+from maskbench.embed_step import load_embeddings
+from maskbench.manifests import USABLE_STATUSES
+from maskbench.seeds import item_seed
+from maskbench.splits import DEFAULT_RATIOS, check_ratios, make_split, split_report, split_table
+
+log = logging.getLogger(__name__)
+
+MIXED = "mixed"  # train variant: unmasked plus every mask type of the dataset
+POOLED = "masked"  # test variant reported in tables: every mask type of the dataset pooled
+DEFAULT_STRATIFY = ("sex", "race", "age_group")
+REPORT_LABELS = ("sex", "race", "age_group")  # label distributions in a split's report
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("head", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("sex", pa.string()),
+        pa.field("race", pa.string()),
+        pa.field("age", pa.int16()),
+        pa.field("label", pa.string()),  # true class (null for age)
+        pa.field("predicted", pa.string()),  # predicted class (null for age)
+        pa.field("confidence", pa.float32()),  # probability of the predicted class
+        pa.field("predicted_age", pa.float32()),  # age estimate (age task only)
+    ]
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+
+
+def split_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The `splits:` section with its defaults filled in."""
+    spec = dict(config.get("splits") or {})
+    return {"ratios": dict(spec.get("ratios") or DEFAULT_RATIOS),
+            "stratify": list(spec.get("stratify") or DEFAULT_STRATIFY)}
+
+
+def attribute_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The `attributes:` section with its defaults filled in."""
+    spec = dict(config.get("attributes") or {})
+    return {
+        "datasets": list(spec.get("datasets") or config["datasets"]),
+        "models": list(spec.get("models") or config["models"]),
+        "splits": list(spec.get("splits") or ["random", "uniform"]),
+        "train_variants": list(spec.get("train_variants") or [UNMASKED]),
+        "tasks": list(spec.get("tasks") or attr.TASKS),
+        "heads": list(spec.get("heads") or ["linear"]),
+        "age_groups": list(spec.get("age_groups") or attr.DEFAULT_AGE_GROUPS),
+        "thresholds": list(spec.get("thresholds") or attr.DEFAULT_THRESHOLDS),
+    }
+
+
+def train_variants(config: dict[str, Any], dataset: str, train: str) -> list[str]:
+    """The embedding variants a head trains (and is selected) on."""
+    return [UNMASKED, *masks_for(config, dataset)] if train == MIXED else [train]
+
+
+def check_attributes_config(config: dict[str, Any]) -> None:
+    """Raise ConfigError naming the first reference of `splits:`/`attributes:` that does not exist."""
+    try:
+        check_ratios(split_settings(config)["ratios"])
+    except ValueError as exc:
+        raise ConfigError(f"splits.ratios: {exc}") from None
+    settings = attribute_settings(config)
+    for dataset in settings["datasets"]:
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"attributes.datasets: unknown dataset {dataset!r}; known: {sorted(config['datasets'])}")
+        known = {UNMASKED, MIXED, *masks_for(config, dataset)}
+        for train in settings["train_variants"]:
+            if train not in known:
+                raise ConfigError(
+                    f"attributes.train_variants: {train!r} is not a variant of dataset {dataset!r}; "
+                    f"use one of {sorted(known)}"
+                )
+    for model in settings["models"]:
+        if model not in config["models"]:
+            raise ConfigError(f"attributes.models: unknown model {model!r}; known: {sorted(config['models'])}")
+    bounds = settings["age_groups"]
+    if any(b >= c for b, c in zip(bounds, bounds[1:])):
+        raise ConfigError(f"attributes.age_groups: upper bounds must increase strictly; got {bounds}")
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+
+
+def read_usable(aligned_paths: Sequence[str]) -> tuple[dict[str, str | None], int]:
+    """(usable image -> identity, number of unusable images) over a dataset's aligned shards."""
+    usable: dict[str, str | None] = {}
+    unusable = 0
+    for path in aligned_paths:
+        table = pq.read_table(path, columns=["image_id", "identity", "status"])
+        for image_id, identity, status in zip(*(table[c].to_pylist() for c in ("image_id", "identity", "status"))):
+            if status in USABLE_STATUSES:
+                usable[image_id] = identity
+            else:
+                unusable += 1
+    return usable, unusable
+
+
+def read_labels(index_path: str, bounds: Sequence[int]) -> pd.DataFrame:
+    """sex, race, age and age group per image (index: image_id); missing labels stay missing."""
+    frame = pq.read_table(index_path, columns=["image_id", "sex", "race", "age"]).to_pandas().set_index("image_id")
+    frame["age_group"] = [None if pd.isna(a) else attr.age_group(a, bounds) for a in frame["age"]]
+    return frame.sort_index()
+
+
+# ----------------------------------------------------------------------------------------------
+# split stage
+
+
+def build_split(index_path: str, aligned_paths: Sequence[str], strategy: str, ratios: dict[str, float],
+                stratify: Sequence[str], age_groups: Sequence[int], seed: int, table_path: str,
+                report_path: str) -> dict[str, Any]:
+    """One strategy's split of the usable aligned images, with its report."""
+    identities, unusable = read_usable(aligned_paths)
+    labels = read_labels(index_path, age_groups).reindex(sorted(identities))
+    split = make_split(strategy, identities, labels, ratios, stratify, seed)
+    report = split_report(split, identities, labels[list(REPORT_LABELS)], seed,
+                          ratios if strategy != "per_identity" else None, unusable)
+    write_table(table_path, split_table(split, identities))
+    write_json(report_path, report)
+    log.info("%s split: %s", strategy, report["sizes"])
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# attribute stage
+
+
+def _matrix(vectors: dict[str, np.ndarray], ids: Sequence[str]) -> np.ndarray:
+    if not ids:
+        dim = len(next(iter(vectors.values()))) if vectors else 0
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.stack([vectors[i] for i in ids]).astype(np.float32)
+
+
+def _stack(embeddings: dict[str, dict[str, np.ndarray]], variants: Sequence[str],
+           ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Rows of every variant for the images it has (a mask may have failed on an image)."""
+    blocks, row_ids = [], []
+    for v in variants:
+        have = [i for i in ids if i in embeddings[v]]
+        blocks.append(_matrix(embeddings[v], have))
+        row_ids += have
+    return np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32), row_ids
+
+
+def _prediction_rows(head: str, task: str, variant: str, ids: Sequence[str], labels: pd.DataFrame,
+                     truth: np.ndarray, prediction: attr.Prediction) -> dict[str, list]:
+    regression, n = attr.is_regression(task), len(ids)
+    rows = labels.loc[list(ids)]
+    return {
+        "image_id": list(ids), "head": [head] * n, "task": [task] * n, "variant": [variant] * n,
+        "sex": rows["sex"].tolist(), "race": rows["race"].tolist(),
+        "age": [None if pd.isna(a) else int(a) for a in rows["age"]],
+        "label": [None] * n if regression else [str(t) for t in truth],
+        "predicted": [None] * n if regression else [str(p) for p in prediction.predicted],
+        "confidence": [None] * n if regression else prediction.confidence.tolist(),
+        "predicted_age": prediction.predicted.tolist() if regression else [None] * n,
+    }
+
+
+@dataclass
+class _Study:
+    """What every head of one run reads: labels, embeddings per variant, the split."""
+
+    labels: pd.DataFrame
+    embeddings: dict[str, dict[str, np.ndarray]]
+    by_split: dict[str, list[str]]
+    test_ids: list[str]  # test images embedded in every test variant
+    age_groups: Sequence[int]
+
+    def labelled(self, task: str, ids: Sequence[str]) -> list[str]:
+        known = self.labels["age" if task == "age_group" else task].notna()
+        return [i for i in ids if known.get(i, False)]
+
+    def target(self, task: str, ids: Sequence[str]) -> np.ndarray:
+        rows = self.labels.loc[list(ids)]
+        return attr.task_target(task, rows["sex"], rows["race"], rows["age"], self.age_groups)
+
+    def groups(self, ids: Sequence[str], repeat: int = 1) -> dict[str, list]:
+        return {c: self.labels.loc[list(ids), c].astype(object).tolist() * repeat for c in ("sex", "race", "age_group")}
+
+
+def _run_task(study: _Study, head_kind: str, task: str, train_on: Sequence[str], test_on: Sequence[str],
+              thresholds: Sequence[float], seed: int, columns: dict[str, list]) -> dict[str, Any]:
+    """Fit one head for one task, test it on every variant and on the masks pooled."""
+    x_train, rows_train = _stack(study.embeddings, train_on, study.labelled(task, study.by_split["train"]))
+    x_val, rows_val = _stack(study.embeddings, train_on, study.labelled(task, study.by_split["val"]))
+    head = attr.fit_head(task, x_train, study.target(task, rows_train), x_val, study.target(task, rows_val),
+                         head_kind, item_seed(seed, "attributes", task, head_kind))
+    classes = None if attr.is_regression(task) else attr.task_classes(task, study.age_groups)
+    tested = study.labelled(task, study.test_ids)
+    truth = study.target(task, tested)
+    entry: dict[str, Any] = {"params": head.params, "val_score": head.val_score,
+                             "val_metric": "mae" if classes is None else "accuracy",
+                             "train_rows": len(rows_train), "val_rows": len(rows_val), "test": {}}
+    masks = [v for v in test_on if v != UNMASKED]
+    pooled: list[attr.Prediction] = []
+    for variant in test_on:
+        prediction = attr.predict(head, _matrix(study.embeddings[variant], tested))
+        entry["test"][variant] = attr.evaluate(task, truth, prediction, classes, study.groups(tested), thresholds)
+        for name, values in _prediction_rows(head_kind, task, variant, tested, study.labels, truth,
+                                             prediction).items():
+            columns[name] += values
+        if variant in masks:
+            pooled.append(prediction)
+    if pooled:
+        joined = attr.Prediction(np.concatenate([p.predicted for p in pooled]),
+                                 None if classes is None else np.concatenate([p.confidence for p in pooled]))
+        entry["test"][POOLED] = attr.evaluate(task, np.concatenate([truth] * len(pooled)), joined, classes,
+                                              study.groups(tested, len(pooled)), thresholds)
+    return entry
+
+
+def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, list[str]], train: str,
+                   train_on: Sequence[str], test_on: Sequence[str], tasks: Sequence[str], heads: Sequence[str],
+                   age_groups: Sequence[int], thresholds: Sequence[float], seed: int,
+                   predictions_path: str, metrics_path: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train each head on the train split of ``train_on`` variants, select it on their val split,
+    and test it on the same test images under every ``test_on`` variant (paired: only images
+    embedded in every test variant are tested), plus every mask variant pooled as `masked`."""
+    splits = pq.read_table(split_path).to_pandas()
+    embeddings = {v: load_embeddings(paths) for v, paths in embedding_paths.items()}
+    by_split = {s: sorted(splits.loc[splits["split"] == s, "image_id"]) for s in ("train", "val", "test")}
+    test_ids = [i for i in by_split["test"] if all(i in embeddings[v] for v in test_on)]
+    study = _Study(read_labels(index_path, age_groups), embeddings, by_split, test_ids, age_groups)
+    has_masks = any(v != UNMASKED for v in test_on)
+    result: dict[str, Any] = {
+        **(meta or {}), "train_variant": train, "train_on": list(train_on), "test_on": list(test_on),
+        "tested_as": [*test_on, *([POOLED] if has_masks else [])], "tasks": list(tasks), "head_kinds": list(heads),
+        "seed": seed, "age_groups": attr.age_group_names(age_groups),
+        "images": {**{s: len(v) for s, v in by_split.items()}, "test_paired": len(test_ids),
+                   "test_dropped_unpaired": len(by_split["test"]) - len(test_ids)},
+        "heads": {},
+    }
+    columns: dict[str, list] = {name: [] for name in PREDICTIONS_SCHEMA.names}
+    for head_kind in heads:
+        result["heads"][head_kind] = {}
+        for task in tasks:
+            entry = _run_task(study, head_kind, task, train_on, test_on, thresholds, seed, columns)
+            result["heads"][head_kind][task] = entry
+            log.info("%s/%s: %s", head_kind, task, {v: _headline(task, m) for v, m in entry["test"].items()})
+    write_table(predictions_path, pa.Table.from_pydict(columns, schema=PREDICTIONS_SCHEMA))
+    write_json(metrics_path, result)
+    return result
+
+
+def _headline(task: str, metrics: dict[str, Any]) -> float | None:
+    value = metrics["mae"] if attr.is_regression(task) else metrics["accuracy"]
+    return None if value is None else round(value, 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# tables
+
+
+def _metric_names(task: str) -> tuple[str, ...]:
+    return ("mae", "rmse") if attr.is_regression(task) else ("accuracy", "balanced_accuracy")
+
+
+def _group_order(group_by: str, per: dict[str, Any], age_groups: Sequence[str]) -> list[str]:
+    """Groups in their natural order (classes as listed, age groups by age), others after."""
+    known = {"sex": attr.SEX_CLASSES, "race": attr.RACE_CLASSES, "age_group": age_groups}.get(group_by, ())
+    return [g for g in known if g in per] + sorted(g for g in per if g not in known)
+
+
+def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(headline metrics, per-group metrics), one row per value, from the metrics files listed in
+    ``entries`` (each with dataset, model, split, train_variant and path)."""
+    rows, group_rows = [], []
+    for e in entries:
+        with open(e["path"], encoding="utf-8") as f:
+            result = json.load(f)
+        key = {"dataset": e["dataset"], "model": e["model"], "train_variant": e["train_variant"], "split": e["split"]}
+        for head in result["head_kinds"]:
+            for task in result["tasks"]:
+                for variant in result["tested_as"]:
+                    metrics = result["heads"][head][task]["test"][variant]
+                    for metric in _metric_names(task):
+                        rows.append({**key, "head": head, "task": task, "metric": metric,
+                                     "test_variant": variant, "value": metrics[metric], "n": metrics["n"]})
+                    metric = "mae" if attr.is_regression(task) else "accuracy"
+                    for group_by, per in metrics["by_group"].items():
+                        for group in _group_order(group_by, per, result["age_groups"]):
+                            values = per[group]
+                            group_rows.append({**key, "head": head, "task": task, "test_variant": variant,
+                                               "group_by": group_by, "group": group, "n": values["n"],
+                                               "metric": metric, "value": values[metric]})
+    return pd.DataFrame(rows), pd.DataFrame(group_rows)
+
+
+def _in_order(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows sorted by ``columns``, each in the order its values first appear (config order), tasks
+    in TASKS order."""
+    rank = {c: {v: k for k, v in enumerate(attr.TASKS if c == "task" else dict.fromkeys(frame[c]))} for c in columns}
+    return frame.sort_values(list(columns), key=lambda col: col.map(rank[col.name]), kind="stable")
+
+
+def wide_table(long: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
+    """Rows (dataset, model, head, train variant, task, metric); columns `<test variant>/<split>`,
+    split by split, unmasked then every mask pooled (`masked`) then each mask type."""
+    keys = ["dataset", "model", "head", "train_variant", "task", "metric"]
+    long = long.assign(column=long["test_variant"] + "/" + long["split"])
+    frame = long.pivot_table(index=keys, columns="column", values="value", aggfunc="first", sort=False)
+    variants = list(dict.fromkeys(long["test_variant"]))
+    ordered = sorted(variants, key=lambda v: (v != UNMASKED, v != POOLED))
+    columns = [f"{v}/{s}" for s in splits for v in ordered if f"{v}/{s}" in frame.columns]
+    frame = _in_order(frame[columns].reset_index(), keys)
+    return frame.round(6).reset_index(drop=True)
+
+
+def attributes_tables(entries: Sequence[dict[str, str]], splits: Sequence[str], csv_path: str,
+                      by_group_path: str) -> pd.DataFrame:
+    """attributes.csv (wide) and attributes_by_group.csv (long), each with a Markdown copy."""
+    from maskbench.tables import write_frame
+
+    long, groups = long_results(entries)
+    table = wide_table(long, splits)
+    write_frame(table, csv_path, "attributes: sex, race, age, age group from (masked) faces", index=False)
+    groups = _in_order(groups, ["dataset", "model", "head", "train_variant", "split", "task", "test_variant",
+                                "group_by"]).round({"value": 6})
+    write_frame(groups, by_group_path, "attributes by sex and race group", index=False)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# figures
+
+_PNG_META = {"Software": None}
+
+
+def _save(fig, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata=_PNG_META)
+    plt.close(fig)
+
+
+def attribute_figures(metrics_path: str, confusion_png: str, coverage_png: str, age_error_png: str) -> None:
+    """Confusion matrices (row-normalised), accuracy-coverage curves and age error by age group of
+    the first head of one metrics file, one panel or line per test variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_path, encoding="utf-8") as f:
+        result = json.load(f)
+    head = result["head_kinds"][0]
+    tasks = result["heads"][head]
+    title = f"{result.get('dataset', '')} {result.get('model', '')}, {result.get('split', '')} split, " \
+            f"trained on {result['train_variant']} ({head})"
+    class_tasks = [t for t in result["tasks"] if not attr.is_regression(t)]
+    variants = result["tested_as"]
+
+    fig, axes = plt.subplots(max(len(class_tasks), 1), max(len(variants), 1), squeeze=False,
+                             figsize=(2.6 * max(len(variants), 1), 2.6 * max(len(class_tasks), 1)), dpi=100)
+    for r, task in enumerate(class_tasks):
+        for c, variant in enumerate(variants):
+            m = tasks[task]["test"][variant]
+            matrix = np.asarray(m["confusion"], dtype=float)
+            norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+            ax = axes[r][c]
+            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            ax.set_xticks(range(len(m["classes"])), m["classes"], rotation=90, fontsize=6)
+            ax.set_yticks(range(len(m["classes"])), m["classes"], fontsize=6)
+            ax.set_title(f"{task} / {variant}: {m['accuracy']:.3f}" if m["accuracy"] is not None else task, fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    _save(fig, confusion_png)
+
+    fig, axes = plt.subplots(1, max(len(class_tasks), 1), squeeze=False, figsize=(3.2 * max(len(class_tasks), 1), 3.0),
+                             dpi=100)
+    for c, task in enumerate(class_tasks):
+        ax = axes[0][c]
+        for variant in variants:
+            curve = [p for p in tasks[task]["test"][variant]["coverage"] if p["accuracy"] is not None]
+            ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], marker="o", ms=3, label=variant)
+        ax.set_xlabel("coverage (faces kept)")
+        ax.set_ylabel("accuracy on kept faces")
+        ax.set_title(task, fontsize=8)
+        ax.set_xlim(0, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    _save(fig, coverage_png)
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.2), dpi=100)
+    if "age" in tasks:
+        names = result["age_groups"]
+        width = 0.8 / max(len(variants), 1)
+        for k, variant in enumerate(variants):
+            per = tasks["age"]["test"][variant]["by_group"]["age_group"]
+            ax.bar(np.arange(len(names)) + k * width, [per.get(n, {}).get("mae", np.nan) for n in names], width,
+                   label=variant)
+        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
+        ax.set_xlabel("true age group")
+        ax.set_ylabel("age MAE (years)")
+        ax.legend(fontsize=6)
+    ax.set_title(title, fontsize=8)
+    _save(fig, age_error_png)

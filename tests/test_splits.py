@@ -1,0 +1,228 @@
+"""Split strategies: every image once, no person in two identity splits, stratification, the
+per-identity rule, and determinism (same seed, same bytes; input order does not matter)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from maskbench.atomic import write_table
+from maskbench.splits import (
+    SPLIT_NAMES,
+    SPLITS_SCHEMA,
+    STRATEGIES,
+    Split,
+    SplitError,
+    check_split,
+    make_split,
+    merge_rare_strata,
+    per_identity_split,
+    split_table,
+)
+
+RATIOS = {"train": 0.7, "val": 0.1, "test": 0.2}
+SEXES = ("male", "female")
+RACES = ("white", "black", "asian", "indian", "others")
+
+
+@st.composite
+def datasets(draw, max_images=120, min_images=0):
+    """(image -> identity or None, labels frame): people with 1-6 images, some without identity."""
+    n = draw(st.integers(min_images, max_images))
+    people = draw(st.integers(1, max(1, n)))
+    identities, rows = {}, []
+    for k in range(n):
+        image_id = f"img/{k:04d}.jpg"
+        anonymous = draw(st.booleans()) and draw(st.booleans()) and draw(st.booleans())
+        identities[image_id] = None if anonymous else f"person_{draw(st.integers(0, people - 1)):03d}"
+        rows.append({"image_id": image_id, "sex": draw(st.sampled_from(SEXES)),
+                     "race": draw(st.sampled_from(RACES)),
+                     "age_group": draw(st.sampled_from(["0-3", "20-30", "61+"]))})
+    labels = pd.DataFrame(rows, columns=["image_id", "sex", "race", "age_group"]).set_index("image_id")
+    return identities, labels
+
+
+def _by_split(split: Split) -> dict[str, list[str]]:
+    out = defaultdict(list)
+    for image_id, name in split.assignment.items():
+        out[name].append(image_id)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=datasets(), seed=st.integers(0, 2**31), strategy=st.sampled_from(["identity", "uniform", "random"]))
+def test_every_image_exactly_once(data, seed, strategy):
+    identities, labels = data
+    split = make_split(strategy, identities, labels, RATIOS, ["sex", "race", "age_group"], seed)
+    table = split_table(split, identities)
+    ids = table["image_id"].to_pylist()
+    assert ids == sorted(identities) and len(set(ids)) == len(ids)
+    assert set(table["split"].to_pylist()) <= set(SPLIT_NAMES)
+    assert table.schema.equals(SPLITS_SCHEMA)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=datasets(), seed=st.integers(0, 2**31))
+def test_identity_split_puts_each_person_in_one_split(data, seed):
+    identities, labels = data
+    split = make_split("identity", identities, labels, RATIOS, [], seed)
+    where = defaultdict(set)
+    for image_id, name in split.assignment.items():
+        if identities[image_id] is not None:
+            where[identities[image_id]].add(name)
+    assert all(len(names) == 1 for names in where.values())
+    # sizes follow the ratios up to one person's images
+    biggest = max(Counter(identities[i] or i for i in identities).values(), default=0)
+    sizes = Counter(split.assignment.values())
+    for name in SPLIT_NAMES:
+        assert abs(sizes[name] - RATIOS[name] * len(identities)) <= biggest + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=datasets(max_images=600, min_images=300), seed=st.integers(0, 2**31))
+def test_uniform_split_keeps_label_distribution(data, seed):
+    """Stratified on sex x race: each value's count per split is within 2 per joint stratum (+1)
+    of its share; a random split offers no such bound."""
+    identities, labels = data
+    strata = merge_rare_strata(list(labels[["sex", "race"]].itertuples(index=False, name=None)), 11)
+    assume(not any("*" in s for s in strata))  # the bound below is for unmerged strata
+    split = make_split("uniform", identities, labels, RATIOS, ["sex", "race"], seed)
+    parts = _by_split(split)
+    for column, values in (("sex", SEXES), ("race", RACES)):
+        overall = Counter(labels[column])
+        for value in values:
+            n_strata = len({s for s in strata if value in s.split("|")})
+            for name in SPLIT_NAMES:
+                count = Counter(labels.loc[parts[name], column])[value]
+                assert abs(count - RATIOS[name] * overall[value]) <= 2 * n_strata + 1, (column, value, name)
+
+
+def test_uniform_split_is_tighter_than_random():
+    rng = np.random.default_rng(5)
+    ids = [f"{k:05d}" for k in range(1000)]
+    labels = pd.DataFrame({"sex": rng.choice(SEXES, 1000, p=[0.8, 0.2]),
+                           "race": rng.choice(RACES, 1000, p=[0.5, 0.2, 0.15, 0.1, 0.05])}, index=ids)
+    identities = {i: None for i in ids}
+
+    def worst(strategy, seed):
+        parts = _by_split(make_split(strategy, identities, labels, RATIOS, ["sex", "race"], seed))
+        errors = []
+        for column in ("sex", "race"):
+            overall = labels[column].value_counts(normalize=True)
+            for name in SPLIT_NAMES:
+                share = labels.loc[parts[name], column].value_counts(normalize=True)
+                errors += [abs(share.get(v, 0.0) - p) for v, p in overall.items()]
+        return max(errors)
+
+    uniform = max(worst("uniform", s) for s in range(5))
+    random_ = np.mean([worst("random", s) for s in range(5)])
+    assert uniform < 0.02
+    assert uniform < random_
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=datasets(max_images=40), seed=st.integers(0, 2**31),
+       ratios=st.sampled_from([RATIOS, {"train": 0.5, "val": 0.0, "test": 0.5},
+                               {"train": 0.9, "val": 0.05, "test": 0.05}]))
+def test_uniform_split_never_fails_on_rare_strata(data, seed, ratios):
+    identities, labels = data
+    split = make_split("uniform", identities, labels, ratios, ["sex", "race", "age_group"], seed)
+    assert set(split.assignment) == set(identities)
+    if ratios["val"] == 0:
+        assert "val" not in split.assignment.values()
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys=st.lists(st.tuples(st.sampled_from("ab"), st.sampled_from("xyz")), min_size=0, max_size=80),
+       min_count=st.integers(2, 12))
+def test_merged_strata_are_large_enough(keys, min_count):
+    strata = merge_rare_strata(keys, min_count)
+    assert len(strata) == len(keys)
+    if len(keys) >= min_count:
+        assert min(Counter(strata).values()) >= min_count
+    # a row keeps a prefix of its own key, but for fewer than min_count left-overs
+    def own(key, stratum):
+        prefix = [p for p in stratum.split("|") if p != "*"]
+        return list(key[: len(prefix)]) == prefix
+    assert sum(not own(k, s) for k, s in zip(keys, strata)) < min_count
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=datasets(), seed=st.integers(0, 2**31))
+def test_per_identity_rule(data, seed):
+    identities, labels = data
+    if all(v is None for v in identities.values()):
+        with pytest.raises(SplitError, match="identity labels"):
+            per_identity_split(identities, seed)
+        return
+    split = make_split("per_identity", identities, labels, RATIOS, [], seed)
+    people = defaultdict(list)
+    for image_id, identity in identities.items():
+        if identity is None:
+            assert split.assignment[image_id] == "train"
+        else:
+            people[identity].append(split.assignment[image_id])
+    two_image_people = []
+    for identity in sorted(people):
+        names = Counter(people[identity])
+        if len(people[identity]) >= 3:
+            assert names["val"] == 1 and names["test"] == 1
+        elif len(people[identity]) == 2:
+            assert names["train"] == 1
+            two_image_people.append("val" if names["val"] else "test")
+        else:
+            assert names == Counter(["train"])
+    assert two_image_people == ["val" if k % 2 == 0 else "test" for k in range(len(two_image_people))]
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=datasets(), seed=st.integers(0, 2**31), strategy=st.sampled_from(STRATEGIES))
+def test_same_seed_gives_the_same_split_whatever_the_input_order(data, seed, strategy):
+    identities, labels = data
+    if strategy == "per_identity" and all(v is None for v in identities.values()):
+        return
+    first = make_split(strategy, identities, labels, RATIOS, ["sex", "race"], seed)
+    items = list(identities.items())
+    random.Random(seed).shuffle(items)
+    shuffled = dict(items)
+    second = make_split(strategy, shuffled, labels.sample(frac=1.0, random_state=seed % 1000), RATIOS,
+                        ["sex", "race"], seed)
+    assert first.assignment == second.assignment
+
+
+def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path):
+    identities = {f"p{k // 3:03d}/{k:04d}.jpg": f"p{k // 3:03d}" for k in range(300)}
+    labels = pd.DataFrame({"sex": [SEXES[k % 2] for k in range(300)], "race": [RACES[k % 5] for k in range(300)]},
+                          index=list(identities))
+    for strategy in STRATEGIES:
+        paths = []
+        for run, seed in enumerate((7, 7, 8)):
+            split = make_split(strategy, identities, labels, RATIOS, ["sex", "race"], seed)
+            paths.append(tmp_path / f"{strategy}-{run}.parquet")
+            write_table(paths[-1], split_table(split, identities))
+        assert paths[0].read_bytes() == paths[1].read_bytes(), strategy
+        assert pq.read_table(paths[0]).to_pylist() != pq.read_table(paths[2]).to_pylist(), strategy
+
+
+def test_invariant_checks_reject_leaks_and_gaps():
+    identities = {"a1": "a", "a2": "a", "b1": "b"}
+    with pytest.raises(SplitError, match="more than one split"):
+        check_split(Split("identity", {"a1": "train", "a2": "test", "b1": "val"}), identities)
+    with pytest.raises(SplitError, match="left out"):
+        check_split(Split("random", {"a1": "train", "a2": "test"}), identities)
+    with pytest.raises(SplitError, match="unknown split names"):
+        check_split(Split("random", {"a1": "train", "a2": "test", "b1": "holdout"}), identities)
+
+
+def test_ratios_are_checked():
+    with pytest.raises(SplitError, match="sum to 1"):
+        make_split("random", {"a": None}, pd.DataFrame(index=["a"]), {"train": 0.7, "val": 0.2, "test": 0.2}, [], 1)
+    with pytest.raises(SplitError, match="no label column"):
+        make_split("uniform", {"a": None}, pd.DataFrame(index=["a"]), RATIOS, ["sex"], 1)
