@@ -61,3 +61,10 @@ def test_env_versions_agree_with_the_package():
             )
             checked += 1
     assert checked >= 20
+
+
+def test_every_rule_declares_threads_memory_and_a_retry_scaled_runtime():
+    for rule, body in rule_blocks().items():
+        assert re.search(r"^\s+threads:", body, re.M), f"rule {rule} declares no threads"
+        assert "mem_mb=" in body, f"rule {rule} declares no mem_mb"
+        assert re.search(r"runtime=lambda wc, attempt: .*attempt", body), f"rule {rule}: runtime not scaled by attempt"

@@ -14,6 +14,7 @@ rule acquire:
         seed=SEED,
     log:
         "results/logs/acquire/{dataset}.log",
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=lambda wc, attempt: 120 * attempt,
@@ -37,6 +38,7 @@ rule index:
         options=lambda wc: config["datasets"][wc.dataset].get("index_options", {}),
     log:
         "results/logs/index/{dataset}.log",
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=lambda wc, attempt: 30 * attempt,

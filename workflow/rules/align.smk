@@ -36,9 +36,10 @@ rule align_summary:
         "results/{dataset}/aligned/summary.json",
     log:
         "results/logs/align/{dataset}/summary.log",
+    threads: 1
     resources:
         mem_mb=1000,
-        runtime=10,
+        runtime=lambda wc, attempt: 10 * attempt,
     params:
         usable=["ok", "fallback", "provided"],
     script:
@@ -62,9 +63,10 @@ rule mask_summary:
         usable=["masked"],
     log:
         "results/logs/mask/{dataset}/{mask}/summary.log",
+    threads: 1
     resources:
         mem_mb=1000,
-        runtime=10,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/status_summary.py"
 
@@ -92,8 +94,9 @@ rule coverage:
         datasets={d: masks_for(config, d) for d in config["datasets"]},
     log:
         "results/logs/tables/coverage.log",
+    threads: 1
     resources:
         mem_mb=1000,
-        runtime=10,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/coverage.py"

@@ -61,6 +61,7 @@ if "attributes" in config:
             seed=SEED,
         log:
             "results/logs/splits/{dataset}/{strategy}.log",
+        threads: 1
         resources:
             mem_mb=2000,
             runtime=lambda wc, attempt: 10 * attempt,
@@ -131,9 +132,10 @@ if "attributes" in config:
             ],
         log:
             "results/logs/figures/attributes/{dataset}/{model}.log",
+        threads: 1
         resources:
             mem_mb=1500,
-            runtime=20,
+            runtime=lambda wc, attempt: 20 * attempt,
         script:
             "../scripts/attributes_figures.py"
 
@@ -162,8 +164,9 @@ if "attributes" in config:
             splits=ATTR["splits"],
         log:
             "results/logs/tables/attributes.log",
+        threads: 1
         resources:
             mem_mb=1000,
-            runtime=10,
+            runtime=lambda wc, attempt: 10 * attempt,
         script:
             "../scripts/attributes_table.py"

@@ -17,6 +17,7 @@ rule pairs:
         seed=SEED,
     log:
         "results/logs/pairs/{dataset}/{protocol}.log",
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=lambda wc, attempt: 20 * attempt,

@@ -27,9 +27,10 @@ rule table:
         cells=table_cells,
     log:
         "results/logs/tables/{table}.log",
+    threads: 1
     resources:
         mem_mb=1000,
-        runtime=10,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/table.py"
 
@@ -52,9 +53,10 @@ rule all_metrics:
         entries=metric_entries(),
     log:
         "results/logs/tables/all_metrics.log",
+    threads: 1
     resources:
         mem_mb=1000,
-        runtime=10,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/all_metrics.py"
 
@@ -89,9 +91,10 @@ rule curve_figures:
         curves=roc_curves,
     log:
         "results/logs/figures/curves_{dataset}.log",
+    threads: 1
     resources:
         mem_mb=2000,
-        runtime=10,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/curve_figures.py"
 
@@ -114,8 +117,9 @@ rule mask_effect_figure:
         rows=mask_effect_rows,
     log:
         "results/logs/figures/mask_effect_{dataset}.log",
+    threads: 1
     resources:
         mem_mb=1000,
-        runtime=10,
+        runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/mask_effect_figure.py"

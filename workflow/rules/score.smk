@@ -14,6 +14,7 @@ rule score:
         score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
     log:
         "results/logs/score/{dataset}/{model}/{protocol}/{comparison}.log",
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=lambda wc, attempt: 20 * attempt,
@@ -34,6 +35,7 @@ rule metrics:
         evaluation=config.get("evaluation", {}),
     log:
         "results/logs/metrics/{dataset}/{model}/{protocol}/{comparison}.log",
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=lambda wc, attempt: 20 * attempt,
