@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tarfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,23 +33,18 @@ def find_lfw() -> Path | None:
 
 
 def lfw_chips(tarball: Path, n: int) -> np.ndarray:
-    """Up to n chips aligned as dlib does (HOG detector, 68 landmarks, get_face_chip)."""
-    import cv2
-    import dlib
+    """Up to n 150 px chips aligned as dlib does (HOG detector, 68 landmarks, get_face_chip)."""
+    from maskbench.align import FaceAligner
+    from maskbench.images import iter_tar_images
 
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(model_path("shape_predictor_68")))
+    aligner = FaceAligner(upsample=0)
     chips = []
-    with tarfile.open(tarball) as tar:
-        for member in tar:
-            if len(chips) == n or not member.name.endswith(".jpg"):
-                continue
-            jpeg = np.frombuffer(tar.extractfile(member).read(), np.uint8)
-            rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            faces = detector(rgb, 0)
-            if faces:
-                shape = predictor(rgb, faces[0])
-                chips.append(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
+    for _, rgb in iter_tar_images(tarball):
+        result = aligner.align(rgb)
+        if result.status == "ok":
+            chips.append(result.chip)
+        if len(chips) == n:
+            break
     return np.stack(chips)
 
 

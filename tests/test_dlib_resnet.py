@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import struct
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -270,22 +269,17 @@ def shared_data_dir() -> Path | None:
 
 def aligned_lfw_chips(tarball: Path, limit: int) -> np.ndarray:
     """150 px chips as dlib's face recognition pipeline makes them, read from the tar in memory."""
-    import cv2
-    import dlib
+    from maskbench.align import FaceAligner
+    from maskbench.images import iter_tar_images
 
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(model_path("shape_predictor_68")))
+    aligner = FaceAligner(upsample=0)
     chips = []
-    with tarfile.open(tarball) as tar:
-        for member in sorted((m for m in tar if m.name.endswith(".jpg")), key=lambda m: m.name):
-            jpeg = np.frombuffer(tar.extractfile(member).read(), np.uint8)
-            rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            faces = detector(rgb, 0)
-            if faces:
-                shape = predictor(rgb, faces[0])
-                chips.append(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
-            if len(chips) == limit:
-                break
+    for _, rgb in iter_tar_images(tarball):
+        result = aligner.align(rgb)
+        if result.status == "ok":
+            chips.append(result.chip)
+        if len(chips) == limit:
+            break
     return np.stack(chips)
 
 

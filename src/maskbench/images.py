@@ -80,3 +80,26 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> R
 
 # Truncated images must be reported, not half-decoded silently.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def iter_tar_images(path: str | os.PathLike, limit: int | None = None):
+    """(member name, RGB array) of the JPEG/PNG members of a tar archive, in name order, read in
+    memory without extracting; unreadable members are skipped. For benchmarks and tests that use
+    an archived dataset as it is distributed."""
+    import io
+    import tarfile
+
+    count = 0
+    with tarfile.open(path) as tar:
+        members = sorted((m for m in tar if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg", ".png"))),
+                         key=lambda m: m.name)
+        for member in members:
+            if limit is not None and count >= limit:
+                return
+            try:
+                with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
+                    rgb = _to_rgb_array(ImageOps.exif_transpose(img))
+            except (OSError, UnidentifiedImageError):
+                continue
+            count += 1
+            yield member.name, rgb
