@@ -68,3 +68,10 @@ def test_fallback_box_keeps_an_image_without_detection(aligner):
 def test_map_points_is_affine():
     m = np.array([[2.0, 0.0, 1.0], [0.0, 3.0, -1.0]])
     assert np.allclose(map_points(m, np.array([[1.0, 1.0], [0.0, 2.0]])), [[3.0, 2.0], [1.0, 5.0]])
+
+
+def test_cnn_detector_option_aligns_too(lfw_images):
+    cnn = FaceAligner(detector="cnn", upsample=0)
+    result = cnn.align(lfw_images[2])
+    assert result.status == "ok" and result.chip.shape == (150, 150, 3)
+    assert result.detector_score is not None and result.detector_score > 0
