@@ -21,10 +21,12 @@ from maskbench.acquire import (
     ChecksumError,
     DownloadError,
     ManualDownloadRequired,
+    LOCK_FILE,
+    ChecksumLock,
     UnsafeArchiveError,
     acquire_dataset,
-    verify_or_record,
 )
+from maskbench.acquire_step import acquire
 
 TREE = {
     "people/Ann/Ann_0001.jpg": b"ann-1",
@@ -168,26 +170,132 @@ def test_malformed_checksum_in_config(source, raw_dir):
         acquire_dataset("ds", {"images": {"path": str(archive), "md5": "abc"}}, raw_dir)
 
 
-def test_verify_or_record(tmp_path):
-    f = tmp_path / "a.bin"
-    f.write_bytes(b"first")
-    lock: dict[str, str] = {}
-    assert verify_or_record(f, lock, "ds/images") == digest(f)
-    assert lock == {"ds/images": digest(f)}
-    assert verify_or_record(f, lock, "ds/images") == digest(f)
-    f.write_bytes(b"changed")
-    with pytest.raises(ChecksumError, match="lock file"):
-        verify_or_record(f, lock, "ds/images")
+# ----------------------------------------------------------------------------------------------
+# checksum lock: sources without a published checksum are pinned on first use
 
 
-def test_source_without_checksum_is_recorded_then_verified(source, raw_dir):
+def lock_of(raw_dir: Path) -> dict[str, str]:
+    return json.loads((raw_dir / LOCK_FILE).read_text())
+
+
+def run_step(raw_dir: Path, files: dict) -> dict:
+    """The acquire stage as the workflow runs it (Snakemake deletes the old manifest first)."""
+    out = raw_dir / "acquired.json"
+    out.unlink(missing_ok=True)
+    return acquire("ds", {"layout": "folder", "files": files}, 0, out)
+
+
+def test_lock_records_on_first_acquisition_then_verifies(source, raw_dir):
     archive = make_tgz(source / "people.tgz", TREE)
-    lock: dict[str, str] = {}
+    pairs = source / "pairs.txt"
+    pairs.write_text("2\t60\n")
+    files = {"images": {"path": str(archive), "md5": None, "sha256": None}, "pairs": {"path": str(pairs)}}
+    first = run_step(raw_dir, files)
+    assert lock_of(raw_dir) == {"ds/images": digest(archive), "ds/pairs": digest(pairs)}
+    assert first["images"]["sha256"] == digest(archive)
+    lock_bytes = (raw_dir / LOCK_FILE).read_bytes()
+    assert run_step(raw_dir, files) == first  # verified against the lock, which stays as it was
+    assert (raw_dir / LOCK_FILE).read_bytes() == lock_bytes
+
+
+def test_changed_file_fails_naming_file_digests_and_fix(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    files = {"images": {"path": str(archive)}}
+    run_step(raw_dir, files)
+    recorded = digest(archive)
+    extracted = files_under(raw_dir / "images")
+    make_tgz(archive, {"people/Eve/Eve_0001.jpg": b"other"})
+    with pytest.raises(ChecksumError) as err:
+        run_step(raw_dir, files)
+    message = str(err.value)
+    for part in (str(archive), recorded, digest(archive), str(raw_dir / LOCK_FILE), "'ds/images'", "delete"):
+        assert part in message, part
+    assert not (raw_dir / "acquired.json").exists()
+    assert files_under(raw_dir / "images") == extracted  # the earlier extraction is left alone
+    assert lock_of(raw_dir) == {"ds/images": recorded}
+
+
+def test_deleting_the_lock_entry_accepts_an_intended_change(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    files = {"images": {"path": str(archive)}}
+    run_step(raw_dir, files)
+    make_tgz(archive, {"people/Eve/Eve_0001.jpg": b"other"})
+    (raw_dir / LOCK_FILE).write_text("{}\n")
+    manifest = run_step(raw_dir, files)
+    assert lock_of(raw_dir) == {"ds/images": digest(archive)}
+    assert files_under(Path(manifest["images"]["path"])) == {"people/Eve/Eve_0001.jpg": b"other"}
+
+
+def test_published_checksums_and_folders_are_not_locked(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    (source / "tree" / "Ann").mkdir(parents=True)
+    (source / "tree" / "Ann" / "a.jpg").write_bytes(b"a")
+    run_step(raw_dir, {"images": {"path": str(archive), "md5": digest(archive, "md5")},
+                       "extra": {"path": str(source / "tree")}})
+    assert not (raw_dir / LOCK_FILE).exists()
+
+
+def test_redownload_that_differs_from_the_lock_is_refused(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    files = {"images": {"url": archive.as_uri()}}
+    run_step(raw_dir, files)
+    assert lock_of(raw_dir) == {"ds/images": digest(archive)}
+    cached = raw_dir / "downloads" / "people.tgz"
+    cached.unlink()  # a fresh machine, or a cleaned cache: the server now serves other bytes
+    make_tgz(archive, {"people/Eve/Eve_0001.jpg": b"other"})
+    with pytest.raises(ChecksumError, match="delete the 'ds/images' entry"):
+        run_step(raw_dir, files)
+    assert [p.name for p in (raw_dir / "downloads").iterdir()] == []  # no partial, no bad copy
+
+
+def test_lock_is_saved_when_a_later_file_fails(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    files = {"images": {"path": str(archive)}, "pairs": {"manual": "Download pairs.txt by hand."}}
+    with pytest.raises(ManualDownloadRequired):
+        run_step(raw_dir, files)
+    assert lock_of(raw_dir) == {"ds/images": digest(archive)}
+
+
+@pytest.mark.parametrize("content", ["not json", '{"ds/images": "abc"}', "[1, 2]"])
+def test_malformed_lock_names_the_lock_file(source, raw_dir, content):
+    archive = make_tgz(source / "people.tgz", TREE)
+    raw_dir.mkdir(parents=True)
+    (raw_dir / LOCK_FILE).write_text(content)
+    with pytest.raises(AcquireError) as err:
+        run_step(raw_dir, {"images": {"path": str(archive)}})
+    assert str(raw_dir / LOCK_FILE) in str(err.value)
+    assert not (raw_dir / "acquired.json").exists()
+
+
+def test_lock_in_memory_without_a_file(source, raw_dir):
+    archive = make_tgz(source / "people.tgz", TREE)
+    lock = ChecksumLock()
     acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir, lock=lock)
-    assert lock == {"ds/images": digest(archive)}
+    assert lock.digests == {"ds/images": digest(archive)} and lock.changed
     make_tgz(archive, {"other/file.jpg": b"x"})
-    with pytest.raises(ChecksumError, match="ds/images"):
+    with pytest.raises(ChecksumError, match="the checksum lock"):
         acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir, lock=lock)
+
+
+@pytest.mark.slow
+def test_acquire_rule_records_the_lock_and_fails_in_one_line(tmp_path, source):
+    """Through Snakemake: the rule writes the lock, and a changed source fails with one clear line."""
+    from conftest import copy_workflow, snakemake
+
+    archive = make_tgz(source / "people.tgz", TREE)
+    work = copy_workflow(tmp_path / "wf")
+    (work / "ds.yaml").write_text(json.dumps({"datasets": {"ds": {
+        "layout": "folder", "shards": 1, "protocols": [], "files": {"images": {"path": str(archive)}}}}}))
+    target = "resources/raw/ds/acquired.json"
+    snakemake(work, "--cores", "1", target, "--configfile", "config/config.yaml", "ds.yaml")
+    assert lock_of(work / "resources/raw/ds") == {"ds/images": digest(archive)}
+    make_tgz(archive, {"people/Eve/Eve_0001.jpg": b"other"})
+    proc = snakemake(work, "--cores", "1", target, "--forcerun", "acquire",
+                     "--configfile", "config/config.yaml", "ds.yaml", check=False)
+    assert proc.returncode != 0
+    assert "error: " + str(archive) in proc.stdout and "Traceback" not in proc.stdout, proc.stdout[-3000:]
+    assert "delete the 'ds/images' entry" in proc.stdout
+    assert not (work / target).exists()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""Alignment: dlib's chip convention, and landmarks mapped into the chip by the same transform."""
+"""Alignment: dlib's chip convention, landmarks mapped into the chip by the same transform, and
+a picture of ten faces (largest kept by align, every face masked by `maskbench mask --all-faces`)."""
 
 from __future__ import annotations
 
+import csv
 import io
 import tarfile
 
@@ -75,3 +77,61 @@ def test_cnn_detector_option_aligns_too(lfw_images):
     result = cnn.align(lfw_images[2])
     assert result.status == "ok" and result.chip.shape == (150, 150, 3)
     assert result.detector_score is not None and result.detector_score > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# a picture with ten faces
+
+
+@pytest.fixture(scope="module")
+def group():
+    from ten_faces import ten_faces
+
+    return ten_faces()
+
+
+def test_ten_faces_align_keeps_the_largest_and_counts_them(group, aligner):
+    canvas, faces = group
+    direct = dlib.get_frontal_face_detector()(canvas, 1)  # the detector alone, same upsampling
+    result = aligner.align(canvas)
+    print(f"ten-face picture: the detector finds {len(direct)} faces; align records n_faces={result.n_faces}")
+    assert result.status == "ok"
+    assert result.n_faces == len(direct) == len(faces) == 10
+    # The chip is the largest face's: aligning that face cut out alone gives the same chip,
+    # and every other face cut out alone gives a clearly different one.
+    def alone(face, margin=40):
+        left, top, right, bottom = face.box
+        crop = canvas[max(0, top - margin):bottom + margin, max(0, left - margin):right + margin]
+        return aligner.align(np.ascontiguousarray(crop)).chip.astype(float)
+
+    differences = [np.abs(alone(face) - result.chip).mean() for face in faces]
+    assert differences[-1] < 2, differences
+    assert min(differences[:-1]) > 10, differences
+    largest = max(direct, key=lambda r: r.area())
+    centre = ((largest.left() + largest.right()) / 2, (largest.top() + largest.bottom()) / 2)
+    left, top, right, bottom = faces[-1].box
+    assert left < centre[0] < right and top < centre[1] < bottom
+
+
+@pytest.mark.parametrize("all_faces", [True, False])
+def test_ten_faces_mask_command_masks_every_face_or_the_largest(group, tmp_path, all_faces):
+    from ten_faces import region
+
+    from maskbench.cli import main
+
+    canvas, faces = group
+    source = tmp_path / "group.png"
+    Image.fromarray(canvas).save(source)
+    out = tmp_path / "out"
+    assert main(["mask", str(source), "--mask", "surgical_blue", "--out", str(out),
+                 *(["--all-faces"] if all_faces else [])]) == 0
+    with open(out / "mask_report.csv", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["status"] == "masked" and int(row["faces"]) == (10 if all_faces else 1)
+    masked = np.asarray(Image.open(out / "surgical_blue" / "group.png")).astype(int)
+    diff = np.abs(masked - canvas).mean(axis=2)
+    mouths = [diff[region(face.landmarks[48:68])].mean() for face in faces]  # drawn landmarks, not detected
+    eyes = [diff[region(face.landmarks[36:48])].mean() for face in faces]
+    changed = [m > 40 for m in mouths]
+    assert changed == ([True] * 10 if all_faces else [False] * 9 + [True]), mouths
+    assert max(eyes) < 5, eyes

@@ -1,12 +1,21 @@
-"""A folder of messy files goes through index, align and mask: no crash, a status for each."""
+"""A folder of messy files goes through index, align and mask and through `maskbench mask`:
+no crash, a status and a reason for each file, good files processed, counts printed.
+
+Unreadable must mean unreadable: as root (here and in CI) the runs go through setpriv without the
+capabilities that bypass permission bits (see unprivileged.py); the corpus is also read-only.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import struct
+import sys
 import tarfile
 import zlib
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,6 +24,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, copy_workflow, snakemake
+from unprivileged import make_read_only, make_writable, restricted_prefix, run_restricted, snakemake_exe
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +37,17 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
 
 
-def make_corpus(root, lfw_tgz) -> dict[str, str]:
-    """Real faces of three people plus one bad file of each kind; returns file -> expected status."""
+NON_UTF8_FOLDER = os.fsdecode(b"caf\xe9_person")
+NON_UTF8_FILE = os.fsdecode(b"photo_\xff.jpg")
+
+
+def make_corpus(root, lfw_tgz, unreadable: bool, non_utf8: bool) -> dict[str, str]:
+    """Real faces of three people plus one bad file of each kind; returns file -> expected outcome.
+
+    Outcomes: 'face' (usable), an alignment status, or 'index:<reason>' for entries the index skips.
+    """
+    from ten_faces import ten_faces
+
     expected = {}
     with tarfile.open(lfw_tgz) as tf:
         members = sorted((m for m in tf.getmembers() if m.isfile()), key=lambda m: m.name)
@@ -54,7 +73,9 @@ def make_corpus(root, lfw_tgz) -> dict[str, str]:
     exif[0x0112] = 6  # stored turned a quarter counter-clockwise: viewers rotate it back clockwise
     rotated.save(bad / "exif_rotated.jpg", exif=exif)
     Image.fromarray(face).save(bad / "png_named.jpg", format="PNG")
-    for name in ("rgba.png", "gray16.png", "cmyk.jpg", "gray.jpg", "palette.gif", "exif_rotated.jpg", "png_named.jpg"):
+    Image.fromarray(ten_faces()[0]).save(bad / "ten_faces.png")
+    for name in ("rgba.png", "gray16.png", "cmyk.jpg", "gray.jpg", "palette.gif", "exif_rotated.jpg",
+                 "png_named.jpg", "ten_faces.png"):
         expected[f"{chosen[0]}/{name}"] = "face"
     jpeg = (bad / people[chosen[0]][0].name.split("/")[-1]).read_bytes()
     (bad / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
@@ -68,41 +89,138 @@ def make_corpus(root, lfw_tgz) -> dict[str, str]:
         f"{chosen[0]}/truncated.jpg": "unreadable", f"{chosen[0]}/empty.jpg": "unreadable",
         f"{chosen[0]}/text.jpg": "unreadable", f"{chosen[0]}/one_pixel.png": "too_small",
         f"{chosen[0]}/huge.png": "too_large", f"{chosen[0]}/no_face.png": "no_face",
+        f"{chosen[0]}/loop.jpg": "index:symlink_loop",
     })
-    (root / os.fsdecode(b"caf\xe9_person")).mkdir()  # a non-UTF-8 folder name
+    if unreadable:
+        (bad / "unreadable.jpg").write_bytes(jpeg)
+        (bad / "unreadable.jpg").chmod(0)
+        expected[f"{chosen[0]}/unreadable.jpg"] = "index:permission_denied"
+    if non_utf8:
+        (root / NON_UTF8_FOLDER).mkdir()
+        (root / NON_UTF8_FOLDER / "face.jpg").write_bytes(jpeg)
+        (bad / NON_UTF8_FILE).write_bytes(jpeg)
+        expected[f"{NON_UTF8_FOLDER}/face.jpg"] = "index:non_utf8_name"
+        expected[f"{chosen[0]}/{NON_UTF8_FILE}"] = "index:non_utf8_name"
     return expected
 
 
-def test_messy_folder_gets_a_status_for_every_file(tmp_path, shared_data):
-    corpus = tmp_path / "corpus"
-    expected = make_corpus(corpus, shared_data / "lfw-mini" / "lfw-deepfunneled-mini.tgz")
-    work = copy_workflow(tmp_path / "wf")
+def corpus_config(corpus) -> dict:
+    """The default config with only the corpus as a dataset, one mask type and the pretrained model."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["masks"] = {"surgical_blue": config["masks"]["surgical_blue"]}
-    config["datasets"] = {"mixed": {"layout": "folder", "shards": 1, "protocols": ["all_identities"],
+    mask = "surgical_blue"
+    pretrained = next(name for name, spec in config["models"].items() if spec["kind"] == "dlib_resnet")
+    config["models"] = {pretrained: config["models"][pretrained]}
+    config["masks"] = {mask: config["masks"][mask]}
+    config["datasets"] = {"mixed": {"layout": "folder", "shards": 1, "protocols": [],
                                     "files": {"images": {"path": str(corpus)}}}}
-    config["tables"] = {"benchmark2": {"metric": "eer", "ref_variant": "unmasked", "probe_variant": "surgical_blue"}}
-    (work / "mixed.yaml").write_text(yaml.safe_dump(config))
-    snakemake(work, "results/tables/coverage.csv", "results/mixed/aligned/summary.json",
-              "--cores", "2", "--configfile", "mixed.yaml")
+    config["tables"] = {"benchmark2": {"metric": "eer", "ref_variant": "unmasked", "probe_variant": mask}}
+    return config
+
+
+def detector_count(path) -> int:
+    """Faces dlib's HOG detector finds in an image file on its own (upsampling once, as align does)."""
+    import dlib
+
+    return len(dlib.get_frontal_face_detector()(np.asarray(Image.open(path).convert("RGB")), 1))
+
+
+@pytest.fixture(scope="module")
+def restriction():
+    prefix, how = restricted_prefix()
+    print(f"bad-input runs: {how}" if prefix is not None else f"unreadable case left out: {how}")
+    return prefix
+
+
+def test_messy_folder_gets_a_status_for_every_file(tmp_path, shared_data, restriction):
+    corpus = tmp_path / "corpus"
+    expected = make_corpus(corpus, shared_data / "lfw-mini" / "lfw-deepfunneled-mini.tgz",
+                           unreadable=restriction is not None, non_utf8=True)
+    work = copy_workflow(tmp_path / "wf")
+    (work / "mixed.yaml").write_text(yaml.safe_dump(corpus_config(corpus)))
+    targets = ["results/tables/coverage.csv", "results/mixed/aligned/summary.json"]
+    make_read_only(corpus)  # a dataset used in place (`path:`) is never written to
+    try:
+        if restriction is not None:
+            proc = run_restricted(restriction, [snakemake_exe(), *targets, "--cores", "2", "--configfile", "mixed.yaml"],
+                                  work)
+            assert proc.returncode == 0, proc.stdout[-6000:]
+        else:
+            snakemake(work, *targets, "--cores", "2", "--configfile", "mixed.yaml")
+    finally:
+        make_writable(corpus)
 
     aligned = pq.read_table(work / "results/mixed/aligned/shard-0.parquet").to_pylist()
     status = {row["image_id"]: row["status"] for row in aligned}
+    index_report = json.loads((work / "results/mixed/index.json").read_text())
     for image_id, want in expected.items():
         got = status.get(image_id)
         if want == "face":
             assert got in ("ok", "fallback"), (image_id, got)
+        elif want.startswith("index:"):
+            assert got is None, (image_id, got)  # skipped by the index, counted there
         else:
             assert got == want, (image_id, got)
-        assert all(r["reason"] for r in aligned if r["status"] not in ("ok", "fallback", "provided"))
-    index_report = json.loads((work / "results/mixed/index.json").read_text())
-    print("bad-input corpus:", len(expected), "files; align statuses:",
-          json.loads((work / "results/mixed/aligned/summary.json").read_text())["statuses"],
-          "; index skipped:", index_report["skipped"])
-    # the symlink loop is caught at indexing and counted there, not lost
-    assert sum(index_report["skipped"].values()) >= 1
+    assert set(status) <= set(expected)  # nothing unexpected slipped in
+    assert all(r["reason"] for r in aligned if r["status"] not in ("ok", "fallback", "provided"))
+    index_skips = Counter(w.removeprefix("index:") for w in expected.values() if w.startswith("index:"))
+    assert index_report["skipped"] == dict(index_skips)
+    assert len(aligned) + sum(index_report["skipped"].values()) == len(expected)  # every file accounted for
+
+    ten = next(r for r in aligned if r["image_id"].endswith("/ten_faces.png"))
+    assert ten["status"] == "ok" and ten["n_faces"] == detector_count(corpus / ten["image_id"]) == 10
+
+    summary = json.loads((work / "results/mixed/aligned/summary.json").read_text())
+    print(f"bad-input corpus: {len(expected)} files; index skipped {index_report['skipped']}; "
+          f"align statuses {summary['statuses']}")
+    assert summary["statuses"] == dict(sorted(Counter(status.values()).items()))
     masked = pq.read_table(work / "results/mixed/masked/surgical_blue/shard-0.parquet").to_pylist()
     assert len(masked) == len(aligned)
     for row in masked:
         usable = status[row["image_id"]] in ("ok", "fallback")
         assert row["status"] == ("masked" if usable else "not_aligned"), row["image_id"]
+
+
+CLI_STATUS = {"face": "masked", "index:symlink_loop": "unreadable", "index:permission_denied": "unreadable"}
+
+
+def test_mask_command_gives_every_file_a_status(tmp_path, shared_data, restriction):
+    corpus = tmp_path / "corpus"
+    expected = make_corpus(corpus, shared_data / "lfw-mini" / "lfw-deepfunneled-mini.tgz",
+                           unreadable=restriction is not None, non_utf8=False)
+    out = tmp_path / "out"
+    exe = Path(sys.executable).parent / "maskbench"
+    cmd = [str(exe) if exe.exists() else "maskbench",
+           "mask", str(corpus), "--mask", "surgical_blue", "--all-faces", "--out", str(out)]
+    make_read_only(corpus)
+    try:
+        proc = run_restricted(restriction if restriction is not None else [], cmd, tmp_path)
+    finally:
+        make_writable(corpus)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    with open(out / "mask_report.csv", newline="", encoding="utf-8") as f:
+        rows = {os.path.relpath(r["source"], corpus): r for r in csv.DictReader(f)}
+    assert set(rows) == set(expected)  # one record per file, none lost
+    for name, want in expected.items():
+        row = rows[name]
+        assert row["status"] == CLI_STATUS.get(want, want), (name, row)
+        assert row["status"] == "masked" or row["reason"], (name, row)
+    if restriction is not None:
+        unreadable = next(r for n, r in rows.items() if n.endswith("unreadable.jpg"))
+        assert "permission denied" in unreadable["reason"]
+    ten = next(r for n, r in rows.items() if n.endswith("ten_faces.png"))
+    assert int(ten["faces"]) == detector_count(corpus / next(n for n in rows if n.endswith("ten_faces.png"))) == 10
+    counts = Counter(r["status"] for r in rows.values())
+    print(f"`maskbench mask` on the corpus: {len(rows)} files; statuses {dict(sorted(counts.items()))}")
+    assert f"{len(rows)} file(s) x 1 mask type(s)" in proc.stdout
+
+
+def test_mask_command_survives_non_utf8_names(tmp_path, shared_data):
+    from maskbench.cli import main
+
+    with tarfile.open(shared_data / "lfw-mini" / "lfw-deepfunneled-mini.tgz") as tf:
+        jpeg = tf.extractfile(next(m for m in tf.getmembers() if m.isfile())).read()
+    (tmp_path / "in" / NON_UTF8_FOLDER).mkdir(parents=True)
+    (tmp_path / "in" / NON_UTF8_FOLDER / NON_UTF8_FILE).write_bytes(jpeg)
+    assert main(["mask", str(tmp_path / "in"), "--mask", "surgical_blue", "--out", str(tmp_path / "out")]) == 0
+    with open(tmp_path / "out" / "mask_report.csv", newline="", encoding="utf-8") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["masked"]

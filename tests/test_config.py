@@ -21,7 +21,7 @@ def test_default_config_comparisons_expand_masks():
     check_config(config)
     masks = list(config["masks"])
     assert variants_for(config, "demo") == ["unmasked", *masks]
-    assert comparisons_for(config, "demo", "all_identities") == [
+    assert comparisons_for(config, "demo", "test_pairs") == [
         "unmasked-vs-unmasked", *[f"unmasked-vs-{m}" for m in masks]
     ]
 
@@ -39,7 +39,7 @@ def test_masked_masked_means_same_mask_on_both_sides():
         (lambda c: c["datasets"]["demo"].__setitem__("protocols", ["nope"]), "unknown protocol 'nope'"),
         (lambda c: c["datasets"]["demo"].__setitem__("masks", ["nope"]), "unknown mask type 'nope'"),
         (lambda c: c["tables"]["benchmark2"].__setitem__("probe_variant", "nope"), "probe_variant"),
-        (lambda c: c["protocols"]["all_identities"]["comparisons"].append(["unmasked", "nope"]), "'nope'"),
+        (lambda c: c["protocols"]["test_pairs"]["comparisons"].append(["unmasked", "nope"]), "'nope'"),
     ],
 )
 def test_dangling_references_are_named(edit, message):
@@ -74,3 +74,63 @@ def test_names_that_could_escape_results_are_refused(tmp_path):
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "../../etc" in proc.stdout
+
+
+def _with_trained_models(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    config["models"]["head"] = {"kind": "projection", "base": "dlib_resnet",
+                                "train": {"datasets": ["demo"], "loss": {"kind": "supcon"}}}
+    config["models"]["both"] = {"kind": "ensemble", "members": ["dlib_resnet", "head"]}
+    return config
+
+
+def test_trained_model_is_only_evaluated_on_its_datasets_test_part():
+    from maskbench.config import evaluable, evaluated_models, trained_on
+
+    config = _with_trained_models(load("config.yaml"))
+    config["protocols"]["open"] = {"kind": "all_identities", "comparisons": [["unmasked", "masked"]]}
+    config["protocols"]["held_out"] = {"kind": "all_identities", "comparisons": [["unmasked", "masked"]],
+                                       "split": {"strategy": "identity", "part": "test"}}
+    config["protocols"]["val_only"] = {"kind": "all_identities", "comparisons": [["unmasked", "masked"]],
+                                       "split": {"strategy": "identity", "part": "val"}}
+    assert trained_on(config, "both") == {"demo": "identity"}  # through its member
+    assert evaluated_models(config, "demo", "open") == ["dlib_resnet"]  # not the head, nor ensembles with it
+    assert evaluated_models(config, "demo", "held_out") == list(config["models"])
+    assert not evaluable(config, "head", "demo", "val_only")
+
+
+def test_table_of_a_trained_model_on_an_unrestricted_protocol_is_refused():
+    config = _with_trained_models(load("config.yaml"))
+    config["protocols"]["test_pairs"].pop("split", None)
+    with pytest.raises(ConfigError, match="trained on 'demo'"):
+        check_config(config)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["head"].__setitem__("base", "nope"), "models.head.base"),
+        (lambda m: m["head"].__setitem__("base", "both"), "models.head.base"),
+        (lambda m: m["both"].__setitem__("members", ["head", "both"]), "models.both.members"),
+        (lambda m: m["both"].__setitem__("member_weights", [1.0]), "one weight per member"),
+        (lambda m: m["head"]["train"].__setitem__("datasets", ["nope"]), "unknown dataset 'nope'"),
+        (lambda m: m["head"]["train"].__setitem__("variants", ["nope"]), "unknown mask 'nope'"),
+    ],
+)
+def test_model_references_are_checked(edit, message):
+    config = _with_trained_models(load("config.yaml"))
+    config["protocols"]["test_pairs"]["split"] = {"strategy": "identity", "part": "test"}
+    edit(config["models"])
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_projection_chain_that_loops_is_refused():
+    config = _with_trained_models(load("config.yaml"))
+    config["protocols"]["test_pairs"]["split"] = {"strategy": "identity", "part": "test"}
+    config["models"]["head2"] = {"kind": "projection", "base": "head3",
+                                 "train": {"datasets": ["demo"], "loss": {"kind": "supcon"}}}
+    config["models"]["head3"] = {"kind": "projection", "base": "head2",
+                                 "train": {"datasets": ["demo"], "loss": {"kind": "supcon"}}}
+    with pytest.raises(ConfigError, match="depends on itself"):
+        check_config(config)

@@ -96,11 +96,34 @@ def test_profile_names_only_rules_of_the_workflow(tmp_path):
     assert set(profile.get("group-components", {})) <= set(profile.get("groups", {}).values())
 
 
+def asks_for_gpu(resources: dict) -> bool:
+    return bool(resources.get("gpu")) or "gpu" in str(resources.get("gres", ""))
+
+
+def test_training_rules_and_only_they_ask_for_a_gpu():
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    gpu_rules = {rule for rule, res in profile["set-resources"].items() if asks_for_gpu(res)}
+    assert gpu_rules == {"train_head", "finetune"}
+    assert not asks_for_gpu(profile.get("default-resources", {}))
+    assert not asks_for_gpu(profile.get("resources", {}))
+
+
+def cpu_only_profile(dest: Path) -> Path:
+    """profiles/slurm as it is, except that training asks for no GPU (the test node has none)."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    for resources in profile["set-resources"].values():
+        resources.pop("gpu", None)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(profile))
+    return dest
+
+
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory, shared_data, slurm: SlurmCluster):
     work = lfw_mini_workdir(tmp_path_factory.mktemp("slurm") / "wf", shared_data)
+    profile = cpu_only_profile(work / "profile-cpu")
     args = (
-        "all", "--profile", str(PROFILE), *CONFIG_ARGS, *SLURM_ARGS,
+        "all", "--profile", str(profile), *CONFIG_ARGS, *SLURM_ARGS,
         # The profile is written for real nodes. On this one, a group job may use its CPUs and
         # memory, and each job one CPU, so that two jobs run at once on a two-CPU machine.
         "--cores", str(slurm.cpus), "--resources", f"mem_mb={slurm.real_memory}", "--max-threads", "1",

@@ -10,7 +10,9 @@ is taken, in this order, from
 3. ``raw_dir/downloads/<basename>`` - an earlier download, reused only if its checksum verifies;
 4. ``url`` - downloaded to a temporary file, verified, then renamed into ``raw_dir/downloads``.
 
-Checksums (``md5`` and/or ``sha256``) are verified before a file is used. Archives are extracted
+Checksums (``md5`` and/or ``sha256``) are verified before a file is used. A file whose entry has no
+published checksum is pinned by a :class:`ChecksumLock`: the first acquisition records its sha256 in
+``raw_dir/checksums.lock.json`` and every later one must match it. Archives are extracted
 into a temporary folder beside ``raw_dir/<name>/`` and renamed into place when complete, so a killed
 extraction never looks finished. Archive members that would land outside the target folder
 (absolute paths, ``..``, links pointing outside, device files) are refused.
@@ -36,6 +38,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
+from maskbench.atomic import write_json
+from maskbench.errors import WRITE_ONLY_ERRNOS, UserError, explain_os_error, explained_os_errors
+
 log = logging.getLogger(__name__)
 
 CHECKSUM_ALGORITHMS = ("md5", "sha256")
@@ -44,11 +49,12 @@ ZIP_SUFFIXES = (".zip",)
 # Written into an extracted folder: which archive it came from, so a re-run can reuse it.
 EXTRACTED_MARKER = ".maskbench-extracted.json"
 DOWNLOADS = "downloads"
+LOCK_FILE = "checksums.lock.json"
 _CHUNK = 1 << 20
 _HEX = {"md5": 32, "sha256": 64}
 
 
-class AcquireError(RuntimeError):
+class AcquireError(UserError, RuntimeError):
     """A dataset file could not be acquired; the message says which file and what to do."""
 
 
@@ -108,25 +114,60 @@ def check_digests(path: Path, expected: dict[str, str], got: dict[str, str], adv
             )
 
 
-def verify_or_record(path: str | os.PathLike, lock: dict[str, str], key: str) -> str:
-    """sha256 of ``path``, checked against ``lock[key]``, or recorded there if absent.
+class ChecksumLock:
+    """sha256 of sources without a published checksum: recorded on first use, verified after.
 
-    For sources without a published checksum: the first verified copy fixes the checksum (the
-    workflow saves ``lock`` as a lock file), and every later copy must match it.
+    Kept per dataset as JSON ``{"<dataset>/<file>": sha256}`` in ``resources/raw/<dataset>/``
+    (written by the acquire rule only, beside the data it vouches for, one file per dataset so
+    parallel acquire jobs never race). Copy or commit it to pin the same bytes on another machine.
     """
-    path = Path(path)
-    digest = file_digests(path, ("sha256",))["sha256"]
-    recorded = lock.get(key)
-    if recorded is None:
-        lock[key] = digest
-        log.info("recorded sha256 %s for %s (%s)", digest, key, path)
-    elif recorded.lower() != digest:
-        raise ChecksumError(
-            f"{path}: sha256 {digest} differs from {recorded} recorded for {key!r} in the lock file. "
-            "Get a fresh copy of the file; if the publisher really changed it, delete the "
-            f"{key!r} entry from the lock file to record the new one."
-        )
-    return digest
+
+    def __init__(self, path: str | os.PathLike | None = None, digests: dict[str, str] | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.digests = dict(digests or {})
+        self.changed = False
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ChecksumLock":
+        """The lock saved at ``path``, or an empty one if there is none yet."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            raise AcquireError(
+                f"cannot read the checksum lock {path} ({exc}); repair it, or delete it to record "
+                "the checksums of the files acquired next"
+            ) from exc
+        if not isinstance(data, dict):
+            bad = ["(not a JSON object)"]
+        else:
+            bad = [k for k, v in data.items() if not re.fullmatch(r"[0-9a-fA-F]{64}", str(v))]
+        if bad:
+            raise AcquireError(
+                f"the checksum lock {path} has malformed entries {bad}: each must map "
+                "'<dataset>/<file>' to a 64-digit sha256; fix or delete those entries"
+            )
+        return cls(path, {k: v.lower() for k, v in data.items()})
+
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else "the checksum lock"
+
+    def get(self, key: str) -> str | None:
+        return self.digests.get(key)
+
+    def record(self, key: str, sha256: str) -> None:
+        if self.digests.get(key) != sha256:
+            self.digests[key] = sha256
+            self.changed = True
+            log.info("recorded sha256 %s for %s in %s", sha256, key, self.where())
+
+    def save(self) -> None:
+        """Write the lock (atomically) if an entry was added."""
+        if self.path is not None and self.changed:
+            write_json(self.path, self.digests)
+            self.changed = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,13 +207,14 @@ def download(url: str, dest: Path, expected: dict[str, str], timeout: float = 60
 
     Returns the file's digests. A failed or mismatching download leaves nothing at ``dest``.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(dest.parent, f".{dest.name}.*.partial")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    with explained_os_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(dest.parent, f".{dest.name}.*.partial")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         log.info("downloading %s -> %s", url, dest)
-        digests = _stream_to(url, fd, timeout)
+        digests = _stream_to(url, fd, timeout, dest)
         check_digests(
             dest, expected, digests,
             advice or f"The download of {url} is corrupt or the server's file changed: run again "
@@ -186,7 +228,7 @@ def download(url: str, dest: Path, expected: dict[str, str], timeout: float = 60
         raise
 
 
-def _stream_to(url: str, fd: int, timeout: float) -> dict[str, str]:
+def _stream_to(url: str, fd: int, timeout: float, dest: Path) -> dict[str, str]:
     """Copy a URL's body into an open file descriptor, hashing it on the way."""
     hashers = {a: hashlib.new(a) for a in CHECKSUM_ALGORITHMS}
     request = urllib.request.Request(url, headers={"User-Agent": "maskbench"})
@@ -197,6 +239,8 @@ def _stream_to(url: str, fd: int, timeout: float) -> dict[str, str]:
                 for h in hashers.values():
                     h.update(chunk)
     except (urllib.error.URLError, OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno in WRITE_ONLY_ERRNOS:
+            raise explain_os_error(exc, dest) from exc  # the disk, not the network
         raise DownloadError(
             f"could not download {url}: {exc}. Check the address and the network, or download the "
             "file another way and set `path:` in the dataset's files entry to the local copy."
@@ -332,15 +376,17 @@ def extract_archive(archive: Path, target: Path, kind: str, archive_sha256: str)
             f"{target} exists but was not extracted by acquire; move it away (or point `path:` at "
             "it to use it as is) and run again"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(target.parent, f".{target.name}.partial-*")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    with explained_os_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(target.parent, f".{target.name}.partial-*")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         log.info("extracting %s -> %s", archive, target)
-        (extract_zip if kind == "zip" else extract_tar)(archive, tmp)
-        marker = {"archive": archive.name, "archive_sha256": archive_sha256}
-        (tmp / EXTRACTED_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n", encoding="utf-8")
-        _swap_into_place(tmp, target)
+        with explained_os_errors(target):
+            (extract_zip if kind == "zip" else extract_tar)(archive, tmp)
+            marker = {"archive": archive.name, "archive_sha256": archive_sha256}
+            (tmp / EXTRACTED_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n", encoding="utf-8")
+            _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -398,29 +444,33 @@ def _lock_key(dataset: str, name: str) -> str:
 
 
 def _expectation(dataset: str, name: str, spec: dict[str, Any],
-                 lock: dict[str, str] | None) -> tuple[dict[str, str], str]:
+                 lock: ChecksumLock | None) -> tuple[dict[str, str], str]:
     """Checksums a copy must have (published, else from the lock) and advice for a mismatch."""
     expected = expected_checksums(name, spec)
-    if expected or lock is None or _lock_key(dataset, name) not in lock:
+    key = _lock_key(dataset, name)
+    if expected or lock is None or lock.get(key) is None:
         return expected, ""
+    where = spec.get("url") or "the original source"
     return (
-        {"sha256": lock[_lock_key(dataset, name)].lower()},
-        f"The expected sha256 was recorded in the lock file under {_lock_key(dataset, name)!r}; if "
-        "the publisher really changed the file, delete that entry to record the new one.",
+        {"sha256": lock.get(key)},
+        f"The expected sha256 was recorded in {lock.where()} under {key!r} when this file was "
+        f"first acquired. Get a fresh copy from {where}; if the change is intended (the publisher "
+        f"changed the file, or you switched to another copy), delete the {key!r} entry from "
+        f"{lock.where()} and run again to record the new checksum.",
     )
 
 
-def _record(dataset: str, name: str, spec: dict[str, Any], lock: dict[str, str] | None,
-            digests: dict[str, str]) -> None:
-    """Remember the sha256 of a source without a published checksum."""
+def _record(dataset: str, name: str, spec: dict[str, Any], lock: ChecksumLock | None,
+            entry: dict[str, Any]) -> dict[str, Any]:
+    """Pin the sha256 of a successfully acquired file that has no published checksum."""
     key = _lock_key(dataset, name)
-    if lock is not None and not expected_checksums(name, spec) and key not in lock:
-        lock[key] = digests["sha256"]
-        log.info("recorded sha256 %s for %s in the lock", digests["sha256"], key)
+    if lock is not None and entry["sha256"] and not expected_checksums(name, spec) and lock.get(key) is None:
+        lock.record(key, entry["sha256"])
+    return entry
 
 
 def _from_local(dataset: str, name: str, spec: dict[str, Any], local: Path, source: str,
-                raw_dir: Path, lock: dict[str, str] | None) -> dict[str, Any]:
+                raw_dir: Path, lock: ChecksumLock | None) -> dict[str, Any]:
     """A file or folder already on disk (``path`` or a manual download), only ever read."""
     if local.is_dir():
         log.info("%s/%s: using the folder %s in place", dataset, name, local)
@@ -431,10 +481,10 @@ def _from_local(dataset: str, name: str, spec: dict[str, Any], local: Path, sour
         f"The local copy is not the expected file: replace it with a fresh copy from {where}, "
         "or correct the checksum in the config if you checked that the publisher changed the file."
     )
-    digests = file_digests(local)
+    with explained_os_errors(local, "read"):
+        digests = file_digests(local)
     check_digests(local, expected, digests, advice)
-    _record(dataset, name, spec, lock, digests)
-    return _finish(name, spec, local, digests, source, raw_dir)
+    return _record(dataset, name, spec, lock, _finish(name, spec, local, digests, source, raw_dir))
 
 
 def _from_cache(cached: Path, expected: dict[str, str]) -> dict[str, str] | None:
@@ -449,7 +499,7 @@ def _from_cache(cached: Path, expected: dict[str, str]) -> dict[str, str] | None
 
 
 def _from_url(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
-              lock: dict[str, str] | None) -> dict[str, Any]:
+              lock: ChecksumLock | None) -> dict[str, Any]:
     """A verified earlier download, else a fresh one."""
     expected, lock_advice = _expectation(dataset, name, spec, lock)
     cached = raw_dir / DOWNLOADS / url_basename(spec["url"])
@@ -458,12 +508,11 @@ def _from_url(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
     if digests is None:
         digests = download(spec["url"], cached, expected, advice=lock_advice)
         source = "url"
-    _record(dataset, name, spec, lock, digests)
-    return _finish(name, spec, cached, digests, source, raw_dir)
+    return _record(dataset, name, spec, lock, _finish(name, spec, cached, digests, source, raw_dir))
 
 
 def acquire_file(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
-                 lock: dict[str, str] | None = None) -> dict[str, Any]:
+                 lock: ChecksumLock | None = None) -> dict[str, Any]:
     """Make one file of a dataset usable; returns its manifest entry {path, sha256, source}."""
     raw_dir = Path(raw_dir)
     if spec.get("path"):
@@ -489,14 +538,15 @@ def acquire_file(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
 
 
 def acquire_dataset(dataset: str, files: dict[str, dict[str, Any]], raw_dir: Path,
-                    lock: dict[str, str] | None = None) -> dict[str, Any]:
+                    lock: ChecksumLock | None = None) -> dict[str, Any]:
     """Acquire every file of a dataset; returns the manifest the caller saves as acquired.json.
 
-    ``lock`` (sha256 per ``"<dataset>/<file>"``) is checked and extended for files without a
-    published checksum; the caller saves it if it changed.
+    ``lock`` is checked and extended for files without a published checksum; the caller saves it
+    (also when a later file fails, so what was verified stays pinned).
     """
     raw_dir = Path(raw_dir)
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    with explained_os_errors(raw_dir):
+        raw_dir.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for name, spec in sorted(files.items()):
         if name in (DOWNLOADS,) or name.startswith(".") or "/" in name or "\\" in name:

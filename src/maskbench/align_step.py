@@ -1,4 +1,5 @@
-"""The align stage for one shard: read, detect, fit landmarks, cut chips; a status per image."""
+"""The align stage: per shard read, detect, fit landmarks, cut chips (a status per image); per
+dataset count the statuses and stop when no image at all gave a usable face."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from maskbench.atomic import write_table
+from maskbench.atomic import write_json, write_table
 from maskbench.chips import encode_chip
+from maskbench.errors import UserError, explained_os_errors
 from maskbench.images import DEFAULT_MAX_PIXELS, read_rgb
 from maskbench.index_step import load_acquired
 from maskbench.manifests import ALIGNED_SCHEMA
@@ -87,9 +89,13 @@ def align_shard(
 ) -> dict[str, int]:
     from maskbench.align import FaceAligner
 
-    acquired = load_acquired(acquired_json)
+    with explained_os_errors(acquired_json, "read"):
+        acquired = load_acquired(acquired_json)
     root = Path(acquired[images_key]["path"])
-    landmarks = read_landmarks_csv(acquired["landmarks"]["path"]) if "landmarks" in acquired else {}
+    landmarks = {}
+    if "landmarks" in acquired:
+        with explained_os_errors(acquired["landmarks"]["path"], "read"):
+            landmarks = read_landmarks_csv(acquired["landmarks"]["path"])
     aligner = FaceAligner(
         detector=align_cfg["detector"],
         upsample=align_cfg["upsample"],
@@ -98,7 +104,8 @@ def align_shard(
         max_side=align_cfg.get("max_side", 1200),
     )
     max_pixels = align_cfg.get("max_pixels", DEFAULT_MAX_PIXELS)
-    rows = read_shard_index(index_path, shard)
+    with explained_os_errors(index_path, "read"):
+        rows = read_shard_index(index_path, shard)
     records = [
         align_one(aligner, root, row, landmarks.get(row["image_id"]), fallback_box, max_pixels)
         for row in tqdm(rows, desc=f"align shard {shard}", mininterval=5)
@@ -108,4 +115,39 @@ def align_shard(
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     log.info("shard %d: %d images, statuses %s", shard, len(records), counts)
+    return counts
+
+
+class NoFacesError(UserError, RuntimeError):
+    """Not one image of a dataset gave a usable aligned face."""
+
+
+def check_faces_found(dataset: str, counts: dict[str, Any]) -> None:
+    """Raise NoFacesError, naming the dataset and the settings to try, if nothing is usable."""
+    if counts["usable"] or not counts["images"]:
+        return
+    statuses = ", ".join(f"{k} {v}" for k, v in counts["statuses"].items())
+    top = sorted(counts["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    reasons = "; ".join(f"{reason} ({n})" for reason, n in top)
+    raise NoFacesError(
+        f"dataset {dataset!r}: no usable face in any of its {counts['images']} images "
+        f"(statuses: {statuses}; most common: {reasons}). The per-image reasons are in "
+        f"results/{dataset}/aligned/shard-*.parquet. If the images show faces the HOG detector "
+        f"misses, set `align: {{detector: cnn}}` in the config (finds turned and small faces), or "
+        f"`align: {{upsample: 2}}` for small faces, or, for a set of cropped, centred faces, "
+        f"`datasets.{dataset}.fallback_box: [left, top, right, bottom]` (fractions of the image); "
+        f"if they are unreadable, check datasets.{dataset}.files and the layout against "
+        f"results/{dataset}/index.parquet. Then run again."
+    )
+
+
+def write_align_summary(dataset: str, shard_paths: list[str], usable: list[str], out_path: str) -> dict:
+    """Status counts over a dataset's aligned shards, written only if some face was usable."""
+    from maskbench.summaries import status_counts
+
+    counts = status_counts(shard_paths, usable)
+    check_faces_found(dataset, counts)
+    write_json(out_path, counts)
+    log.info("%s: %d of %d images usable; statuses %s", dataset, counts["usable"], counts["images"],
+             counts["statuses"])
     return counts

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from collections import Counter
 from pathlib import Path
 
 import yaml
+
+from maskbench.atomic import write_text
+from maskbench.index import printable
 
 
 def load_mask_specs(config: str | None, names: list[str] | None) -> dict:
@@ -42,11 +46,13 @@ def cmd_mask(args: argparse.Namespace) -> int:
         records.extend(mask_file(source, path, out_dir, masks, aligner, args.seed, args.all_faces, args.preview))
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "mask_report.csv"
-    with open(report, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["source", "mask", "status", "faces", "output", "reason"])
-        for r in records:
-            writer.writerow([r.source, r.mask, r.status, r.faces, r.output or "", r.reason or ""])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["source", "mask", "status", "faces", "output", "reason"])
+    for r in records:  # undecodable bytes in a file name are written as \xNN, never a crash
+        writer.writerow([printable(r.source), r.mask, r.status, r.faces,
+                         printable(r.output) if r.output else "", r.reason or ""])
+    write_text(report, buffer.getvalue())
     files = Counter()
     for r in records:
         files[r.status] += 1
@@ -55,7 +61,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v}" for k, v in sorted(files.items())))
     for r in records:
         if r.status != "masked" and r.mask == next(iter(masks)):
-            print(f"  {r.status}: {r.source} ({r.reason})")
+            print(f"  {r.status}: {printable(r.source)} ({r.reason})")
     print(f"report: {report}")
     return 0
 

@@ -79,6 +79,21 @@ def check_config(config: dict[str, Any]) -> None:
         if ds["layout"] != "demo" and ds.get("images", "images") not in (ds.get("files") or {}):
             raise ConfigError(f"datasets.{name}.files needs an `{ds.get('images', 'images')}` entry")
     for protocol, spec in config["protocols"].items():
+        val = spec.get("validation")
+        if val is not None:
+            if val == protocol or val not in config["protocols"]:
+                raise ConfigError(f"protocols.{protocol}.validation: {val!r} must name another protocol")
+            missing = [c for c in spec["comparisons"] if c not in config["protocols"][val]["comparisons"]]
+            if missing:
+                raise ConfigError(f"protocols.{protocol}.validation: {val!r} lacks the comparisons {missing}")
+            if protocol_part(config, protocol) and protocol_part(config, val) != (protocol_part(config, protocol)[0], "val"):
+                raise ConfigError(
+                    f"protocols.{protocol}.validation: {val!r} must be restricted to the val part of "
+                    f"the {protocol_part(config, protocol)[0]} split"
+                )
+            for name, ds in config["datasets"].items():
+                if protocol in ds["protocols"] and val not in ds["protocols"]:
+                    raise ConfigError(f"datasets.{name}.protocols: add {val!r}, the validation protocol of {protocol!r}")
         for ref, probe in spec["comparisons"]:
             for variant in (ref, probe):
                 if variant not in masks | {UNMASKED, MASKED}:
@@ -101,3 +116,123 @@ def check_config(config: dict[str, Any]) -> None:
         for dataset, protocol in (spec.get("protocol") or {}).items():
             if protocol not in config["datasets"].get(dataset, {}).get("protocols", []):
                 raise ConfigError(f"tables.{table}.protocol: {dataset!r} has no protocol {protocol!r}")
+    check_models(config)
+    for table, spec in config["tables"].items():
+        for dataset in spec.get("datasets") or list(config["datasets"]):
+            if not config["datasets"][dataset]["protocols"]:
+                continue
+            protocol = (spec.get("protocol") or {}).get(dataset, config["datasets"][dataset]["protocols"][0])
+            for model in spec.get("models") or config["models"]:
+                if not evaluable(config, model, dataset, protocol):
+                    raise ConfigError(
+                        f"tables.{table}: model {model!r} was trained on {dataset!r}, so it can only be "
+                        f"tested on a protocol restricted to the test part of its split; protocol "
+                        f"{protocol!r} is not (give the table a `protocol:` for {dataset!r} with "
+                        f"`split: {{strategy: {trained_on(config, model)[dataset]}, part: test}}`)"
+                    )
+
+
+# --- models: how each kind gets its embeddings or scores --------------------------------------
+
+CHIP_KINDS = ("dlib_resnet", "torchvision", "dicta_checkpoint", "finetuned", "finetune")
+"""Kinds that embed chips with a network (``finetune`` first trains it)."""
+TRAINED_KINDS = ("projection", "finetune")
+"""Kinds trained inside the workflow, on the train part of an identity split."""
+
+
+def models_of_kind(config: dict[str, Any], *kinds: str) -> list[str]:
+    return [name for name, spec in config["models"].items() if spec["kind"] in kinds]
+
+
+def embedding_models(config: dict[str, Any]) -> list[str]:
+    """Models whose scores come from their own embeddings (chip networks and projection heads)."""
+    return models_of_kind(config, *CHIP_KINDS, "projection")
+
+
+def train_split(spec: dict[str, Any]) -> str:
+    return spec.get("train", {}).get("split", "identity")
+
+
+def trained_on(config: dict[str, Any], model: str) -> dict[str, str]:
+    """dataset -> split strategy of every dataset whose train part taught ``model`` (through a
+    projection's base or an ensemble's members too)."""
+    spec = config["models"][model]
+    out: dict[str, str] = {}
+    if spec["kind"] in TRAINED_KINDS:
+        out.update({d: train_split(spec) for d in spec["train"]["datasets"]})
+    if spec["kind"] == "projection":
+        out.update(trained_on(config, spec["base"]))
+    if spec["kind"] == "ensemble":
+        for member in spec["members"]:
+            out.update(trained_on(config, member))
+    return out
+
+
+def protocol_part(config: dict[str, Any], protocol: str) -> tuple[str, str] | None:
+    """(split strategy, part) a protocol's images are restricted to, or None for all images."""
+    split = config["protocols"][protocol].get("split")
+    return (split["strategy"], split["part"]) if split else None
+
+
+def evaluable(config: dict[str, Any], model: str, dataset: str, protocol: str) -> bool:
+    """False where a model would be tested on images it may have learnt from: a dataset it was
+    trained on, with a protocol not restricted to the test part of that same split."""
+    strategy = trained_on(config, model).get(dataset)
+    return strategy is None or protocol_part(config, protocol) == (strategy, "test")
+
+
+def evaluated_models(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
+    return [m for m in config["models"] if evaluable(config, m, dataset, protocol)]
+
+
+def check_models(config: dict[str, Any]) -> None:
+    """Bases, members and training datasets exist; a model never depends on itself."""
+    models = config["models"]
+    for name, spec in models.items():
+        kind = spec["kind"]
+        if kind == "projection":
+            base = spec["base"]
+            if base not in models or models[base]["kind"] not in (*CHIP_KINDS, "projection"):
+                raise ConfigError(
+                    f"models.{name}.base: {base!r} must name a model with embeddings "
+                    f"(one of {embedding_models(config)})"
+                )
+        if kind == "ensemble":
+            for member in spec["members"]:
+                if member not in models or member == name or models[member]["kind"] == "ensemble":
+                    raise ConfigError(
+                        f"models.{name}.members: {member!r} must name another model that is not an ensemble"
+                    )
+            weights = spec.get("member_weights")
+            if weights is not None and len(weights) != len(spec["members"]):
+                raise ConfigError(f"models.{name}.member_weights: one weight per member ({len(spec['members'])})")
+        if kind in TRAINED_KINDS:
+            for dataset in spec["train"]["datasets"]:
+                if dataset not in config["datasets"]:
+                    raise ConfigError(f"models.{name}.train.datasets: unknown dataset {dataset!r}")
+            if kind == "finetune" and len(spec["train"]["datasets"]) != 1:
+                raise ConfigError(f"models.{name}.train.datasets: fine-tuning trains on one dataset")
+            for variant in spec["train"].get("variants") or []:
+                if variant not in set(config["masks"]) | {MASKED}:
+                    raise ConfigError(
+                        f"models.{name}.train.variants: unknown mask {variant!r}; use masked or one of "
+                        f"{sorted(config['masks'])}"
+                    )
+    def walk(model: str, path: tuple[str, ...]) -> None:
+        if model in path:
+            raise ConfigError(f"models: {' -> '.join((*path, model))} depends on itself")
+        spec = models[model]
+        for dep in ([spec["base"]] if spec["kind"] == "projection" else []) + list(spec.get("members") or []):
+            walk(dep, (*path, model))
+
+    for model in models:
+        walk(model, ())
+
+
+def train_masks(config: dict[str, Any], model: str, dataset: str) -> list[str]:
+    """Mask types a trained model sees on a dataset (default: all of the dataset's)."""
+    wanted = config["models"][model]["train"].get("variants") or [MASKED]
+    out: list[str] = []
+    for variant in wanted:
+        out.extend(m for m in _expand_variant(config, dataset, variant) if m not in out)
+    return out

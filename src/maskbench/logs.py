@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from maskbench.errors import is_user_error
+
 log = logging.getLogger("maskbench")
 
 
@@ -31,6 +33,9 @@ def log_to(path: str | None) -> Iterator[logging.Logger]:
             yield log
         except Exception as exc:
             log.error("%s: %s", type(exc).__name__, exc)
+            if is_user_error(exc):  # the message is the whole story: one line, no traceback
+                print(f"error: {exc}", file=old_stderr)
+                raise SystemExit(1) from None
             raise
         finally:
             sys.stderr = old_stderr

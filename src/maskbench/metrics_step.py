@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from maskbench import metrics
 from maskbench.atomic import write_json
+from maskbench.operating_point import cross_validated_report, json_safe, operating_report
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,41 @@ def _value(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+NO_VALIDATION = "no validation pairs: set folds > 1 or a validation protocol"
+OPERATING_KEYS = ("fmr", "fnmr", "accuracy")
+
+
+def operating_point(pairs, val_scores_path: str | None = None, settings: dict | None = None) -> dict:
+    """Confusion matrix and classification report at a threshold never chosen on the test pairs.
+
+    With ``val_scores_path`` (scores of the same model and comparison on a validation protocol)
+    the threshold comes from those scores; otherwise, with several folds, each fold's comes from
+    the other folds; with one fold there is nothing to choose it on and a status says so.
+    ``settings``: ``{"rule": "eer" | "fmr", "target": FMR}`` (default: the EER threshold).
+    """
+    settings = settings or {}
+    rule, target = settings.get("rule", "eer"), settings.get("target")
+    scores = pairs["score"].to_numpy(np.float64)
+    labels = pairs["genuine"].to_numpy(bool)
+    if val_scores_path:
+        val_genuine, val_impostor, _ = read_scores(val_scores_path)
+        if not val_genuine.size or not val_impostor.size:
+            raise ValueError(f"validation scores {val_scores_path} need scored genuine and impostor pairs; "
+                             f"found {val_genuine.size} genuine and {val_impostor.size} impostor")
+        return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target)}
+    if pairs["fold"].nunique() > 1:
+        return {"status": "ok", **cross_validated_report(scores, labels, pairs["fold"].to_numpy(), rule, target)}
+    return {"status": NO_VALIDATION}
+
+
 def compute_metrics(scores_path: str, baseline_path: str | None = None,
-                    evaluation: dict | None = None) -> dict:
+                    evaluation: dict | None = None, val_scores_path: str | None = None) -> dict:
     """All verification metrics of one score file.
 
     ``baseline_path`` (the unmasked-vs-unmasked scores of the same protocol) enables NIST's
     masked-probe method: the threshold fixed on unmasked impostors, applied to the masked pairs.
+    ``val_scores_path`` supplies validation pairs for the operating-point report (see
+    :func:`operating_point`).
     """
     evaluation = evaluation or {}
     pairs, unscored = read_scored_pairs(scores_path)
@@ -94,12 +124,16 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
             key = f"nist_{fmr_key(target)}"
             out[key] = _value(result.fnmr) if result.measurable else None
             out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None
+    point = json_safe(operating_point(pairs, val_scores_path, evaluation.get("operating_point")))
+    out["operating_point"] = point
+    for key in OPERATING_KEYS:  # flat copies for tables; None when no threshold could be chosen
+        out[f"operating_{key}"] = point.get(key)
     return out
 
 
 def write_metrics(scores_path: str, out_path: str, baseline_path: str | None = None,
-                  evaluation: dict | None = None) -> dict:
-    result = compute_metrics(scores_path, baseline_path, evaluation)
+                  evaluation: dict | None = None, val_scores_path: str | None = None) -> dict:
+    result = compute_metrics(scores_path, baseline_path, evaluation, val_scores_path)
     write_json(out_path, result)
     log.info("%s: EER %.4f over %d genuine / %d impostor", scores_path, result["eer"] or float("nan"),
              result["n_genuine"], result["n_impostor"])

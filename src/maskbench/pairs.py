@@ -4,7 +4,8 @@ A protocol first chooses image pairs (reference image, probe image, genuine, fol
 usable aligned images, seeded; then every pair is listed once per variant comparison the config
 asks for (e.g. unmasked reference vs surgical-masked probe). The invariants — no image compared
 with itself or its own masked copy, impostors never share an identity, genuine pairs always do —
-are checked on every manifest before it is written.
+are checked on every manifest before it is written. The all_vs_all protocol, too large for lists
+of pairs, is generated in blocks by maskbench.all_vs_all.
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ def parse_lfw_pairs(text: str) -> list[tuple[str, int, str, int, bool, int]]:
     return out
 
 
-def lfw_view2_pairs(images: dict[str, str], pairs_text: str, all_images: Iterable[str]) -> tuple[list[ImagePair], Counter]:
-    """The official pairs; a pair whose image is missing or was not aligned is dropped and counted."""
+def lfw_view2_pairs(images: dict[str, str], pairs_text: str, all_images: Iterable[str],
+                    in_split: set[str] | None = None) -> tuple[list[ImagePair], Counter]:
+    """The official pairs; a pair whose image is missing, was not aligned or (given ``in_split``,
+    the images of one split part) lies outside the part is dropped and counted."""
     usable = lfw_image_lookup(images)
     known = lfw_image_lookup(all_images)
     pairs, dropped = [], Counter()
@@ -142,6 +145,8 @@ def lfw_view2_pairs(images: dict[str, str], pairs_text: str, all_images: Iterabl
             dropped["image_not_in_dataset"] += 1
         elif any(k not in usable for k in keys):
             dropped["image_not_aligned"] += 1
+        elif in_split is not None and any(usable[k] not in in_split for k in keys):
+            dropped["image_not_in_split"] += 1
         else:
             pairs.append(ImagePair(usable[keys[0]], usable[keys[1]], genuine, fold))
     return pairs, dropped
@@ -180,15 +185,19 @@ def pairs_table(pairs: list[ImagePair], comparisons: list[tuple[str, str]]) -> p
 
 
 def pairs_report(pairs: list[ImagePair], comparisons: list[tuple[str, str]], dropped: Counter) -> dict:
+    """Counts per class, fold and comparison (every comparison lists the same image pairs)."""
     per_fold: dict[str, dict[str, int]] = defaultdict(lambda: {"genuine": 0, "impostor": 0})
     for p in pairs:
         per_fold[str(p.fold)]["genuine" if p.genuine else "impostor"] += 1
+    genuine = sum(p.genuine for p in pairs)
+    names = [f"{r}-vs-{p}" for r, p in comparisons]
     return {
         "image_pairs": len(pairs),
-        "genuine": sum(p.genuine for p in pairs),
-        "impostor": sum(not p.genuine for p in pairs),
+        "genuine": genuine,
+        "impostor": len(pairs) - genuine,
         "per_fold": dict(sorted(per_fold.items())),
-        "comparisons": [f"{r}-vs-{p}" for r, p in comparisons],
+        "per_comparison": {name: {"genuine": genuine, "impostor": len(pairs) - genuine} for name in names},
+        "comparisons": names,
         "rows": len(pairs) * len(comparisons),
         "dropped": dict(sorted(dropped.items())),
     }

@@ -1,4 +1,9 @@
-"""The pairs stage: one protocol's manifest for one dataset, from its aligned shards."""
+"""The pairs stage: one protocol's manifest for one dataset, from its aligned shards.
+
+A protocol with ``split: {strategy, part}`` is built on the images of that part only (the split
+manifest of maskbench.splits gives each image's part): this is how a model trained on the
+train part of an identity split is tested on people it never saw.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from maskbench.all_vs_all import prepare as prepare_all_vs_all
+from maskbench.all_vs_all import write_all_vs_all
 from maskbench.atomic import write_json, write_table
 from maskbench.index_step import load_acquired
 from maskbench.manifests import USABLE_STATUSES
@@ -24,6 +31,8 @@ from maskbench.pairs import (
 
 log = logging.getLogger(__name__)
 
+VERIFICATION_KINDS = ("all_identities", "dicta1000", "lfw_view2", "all_vs_all")
+
 
 def read_aligned_identities(paths: list[str]) -> tuple[dict[str, str], list[str]]:
     """(usable image -> identity, every image id) over a dataset's aligned shards."""
@@ -38,6 +47,38 @@ def read_aligned_identities(paths: list[str]) -> tuple[dict[str, str], list[str]
     return usable, every
 
 
+def split_part_images(split_path: str, part: str) -> set[str]:
+    """The image ids a split manifest (SPLITS_SCHEMA of maskbench.splits) puts in ``part``."""
+    table = pq.read_table(split_path, columns=["image_id", "split"])
+    return {i for i, s in zip(table["image_id"].to_pylist(), table["split"].to_pylist()) if s == part}
+
+
+def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
+                      split_path: str | None) -> tuple[dict[str, str], set[str] | None, dict]:
+    """(usable images of the protocol's split part, that part's image set or None, report entry).
+
+    A protocol without ``split`` keeps every usable image; one with it needs the manifest."""
+    spec = protocol.get("split")
+    if not spec:
+        if split_path:
+            raise ProtocolError(f"a split manifest ({split_path}) was given, but the protocol has no "
+                                "`split: {strategy, part}`")
+        return usable, None, {}
+    if not split_path:
+        raise ProtocolError(
+            f"the protocol is restricted to split {spec['strategy']}/{spec['part']}: pass its manifest "
+            f"(results/<dataset>/splits/{spec['strategy']}.parquet)"
+        )
+    part = split_part_images(split_path, spec["part"])
+    kept = {k: v for k, v in usable.items() if k in part}
+    if not kept:
+        raise ProtocolError(f"{split_path}: no usable image is in part {spec['part']!r}; "
+                            "was the split made from this dataset's aligned images?")
+    entry = {"strategy": spec["strategy"], "part": spec["part"], "usable_images_in_part": len(kept),
+             "usable_images_left_out": len(usable) - len(kept)}
+    return kept, part, entry
+
+
 def build_pairs(
     aligned_paths: list[str],
     protocol: dict[str, Any],
@@ -46,26 +87,37 @@ def build_pairs(
     acquired_json: str,
     table_path: str,
     report_path: str,
+    split_path: str | None = None,
 ) -> dict:
     usable, every = read_aligned_identities(aligned_paths)
+    images, in_split, split_entry = restrict_to_split(usable, protocol, split_path)
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
-    dropped: Counter = Counter()
-    if kind == "all_identities":
-        pairs = all_identities_pairs(usable, seed, folds)
-    elif kind == "dicta1000":
-        pairs = dicta_pairs(usable, seed, protocol.get("n_pairs", 1000), folds)
-    elif kind == "lfw_view2":
-        entry = load_acquired(acquired_json).get(protocol.get("pairs_file", "pairs"))
-        if entry is None:
-            raise ProtocolError(f"{acquired_json} lists no pairs file {protocol.get('pairs_file', 'pairs')!r}")
-        pairs, dropped = lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every)
+    if kind == "all_vs_all":
+        prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"))
+        report = write_all_vs_all(prepared, comparisons, table_path)
     else:
-        raise ProtocolError(f"unknown protocol kind {kind!r}")
-    check_pairs(pairs, usable)
-    table = pairs_table(pairs, comparisons)
-    report = pairs_report(pairs, comparisons, dropped)
-    write_table(table_path, table)
+        dropped: Counter = Counter()
+        if kind == "all_identities":
+            pairs = all_identities_pairs(images, seed, folds)
+        elif kind == "dicta1000":
+            pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds)
+        elif kind == "lfw_view2":
+            key = protocol.get("pairs_file", "pairs")
+            entry = load_acquired(acquired_json).get(key)
+            if entry is None:
+                raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
+            pairs, dropped = lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every,
+                                             in_split)
+        else:
+            raise ProtocolError(f"unknown verification protocol kind {kind!r}; known: {list(VERIFICATION_KINDS)}")
+        check_pairs(pairs, images)
+        write_table(table_path, pairs_table(pairs, comparisons))
+        report = pairs_report(pairs, comparisons, dropped)
+    if split_entry:
+        report["split"] = split_entry
+    report["kind"] = kind
     write_json(report_path, report)
-    log.info("%s: %d image pairs x %d comparisons; dropped %s", kind, len(pairs), len(comparisons), dict(dropped))
+    log.info("%s: %d image pairs x %d comparisons; dropped %s", kind, report["image_pairs"],
+             len(comparisons), report["dropped"])
     return report

@@ -72,6 +72,8 @@ def long_metrics(entries: list[dict[str, str]]) -> pd.DataFrame:
     for e in entries:
         with open(e["path"], encoding="utf-8") as f:
             values = json.load(f)
+        # nested entries (the operating point's confusion matrix and report) stay in the JSON
+        values = {k: v for k, v in values.items() if not isinstance(v, (dict, list))}
         ref, probe = e["comparison"].split("-vs-")
         rows.append({"dataset": e["dataset"], "model": e["model"], "protocol": e["protocol"],
                      "ref_variant": ref, "probe_variant": probe, **values})

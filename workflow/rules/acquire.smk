@@ -1,5 +1,8 @@
 # acquire: raw data lands in resources/raw/<dataset>/ (verified, safely extracted, never modified);
-# the demo dataset is generated here instead. index: one Parquet table per dataset.
+# the demo dataset is generated here instead. Files without a published checksum are pinned in
+# resources/raw/<dataset>/checksums.lock.json (not an output: Snakemake would delete it before the
+# job, and the lock must outlive re-runs). acquire is the only rule that writes under resources/raw.
+# index: one Parquet table per dataset.
 
 
 rule acquire:

@@ -31,7 +31,7 @@ rule align_summary:
         "../../envs/data.yaml"
     input:
         shards=aligned_shards,
-        code=lib("summaries"),
+        code=lib("summaries", "align_step"),
     output:
         "results/{dataset}/aligned/summary.json",
     log:
@@ -43,7 +43,7 @@ rule align_summary:
     params:
         usable=["ok", "fallback", "provided"],
     script:
-        "../scripts/status_summary.py"
+        "../scripts/align_summary.py"
 
 
 rule mask_summary:

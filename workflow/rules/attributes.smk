@@ -11,18 +11,12 @@ if "attributes" in config:
     from maskbench.attributes_step import (
         attribute_settings,
         check_attributes_config,
-        split_settings,
         train_variants,
     )
-    from maskbench.splits import STRATEGIES
 
-    validate(
-        {k: config[k] for k in ("splits", "attributes") if k in config},
-        schema="../schemas/attributes.schema.yaml",
-    )
+    validate({"attributes": config["attributes"]}, schema="../schemas/attributes.schema.yaml")
     check_attributes_config(config)
     ATTR = attribute_settings(config)
-    SPLIT_CFG = split_settings(config)
     ATTRIBUTE_FIGURES = ("confusion", "coverage", "age_error")
     RUN_METRICS = "results/{dataset}/attributes/{model}/{strategy}/{train}/metrics.json"
     RUN_PREDICTIONS = "results/{dataset}/attributes/{model}/{strategy}/{train}/predictions.parquet"
@@ -40,33 +34,6 @@ if "attributes" in config:
         v: [f"results/{wc.dataset}/embeddings/{wc.model}/{v}/shard-{s}.parquet" for s in shards(wc.dataset)]
         for v in variants_for(config, wc.dataset)
     }
-
-    rule split:
-        conda:
-            "../../envs/evaluate.yaml"
-        wildcard_constraints:
-            dataset="|".join(ATTR["datasets"]),
-            strategy="|".join(STRATEGIES),
-        input:
-            index="results/{dataset}/index.parquet",
-            aligned=aligned_shards,
-            code=lib("splits", "attributes_step", "attributes", "seeds"),
-        output:
-            table="results/{dataset}/splits/{strategy}.parquet",
-            report="results/{dataset}/splits/{strategy}.json",
-        params:
-            ratios=SPLIT_CFG["ratios"],
-            stratify=SPLIT_CFG["stratify"],
-            age_groups=ATTR["age_groups"],
-            seed=SEED,
-        log:
-            "results/logs/splits/{dataset}/{strategy}.log",
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=lambda wc, attempt: 10 * attempt,
-        script:
-            "../scripts/split.py"
 
     rule attributes:
         conda:

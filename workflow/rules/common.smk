@@ -1,15 +1,56 @@
 # Config validation, wildcard constraints and the input functions every stage shares.
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from maskbench.config import check_config, comparison_pairs, comparisons_for, masks_for, variants_for
+from maskbench.attributes import DEFAULT_AGE_GROUPS
+from maskbench.attributes_step import split_settings
+from maskbench.config import (
+    CHIP_KINDS,
+    check_config,
+    comparison_pairs,
+    comparisons_for,
+    embedding_models,
+    evaluable,
+    masks_for,
+    models_of_kind,
+    protocol_part,
+    train_masks,
+    train_split,
+    variants_for,
+)
+from maskbench.splits import STRATEGIES
 
-validate(config, schema="../schemas/config.schema.yaml")
-check_config(config)
+# the config files in use (the default one unless --configfile named others), for error messages
+CONFIG_FILES = [str(f) for f in (workflow.overwrite_configfiles or ["config/config.yaml"])]
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+    if "splits" in config:
+        validate({"splits": config["splits"]}, schema="../schemas/attributes.schema.yaml")
+    check_config(config)
+except Exception as exc:
+    raise WorkflowError(f"invalid configuration ({', '.join(CONFIG_FILES)}): {exc}") from None
 
 SEED = config["seed"]
 LIB = "src/maskbench/"
+SPLIT_CFG = split_settings(config)
+AGE_GROUPS = list((config.get("attributes") or {}).get("age_groups") or DEFAULT_AGE_GROUPS)
+
+# How each model gets its scores: a network embeds chips (embed), a head maps a base model's
+# embeddings (project), an ensemble fuses members' scores (fuse), or scores are imported.
+CHIP_MODELS = models_of_kind(config, *CHIP_KINDS)
+PROJECTION_MODELS = models_of_kind(config, "projection")
+FINETUNE_MODELS = models_of_kind(config, "finetune")
+TRAINED_MODELS = PROJECTION_MODELS + FINETUNE_MODELS
+ENSEMBLE_MODELS = models_of_kind(config, "ensemble")
+IMPORTED_MODELS = models_of_kind(config, "imported")
+SCORED_MODELS = embedding_models(config)
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing when there are none)."""
+    return "|".join(names) or "(?!)"
 
 
 wildcard_constraints:
@@ -69,6 +110,7 @@ def metric_files(dataset):
         for protocol in ds["protocols"]
         for comparison in comparisons_for(config, dataset, protocol)
         for model in config["models"]
+        if evaluable(config, model, dataset, protocol)
     ]
 
 
@@ -89,6 +131,7 @@ def all_targets():
             figure=["roc", "det", "scores", "mask_effect"],
             dataset=verified,
         )
+        + expand("results/figures/training_{model}.png", model=TRAINED_MODELS)
     )
 
 
@@ -124,6 +167,7 @@ def metric_entries():
         for p in config["datasets"][d]["protocols"]
         for c in comparisons_for(config, d, p)
         for m in config["models"]
+        if evaluable(config, m, d, p)
     ]
 
 
@@ -134,6 +178,7 @@ def roc_curves(wildcards):
          "path": f"results/{wildcards.dataset}/scores/{model}/{protocol}/{comparison}.parquet"}
         for comparison in comparisons_for(config, wildcards.dataset, protocol)
         for model in config["models"]
+        if evaluable(config, model, wildcards.dataset, protocol)
     ]
 
 
@@ -143,4 +188,84 @@ def mask_effect_rows(wildcards):
         {"model": m, "comparison": c, "path": f"results/{wildcards.dataset}/metrics/{m}/{protocol}/{c}.json"}
         for c in comparisons_for(config, wildcards.dataset, protocol)
         for m in config["models"]
+        if evaluable(config, m, wildcards.dataset, protocol)
     ]
+
+
+def protocol_split_file(wildcards):
+    """The split a protocol's images are restricted to, if any."""
+    part = protocol_part(config, wildcards.protocol)
+    return [f"results/{wildcards.dataset}/splits/{part[0]}.parquet"] if part else []
+
+
+# --- trained models and ensembles ------------------------------------------------------------
+
+MODEL_FILE = "results/models/{model}/model.safetensors"
+
+
+def embed_model_files(wildcards):
+    """A fine-tuned model's checkpoint, trained by the finetune rule."""
+    return [MODEL_FILE.format(model=wildcards.model)] if wildcards.model in FINETUNE_MODELS else []
+
+
+def embed_model_spec(wildcards):
+    spec = config["models"][wildcards.model]
+    if spec["kind"] == "finetune":
+        return {"kind": "finetuned", "checkpoint": MODEL_FILE.format(model=wildcards.model),
+                "batch_size": spec.get("batch_size", 64)}
+    return spec
+
+
+def projection_base_shard(wildcards):
+    base = config["models"][wildcards.model]["base"]
+    return f"results/{wildcards.dataset}/embeddings/{base}/{wildcards.variant}/shard-{wildcards.shard}.parquet"
+
+
+def training_datasets(model):
+    return list(config["models"][model]["train"]["datasets"])
+
+
+def head_training_embeddings(wildcards):
+    """The base model's embeddings, unmasked and of the mask types trained on, of every training set."""
+    base = config["models"][wildcards.model]["base"]
+    return [
+        f"results/{dataset}/embeddings/{base}/{variant}/shard-{shard}.parquet"
+        for dataset in training_datasets(wildcards.model)
+        for variant in ["unmasked", *train_masks(config, wildcards.model, dataset)]
+        for shard in shards(dataset)
+    ]
+
+
+def training_splits(wildcards):
+    strategy = train_split(config["models"][wildcards.model])
+    return [f"results/{d}/splits/{strategy}.parquet" for d in training_datasets(wildcards.model)]
+
+
+def finetune_masked_chips(wildcards):
+    dataset = training_datasets(wildcards.model)[0]
+    return [
+        f"results/{dataset}/masked/{mask}/shard-{shard}.parquet"
+        for mask in train_masks(config, wildcards.model, dataset)
+        for shard in shards(dataset)
+    ]
+
+
+def finetune_aligned_chips(wildcards):
+    dataset = training_datasets(wildcards.model)[0]
+    return [f"results/{dataset}/aligned/shard-{shard}.parquet" for shard in shards(dataset)]
+
+
+def ensemble_member_scores(wildcards):
+    return [
+        f"results/{wildcards.dataset}/scores/{member}/{wildcards.protocol}/{wildcards.comparison}.parquet"
+        for member in config["models"][wildcards.model]["members"]
+    ]
+
+
+def validation_scores(wildcards):
+    """Scores of the protocol's validation protocol (same model and comparison): the operating
+    threshold of the confusion matrix is chosen on them, never on the pairs it is applied to."""
+    val = config["protocols"][wildcards.protocol].get("validation")
+    if not val:
+        return []
+    return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{val}/{wildcards.comparison}.parquet"]

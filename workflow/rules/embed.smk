@@ -5,13 +5,16 @@
 rule embed:
     conda:
         "../../envs/embed.yaml"
+    wildcard_constraints:
+        model=one_of(CHIP_MODELS),
     input:
         chips=variant_chips,
-        code=lib("embed", "embed_step", "chips", "dlib_resnet", "dlib_dat"),
+        model_file=embed_model_files,
+        code=lib("embed", "embed_step", "chips", "dlib_resnet", "dlib_dat", "backbones", "checkpoints"),
     output:
         "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
     params:
-        model=lambda wc: config["models"][wc.model],
+        model=embed_model_spec,
         cache_dir="results/cache/models",
     log:
         "results/logs/embed/{dataset}/{model}/{variant}/shard-{shard}.log",

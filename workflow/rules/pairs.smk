@@ -6,7 +6,9 @@ rule pairs:
         "../../envs/data.yaml"
     input:
         aligned=aligned_shards,
+        summary="results/{dataset}/aligned/summary.json",  # fails first, clearly, if no face was found
         acquired="resources/raw/{dataset}/acquired.json",
+        split=protocol_split_file,
         code=lib("pairs", "pairs_step", "seeds"),
     output:
         table="results/{dataset}/pairs/{protocol}.parquet",

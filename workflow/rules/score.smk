@@ -4,6 +4,8 @@
 rule score:
     conda:
         "../../envs/evaluate.yaml"
+    wildcard_constraints:
+        model=one_of(SCORED_MODELS),
     input:
         pairs="results/{dataset}/pairs/{protocol}.parquet",
         embeddings=comparison_embeddings,
@@ -28,7 +30,8 @@ rule metrics:
     input:
         scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
         baseline=nist_baseline,
-        code=lib("metrics", "metrics_step"),
+        val_scores=validation_scores,
+        code=lib("metrics", "metrics_step", "operating_point"),
     output:
         "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
     params:

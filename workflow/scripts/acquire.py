@@ -2,9 +2,10 @@
 from pathlib import Path
 
 from maskbench.acquire_step import acquire
+from maskbench.errors import exit_on_user_error
 from maskbench.logs import log_to
 
-with log_to(snakemake.log[0]):
+with exit_on_user_error(), log_to(snakemake.log[0]):
     acquire(
         dataset=snakemake.wildcards.dataset,
         spec=snakemake.params.dataset,

@@ -2,11 +2,20 @@
 from maskbench.logs import log_to
 from maskbench.metrics_step import write_metrics
 
+
+def first(files):
+    """The one file of an optional input (absent, empty, a path or a list of one)."""
+    if isinstance(files, str):
+        return files or None
+    return files[0] if files else None
+
+
 with log_to(snakemake.log[0]):
-    baseline = snakemake.input.baseline
     write_metrics(
         snakemake.input.scores,
         snakemake.output[0],
-        baseline_path=baseline[0] if baseline else None,
+        baseline_path=first(snakemake.input.baseline),
         evaluation=snakemake.params.evaluation,
+        # scores of the protocol's validation protocol: the operating threshold is chosen on them
+        val_scores_path=first(getattr(snakemake.input, "val_scores", None)),
     )

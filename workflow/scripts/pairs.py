@@ -3,6 +3,8 @@ from maskbench.logs import log_to
 from maskbench.pairs_step import build_pairs
 
 with log_to(snakemake.log[0]):
+    split = getattr(snakemake.input, "split", None) or []
+    split = [split] if isinstance(split, str) else list(split)
     build_pairs(
         aligned_paths=list(snakemake.input.aligned),
         protocol=snakemake.params.protocol,
@@ -11,4 +13,5 @@ with log_to(snakemake.log[0]):
         acquired_json=snakemake.input.acquired,
         table_path=snakemake.output.table,
         report_path=snakemake.output.report,
+        split_path=split[0] if split else None,
     )

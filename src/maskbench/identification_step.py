@@ -1,0 +1,143 @@
+"""The identification stages: the protocol's manifests for a dataset, then one model's searches
+with one probe variant (closed-set rank-k and CMC, open-set FNIR at FPIR targets)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from maskbench import identification as ident
+from maskbench.atomic import write_json, write_table
+from maskbench.config import UNMASKED, ConfigError, comparison_pairs
+from maskbench.identification_protocol import (
+    check_identification,
+    choose_identification,
+    gallery_table,
+    identification_report,
+    probes_table,
+)
+from maskbench.pairs_step import read_aligned_identities, restrict_to_split
+from maskbench.score_step import embedding_matrix
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANKS = (1, 5)
+DEFAULT_FPIR_TARGETS = (0.1, 0.01)
+KIND = "identification"
+
+
+def identification_protocols(config: dict[str, Any], dataset: str) -> list[str]:
+    """The dataset's protocols of kind identification (the others are verification protocols)."""
+    return [p for p in config["datasets"][dataset]["protocols"] if config["protocols"][p]["kind"] == KIND]
+
+
+def identification_probe_variants(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
+    """Probe variants of an identification protocol: the probe sides of its comparisons, whose
+    reference side must be ``unmasked`` (the gallery is always enrolled unmasked)."""
+    out: list[str] = []
+    for ref, probe in comparison_pairs(config, dataset, protocol):
+        if ref != UNMASKED:
+            raise ConfigError(f"protocols.{protocol}.comparisons: an identification gallery is enrolled "
+                              f"unmasked, so every comparison must start with unmasked (got {ref!r})")
+        if probe not in out:
+            out.append(probe)
+    return out
+
+
+def build_identification(aligned_paths: list[str], protocol: dict[str, Any], seed: int, gallery_path: str,
+                         probes_path: str, report_path: str, split_path: str | None = None) -> dict:
+    """Write the gallery and probe manifests of one identification protocol, and their counts."""
+    if protocol["kind"] != "identification":
+        raise ValueError(f"protocol kind {protocol['kind']!r} is not identification")
+    usable, _ = read_aligned_identities(aligned_paths)
+    images, _, split_entry = restrict_to_split(usable, protocol, split_path)
+    chosen = choose_identification(images, seed, protocol.get("gallery_size", 1),
+                                   protocol.get("unknown_fraction", 0.0))
+    check_identification(chosen, images)
+    report = identification_report(chosen)
+    if split_entry:
+        report["split"] = split_entry
+    write_table(gallery_path, gallery_table(chosen))
+    write_table(probes_path, probes_table(chosen))
+    write_json(report_path, report)
+    log.info("identification: %d gallery images, %d mated and %d non-mated probes", report["gallery_images"],
+             report["mated_probes"], report["non_mated_probes"])
+    return report
+
+
+def _embedded(table: pa.Table, ids: pa.Array, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``table`` with an embedding, their embeddings)."""
+    rows = pc.index_in(table["image_id"], value_set=ids)
+    have = pc.is_valid(rows).to_numpy(zero_copy_only=False)
+    return have, matrix[rows.fill_null(0).to_numpy()[have]] if have.any() else matrix[:0]
+
+
+def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str, list[str]], score_kind: str,
+                  out_json: str, ranks: Sequence[int] = DEFAULT_RANKS,
+                  fpir_targets: Sequence[float] = DEFAULT_FPIR_TARGETS, probe_variant: str | None = None) -> dict:
+    """Search every probe (in ``probe_variant``) against the unmasked gallery; write the metrics.
+
+    ``embedding_paths`` maps variant -> embedding shards: ``unmasked`` for the gallery, and the
+    probe variant (inferred when it is the only other key). Gallery images and probes without an
+    embedding are counted and left out; so is a mated probe whose whole gallery entry is.
+    """
+    if probe_variant is None:
+        others = sorted(set(embedding_paths) - {UNMASKED})
+        if len(others) > 1:
+            raise ValueError(f"several probe variants {others} given: name one as probe_variant")
+        probe_variant = others[0] if others else UNMASKED
+    for variant in {UNMASKED, probe_variant}:
+        if variant not in embedding_paths:
+            raise ValueError(f"no embedding files given for variant {variant!r}")
+    gallery = pq.read_table(gallery_path)
+    probes = pq.read_table(probes_path)
+    g_ids, g_matrix = embedding_matrix(embedding_paths[UNMASKED])
+    if probe_variant == UNMASKED:
+        p_ids, p_matrix = g_ids, g_matrix
+    else:
+        p_ids, p_matrix = embedding_matrix(embedding_paths[probe_variant])
+    g_have, g_emb = _embedded(gallery, g_ids, g_matrix)
+    p_have, p_emb = _embedded(probes, p_ids, p_matrix)
+    g_identity = np.asarray(gallery["identity"].to_pylist(), dtype=str)[g_have]
+    if g_emb.shape[0] == 0:
+        raise ident.IdentificationError(
+            f"{gallery_path}: the gallery is empty after dropping images without an unmasked embedding "
+            f"({gallery.num_rows} enrolled); check the embed stage's statuses"
+        )
+    p_identity = np.asarray(probes["identity"].to_pylist(), dtype=str)[p_have]
+    listed_mated = probes["mated"].to_numpy(zero_copy_only=False)[p_have]
+    enrolled = np.isin(p_identity, np.unique(g_identity))
+    mate_lost = listed_mated & ~enrolled
+    use = ~mate_lost
+    p_emb, p_identity, mated = p_emb[use], p_identity[use], listed_mated[use]
+    counts = {
+        "gallery_images": gallery.num_rows,
+        "gallery_images_embedded": int(g_have.sum()),
+        "gallery_identities": int(np.unique(g_identity).size),
+        "probes": probes.num_rows,
+        "probes_missing_embedding": int((~p_have).sum()),
+        "probes_whose_mate_has_no_embedding": int(mate_lost.sum()),
+        "mated_searches": int(mated.sum()),
+        "non_mated_searches": int((~mated).sum()),
+    }
+    result: dict[str, Any] = {
+        "gallery_variant": UNMASKED,
+        "probe_variant": probe_variant,
+        "score": score_kind,
+        "counts": counts,
+        "closed_set": ident.closed_set(g_emb, g_identity, p_emb[mated], p_identity[mated], score_kind, ranks),
+        "open_set": None,
+    }
+    if counts["non_mated_searches"]:
+        top_ids, top_scores = ident.top_candidates(g_emb, g_identity, p_emb, score_kind)
+        result["open_set"] = ident.open_set(top_ids, top_scores, p_identity, mated, fpir_targets)
+    write_json(out_json, result)
+    log.info("%s probes: rank-1 %.4f over %d mated searches; %d non-mated", probe_variant,
+             result["closed_set"]["rank_1"] if 1 in ranks else float("nan"), counts["mated_searches"],
+             counts["non_mated_searches"])
+    return result

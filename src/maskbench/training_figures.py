@@ -1,0 +1,42 @@
+"""Figures of a training run: the training loss and the val masked-probe EER per epoch."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from maskbench.figures import _save  # noqa: E402  (PNG + PDF, atomic, fixed metadata)
+
+
+def training_curve_figure(curve_path: str, title: str, png_path: str) -> None:
+    """Two panels over epochs: mean training loss, and val EER with the untrained head (epoch 0)
+    as a dashed line and the kept (best) epoch marked. Writes the PNG and a PDF beside it."""
+    curve = pq.read_table(curve_path).to_pandas().sort_values("epoch")
+    if curve.empty:
+        raise ValueError(f"{curve_path}: the training curve has no rows")
+    fig, (ax_loss, ax_eer) = plt.subplots(2, 1, figsize=(6.4, 5.6), dpi=120, sharex=True)
+    trained = curve[curve["loss"].notna()]
+    ax_loss.plot(trained["epoch"], trained["loss"], marker="o", markersize=3)
+    ax_loss.set_ylabel("training loss")
+    ax_loss.set_title(title)
+    ax_loss.grid(True, alpha=0.3)
+
+    ax_eer.plot(curve["epoch"], curve["val_eer"], marker="o", markersize=3, label="val masked-probe EER")
+    untrained = float(curve["val_eer"].iloc[0])
+    ax_eer.axhline(untrained, linestyle="--", color="grey", label=f"untrained ({untrained:.3f})")
+    best = curve.loc[curve["val_eer"].idxmin()]  # idxmin: the earliest of equal minima
+    ax_eer.plot([best["epoch"]], [best["val_eer"]], marker="*", markersize=12, linestyle="none",
+                color="tab:red", label=f"kept: epoch {int(best['epoch'])} ({best['val_eer']:.3f})")
+    ax_eer.set_xlabel("epoch")
+    ax_eer.set_ylabel("val EER")
+    ax_eer.set_xlim(-0.5, max(1.0, float(curve["epoch"].max())) + 0.5)
+    if not math.isnan(untrained):
+        ax_eer.set_ylim(bottom=0.0)
+    ax_eer.grid(True, alpha=0.3)
+    ax_eer.legend(fontsize=7, loc="upper right")
+    _save(fig, png_path)

@@ -1,0 +1,90 @@
+"""Ensemble scores: label-free z-normalised weighted means of the members' scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from maskbench.fusion import FusionError, fuse, fuse_score_files, zscore
+from maskbench.manifests import SCORES_SCHEMA
+from maskbench.metrics import eer
+
+
+def _scores_file(path, scores, genuine, status=None):
+    n = len(scores)
+    status = status or ["ok"] * n
+    ok = np.array([s == "ok" for s in status])
+    table = pa.Table.from_pydict(
+        {
+            "pair_id": list(range(n)),
+            "ref_image": [f"r{i}" for i in range(n)],
+            "probe_image": [f"p{i}" for i in range(n)],
+            "genuine": list(map(bool, genuine)),
+            "fold": [0] * n,
+            "score": pa.array(np.where(ok, scores, 0.0), mask=~ok),
+            "status": status,
+        },
+        schema=SCORES_SCHEMA,
+    )
+    pq.write_table(table, path)
+    return str(path)
+
+
+def test_fusion_is_invariant_to_each_members_scale_and_offset():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    fused = fuse([a, b])
+    rescaled = fuse([3.0 * a - 7.0, 0.01 * b + 100.0])
+    np.testing.assert_allclose(fused, rescaled, atol=1e-12)
+    expected = ((a - a.mean()) / a.std() + (b - b.mean()) / b.std()) / 2
+    np.testing.assert_allclose(fused, expected, atol=1e-12)
+
+
+def test_weights_and_constant_member():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    np.testing.assert_allclose(fuse([a, b], [1.0, 0.0]), zscore(a))
+    np.testing.assert_allclose(fuse([a, np.full(50, 4.0)]), zscore(a) / 2)
+    with pytest.raises(FusionError, match="one non-negative weight per member"):
+        fuse([a, b], [1.0])
+    with pytest.raises(FusionError, match="at least two"):
+        fuse([a])
+
+
+def test_two_noisy_members_fuse_to_a_lower_eer(tmp_path):
+    rng = np.random.default_rng(2)
+    genuine = np.repeat([True, False], 2000)
+    signal = np.where(genuine, 1.0, 0.0)
+    a = signal + rng.normal(scale=1.0, size=genuine.size)
+    b = 0.1 * signal + rng.normal(scale=0.1, size=genuine.size)  # same information, another scale
+    paths = [_scores_file(tmp_path / "a.parquet", a, genuine), _scores_file(tmp_path / "b.parquet", b, genuine)]
+    out = tmp_path / "fused.parquet"
+    counts = fuse_score_files(paths, ["a", "b"], str(out))
+    assert counts == {"pairs": 4000, "fused": 4000, "missing_member_score": 0}
+    fused = pq.read_table(out)
+    s = fused["score"].to_numpy()
+    e_fused = eer(s[genuine], s[~genuine]).eer
+    assert e_fused < min(eer(a[genuine], a[~genuine]).eer, eer(b[genuine], b[~genuine]).eer)
+
+
+def test_a_pair_missing_in_one_member_keeps_a_status(tmp_path):
+    genuine = [True, False, True, False]
+    a = _scores_file(tmp_path / "a.parquet", [1.0, 0.0, 0.9, 0.2], genuine)
+    b = _scores_file(tmp_path / "b.parquet", [0.5, 0.1, 0.0, 0.3], genuine,
+                     status=["ok", "ok", "missing_embedding", "ok"])
+    out = tmp_path / "fused.parquet"
+    counts = fuse_score_files([a, b], ["a", "b"], str(out))
+    assert counts["missing_member_score"] == 1
+    table = pq.read_table(out)
+    assert table["status"].to_pylist()[2] == "missing_member_score"
+    assert table["score"].to_pylist()[2] is None
+
+
+def test_members_with_different_pairs_are_refused(tmp_path):
+    a = _scores_file(tmp_path / "a.parquet", [1.0, 0.0], [True, False])
+    b = _scores_file(tmp_path / "b.parquet", [1.0, 0.0, 0.5], [True, False, True])
+    with pytest.raises(FusionError, match="does not score the same pairs"):
+        fuse_score_files([a, b], ["a", "b"], str(tmp_path / "out.parquet"))
+    assert not (tmp_path / "out.parquet").exists()

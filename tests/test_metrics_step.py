@@ -1,0 +1,110 @@
+"""The metrics stage's JSON: existing keys kept, and the operating point never fixed on test pairs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from maskbench import metrics
+from maskbench.manifests import SCORES_SCHEMA
+from maskbench.metrics_step import NO_VALIDATION, compute_metrics, write_metrics
+
+# keys every metrics file had before the operating point was added; tables and figures read them
+EXISTING_KEYS = {
+    "n_genuine", "n_impostor", "n_unscored", "eer", "eer_threshold", "eer_rocch", "auc", "d_prime",
+    "best_accuracy", "best_accuracy_threshold", "histogram_overlap",
+    *(f"fnmr_at_fmr_{t}{suffix}" for t in ("1e-2", "1e-3", "1e-4", "1e-5", "0")
+      for suffix in ("", "_threshold", "_measurable")),
+}
+
+
+def scores_file(path, n_gen=60, n_imp=240, folds=1, seed=0, shift=2.0, unscored=0, offset=0.0):
+    rng = np.random.default_rng(seed)
+    score = np.round(np.concatenate([rng.normal(shift, 1, n_gen), rng.normal(0, 1, n_imp)]), 3) + offset
+    genuine = np.arange(score.size) < n_gen
+    n = score.size
+    status = np.array(["ok"] * n, dtype=object)
+    status[rng.choice(n, unscored, replace=False)] = "missing_embedding"
+    ok = status == "ok"
+    table = pa.Table.from_pydict(
+        {"pair_id": np.arange(n), "ref_image": [f"r{i}" for i in range(n)],
+         "probe_image": [f"p{i}" for i in range(n)], "genuine": genuine,
+         "fold": (np.arange(n) % folds).astype(np.int16),
+         "score": pa.array(np.where(ok, score, 0.0), mask=~ok), "status": status.tolist()},
+        schema=SCORES_SCHEMA)
+    pq.write_table(table, path)
+    return str(path), score, genuine, (np.arange(n) % folds), ok
+
+
+def confusion(scores, labels, t):
+    accept = scores >= t
+    return [[int(np.sum(~labels & ~accept)), int(np.sum(~labels & accept))],
+            [int(np.sum(labels & ~accept)), int(np.sum(labels & accept))]]
+
+
+def test_single_fold_without_validation_records_why_and_keeps_every_key(tmp_path):
+    path, *_ = scores_file(tmp_path / "s.parquet")
+    out = compute_metrics(path)
+    assert EXISTING_KEYS <= set(out)
+    assert out["operating_point"] == {"status": NO_VALIDATION}
+    assert out["operating_fmr"] is None and out["operating_accuracy"] is None
+
+
+def test_single_fold_with_validation_scores_uses_their_threshold(tmp_path):
+    path, score, genuine, _, ok = scores_file(tmp_path / "test.parquet", seed=1, unscored=7)
+    val_path, val_score, val_gen, _, _ = scores_file(tmp_path / "val.parquet", seed=2, shift=3.0)
+    out = compute_metrics(path, val_scores_path=val_path)
+    point = out["operating_point"]
+    t = metrics.eer(val_score[val_gen], val_score[~val_gen]).threshold
+    assert point["status"] == "ok" and point["method"] == "validation"
+    assert point["threshold"] == t
+    assert point["confusion_matrix"] == confusion(score[ok], genuine[ok], t)  # unscored pairs left out
+    assert sum(map(sum, point["confusion_matrix"])) == out["n_genuine"] + out["n_impostor"]
+    assert out["operating_fmr"] == point["fmr"]
+
+
+def test_folds_cross_validate_and_sum_the_confusion_matrices(tmp_path):
+    path, score, genuine, fold, ok = scores_file(tmp_path / "s.parquet", n_gen=100, n_imp=300, folds=4, seed=3)
+    out = compute_metrics(path, evaluation={"operating_point": {"rule": "fmr", "target": 0.05}})
+    point = out["operating_point"]
+    assert point["method"] == "cross_validation" and point["rule"] == "fmr"
+    total = np.zeros((2, 2), int)
+    for k, entry in enumerate(point["folds"]):
+        rest = fold != k
+        t = metrics.fnmr_at_fmr(score[rest & genuine], score[rest & ~genuine], 0.05).threshold
+        assert entry["threshold"] == t
+        assert np.mean(score[rest & ~genuine] >= t) <= 0.05
+        total += confusion(score[~rest], genuine[~rest], t)
+    assert point["confusion_matrix"] == total.tolist()
+    assert "kfold_accuracy" in out  # the LFW accuracy is still reported beside it
+
+
+def test_an_empty_validation_class_is_a_named_error(tmp_path):
+    path, *_ = scores_file(tmp_path / "test.parquet")
+    val_path, *_ = scores_file(tmp_path / "val.parquet", n_gen=0)
+    with pytest.raises(ValueError, match="val.parquet need scored genuine and impostor pairs"):
+        compute_metrics(path, val_scores_path=val_path)
+
+
+def test_written_json_is_strict_and_byte_stable(tmp_path):
+    path, *_ = scores_file(tmp_path / "s.parquet", seed=4)
+    # a validation threshold far below every test score accepts every test pair: impostor
+    # precision is then undefined, and must reach the JSON as null, never NaN
+    val_path, *_ = scores_file(tmp_path / "val.parquet", seed=5, offset=-100.0)
+    write_metrics(path, str(tmp_path / "a.json"), val_scores_path=val_path)
+    write_metrics(path, str(tmp_path / "b.json"), val_scores_path=val_path)
+    text = (tmp_path / "a.json").read_text()
+    assert text == (tmp_path / "b.json").read_text()
+
+    def reject(name):
+        raise AssertionError(f"{name} in metrics JSON")
+
+    values = json.loads(text, parse_constant=reject)
+    point = values["operating_point"]
+    assert point["confusion_matrix"] == [[0, values["n_impostor"]], [0, values["n_genuine"]]]
+    assert point["classification_report"]["impostor"]["precision"] is None
+    assert point["classification_report"]["genuine"]["support"] == values["n_genuine"]

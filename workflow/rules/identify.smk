@@ -1,0 +1,60 @@
+# identification{protocol}: an unmasked gallery and probes per dataset, then per model and probe
+# variant the closed-set rank-k / CMC and open-set FNIR at FPIR targets. Only datasets with a
+# protocol of kind identification get these rules.
+
+
+if IDENTIFICATION:
+
+    rule identification_protocol:
+        conda:
+            "../../envs/evaluate.yaml"
+        wildcard_constraints:
+            dataset=one_of(IDENTIFICATION),
+            protocol=one_of(IDENTIFICATION_PROTOCOLS),
+        input:
+            aligned=aligned_shards,
+            split=protocol_split_file,
+            code=lib("identification_protocol", "identification_step", "pairs_step", "pairs", "seeds"),
+        output:
+            gallery=f"{IDENTIFICATION_DIR}/gallery.parquet",
+            probes=f"{IDENTIFICATION_DIR}/probes.parquet",
+            report=f"{IDENTIFICATION_DIR}/protocol.json",
+        params:
+            protocol=lambda wc: config["protocols"][wc.protocol],
+            seed=SEED,
+        log:
+            "results/logs/identification/{dataset}/{protocol}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=lambda wc, attempt: 20 * attempt,
+        script:
+            "../scripts/identification_protocol.py"
+
+    rule identify:
+        conda:
+            "../../envs/evaluate.yaml"
+        wildcard_constraints:
+            dataset=one_of(IDENTIFICATION),
+            protocol=one_of(IDENTIFICATION_PROTOCOLS),
+            model=one_of(SCORED_MODELS),
+            probe_variant=r"[a-z0-9][a-z0-9_]*",
+        input:
+            gallery=f"{IDENTIFICATION_DIR}/gallery.parquet",
+            probes=f"{IDENTIFICATION_DIR}/probes.parquet",
+            embeddings=identification_embeddings,
+            code=lib("identification", "identification_step", "score_step", "metrics"),
+        output:
+            IDENTIFY_RESULT,
+        params:
+            score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
+            ranks=lambda wc: identification_setting(wc, "ranks", DEFAULT_RANKS),
+            fpir_targets=lambda wc: identification_setting(wc, "fpir_targets", DEFAULT_FPIR_TARGETS),
+        log:
+            "results/logs/identify/{dataset}/{model}/{protocol}/{probe_variant}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=lambda wc, attempt: 20 * attempt,
+        script:
+            "../scripts/identify.py"

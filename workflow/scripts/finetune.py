@@ -1,0 +1,17 @@
+"""Fine-tune a backbone on the train part of a split (masked chips mixed in), select on val."""
+from maskbench.finetune_step import finetune_step, group_masked_paths
+from maskbench.logs import log_to
+
+with log_to(snakemake.log[0]):
+    finetune_step(
+        aligned_paths=list(snakemake.input.aligned),
+        masked_paths=group_masked_paths(list(snakemake.input.masked)),
+        split_path=snakemake.input.split,
+        spec=dict(snakemake.params.spec),
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+        model_out=snakemake.output.model,
+        curve_out=snakemake.output.curve,
+        report_out=snakemake.output.report,
+        cache_dir=snakemake.params.get("cache_dir"),
+    )

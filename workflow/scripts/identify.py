@@ -1,0 +1,17 @@
+"""Search one probe variant of an identification protocol against its gallery with one model."""
+from maskbench.identification_step import identify_step
+from maskbench.logs import log_to
+
+with log_to(snakemake.log[0]):
+    variant = snakemake.wildcards.probe_variant
+    paths = {v: [p for p in snakemake.input.embeddings if f"/{v}/shard-" in p] for v in {"unmasked", variant}}
+    identify_step(
+        gallery_path=snakemake.input.gallery,
+        probes_path=snakemake.input.probes,
+        embedding_paths=paths,
+        score_kind=snakemake.params.score,
+        out_json=snakemake.output[0],
+        ranks=list(snakemake.params.ranks),
+        fpir_targets=list(snakemake.params.fpir_targets),
+        probe_variant=variant,
+    )

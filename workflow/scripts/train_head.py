@@ -1,0 +1,19 @@
+"""Train a projection head over a base model's cached embeddings (train part; val selects the
+epoch); the training_figure rule draws its curve."""
+from maskbench.logs import log_to
+from maskbench.train_step import group_embedding_paths, train_head_step
+
+with log_to(snakemake.log[0]):
+    datasets = list(snakemake.params.datasets)
+    train_head_step(
+        embeddings=group_embedding_paths(list(snakemake.input.embeddings), datasets),
+        splits=list(snakemake.input.splits),
+        datasets=datasets,
+        spec=dict(snakemake.params.spec),
+        base_model=snakemake.params.base,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+        model_out=snakemake.output.model,
+        curve_out=snakemake.output.curve,
+        report_out=snakemake.output.report,
+    )
