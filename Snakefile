@@ -18,6 +18,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/identify_common.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/mask.smk"
@@ -29,10 +30,12 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/score_io.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/attributes.smk"
+include: "workflow/rules/identify.smk"
 
 
 rule all:
     input:
         all_targets(),
         attribute_targets(),
+        identification_targets(),
     default_target: True

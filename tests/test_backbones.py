@@ -155,8 +155,10 @@ def save_variants(model: torch.nn.Module, root: Path) -> dict[str, Path]:
     trunk = {k: v for k, v in state.items() if not k.startswith("fc.")}
     module = {f"module.{k}": v for k, v in trunk.items()}
     moco = {f"module.encoder_q.{k}": v for k, v in trunk.items()}
-    moco.update({"module.encoder_q.fc.0.weight": torch.randn(2048, 2048), "module.encoder_q.fc.0.bias": torch.zeros(2048),
-                 "module.encoder_q.fc.2.weight": torch.randn(128, 2048), "module.encoder_q.fc.2.bias": torch.zeros(128),
+    moco.update({"module.encoder_q.fc.0.weight": torch.randn(2048, 2048),
+                 "module.encoder_q.fc.0.bias": torch.zeros(2048),
+                 "module.encoder_q.fc.2.weight": torch.randn(128, 2048),
+                 "module.encoder_q.fc.2.bias": torch.zeros(128),
                  "module.encoder_k.conv1.weight": torch.randn(64, 3, 7, 7), "module.queue": torch.randn(128, 16),
                  "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
     files = {"module": (module, False), "moco": (moco, True), "plain_with_fc": (dict(state), False),

@@ -134,3 +134,10 @@ def test_projection_chain_that_loops_is_refused():
                                  "train": {"datasets": ["demo"], "loss": {"kind": "supcon"}}}
     with pytest.raises(ConfigError, match="depends on itself"):
         check_config(config)
+
+
+def test_head_trained_on_a_mask_its_dataset_lacks_is_refused():
+    config = copy.deepcopy(load("config.yaml"))
+    config["datasets"]["demo"]["masks"] = ["cloth_black"]
+    with pytest.raises(ConfigError, match="'surgical_blue' is not painted on 'demo'"):
+        check_config(config)

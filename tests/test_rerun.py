@@ -41,50 +41,87 @@ def edit_config(work: Path, edit) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def test_changing_one_mask_colour_reruns_only_that_mask(finished_run, tmp_path):
-    work = copy_workflow(tmp_path / "wf")
-    # share the finished outputs and Snakemake's metadata with a fresh copy of the code
+def reuse_finished_run(work: Path, finished_run: Path) -> None:
+    """Share the finished outputs and Snakemake's metadata with a fresh copy of the code."""
     for name in ("results", "resources", ".snakemake"):
         (work / name).symlink_to(finished_run / name)
-    config = yaml.safe_load((work / "config/config.yaml").read_text())
-    masks = list(config["masks"])
-    changed, others = masks[0], masks[1:]
-    edit_config(work, lambda c: c["masks"][changed].__setitem__("color", "#123456"))
-    jobs = planned_jobs(snakemake(work, "-n", TARGET).stdout)
+
+
+def jobs_by_rule(jobs: list[dict]) -> dict[str, list[dict]]:
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
+    return by_rule
+
+
+def test_changing_one_mask_colour_reruns_only_that_mask(finished_run, tmp_path):
+    """A mask type no trained model learns from: its branch re-runs, for every model, and nothing else."""
+    from maskbench.config import models_of_kind, train_masks
+
+    work = copy_workflow(tmp_path / "wf")
+    reuse_finished_run(work, finished_run)
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    heads = models_of_kind(config, "projection")
+    learnt = {m for h in heads for m in train_masks(config, h, "demo")}
+    changed = next(m for m in config["masks"] if m not in learnt)
+    others = [m for m in config["masks"] if m != changed]
+    edit_config(work, lambda c: c["masks"][changed].__setitem__("color", "#123456"))
+    by_rule = jobs_by_rule(jobs := planned_jobs(snakemake(work, "-n", TARGET).stdout))
     shards = config["datasets"]["demo"]["shards"]
+    chip_models = models_of_kind(config, "dlib_resnet")
+    ensembles = models_of_kind(config, "ensemble")
     assert len(by_rule["mask"]) == shards
     assert all(f"/masked/{changed}/" in j["output"] for j in by_rule["mask"])
     assert all(j["reason"].startswith("Params have changed") for j in by_rule["mask"])
-    assert len(by_rule["embed"]) == shards * len(config["models"])
-    assert all(f"/{changed}/shard-" in j["output"] for j in by_rule["embed"])
-    assert {j["output"].rsplit("/", 1)[1] for j in by_rule["score"]} == {f"unmasked-vs-{changed}.parquet"}
-    assert len(by_rule["metrics"]) == len(by_rule["score"])
-    assert set(by_rule) <= {"mask", "mask_summary", "coverage", "embed", "score", "metrics", "curve_figures",
-                            "mask_effect_figure", "table", "all_metrics", "all"}
+    assert len(by_rule["embed"]) == shards * len(chip_models)
+    assert len(by_rule["project"]) == shards * len(heads)
+    assert all(f"/{changed}/shard-" in j["output"] for j in by_rule["embed"] + by_rule["project"])
+    scored = by_rule["score"] + by_rule["fuse"]
+    assert {j["output"].rsplit("/", 1)[1] for j in scored} == {f"unmasked-vs-{changed}.parquet"}
+    assert len(by_rule["score"]) == len(chip_models) + len(heads) and len(by_rule["fuse"]) == len(ensembles)
+    assert len(by_rule["metrics"]) == len(scored)
+    assert len(by_rule["identify"]) == len(chip_models) + len(heads)
+    assert all(j["output"].endswith(f"/{changed}.json") for j in by_rule["identify"])
+    assert set(by_rule) <= {"mask", "mask_summary", "coverage", "embed", "project", "score", "fuse", "metrics",
+                            "identify", "identification_table", "curve_figures", "mask_effect_figure",
+                            "table", "all_metrics", "all"}
     assert not any(other in j["output"] for j in jobs for other in others)
+
+
+def test_changing_a_mask_a_head_learns_from_retrains_it(finished_run, tmp_path):
+    """The head's training data changed: it is retrained, then every variant is projected again."""
+    from maskbench.config import models_of_kind, train_masks
+
+    work = copy_workflow(tmp_path / "wf")
+    reuse_finished_run(work, finished_run)
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    head = models_of_kind(config, "projection")[0]
+    changed = train_masks(config, head, "demo")[0]
+    edit_config(work, lambda c: c["masks"][changed].__setitem__("color", "#123456"))
+    by_rule = jobs_by_rule(planned_jobs(snakemake(work, "-n", TARGET).stdout))
+    assert [j["output"].split(",")[0] for j in by_rule["train_head"]] == [f"results/models/{head}/model.safetensors"]
+    shards = config["datasets"]["demo"]["shards"]
+    assert len(by_rule["project"]) == shards * (1 + len(config["masks"]))
+    assert not {"acquire", "index", "align", "pairs", "split"} & set(by_rule)
 
 
 def test_adding_a_model_runs_only_that_models_jobs(finished_run, tmp_path):
     work = copy_workflow(tmp_path / "wf")
-    for name in ("results", "resources", ".snakemake"):
-        (work / name).symlink_to(finished_run / name)
+    reuse_finished_run(work, finished_run)
     edit_config(work, lambda c: c["models"].__setitem__(
         "dlib_reference", {"kind": "dlib_resnet", "backend": "dlib", "score": "neg_l2"}))
     jobs = planned_jobs(snakemake(work, "-n", TARGET).stdout)
     rules = {j["rule"] for j in jobs}
-    assert rules <= {"embed", "score", "metrics", "curve_figures", "mask_effect_figure", "table", "all_metrics", "all"}
+    assert rules <= {"embed", "score", "metrics", "identify", "identification_table", "curve_figures",
+                     "mask_effect_figure", "table", "all_metrics", "all"}
     for job in jobs:
-        if job["rule"] in ("embed", "score", "metrics"):
+        if job["rule"] in ("embed", "score", "metrics", "identify"):
             assert "/dlib_reference/" in job["output"], job
 
 
 def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run, tmp_path):
     work = copy_workflow(tmp_path / "wf")
-    for name in ("results", "resources", ".snakemake"):
-        (work / name).symlink_to(finished_run / name)
+    reuse_finished_run(work, finished_run)
     mask_code = work / "src/maskbench/mask_step.py"
     mask_code.write_text(mask_code.read_text() + "\n# edited\n")
     jobs = planned_jobs(snakemake(work, "-n", TARGET).stdout)

@@ -51,6 +51,9 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         "metrics": len(config["models"]) * n_comparisons,
         "curve_figures": 1, "mask_effect_figure": 1, "align_summary": 1, "mask_summary": n_masks,
         "coverage": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
+        # 1:N search: one gallery/probe manifest, one search per model with embeddings and probe variant
+        "identification_protocol": 1, "identify": (len(chip_models) + len(heads)) * n_comparisons,
+        "identification_table": 1,
         "total": counts["total"],
     }
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")

@@ -49,6 +49,11 @@ def comparison_pairs(config: dict[str, Any], dataset: str, protocol: str) -> lis
     return out
 
 
+def verification_protocols(config: dict[str, Any], dataset: str) -> list[str]:
+    """A dataset's pair protocols (an identification protocol searches a gallery instead)."""
+    return [p for p in config["datasets"][dataset]["protocols"] if config["protocols"][p]["kind"] != "identification"]
+
+
 def comparisons_for(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
     return [f"{r}-vs-{p}" for r, p in comparison_pairs(config, dataset, protocol)]
 
@@ -119,9 +124,12 @@ def check_config(config: dict[str, Any]) -> None:
     check_models(config)
     for table, spec in config["tables"].items():
         for dataset in spec.get("datasets") or list(config["datasets"]):
-            if not config["datasets"][dataset]["protocols"]:
+            if not verification_protocols(config, dataset):
                 continue
-            protocol = (spec.get("protocol") or {}).get(dataset, config["datasets"][dataset]["protocols"][0])
+            protocol = (spec.get("protocol") or {}).get(dataset, verification_protocols(config, dataset)[0])
+            if config["protocols"][protocol]["kind"] == "identification":
+                raise ConfigError(f"tables.{table}.protocol: {protocol!r} is an identification protocol; "
+                                  "its results are in results/tables/identification.csv")
             for model in spec.get("models") or config["models"]:
                 if not evaluable(config, model, dataset, protocol):
                     raise ConfigError(
@@ -218,6 +226,12 @@ def check_models(config: dict[str, Any]) -> None:
                         f"models.{name}.train.variants: unknown mask {variant!r}; use masked or one of "
                         f"{sorted(config['masks'])}"
                     )
+                for dataset in spec["train"]["datasets"]:
+                    if variant != MASKED and variant not in masks_for(config, dataset):
+                        raise ConfigError(
+                            f"models.{name}.train.variants: {variant!r} is not painted on {dataset!r} "
+                            f"(its masks: {masks_for(config, dataset)})"
+                        )
     def walk(model: str, path: tuple[str, ...]) -> None:
         if model in path:
             raise ConfigError(f"models: {' -> '.join((*path, model))} depends on itself")

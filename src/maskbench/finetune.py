@@ -84,7 +84,8 @@ class FinetuneSpec:
 
     def __post_init__(self) -> None:
         if self.arch not in TRAINABLE_ARCHS:
-            raise ValueError(f"finetune key 'arch': {self.arch!r} cannot be fine-tuned; use one of {list(TRAINABLE_ARCHS)}")
+            raise ValueError(
+                f"finetune key 'arch': {self.arch!r} cannot be fine-tuned; use one of {list(TRAINABLE_ARCHS)}")
         if not isinstance(self.loss, dict) or "kind" not in self.loss:
             raise ValueError("finetune key 'loss' must be a mapping with a 'kind' (supcon, arcface or triplet)")
         if self.optimizer not in ("adam", "sgd"):
@@ -188,8 +189,8 @@ def epoch_batches(labels: np.ndarray, epoch: int, seed: int, batch_size: int, pe
     """
     rng = np.random.default_rng(item_seed(seed, "batches", str(epoch)))
     runs = []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
+    for members in _groups(np.asarray(labels)).values():
+        members = rng.permutation(members)
         runs += [members[k:k + per_identity] for k in range(0, len(members), per_identity)]
     order = np.concatenate([runs[k] for k in rng.permutation(len(runs))]) if runs else np.zeros(0, int)
     return [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
@@ -246,7 +247,7 @@ def val_pairs(data: ChipSet, seed: int, n_impostors: int, max_genuine: int) -> V
     return ValPairs(probes, genuine_all.astype(np.int64), _impostors(ids, probe_ids, n_impostors, rng))
 
 
-def _groups(values: np.ndarray) -> dict[str, np.ndarray]:
+def _groups(values: np.ndarray) -> dict[Any, np.ndarray]:
     """value -> sorted indices where it occurs (one sort, not one scan per value)."""
     order = np.argsort(values, kind="stable")
     names, starts = np.unique(values[order], return_index=True)

@@ -79,3 +79,24 @@ def long_metrics(entries: list[dict[str, str]]) -> pd.DataFrame:
                      "ref_variant": ref, "probe_variant": probe, **values})
     frame = pd.DataFrame(rows)
     return frame.sort_values(["dataset", "protocol", "ref_variant", "probe_variant", "model"], kind="stable")
+
+
+def identification_rows(entries: list[dict[str, str]]) -> pd.DataFrame:
+    """One row per (dataset, protocol, probe variant, model): rank-k accuracies, and FNIR at each
+    FPIR target for open-set protocols (``n/a`` where too few non-mated searches exist)."""
+    rows = []
+    for e in entries:
+        with open(e["path"], encoding="utf-8") as f:
+            result = json.load(f)
+        row = {"dataset": e["dataset"], "protocol": e["protocol"], "probe_variant": result["probe_variant"],
+               "model": e["model"], "mated_searches": result["counts"]["mated_searches"],
+               "non_mated_searches": result["counts"]["non_mated_searches"]}
+        row.update({k: v for k, v in result["closed_set"].items() if k.startswith("rank_")})
+        for point in (result.get("open_set") or {}).get("points", []):
+            key = f"fnir_at_fpir_{point['fpir_target']:g}"
+            row[key] = point["fnir"] if point["measurable"] else NOT_MEASURABLE
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["dataset", "protocol", "probe_variant", "model"], kind="stable")

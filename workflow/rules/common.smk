@@ -19,6 +19,7 @@ from maskbench.config import (
     train_masks,
     train_split,
     variants_for,
+    verification_protocols,
 )
 from maskbench.splits import STRATEGIES
 
@@ -107,7 +108,7 @@ def metric_files(dataset):
     ds = config["datasets"][dataset]
     return [
         f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
-        for protocol in ds["protocols"]
+        for protocol in verification_protocols(config, dataset)
         for comparison in comparisons_for(config, dataset, protocol)
         for model in config["models"]
         if evaluable(config, model, dataset, protocol)
@@ -120,7 +121,7 @@ def all_metric_files():
 
 def all_targets():
     # a dataset without identities (UTKFace) has no verification protocol, hence no metrics
-    verified = [d for d, ds in config["datasets"].items() if ds["protocols"]]
+    verified = [d for d in config["datasets"] if verification_protocols(config, d)]
     if not verified:
         return expand("results/tables/{table}.csv", table=config["tables"])
     return (
@@ -153,7 +154,7 @@ def table_cells(wildcards):
     comparison = f"{spec['ref_variant']}-vs-{spec['probe_variant']}"
     cells = {}
     for dataset in datasets:
-        protocol = (spec.get("protocol") or {}).get(dataset, config["datasets"][dataset]["protocols"][0])
+        protocol = (spec.get("protocol") or {}).get(dataset, verification_protocols(config, dataset)[0])
         for model in models:
             cells[f"{dataset}/{model}"] = f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
     return cells
@@ -164,7 +165,7 @@ def metric_entries():
         {"dataset": d, "model": m, "protocol": p, "comparison": c,
          "path": f"results/{d}/metrics/{m}/{p}/{c}.json"}
         for d in config["datasets"]
-        for p in config["datasets"][d]["protocols"]
+        for p in verification_protocols(config, d)
         for c in comparisons_for(config, d, p)
         for m in config["models"]
         if evaluable(config, m, d, p)
@@ -172,7 +173,7 @@ def metric_entries():
 
 
 def roc_curves(wildcards):
-    protocol = config["datasets"][wildcards.dataset]["protocols"][0]
+    protocol = verification_protocols(config, wildcards.dataset)[0]
     return [
         {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}",
          "path": f"results/{wildcards.dataset}/scores/{model}/{protocol}/{comparison}.parquet"}
@@ -183,7 +184,7 @@ def roc_curves(wildcards):
 
 
 def mask_effect_rows(wildcards):
-    protocol = config["datasets"][wildcards.dataset]["protocols"][0]
+    protocol = verification_protocols(config, wildcards.dataset)[0]
     return [
         {"model": m, "comparison": c, "path": f"results/{wildcards.dataset}/metrics/{m}/{protocol}/{c}.json"}
         for c in comparisons_for(config, wildcards.dataset, protocol)
@@ -219,6 +220,12 @@ def embed_model_spec(wildcards):
 def projection_base_shard(wildcards):
     base = config["models"][wildcards.model]["base"]
     return f"results/{wildcards.dataset}/embeddings/{base}/{wildcards.variant}/shard-{wildcards.shard}.parquet"
+
+
+def training_spec(wildcards):
+    """A trained model's `train:` settings for its training code (what to train on is given as inputs)."""
+    spec = config["models"][wildcards.model]["train"]
+    return {k: v for k, v in spec.items() if k not in ("datasets", "split", "variants")}
 
 
 def training_datasets(model):

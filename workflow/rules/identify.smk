@@ -58,3 +58,29 @@ if IDENTIFICATION:
             runtime=lambda wc, attempt: 20 * attempt,
         script:
             "../scripts/identify.py"
+
+    # every identification result in one long table
+    rule identification_table:
+        conda:
+            "../../envs/evaluate.yaml"
+        input:
+            results=[e["path"] for e in identification_entries()],
+            code=lib("tables"),
+        output:
+            csv=report(
+                "results/tables/identification.csv",
+                caption="../report/identification.rst",
+                category="Tables",
+                labels={"table": "identification"},
+            ),
+            md="results/tables/identification.md",
+        params:
+            entries=identification_entries(),
+        log:
+            "results/logs/tables/identification.log",
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=lambda wc, attempt: 10 * attempt,
+        script:
+            "../scripts/identification_table.py"

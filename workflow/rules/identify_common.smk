@@ -35,13 +35,19 @@ def identification_embeddings(wildcards):
     )
 
 
-def identification_targets():
+def identification_entries():
     """One result per dataset, identification protocol, model with embeddings and probe variant."""
     return [
-        IDENTIFY_RESULT.format(dataset=d, model=m, protocol=p, probe_variant=v)
+        {"dataset": d, "model": m, "protocol": p,
+         "path": IDENTIFY_RESULT.format(dataset=d, model=m, protocol=p, probe_variant=v)}
         for d, protocols in IDENTIFICATION.items()
         for p in protocols
         for m in SCORED_MODELS
         if evaluable(config, m, d, p)
         for v in identification_probe_variants(config, d, p)
     ]
+
+
+def identification_targets():
+    """The identification table (it brings every result), or nothing without such a protocol."""
+    return ["results/tables/identification.csv"] if IDENTIFICATION else []

@@ -9,7 +9,7 @@ rule score:
     input:
         pairs="results/{dataset}/pairs/{protocol}.parquet",
         embeddings=comparison_embeddings,
-        code=lib("score_step", "scoring", "embed_step"),
+        code=lib("score_step", "scoring"),
     output:
         "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
     params:

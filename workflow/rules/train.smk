@@ -16,7 +16,7 @@ rule train_head:
         curve="results/models/{model}/curve.parquet",
         report="results/models/{model}/report.json",
     params:
-        spec=lambda wc: config["models"][wc.model]["train"],
+        spec=training_spec,
         base=lambda wc: config["models"][wc.model]["base"],
         datasets=lambda wc: training_datasets(wc.model),
         seed=SEED,
@@ -41,19 +41,20 @@ rule finetune:
         aligned=finetune_aligned_chips,
         masked=finetune_masked_chips,
         split=lambda wc: training_splits(wc)[0],
-        code=lib("finetune_step", "finetune", "backbones", "losses", "metrics", "chips", "dlib_resnet"),
+        code=lib("finetune_step", "finetune", "backbones", "losses", "metrics", "chips", "dlib_resnet", "dlib_dat"),
     output:
         model=MODEL_FILE,
         curve="results/models/{model}/curve.parquet",
         report="results/models/{model}/report.json",
     params:
-        spec=lambda wc: config["models"][wc.model]["train"],
+        spec=training_spec,
         seed=SEED,
+        cache_dir="results/cache/models",
     log:
         "results/logs/train/{model}.log",
     benchmark:
         "results/benchmarks/train/{model}.tsv"
-    threads: 4
+    threads: 2
     resources:
         mem_mb=16000,
         runtime=lambda wc, attempt: 720 * attempt,
