@@ -530,3 +530,276 @@ def test_manifest_is_json_serialisable(source, raw_dir):
     archive = make_tgz(source / "people.tgz", TREE)
     manifest = acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)
     assert json.loads(json.dumps(manifest)) == manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# sets published in several parts (the FEI Face Database layout)
+
+
+def fei_original_names(subjects: range, poses: range) -> list[str]:
+    """FEI original file names: ``<subject>-<pose>.jpg`` at the top of each part."""
+    return [f"{s}-{p:02d}.jpg" for s in subjects for p in poses]
+
+
+def image_bytes(name: str) -> bytes:
+    """Stand-in image content, different for every name (the index never opens images)."""
+    return b"\xff\xd8 tiny image " + name.encode() + b" \xff\xd9"
+
+
+def zip_of(path: Path, names: list[str], content=image_bytes) -> Path:
+    return make_zip(path, {n: content(n) for n in names})
+
+
+def index_rows(manifest: dict, layout: str) -> tuple[list[tuple], dict]:
+    from maskbench.index import build_index
+
+    table, report = build_index(layout, Path(manifest["images"]["path"]), 2)
+    got = [(r["image_id"], r["identity"], r["pose"]) for r in table.to_pylist()]
+    return got, report
+
+
+def test_parts_from_urls_are_verified_extracted_together_and_indexed(source, raw_dir):
+    # FEI original: subjects split over three parts; subject 2's first image is in two parts
+    # (identical bytes, allowed); 201-01.jpg is not a FEI name and must be skipped.
+    part_names = [
+        fei_original_names(range(1, 3), range(1, 4)),
+        fei_original_names(range(3, 5), range(1, 4)) + ["2-01.jpg"],
+        fei_original_names(range(5, 6), range(13, 15)) + ["201-01.jpg"],
+    ]
+    archives = [zip_of(source / f"originalimages_part{i + 1}.zip", names) for i, names in enumerate(part_names)]
+    files = {"images": {"parts": [{"url": a.as_uri()} for a in archives], "manual": "get them by hand"}}
+    out = raw_dir / "acquired.json"
+    manifest = acquire("fei_face_original", {"layout": "fei_face_original", "files": files}, 0, out)
+
+    expected_files = {n: image_bytes(n) for names in part_names for n in names}
+    assert files_under(Path(manifest["images"]["path"])) == expected_files
+    assert manifest["images"]["path"] == str((raw_dir / "images").absolute())
+    assert manifest["images"]["parts"] == [
+        {"filename": a.name, "path": str((raw_dir / "downloads" / a.name).absolute()),
+         "sha256": digest(a), "source": "url"} for a in archives
+    ]
+    assert json.loads(out.read_text()) == manifest
+    assert lock_of(raw_dir) == {f"fei_face_original/images/{a.name}": digest(a) for a in archives}
+
+    rows, report = index_rows(manifest, "fei_face_original")
+    want = sorted((f"{s}-{p:02d}.jpg", str(s), f"{p:02d}")
+                  for s, poses in ((1, range(1, 4)), (2, range(1, 4)), (3, range(1, 4)), (4, range(1, 4)),
+                                   (5, range(13, 15)))
+                  for p in poses)
+    assert rows == want
+    assert report["identities"] == 5 and report["images"] == 14
+    assert report["skipped"] == {"malformed_name": 1}
+
+    # a second run verifies the downloads against the lock and reuses the extraction
+    marker_inode = (raw_dir / "images" / EXTRACTED_MARKER).stat().st_ino
+    for a in archives:
+        a.unlink()  # the urls are not needed any more
+    again = acquire("fei_face_original", {"layout": "fei_face_original", "files": files}, 0, out)
+    assert [p["source"] for p in again["images"]["parts"]] == ["cache"] * 3
+    assert again["images"]["path"] == manifest["images"]["path"]
+    assert (raw_dir / "images" / EXTRACTED_MARKER).stat().st_ino == marker_inode
+
+
+def test_frontal_parts_from_local_paths(source, raw_dir):
+    part1 = zip_of(source / "frontalimages_manuallyaligned_part1.zip", ["1a.jpg", "1b.jpg", "2a.jpg", "2b.jpg"])
+    part2 = make_zip(source / "frontalimages_manuallyaligned_part2.zip",
+                     {"101a.jpg": image_bytes("101a.jpg"), "101b.jpg": image_bytes("101b.jpg"),
+                      "notes/readme.txt": b"not an image"})
+    before = snapshot(source)
+    spec = {"parts": [{"path": str(part1)}, {"path": str(part2), "md5": digest(part2, "md5")}]}
+    manifest = acquire_dataset("fei_face_frontal", {"images": spec}, raw_dir)
+    assert [(p["path"], p["source"]) for p in manifest["images"]["parts"]] == [
+        (str(part1.absolute()), "path"), (str(part2.absolute()), "path")]
+    rows, report = index_rows(manifest, "fei_face_frontal")
+    assert rows == [("101a.jpg", "101", "a"), ("101b.jpg", "101", "b"), ("1a.jpg", "1", "a"),
+                    ("1b.jpg", "1", "b"), ("2a.jpg", "2", "a"), ("2b.jpg", "2", "b")]
+    assert report["skipped"] == {"not_an_image_extension": 1}
+    assert snapshot(source) == before  # the parts are only read
+
+
+def test_tar_and_zip_parts_mix(source, raw_dir):
+    part1 = make_tgz(source / "a.tgz", {"set/1-01.jpg": b"one"})
+    part2 = make_zip(source / "b.zip", {"set/2-01.jpg": b"two"})
+    manifest = acquire_dataset("ds", {"images": {"parts": [{"path": str(part1)}, {"path": str(part2)}]}}, raw_dir)
+    assert files_under(Path(manifest["images"]["path"])) == {"set/1-01.jpg": b"one", "set/2-01.jpg": b"two"}
+
+
+def test_corrupt_part_with_a_checksum_fails_naming_it(source, raw_dir):
+    good = zip_of(source / "part1.zip", ["1-01.jpg"])
+    bad = zip_of(source / "part2.zip", ["2-01.jpg"])
+    md5 = digest(bad, "md5")
+    bad.write_bytes(bad.read_bytes()[:-10])  # truncated in transit
+    spec = {"parts": [{"path": str(good)}, {"path": str(bad), "md5": md5}]}
+    with pytest.raises(ChecksumError) as err:
+        run_step(raw_dir, {"images": spec})
+    assert str(bad) in str(err.value) and md5 in str(err.value)
+    assert sorted(p.name for p in raw_dir.iterdir()) == []  # nothing extracted, nothing pinned
+
+
+def test_unreadable_part_without_a_checksum_fails_naming_it(source, raw_dir):
+    good = zip_of(source / "part1.zip", ["1-01.jpg"])
+    bad = source / "part2.zip"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(AcquireError, match="cannot read the zip archive") as err:
+        run_step(raw_dir, {"images": {"parts": [{"path": str(good)}, {"path": str(bad)}]}})
+    assert str(bad) in str(err.value) and str(good) not in str(err.value)
+    assert sorted(p.name for p in raw_dir.iterdir()) == []  # no folder, and no pin for the good part
+
+
+def test_conflicting_duplicate_member_fails_naming_both_parts(source, raw_dir):
+    part1 = make_zip(source / "part1.zip", {"1-01.jpg": b"one", "2-01.jpg": b"two"})
+    part2 = make_zip(source / "part2.zip", {"3-01.jpg": b"three"})
+    part3 = make_zip(source / "part3.zip", {"2-01.jpg": b"TWO, other bytes"})
+    spec = {"parts": [{"path": str(p)} for p in (part1, part2, part3)]}
+    with pytest.raises(AcquireError) as err:
+        run_step(raw_dir, {"images": spec})
+    message = str(err.value)
+    assert "'2-01.jpg'" in message and str(part1) in message and str(part3) in message
+    assert str(part2) not in message
+    assert sorted(p.name for p in raw_dir.iterdir()) == []
+
+
+def test_conflict_between_a_file_and_a_folder_names_both_parts(source, raw_dir):
+    part1 = make_zip(source / "part1.zip", {"people/Ann/a.jpg": b"a"})
+    part2 = make_zip(source / "part2.zip", {"people/Ann": b"a file where part1 has a folder"})
+    with pytest.raises(AcquireError) as err:
+        acquire_dataset("ds", {"images": {"parts": [{"path": str(part1)}, {"path": str(part2)}]}}, raw_dir)
+    assert "'people/Ann'" in str(err.value) and str(part1) in str(err.value) and str(part2) in str(err.value)
+
+
+@pytest.mark.parametrize("via", ["path", "url"])
+def test_part_that_changed_since_it_was_pinned_fails_with_the_lock_message(source, raw_dir, via):
+    part1 = zip_of(source / "part1.zip", ["1-01.jpg"])
+    part2 = zip_of(source / "part2.zip", ["2-01.jpg"])
+    key = "url" if via == "url" else "path"
+    files = {"images": {"parts": [{key: p.as_uri() if via == "url" else str(p)} for p in (part1, part2)]}}
+    run_step(raw_dir, files)
+    pinned = digest(part2)
+    extracted = files_under(raw_dir / "images")
+    zip_of(part2, ["2-01.jpg", "9-01.jpg"])  # the publisher (or a mirror) now serves other bytes
+    if via == "url":
+        (raw_dir / "downloads" / "part2.zip").unlink()  # a fresh machine given the committed lock
+    with pytest.raises(ChecksumError) as err:
+        run_step(raw_dir, files)
+    message = str(err.value)
+    for text in (pinned, digest(part2), str(raw_dir / LOCK_FILE), "delete the 'ds/images/part2.zip' entry"):
+        assert text in message, text
+    assert (str(part2) if via == "path" else "part2.zip") in message
+    assert lock_of(raw_dir) == {"ds/images/part1.zip": digest(part1), "ds/images/part2.zip": pinned}
+    assert files_under(raw_dir / "images") == extracted
+    assert not (raw_dir / "acquired.json").exists()
+
+
+@pytest.mark.parametrize("bad_part", [0, 2])
+@pytest.mark.parametrize("member", ["../evil.jpg", "ABSOLUTE", "SYMLINK"])
+def test_unsafe_member_in_any_part_is_refused_and_nothing_is_written(tmp_path, source, raw_dir, bad_part, member):
+    outside = tmp_path / "outside" / "evil.jpg"
+    parts = [make_zip(source / f"part{i}.zip", {f"{i + 1}-01.jpg": b"fine"}) for i in range(3)]
+    bad = parts[bad_part]
+    if member == "SYMLINK":
+        bad = bad.with_suffix(".tar")
+        parts[bad_part] = bad
+        with tarfile.open(bad, "w") as tf:
+            _tar_member(tf, "1-02.jpg", b"fine")
+            _tar_member(tf, "link", link="../../outside", kind=tarfile.SYMTYPE)
+        member = "link"
+    else:
+        member = str(outside) if member == "ABSOLUTE" else member
+        _raw_zip(bad, [("5-01.jpg", b"fine", 0o100644), (member, b"evil", 0o100644)])
+    raw_dir.mkdir(parents=True)
+    before = snapshot(tmp_path)
+    with pytest.raises(UnsafeArchiveError) as err:
+        acquire_dataset("ds", {"images": {"parts": [{"path": str(p)} for p in parts]}}, raw_dir)
+    assert repr(member) in str(err.value) and str(bad) in str(err.value)
+    assert snapshot(tmp_path) == before
+    assert not outside.exists()
+
+
+def test_parts_that_cannot_be_downloaded_fall_back_to_the_manual_steps(source, raw_dir):
+    archives = [zip_of(source / f"frontal_part{i}.zip", [f"{i}a.jpg", f"{i}b.jpg"]) for i in (1, 2)]
+    gone = source / "offline"
+    spec = {"parts": [{"url": (gone / a.name).as_uri()} for a in archives],
+            "manual": "Download both frontal parts from the FEI page."}
+    with pytest.raises(ManualDownloadRequired) as err:
+        acquire_dataset("fei_face_frontal", {"images": spec}, raw_dir)
+    message = str(err.value)
+    assert "2 of the 2 parts" in message and "Download both frontal parts from the FEI page." in message
+    assert "frontal_part1.zip" in message and "frontal_part2.zip" in message
+    assert str(raw_dir.absolute()) in message and "files.images.path" in message
+    assert [p.name for p in (raw_dir / "downloads").iterdir()] == []
+
+    for a in archives:  # placed by hand where the message says
+        (raw_dir / a.name).write_bytes(a.read_bytes())
+    manifest = acquire_dataset("fei_face_frontal", {"images": spec}, raw_dir)
+    assert [p["source"] for p in manifest["images"]["parts"]] == ["manual", "manual"]
+    rows, _ = index_rows(manifest, "fei_face_frontal")
+    assert rows == [("1a.jpg", "1", "a"), ("1b.jpg", "1", "b"), ("2a.jpg", "2", "a"), ("2b.jpg", "2", "b")]
+
+
+def test_failed_download_without_manual_steps_is_a_download_error(source, raw_dir):
+    with pytest.raises(DownloadError, match="gone.zip"):
+        acquire_dataset("ds", {"images": {"parts": [{"url": (source / "gone.zip").as_uri()}]}}, raw_dir)
+
+
+def test_entry_path_overrides_all_parts(source, raw_dir):
+    (source / "fei" / "1-01.jpg").parent.mkdir()
+    (source / "fei" / "1-01.jpg").write_bytes(b"x")
+    spec = {"path": str(source / "fei"), "parts": [{"url": (source / "never.zip").as_uri()}]}
+    manifest = acquire_dataset("ds", {"images": spec}, raw_dir)
+    assert manifest["images"] == {"path": str((source / "fei").absolute()), "sha256": None, "source": "path"}
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ({"parts": []}, "non-empty list"),
+    ({"parts": [{"url": "file:///a/p1.zip"}], "url": "file:///a/all.zip"}, "both `url` and `parts`"),
+    ({"parts": [{"url": "file:///a/p1.zip"}], "extract": False}, "extract: false"),
+    ({"parts": [{"url": "file:///a/p1.zip", "manual": "x"}]}, "unknown keys ['manual']"),
+    ({"parts": [{"md5": "0" * 32}]}, "parts[0] needs a `url`, a `path`"),
+    ({"parts": [{"url": "file:///a/p.zip"}, {"url": "file:///b/p.zip"}]}, "same file name 'p.zip'"),
+    ({"parts": [{"url": "file:///a/p.zip", "filename": "../p.zip"}]}, "not a plain file name"),
+    ({"parts": [{"url": "file:///a/p.zip", "md5": "abc"}]}, "files.images.parts[0].md5"),
+])
+def test_bad_parts_config_fails_before_fetching(raw_dir, spec, fragment):
+    with pytest.raises(AcquireError) as err:
+        acquire_dataset("ds", {"images": spec}, raw_dir)
+    assert fragment in str(err.value)
+    assert not (raw_dir / "downloads").exists()
+
+
+def test_folder_given_as_a_part_says_to_use_the_entry_path(source, raw_dir):
+    with pytest.raises(AcquireError, match="files.images.path to it instead"):
+        acquire_dataset("ds", {"images": {"parts": [{"path": str(source)}]}}, raw_dir)
+
+
+@pytest.mark.parametrize("dataset, layout_names", [
+    ("fei_face_original", lambda i: fei_original_names(range(50 * i - 49, 50 * i - 47), range(1, 3))),
+    ("fei_face_frontal", lambda i: [f"{s}{e}" + ".jpg" for s in (100 * i - 99, 100 * i) for e in "ab"]),
+])
+def test_paper_config_fei_entries_acquire_offline_from_placed_parts(raw_dir, dataset, layout_names):
+    """config/paper.yaml's FEI entries: every part has an FEI url and no checksum (pinned on use)."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    entry = config["datasets"][dataset]
+    spec = entry["files"]["images"]
+    assert spec["manual"].strip() and all(
+        p["url"].startswith("https://fei.edu.br/~cet/") and set(p) == {"url"} for p in spec["parts"])
+    raw_dir.mkdir(parents=True)
+    names = []
+    for i, part in enumerate(spec["parts"], 1):  # fabricated stand-ins, placed by hand
+        names += layout_names(i)
+        zip_of(raw_dir / part["url"].rsplit("/", 1)[1], layout_names(i))
+    manifest = acquire(dataset, {**entry, "files": {"images": spec}}, 0, raw_dir / "acquired.json")
+    assert len(manifest["images"]["parts"]) == {"fei_face_original": 4, "fei_face_frontal": 2}[dataset]
+    assert len(lock_of(raw_dir)) == len(spec["parts"])
+    rows, report = index_rows(manifest, entry["layout"])
+    assert sorted(r[0] for r in rows) == sorted(names) and report["skipped"] == {}
+
+
+def test_part_that_is_not_an_archive_fails_naming_it(source, raw_dir):
+    good = zip_of(source / "part1.zip", ["1-01.jpg"])
+    plain = source / "part2.bin"
+    plain.write_bytes(b"just bytes")
+    with pytest.raises(AcquireError, match=r"files\.images\.parts\[1\]: .*part2\.bin is not a tar or zip"):
+        acquire_dataset("ds", {"images": {"parts": [{"path": str(good)}, {"path": str(plain)}]}}, raw_dir)
+    assert not (raw_dir / "images").exists()

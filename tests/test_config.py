@@ -141,3 +141,41 @@ def test_head_trained_on_a_mask_its_dataset_lacks_is_refused():
     config["datasets"]["demo"]["masks"] = ["cloth_black"]
     with pytest.raises(ConfigError, match="'surgical_blue' is not painted on 'demo'"):
         check_config(config)
+
+
+@pytest.mark.parametrize(
+    "model, key, value, message",
+    [
+        ("dlib_masked_head", "optimizer", "sgd", "for finetune models"),
+        ("dlib_masked_head", "loss", {"kind": "triplet", "mining": "hardest"}, "mining"),
+        ("tuned", "hidden", 64, "unknown finetune keys"),
+    ],
+)
+def test_bad_training_settings_fail_at_start_up(model, key, value, message):
+    config = copy.deepcopy(load("config.yaml"))
+    config["models"]["tuned"] = {"kind": "finetune", "train": {"datasets": ["demo"], "arch": "dlib_resnet",
+                                                               "loss": {"kind": "supcon"}}}
+    check_config(config)
+    config["models"][model]["train"][key] = value
+    with pytest.raises(ConfigError, match=f"models.{model}.train: .*{message}"):
+        check_config(config)
+
+
+def test_bob_imported_scores_cannot_join_an_ensemble():
+    config = copy.deepcopy(load("config.yaml"))
+    config["models"]["theirs"] = {"kind": "imported", "format": "bob4", "scores": "s/{comparison}.txt"}
+    config["models"]["ensemble"]["members"] = ["dlib_resnet", "theirs"]
+    with pytest.raises(ConfigError, match="Bob-format"):
+        check_config(config)
+
+
+def test_validation_protocol_must_be_the_val_part_of_the_tested_split():
+    config = copy.deepcopy(load("config.yaml"))
+    config["protocols"]["val_pairs"] = {"kind": "all_vs_all", "comparisons": config["protocols"]["test_pairs"]["comparisons"],
+                                        "split": {"strategy": "identity", "part": "val"}}
+    config["datasets"]["demo"]["protocols"].append("val_pairs")
+    config["protocols"]["test_pairs"]["validation"] = "val_pairs"
+    check_config(config)
+    config["protocols"]["val_pairs"].pop("split")
+    with pytest.raises(ConfigError, match="only be applied to images it never saw"):
+        check_config(config)

@@ -229,7 +229,7 @@ def test_finetune_step_writes_model_curve_and_report(dataset, tmp_path) -> None:
     rows = curve.to_pylist()
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert rows[0]["loss"] is None and all(np.isfinite(r["loss"]) for r in rows[1:])
-    assert all(0 <= r["val_eer"] <= 1 and r["seconds"] > 0 for r in rows)
+    assert all(0 <= r["val_eer"] <= 1 for r in rows)
     best = min(rows[1:], key=lambda r: (r["val_eer"], r["epoch"]))
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
@@ -252,10 +252,10 @@ def test_same_seed_gives_identical_checkpoint_bytes(dataset, tmp_path) -> None:
         out = tmp_path / name
         run_step(dataset, out, spec, seed)
         runs[name] = ((out / "model.safetensors").read_bytes(),
-                      pq.read_table(out / "curve.parquet").drop(["seconds"]),
+                      (out / "curve.parquet").read_bytes(),
                       (out / "report.json").read_bytes())
     assert runs["a"][0] == runs["b"][0]
-    assert runs["a"][1].equals(runs["b"][1]) and runs["a"][2] == runs["b"][2]
+    assert runs["a"][1] == runs["b"][1] and runs["a"][2] == runs["b"][2]
     assert runs["a"][0] != runs["c"][0]
 
 

@@ -88,3 +88,29 @@ def test_members_with_different_pairs_are_refused(tmp_path):
     with pytest.raises(FusionError, match="does not score the same pairs"):
         fuse_score_files([a, b], ["a", "b"], str(tmp_path / "out.parquet"))
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_every_comparison_uses_the_reference_comparisons_scale(tmp_path):
+    """Moments come from the reference comparison, so a threshold fixed there means the same here."""
+    rng = np.random.default_rng(3)
+    genuine = np.repeat([True, False], 500)
+    ref_a, ref_b = rng.normal(size=1000), 5.0 + 2.0 * rng.normal(size=1000)
+    cmp_a, cmp_b = 0.5 + rng.normal(size=1000), 4.0 + 3.0 * rng.normal(size=1000)
+    refs = [_scores_file(tmp_path / f"ref_{m}.parquet", s, genuine) for m, s in (("a", ref_a), ("b", ref_b))]
+    paths = [_scores_file(tmp_path / f"cmp_{m}.parquet", s, genuine) for m, s in (("a", cmp_a), ("b", cmp_b))]
+    fuse_score_files(paths, ["a", "b"], str(tmp_path / "fused.parquet"), reference_paths=refs)
+    fused = pq.read_table(tmp_path / "fused.parquet")["score"].to_numpy()
+    expected = ((cmp_a - ref_a.mean()) / ref_a.std() + (cmp_b - ref_b.mean()) / ref_b.std()) / 2
+    np.testing.assert_allclose(fused, expected, atol=1e-12)
+    # the comparison's own moments would have hidden its shift: a different, wrong scale
+    assert not np.allclose(fused, fuse([cmp_a, cmp_b]))
+
+
+def test_members_with_the_same_pair_ids_but_other_images_are_refused(tmp_path):
+    a = _scores_file(tmp_path / "a.parquet", [1.0, 0.0], [True, False])
+    b = tmp_path / "b.parquet"
+    table = pq.read_table(a)
+    table = table.set_column(1, "ref_image", pa.array(["x0", "x1"]))
+    pq.write_table(table, b)
+    with pytest.raises(FusionError, match="pair id, images, genuine"):
+        fuse_score_files([a, str(b)], ["a", "b"], str(tmp_path / "out.parquet"))

@@ -103,7 +103,7 @@ def asks_for_gpu(resources: dict) -> bool:
 def test_training_rules_and_only_they_ask_for_a_gpu():
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     gpu_rules = {rule for rule, res in profile["set-resources"].items() if asks_for_gpu(res)}
-    assert gpu_rules == {"train_head", "finetune"}
+    assert gpu_rules == {"finetune", "attributes_cnn"}
     assert not asks_for_gpu(profile.get("default-resources", {}))
     assert not asks_for_gpu(profile.get("resources", {}))
 

@@ -186,7 +186,7 @@ def test_val_pairs_follow_the_masked_probe_protocol(problem):
 def test_training_lowers_val_masked_probe_eer(problem, trained):
     _, val = problem
     curve = trained.curve
-    assert list(curve.columns) == ["epoch", "loss", "val_eer", "val_genuine", "val_impostor", "seconds"]
+    assert list(curve.columns) == ["epoch", "loss", "val_eer", "val_genuine", "val_impostor"]
     assert curve["epoch"].tolist() == list(range(FAST["epochs"] + 1))
     assert np.isnan(curve["loss"][0]) and curve["loss"][1:].notna().all()
     base = trained.meta["base_val_eer"]
@@ -387,13 +387,15 @@ def test_workflow_scripts_run_with_snakemake_inputs(tmp_path, problem, monkeypat
     out = Path("results/models/proj")
     train_job = SimpleNamespace(
         input=SimpleNamespace(embeddings=[p for v in paths.values() for p in v], splits=[split]),
-        params=SimpleNamespace(spec={**FAST, "epochs": 1, "datasets": ["syn"]}, base="base", datasets=["syn"], seed=0),
+        params=SimpleNamespace(spec={**FAST, "epochs": 1, "datasets": ["syn"]}, base="base", datasets=["syn"], seed=0,
+                                torch_threads=1),
         threads=1, log=[str(out / "train.log")],
         output=SimpleNamespace(model=str(out / "head.safetensors"), curve=str(out / "curve.parquet"),
                                report=str(out / "report.json")))
     runpy.run_path(str(scripts / "train_head.py"), init_globals={"snakemake": train_job})
     assert json.loads((out / "report.json").read_text())["datasets"] == ["syn"]
-    figure_job = SimpleNamespace(input=SimpleNamespace(curve=str(out / "curve.parquet")),
+    figure_job = SimpleNamespace(input=SimpleNamespace(curve=str(out / "curve.parquet"),
+                                                       report=str(out / "report.json")),
                                  wildcards=SimpleNamespace(model="proj"), log=[str(out / "figure.log")],
                                  output=[str(out / "curve.png")])
     runpy.run_path(str(scripts / "training_figure.py"), init_globals={"snakemake": figure_job})
@@ -404,3 +406,14 @@ def test_workflow_scripts_run_with_snakemake_inputs(tmp_path, problem, monkeypat
     runpy.run_path(str(scripts / "project.py"), init_globals={"snakemake": project_job})
     projected = pq.read_table(out / "shard-0.parquet")
     assert projected["image_id"].to_pylist() == pq.read_table(paths["surgical"][0])["image_id"].to_pylist()
+
+
+def test_training_figure_without_any_val_eer(tmp_path):
+    """A fine-tuning run whose val part gave no pairs has no EER: the figure still draws, unmarked."""
+    import pyarrow as pa
+
+    curve = tmp_path / "curve.parquet"
+    pq.write_table(pa.table({"epoch": pa.array([0, 1, 2], pa.int32()), "loss": [None, 0.9, 0.7],
+                             "val_eer": pa.array([None, None, None], pa.float64())}), curve)
+    training_curve_figure(str(curve), "no val", str(tmp_path / "c.png"), kept_epoch=2)
+    assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "c.pdf").stat().st_size > 0

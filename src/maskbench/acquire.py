@@ -10,6 +10,12 @@ is taken, in this order, from
 3. ``raw_dir/downloads/<basename>`` - an earlier download, reused only if its checksum verifies;
 4. ``url`` - downloaded to a temporary file, verified, then renamed into ``raw_dir/downloads``.
 
+A set published as several archives is one entry with ``parts: [{url, md5}, ...]``: each part is
+found the same way (its own ``path``, placed by hand at ``raw_dir/<part file name>``, an earlier
+download, its ``url``), verified, and all parts are extracted into the one folder
+``raw_dir/<name>/``; a member in two parts must be identical. The entry's own ``path``, if given,
+overrides all the parts, and its ``manual`` text is the fallback when a part cannot be had.
+
 Checksums (``md5`` and/or ``sha256``) are verified before a file is used. A file whose entry has no
 published checksum is pinned by a :class:`ChecksumLock`: the first acquisition records its sha256 in
 ``raw_dir/checksums.lock.json`` and every later one must match it. Archives are extracted
@@ -21,6 +27,7 @@ extraction never looks finished. Archive members that would land outside the tar
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import hashlib
 import json
 import logging
@@ -35,8 +42,9 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from maskbench.atomic import write_json
 from maskbench.errors import WRITE_ONLY_ERRNOS, UserError, explain_os_error, explained_os_errors
@@ -367,9 +375,27 @@ def extract_archive(archive: Path, target: Path, kind: str, archive_sha256: str)
     An earlier extraction of the same archive (recognised by its marker file) is reused; one of
     a different archive is replaced. A folder at ``target`` not made by us is never touched.
     """
+    marker = {"archive": archive.name, "archive_sha256": archive_sha256}
+
+    def fill(out: Path, _scratch: Path) -> None:
+        log.info("extracting %s -> %s", archive, target)
+        (extract_zip if kind == "zip" else extract_tar)(archive, out)
+
+    return _extract_into_place(target, marker, ("archive_sha256",), fill)
+
+
+def _extract_into_place(target: Path, marker: dict[str, Any], identity: tuple[str, ...],
+                        fill: Callable[[Path, Path], None]) -> Path:
+    """Build ``target`` with ``fill(out, scratch)`` in a temporary folder, then rename it into place.
+
+    ``marker`` is written into the result; an earlier result whose marker agrees on the
+    ``identity`` keys is reused as it is. ``scratch`` is a private folder beside ``out`` that is
+    removed afterwards.
+    """
     previous = _read_marker(target) if target.is_dir() else None
-    if previous and previous.get("archive_sha256") == archive_sha256:
-        log.info("reusing %s (already extracted from %s)", target, archive.name)
+    if previous and all(previous.get(k) == marker[k] for k in identity):
+        log.info("reusing %s (already extracted from %s)", target,
+                 marker.get("archive") or ", ".join(marker.get("archives", [])))
         return target
     if target.exists() and previous is None:
         raise AcquireError(
@@ -381,16 +407,88 @@ def extract_archive(archive: Path, target: Path, kind: str, archive_sha256: str)
         _remove_stale(target.parent, f".{target.name}.partial-*")
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        log.info("extracting %s -> %s", archive, target)
         with explained_os_errors(target):
-            (extract_zip if kind == "zip" else extract_tar)(archive, tmp)
-            marker = {"archive": archive.name, "archive_sha256": archive_sha256}
-            (tmp / EXTRACTED_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n", encoding="utf-8")
-            _swap_into_place(tmp, target)
-    except BaseException:
+            out, scratch = tmp / "out", tmp / "scratch"
+            out.mkdir()
+            scratch.mkdir()
+            fill(out, scratch)
+            (out / EXTRACTED_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n", encoding="utf-8")
+            _swap_into_place(out, target)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
+
+
+def extract_parts(archives: list[tuple[Path, str, str]], target: Path) -> Path:
+    """Extract several archives ``(path, kind, sha256)`` - the parts of one set - into ``target``.
+
+    Each part is extracted safely on its own, then merged in: a member found in two parts must
+    have the same content, else the merge fails naming both parts, so the result never depends
+    on the order of the parts. Reused or replaced like :func:`extract_archive`.
+    """
+    marker = {"archives": [a.name for a, _, _ in archives], "parts_sha256": [s for _, _, s in archives]}
+
+    def fill(out: Path, scratch: Path) -> None:
+        owners: dict[str, Path] = {}
+        for i, (archive, kind, _) in enumerate(archives):
+            staged = scratch / str(i)
+            staged.mkdir()
+            log.info("extracting %s -> %s (part %d of %d)", archive, target, i + 1, len(archives))
+            (extract_zip if kind == "zip" else extract_tar)(archive, staged)
+            _make_folders_writable(staged)
+            _merge_into(staged, out, "", archive, owners)
+            shutil.rmtree(staged)
+
+    return _extract_into_place(target, marker, ("parts_sha256",), fill)
+
+
+def _make_folders_writable(root: Path) -> None:
+    """Let the merge move entries out of folders an archive marked read-only (our copy only)."""
+    for dirpath, _dirnames, _files in os.walk(root):
+        mode = os.stat(dirpath).st_mode
+        if mode & 0o700 != 0o700:
+            os.chmod(dirpath, mode | 0o700)
+
+
+def _merge_into(src: Path, dest: Path, rel: str, archive: Path, owners: dict[str, Path]) -> None:
+    """Move ``src``'s entries into ``dest``; an entry already there must be identical."""
+    with os.scandir(src) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        member = f"{rel}{entry.name}"
+        there = dest / entry.name
+        if not os.path.lexists(there):
+            os.rename(entry.path, there)
+            owners[member] = archive
+            continue
+        if entry.is_dir(follow_symlinks=False) and there.is_dir() and not there.is_symlink():
+            _merge_into(Path(entry.path), there, member + "/", archive, owners)
+            continue
+        if not _same_entry(Path(entry.path), there):
+            first = _owner(member, owners)
+            raise AcquireError(
+                f"member {member!r} is in both {first} and {archive} with different content: these "
+                "parts do not belong to the same release. Get fresh copies of both from the "
+                "official source (or fix the parts list in the config) and run again"
+            )
+
+
+def _owner(member: str, owners: dict[str, Path]) -> Path | str:
+    """The part that first wrote ``member`` (or the folder holding it)."""
+    while member:
+        if member in owners:
+            return owners[member]
+        member = member.rpartition("/")[0]
+    return "an earlier part"
+
+
+def _same_entry(a: Path, b: Path) -> bool:
+    """Two regular files with equal bytes, or two symlinks to the same target."""
+    if a.is_symlink() or b.is_symlink():
+        return a.is_symlink() and b.is_symlink() and os.readlink(a) == os.readlink(b)
+    if a.is_file() and b.is_file():
+        return filecmp.cmp(a, b, shallow=False)
+    return False
 
 
 def _swap_into_place(new: Path, target: Path) -> None:
@@ -443,11 +541,11 @@ def _lock_key(dataset: str, name: str) -> str:
     return f"{dataset}/{name}"
 
 
-def _expectation(dataset: str, name: str, spec: dict[str, Any],
-                 lock: ChecksumLock | None) -> tuple[dict[str, str], str]:
+def _expectation(dataset: str, name: str, spec: dict[str, Any], lock: ChecksumLock | None,
+                 key: str | None = None) -> tuple[dict[str, str], str]:
     """Checksums a copy must have (published, else from the lock) and advice for a mismatch."""
     expected = expected_checksums(name, spec)
-    key = _lock_key(dataset, name)
+    key = key or _lock_key(dataset, name)
     if expected or lock is None or lock.get(key) is None:
         return expected, ""
     where = spec.get("url") or "the original source"
@@ -461,9 +559,9 @@ def _expectation(dataset: str, name: str, spec: dict[str, Any],
 
 
 def _record(dataset: str, name: str, spec: dict[str, Any], lock: ChecksumLock | None,
-            entry: dict[str, Any]) -> dict[str, Any]:
+            entry: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     """Pin the sha256 of a successfully acquired file that has no published checksum."""
-    key = _lock_key(dataset, name)
+    key = key or _lock_key(dataset, name)
     if lock is not None and entry["sha256"] and not expected_checksums(name, spec) and lock.get(key) is None:
         lock.record(key, entry["sha256"])
     return entry
@@ -476,6 +574,12 @@ def _from_local(dataset: str, name: str, spec: dict[str, Any], local: Path, sour
         log.info("%s/%s: using the folder %s in place", dataset, name, local)
         return {"path": os.path.abspath(local), "sha256": None, "source": source}
     expected, lock_advice = _expectation(dataset, name, spec, lock)
+    digests = _verify_local(local, spec, expected, lock_advice)
+    return _record(dataset, name, spec, lock, _finish(name, spec, local, digests, source, raw_dir))
+
+
+def _verify_local(local: Path, spec: dict[str, Any], expected: dict[str, str], lock_advice: str) -> dict[str, str]:
+    """Digests of a file on disk, checked against what it must be."""
     where = spec.get("url") or "the official source"
     advice = lock_advice or (
         f"The local copy is not the expected file: replace it with a fresh copy from {where}, "
@@ -484,7 +588,7 @@ def _from_local(dataset: str, name: str, spec: dict[str, Any], local: Path, sour
     with explained_os_errors(local, "read"):
         digests = file_digests(local)
     check_digests(local, expected, digests, advice)
-    return _record(dataset, name, spec, lock, _finish(name, spec, local, digests, source, raw_dir))
+    return digests
 
 
 def _from_cache(cached: Path, expected: dict[str, str]) -> dict[str, str] | None:
@@ -511,9 +615,186 @@ def _from_url(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
     return _record(dataset, name, spec, lock, _finish(name, spec, cached, digests, source, raw_dir))
 
 
+# ----------------------------------------------------------------------------------------------
+# a set published as several archives
+
+
+PART_KEYS = ("url", "path", "md5", "sha256", "filename")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One archive of a multi-part entry (``files.<name>.parts[<index>]``)."""
+
+    index: int
+    filename: str
+    spec: dict[str, Any]
+
+    def label(self, name: str) -> str:
+        return f"{name}.parts[{self.index}]"
+
+
+def _plain_name(filename: str) -> bool:
+    return bool(filename) and filename not in (".", "..") and not re.search(r"[/\\\x00]", filename)
+
+
+def checked_parts(dataset: str, name: str, spec: dict[str, Any]) -> list[Part]:
+    """The parts of an entry, checked so a config mistake fails before anything is fetched."""
+    where = f"datasets.{dataset}.files.{name}"
+    parts = spec.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise AcquireError(f"{where}.parts must be a non-empty list of parts, each with a `url` or a `path`")
+    if spec.get("url"):
+        raise AcquireError(f"{where} has both `url` and `parts`: move the url into its part")
+    if spec.get("extract") is False:
+        raise AcquireError(f"{where}: parts are always extracted into one folder; remove `extract: false`")
+    out: list[Part] = []
+    seen: dict[str, int] = {}
+    for i, part in enumerate(parts):
+        label = f"{where}.parts[{i}]"
+        if not isinstance(part, dict):
+            raise AcquireError(f"{label} must be a mapping such as {{url: ..., md5: ...}}, got {part!r}")
+        unknown = sorted(set(part) - set(PART_KEYS))
+        if unknown:
+            raise AcquireError(f"{label} has unknown keys {unknown}; a part takes {list(PART_KEYS)}")
+        if part.get("filename"):
+            filename = str(part["filename"])
+        elif part.get("url"):
+            filename = url_basename(str(part["url"]))
+        elif part.get("path"):
+            filename = Path(str(part["path"])).name
+        else:
+            raise AcquireError(f"{label} needs a `url`, a `path`, or a `filename` to be placed by hand")
+        if not _plain_name(filename):
+            raise AcquireError(f"{label}: {filename!r} is not a plain file name; fix `filename:`")
+        if filename in seen:
+            raise AcquireError(
+                f"{label} and {where}.parts[{seen[filename]}] have the same file name {filename!r}; "
+                "give one of them another `filename:`"
+            )
+        seen[filename] = i
+        out.append(Part(i, filename, dict(part)))
+    return out
+
+
+def _part_key(dataset: str, name: str, part: Part) -> str:
+    """Lock key of a part: by file name, so reordering the parts list keeps the pins."""
+    return _lock_key(dataset, f"{name}/{part.filename}")
+
+
+def _obtain_part(dataset: str, name: str, part: Part, raw_dir: Path,
+                 lock: ChecksumLock | None) -> tuple[Path, dict[str, str], str] | None:
+    """A verified copy of one part as (file, digests, source), or None if it has no source.
+
+    Looked for at the part's ``path``, then placed by hand at ``raw_dir/<filename>``, then as an
+    earlier download, then downloaded from its ``url``.
+    """
+    label = part.label(name)
+    expected, lock_advice = _expectation(dataset, label, part.spec, lock, key=_part_key(dataset, name, part))
+    if part.spec.get("path"):
+        local = Path(os.path.expanduser(str(part.spec["path"])))
+        if not local.exists():
+            raise AcquireError(
+                f"dataset {dataset!r}: files.{label}.path = {local} does not exist; fix the path, or "
+                "remove it to download the part from its url"
+            )
+        if local.is_dir():
+            raise AcquireError(
+                f"dataset {dataset!r}: files.{label}.path = {local} is a folder, but a part must be "
+                f"an archive; to use a folder that already holds the extracted set, set "
+                f"files.{name}.path to it instead"
+            )
+        return local, _verify_local(local, part.spec, expected, lock_advice), "path"
+    placed = raw_dir / part.filename
+    if placed.is_file():
+        return placed, _verify_local(placed, part.spec, expected, lock_advice), "manual"
+    cached = raw_dir / DOWNLOADS / part.filename
+    digests = _from_cache(cached, expected) if cached.is_file() else None
+    if digests is not None:
+        return cached, digests, "cache"
+    if not part.spec.get("url"):
+        return None
+    return cached, download(part.spec["url"], cached, expected, advice=lock_advice), "url"
+
+
+def _missing_parts_message(dataset: str, name: str, spec: dict[str, Any], n_parts: int,
+                           missing: list[tuple[Part, str]], raw_dir: Path) -> str:
+    lines = [f"  {part.filename}: {reason}" for part, reason in missing]
+    steps = str(spec.get("manual") or "").strip()
+    return (
+        f"dataset {dataset!r}: {len(missing)} of the {n_parts} parts of files.{name} could not be "
+        "acquired:\n" + "\n".join(lines) + "\n" + (f"{steps}\n" if steps else "")
+        + f"Put each missing part, under the name shown, in {raw_dir.absolute()} (or set its `path`), "
+        f"or set datasets.{dataset}.files.{name}.path to a folder that already holds the whole "
+        "extracted set - and run again."
+    )
+
+
+def _part_kind(file: Path, label: str) -> str:
+    """'zip' or 'tar', from the name or else the content: every part must be an archive."""
+    kind = archive_kind(file)
+    if kind:
+        return kind
+    if zipfile.is_zipfile(file):
+        return "zip"
+    if tarfile.is_tarfile(file):
+        return "tar"
+    raise AcquireError(
+        f"files.{label}: {file} is not a tar or zip archive; every part must be one (get a fresh "
+        "copy, or unpack the parts yourself and set the entry's `path:` to the folder)"
+    )
+
+
+def acquire_parts(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
+                  lock: ChecksumLock | None = None) -> dict[str, Any]:
+    """Acquire every part of an entry and extract them all into ``raw_dir/<name>``.
+
+    Each part is verified (published checksum, else pinned in ``lock`` on first use) before
+    anything is extracted. Parts that cannot be had (no source, or a failed download) are listed
+    together with the entry's ``manual`` steps. The pins are recorded only once the whole set
+    extracted cleanly. Returns the manifest entry, with one record per part.
+    """
+    parts = checked_parts(dataset, name, spec)
+    got: list[tuple[Part, Path, dict[str, str], str]] = []
+    missing: list[tuple[Part, str]] = []
+    for part in parts:
+        try:
+            found = _obtain_part(dataset, name, part, raw_dir, lock)
+        except DownloadError as exc:
+            if not spec.get("manual"):
+                raise
+            found, why = None, f"download failed ({exc.__cause__ or exc})"
+        else:
+            why = f"not found at {raw_dir.absolute() / part.filename} and no url to download it from"
+        if found is None:
+            missing.append((part, why))
+        else:
+            got.append((part, *found))
+    if missing:
+        message = _missing_parts_message(dataset, name, spec, len(parts), missing, raw_dir)
+        raise ManualDownloadRequired(message) if spec.get("manual") else AcquireError(message)
+    archives = [(file, _part_kind(file, part.label(name)), d["sha256"]) for part, file, d, _ in got]
+    target = extract_parts(archives, raw_dir / name)
+    records = []
+    for part, file, digests, source in got:
+        record = {"filename": part.filename, "path": os.path.abspath(file), "sha256": digests["sha256"],
+                  "source": source}
+        records.append(_record(dataset, part.label(name), part.spec, lock, record,
+                               key=_part_key(dataset, name, part)))
+    return {"path": os.path.abspath(target), "sha256": None, "source": "parts", "parts": records}
+
+
+# ----------------------------------------------------------------------------------------------
+# entry point
+
+
 def acquire_file(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
                  lock: ChecksumLock | None = None) -> dict[str, Any]:
-    """Make one file of a dataset usable; returns its manifest entry {path, sha256, source}."""
+    """Make one file of a dataset usable; returns its manifest entry {path, sha256, source}.
+
+    An entry with ``parts`` becomes one folder (see :func:`acquire_parts`); its ``path``, if
+    given, overrides all the parts.
+    """
     raw_dir = Path(raw_dir)
     if spec.get("path"):
         local = Path(os.path.expanduser(str(spec["path"])))
@@ -525,6 +806,8 @@ def acquire_file(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
             f"dataset {dataset!r}: files.{name}.path = {local} does not exist; fix the path, or "
             "remove `path:` to download from the url"
         )
+    if spec.get("parts") is not None:
+        return acquire_parts(dataset, name, spec, raw_dir, lock)
     if spec.get("manual"):
         placed = raw_dir / spec_filename(name, spec)
         if not placed.exists():

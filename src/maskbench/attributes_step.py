@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,18 +55,104 @@ def split_settings(config: dict[str, Any]) -> dict[str, Any]:
             "stratify": list(spec.get("stratify") or DEFAULT_STRATIFY)}
 
 
+CNN_ARCHS = ("dlib_resnet", "resnet50")  # the backbones maskbench.finetune can train
+
+
+@dataclass(frozen=True)
+class CnnSpec:
+    """The `attributes.cnn` training settings (what it trains on is the run's train variant).
+
+    Plain Python, so the workflow checks it when it reads the config, before any job runs.
+    """
+
+    arch: str
+    pretrained: bool = True
+    weights: str | None = None  # resnet50: ImageNet .pth (default: torch's hub cache)
+    input_size: int | None = None  # resnet50 only (default 224)
+    epochs: int = 10
+    lr: float = 1e-4
+    head_lr: float | None = None  # the new task outputs (default: lr)
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in CNN_ARCHS:
+            raise ValueError(f"attributes.cnn key 'arch': {self.arch!r}; use one of {list(CNN_ARCHS)}")
+        for key in ("pretrained", "flip"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"attributes.cnn key {key!r}: {getattr(self, key)!r} must be true or false")
+        for key, low in (("epochs", 1), ("batch_size", 2)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"attributes.cnn key {key!r}: {value!r} must be an integer >= {low}")
+        for key in ("lr", "weight_decay"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"attributes.cnn key {key!r}: {value!r} must be a number >= 0")
+        for key in ("lr", "head_lr"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ValueError(f"attributes.cnn key {key!r}: {value!r} must be a number > 0")
+        if self.arch == "dlib_resnet":
+            for key in ("weights", "input_size"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"attributes.cnn key {key!r} applies to resnet50 only; drop it for dlib_resnet")
+        size = self.input_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 32):
+            raise ValueError(f"attributes.cnn key 'input_size': {size!r} must be an integer >= 32")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CnnSpec":
+        """Parse the config entry, naming an unknown or missing key."""
+        if not isinstance(d, dict):
+            raise ValueError(f"attributes.cnn must be a mapping, not {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown attributes.cnn keys {unknown}; known: {sorted(known | {'train_variants'})}")
+        if "arch" not in d:
+            raise ValueError("attributes.cnn key 'arch' is missing (dlib_resnet or resnet50)")
+        return cls(**d)
+
+    def backbone_spec(self) -> dict[str, Any]:
+        """The spec maskbench.backbones.build_backbone takes."""
+        spec: dict[str, Any] = {"arch": self.arch, "pretrained": self.pretrained}
+        if self.weights is not None and self.pretrained:
+            spec["weights"] = self.weights
+        if self.input_size is not None:
+            spec["input_size"] = self.input_size
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cnn_model_name(arch: str) -> str:
+    """The `model` a CNN run is filed under in paths and tables (beside the embedding models)."""
+    return f"cnn_{arch}"
+
+
 def attribute_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The `attributes:` section with its defaults filled in."""
+    """The `attributes:` section with its defaults filled in; `cnn` is None without a CNN, else
+    its model name, training spec and train variants (default: the heads' train variants)."""
     spec = dict(config.get("attributes") or {})
+    train = list(spec.get("train_variants") or [UNMASKED])
+    cnn = spec.get("cnn")
+    if cnn:
+        cnn = dict(cnn)
+        cnn = {"model": cnn_model_name(str(cnn.get("arch"))), "train_variants": list(cnn.pop("train_variants", None)
+                                                                                    or train), "spec": cnn}
     return {
         "datasets": list(spec.get("datasets") or config["datasets"]),
         "models": list(spec.get("models") or config["models"]),
         "splits": list(spec.get("splits") or ["random", "uniform"]),
-        "train_variants": list(spec.get("train_variants") or [UNMASKED]),
+        "train_variants": train,
         "tasks": list(spec.get("tasks") or attr.TASKS),
         "heads": list(spec.get("heads") or ["linear"]),
         "age_groups": list(spec.get("age_groups") or attr.DEFAULT_AGE_GROUPS),
         "thresholds": list(spec.get("thresholds") or attr.DEFAULT_THRESHOLDS),
+        "cnn": cnn or None,
     }
 
 
@@ -86,15 +172,24 @@ def check_attributes_config(config: dict[str, Any]) -> None:
         if dataset not in config["datasets"]:
             raise ConfigError(f"attributes.datasets: unknown dataset {dataset!r}; known: {sorted(config['datasets'])}")
         known = {UNMASKED, MIXED, *masks_for(config, dataset)}
-        for train in settings["train_variants"]:
+        cnn_variants = [("attributes.cnn.train_variants", t) for t in settings["cnn"]["train_variants"]] \
+            if settings["cnn"] else []
+        for key, train in [("attributes.train_variants", t) for t in settings["train_variants"]] + cnn_variants:
             if train not in known:
                 raise ConfigError(
-                    f"attributes.train_variants: {train!r} is not a variant of dataset {dataset!r}; "
-                    f"use one of {sorted(known)}"
+                    f"{key}: {train!r} is not a variant of dataset {dataset!r}; use one of {sorted(known)}"
                 )
     for model in settings["models"]:
         if model not in config["models"]:
             raise ConfigError(f"attributes.models: unknown model {model!r}; known: {sorted(config['models'])}")
+    if settings["cnn"]:
+        try:
+            CnnSpec.from_dict(settings["cnn"]["spec"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if settings["cnn"]["model"] in settings["models"]:
+            raise ConfigError(f"attributes.cnn files its runs as model {settings['cnn']['model']!r}, which "
+                              f"attributes.models also names; rename that model")
     bounds = settings["age_groups"]
     if any(b >= c for b, c in zip(bounds, bounds[1:])):
         raise ConfigError(f"attributes.age_groups: upper bounds must increase strictly; got {bounds}")
@@ -182,14 +277,15 @@ def _prediction_rows(head: str, task: str, variant: str, ids: Sequence[str], lab
 
 
 @dataclass
-class _Study:
-    """What every head of one run reads: labels, embeddings per variant, the split."""
+class Study:
+    """What every model of one run reads: labels, the split, the paired test images, and for the
+    heads the embeddings per variant (a CNN reads chips instead)."""
 
     labels: pd.DataFrame
-    embeddings: dict[str, dict[str, np.ndarray]]
     by_split: dict[str, list[str]]
-    test_ids: list[str]  # test images embedded in every test variant
+    test_ids: list[str]  # test images present in every test variant
     age_groups: Sequence[int]
+    embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def labelled(self, task: str, ids: Sequence[str]) -> list[str]:
         known = self.labels["age" if task == "age_group" else task].notna()
@@ -203,35 +299,69 @@ class _Study:
         return {c: self.labels.loc[list(ids), c].astype(object).tolist() * repeat for c in ("sex", "race", "age_group")}
 
 
-def _run_task(study: _Study, head_kind: str, task: str, train_on: Sequence[str], test_on: Sequence[str],
+def read_split(split_path: str) -> dict[str, list[str]]:
+    """part -> sorted image ids, for train, val and test."""
+    splits = pq.read_table(split_path, columns=["image_id", "split"]).to_pandas()
+    return {s: sorted(splits.loc[splits["split"] == s, "image_id"]) for s in ("train", "val", "test")}
+
+
+def val_metric(task: str) -> str:
+    """What model selection maximises (accuracy) or minimises (mae) on the val split."""
+    return "mae" if attr.is_regression(task) else "accuracy"
+
+
+def evaluate_variants(study: Study, head_kind: str, task: str, tested: Sequence[str],
+                 predictions: dict[str, attr.Prediction], thresholds: Sequence[float],
+                 columns: dict[str, list]) -> dict[str, Any]:
+    """Metrics of one model on the ``tested`` images under every variant of ``predictions`` (in
+    their order), plus the mask variants pooled as `masked`; their prediction rows are appended
+    to ``columns`` (PREDICTIONS_SCHEMA). Heads and the CNN report through here alike."""
+    classes = None if attr.is_regression(task) else attr.task_classes(task, study.age_groups)
+    truth = study.target(task, tested)
+    out: dict[str, Any] = {}
+    pooled: list[attr.Prediction] = []
+    for variant, prediction in predictions.items():
+        out[variant] = attr.evaluate(task, truth, prediction, classes, study.groups(tested), thresholds)
+        for name, values in _prediction_rows(head_kind, task, variant, tested, study.labels, truth,
+                                             prediction).items():
+            columns[name] += values
+        if variant != UNMASKED:
+            pooled.append(prediction)
+    if pooled:
+        joined = attr.Prediction(np.concatenate([p.predicted for p in pooled]),
+                                 None if classes is None else np.concatenate([p.confidence for p in pooled]))
+        out[POOLED] = attr.evaluate(task, np.concatenate([truth] * len(pooled)), joined, classes,
+                                    study.groups(tested, len(pooled)), thresholds)
+    return out
+
+
+def _run_task(study: Study, head_kind: str, task: str, train_on: Sequence[str], test_on: Sequence[str],
               thresholds: Sequence[float], seed: int, columns: dict[str, list]) -> dict[str, Any]:
     """Fit one head for one task, test it on every variant and on the masks pooled."""
     x_train, rows_train = _stack(study.embeddings, train_on, study.labelled(task, study.by_split["train"]))
     x_val, rows_val = _stack(study.embeddings, train_on, study.labelled(task, study.by_split["val"]))
     head = attr.fit_head(task, x_train, study.target(task, rows_train), x_val, study.target(task, rows_val),
                          head_kind, item_seed(seed, "attributes", task, head_kind))
-    classes = None if attr.is_regression(task) else attr.task_classes(task, study.age_groups)
     tested = study.labelled(task, study.test_ids)
-    truth = study.target(task, tested)
-    entry: dict[str, Any] = {"params": head.params, "val_score": head.val_score,
-                             "val_metric": "mae" if classes is None else "accuracy",
-                             "train_rows": len(rows_train), "val_rows": len(rows_val), "test": {}}
-    masks = [v for v in test_on if v != UNMASKED]
-    pooled: list[attr.Prediction] = []
-    for variant in test_on:
-        prediction = attr.predict(head, _matrix(study.embeddings[variant], tested))
-        entry["test"][variant] = attr.evaluate(task, truth, prediction, classes, study.groups(tested), thresholds)
-        for name, values in _prediction_rows(head_kind, task, variant, tested, study.labels, truth,
-                                             prediction).items():
-            columns[name] += values
-        if variant in masks:
-            pooled.append(prediction)
-    if pooled:
-        joined = attr.Prediction(np.concatenate([p.predicted for p in pooled]),
-                                 None if classes is None else np.concatenate([p.confidence for p in pooled]))
-        entry["test"][POOLED] = attr.evaluate(task, np.concatenate([truth] * len(pooled)), joined, classes,
-                                              study.groups(tested, len(pooled)), thresholds)
-    return entry
+    predictions = {v: attr.predict(head, _matrix(study.embeddings[v], tested)) for v in test_on}
+    return {"params": head.params, "val_score": head.val_score, "val_metric": val_metric(task),
+            "train_rows": len(rows_train), "val_rows": len(rows_val),
+            "test": evaluate_variants(study, head_kind, task, tested, predictions, thresholds, columns)}
+
+
+def result_header(meta: dict[str, Any] | None, train: str, train_on: Sequence[str], test_on: Sequence[str],
+                  tasks: Sequence[str], head_kinds: Sequence[str], seed: int, age_groups: Sequence[int],
+                  study: Study) -> dict[str, Any]:
+    """The keys every metrics file of the attribute study starts with (the tables read these)."""
+    has_masks = any(v != UNMASKED for v in test_on)
+    return {
+        **(meta or {}), "train_variant": train, "train_on": list(train_on), "test_on": list(test_on),
+        "tested_as": [*test_on, *([POOLED] if has_masks else [])], "tasks": list(tasks),
+        "head_kinds": list(head_kinds), "seed": seed, "age_groups": attr.age_group_names(age_groups),
+        "images": {**{s: len(v) for s, v in study.by_split.items()}, "test_paired": len(study.test_ids),
+                   "test_dropped_unpaired": len(study.by_split["test"]) - len(study.test_ids)},
+        "heads": {},
+    }
 
 
 def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, list[str]], train: str,
@@ -241,30 +371,26 @@ def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, 
     """Train each head on the train split of ``train_on`` variants, select it on their val split,
     and test it on the same test images under every ``test_on`` variant (paired: only images
     embedded in every test variant are tested), plus every mask variant pooled as `masked`."""
-    splits = pq.read_table(split_path).to_pandas()
     embeddings = {v: load_embeddings(paths) for v, paths in embedding_paths.items()}
-    by_split = {s: sorted(splits.loc[splits["split"] == s, "image_id"]) for s in ("train", "val", "test")}
+    by_split = read_split(split_path)
     test_ids = [i for i in by_split["test"] if all(i in embeddings[v] for v in test_on)]
-    study = _Study(read_labels(index_path, age_groups), embeddings, by_split, test_ids, age_groups)
-    has_masks = any(v != UNMASKED for v in test_on)
-    result: dict[str, Any] = {
-        **(meta or {}), "train_variant": train, "train_on": list(train_on), "test_on": list(test_on),
-        "tested_as": [*test_on, *([POOLED] if has_masks else [])], "tasks": list(tasks), "head_kinds": list(heads),
-        "seed": seed, "age_groups": attr.age_group_names(age_groups),
-        "images": {**{s: len(v) for s, v in by_split.items()}, "test_paired": len(test_ids),
-                   "test_dropped_unpaired": len(by_split["test"]) - len(test_ids)},
-        "heads": {},
-    }
+    study = Study(read_labels(index_path, age_groups), by_split, test_ids, age_groups, embeddings)
+    result = result_header(meta, train, train_on, test_on, tasks, heads, seed, age_groups, study)
     columns: dict[str, list] = {name: [] for name in PREDICTIONS_SCHEMA.names}
     for head_kind in heads:
         result["heads"][head_kind] = {}
         for task in tasks:
             entry = _run_task(study, head_kind, task, train_on, test_on, thresholds, seed, columns)
             result["heads"][head_kind][task] = entry
-            log.info("%s/%s: %s", head_kind, task, {v: _headline(task, m) for v, m in entry["test"].items()})
+            log.info("%s/%s: %s", head_kind, task, headlines(task, entry["test"]))
     write_table(predictions_path, pa.Table.from_pydict(columns, schema=PREDICTIONS_SCHEMA))
     write_json(metrics_path, result)
     return result
+
+
+def headlines(task: str, tests: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """variant -> accuracy (or MAE for age), rounded, for the log."""
+    return {v: _headline(task, m) for v, m in tests.items()}
 
 
 def _headline(task: str, metrics: dict[str, Any]) -> float | None:

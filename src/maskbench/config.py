@@ -91,10 +91,12 @@ def check_config(config: dict[str, Any]) -> None:
             missing = [c for c in spec["comparisons"] if c not in config["protocols"][val]["comparisons"]]
             if missing:
                 raise ConfigError(f"protocols.{protocol}.validation: {val!r} lacks the comparisons {missing}")
-            if protocol_part(config, protocol) and protocol_part(config, val) != (protocol_part(config, protocol)[0], "val"):
+            part = protocol_part(config, protocol)
+            if part is None or part[1] != "test" or protocol_part(config, val) != (part[0], "val"):
                 raise ConfigError(
-                    f"protocols.{protocol}.validation: {val!r} must be restricted to the val part of "
-                    f"the {protocol_part(config, protocol)[0]} split"
+                    f"protocols.{protocol}.validation: a threshold chosen on {val!r} may only be applied to "
+                    f"images it never saw: restrict {protocol!r} to `split: {{strategy: identity, part: test}}` "
+                    f"and {val!r} to the val part of the same split"
                 )
             for name, ds in config["datasets"].items():
                 if protocol in ds["protocols"] and val not in ds["protocols"]:
@@ -146,6 +148,36 @@ CHIP_KINDS = ("dlib_resnet", "torchvision", "dicta_checkpoint", "finetuned", "fi
 """Kinds that embed chips with a network (``finetune`` first trains it)."""
 TRAINED_KINDS = ("projection", "finetune")
 """Kinds trained inside the workflow, on the train part of an identity split."""
+
+
+WORKFLOW_TRAIN_KEYS = ("datasets", "split", "variants", "threads")
+"""`train:` keys the workflow reads (what to train on, where); the rest goes to the training code."""
+
+
+def training_code_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A model's `train:` settings without the workflow's own keys."""
+    return {k: v for k, v in spec["train"].items() if k not in WORKFLOW_TRAIN_KEYS}
+
+
+def check_training_spec(name: str, spec: dict[str, Any]) -> None:
+    """Parse a trained model's settings now, so a bad one fails at start-up, not after hours of
+    embedding. Imports torch, so it runs only for configs that train something."""
+    try:
+        if spec["kind"] == "finetune":
+            from maskbench.finetune import FinetuneSpec
+
+            FinetuneSpec.from_dict(training_code_spec(spec))
+        else:
+            import torch
+
+            from maskbench.losses import make_loss
+            from maskbench.train_head import resolve_spec
+
+            resolved = resolve_spec(training_code_spec(spec), base_dim=128)
+            with torch.random.fork_rng(devices=[]):
+                make_loss(resolved["loss"], resolved["dim"], 2)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"models.{name}.train: {exc}") from None
 
 
 def models_of_kind(config: dict[str, Any], *kinds: str) -> list[str]:
@@ -214,7 +246,16 @@ def check_models(config: dict[str, Any]) -> None:
             weights = spec.get("member_weights")
             if weights is not None and len(weights) != len(spec["members"]):
                 raise ConfigError(f"models.{name}.member_weights: one weight per member ({len(spec['members'])})")
+        if kind == "ensemble":
+            for member in spec["members"]:
+                member_spec = models[member]
+                if member_spec["kind"] == "imported" and member_spec["format"] != "csv":
+                    raise ConfigError(
+                        f"models.{name}.members: {member!r} imports Bob-format scores, whose lines are not "
+                        "tied to the pairs manifest; import it as CSV with pair ids to fuse it"
+                    )
         if kind in TRAINED_KINDS:
+            check_training_spec(name, spec)
             for dataset in spec["train"]["datasets"]:
                 if dataset not in config["datasets"]:
                     raise ConfigError(f"models.{name}.train.datasets: unknown dataset {dataset!r}")

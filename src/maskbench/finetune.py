@@ -15,13 +15,15 @@ network (architecture, projection, preprocessing), so :func:`load_finetuned` nee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -52,8 +54,7 @@ CURVE_SCHEMA = pa.schema(
         pa.field("epoch", pa.int32(), nullable=False),
         pa.field("loss", pa.float64()),  # mean training loss (null for epoch 0, the start)
         pa.field("val_eer", pa.float64()),  # null when val has no genuine or impostor pairs
-        pa.field("seconds", pa.float64(), nullable=False),
-    ]
+    ]  # no wall-clock time: it would change the bytes on every run (timings go to the log)
 )
 
 
@@ -404,6 +405,22 @@ def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
+@contextlib.contextmanager
+def deterministic_torch(dev: torch.device) -> Iterator[None]:
+    """Deterministic algorithms for a block. On the CPU the same seed and thread count give the
+    same bytes; on a GPU a few backward kernels (e.g. adaptive pooling) have no deterministic
+    version, so they only warn there and GPU runs may differ in the last bits."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    if dev.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=dev.type == "cuda")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
 def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], seed: int, threads: int = 1,
              cache_dir: str | Path | None = None, device: str | torch.device = "auto") -> FinetuneResult:
     """Train on ``train``, select the epoch on ``val``; the test part is never passed in."""
@@ -412,7 +429,7 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
     if len(names) < 2:
         raise ValueError(f"fine-tuning needs at least 2 identities in the train part, found {len(names)}")
     dev = resolve_device(device)
-    with torch_threads(threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(threads), torch.random.fork_rng(devices=[]), deterministic_torch(dev):
         torch.manual_seed(item_seed(seed, "init"))  # random init, projection and loss parameters
         backbone = build_model(spec, cache_dir)
         loss_fn = make_loss(spec.loss, backbone.dim, len(names))
@@ -426,7 +443,7 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
                         len(pairs.genuine), len(pairs.impostor))
         started = time.perf_counter()
         start_eer = val_eer(backbone, val, pairs, spec.val_score, spec.batch_size, dev)
-        curve = [{"epoch": 0, "loss": None, "val_eer": start_eer, "seconds": time.perf_counter() - started}]
+        curve = [{"epoch": 0, "loss": None, "val_eer": start_eer}]
         log.info("epoch 0 (start): val EER %s", start_eer)
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         epochs = []
@@ -440,7 +457,7 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
                 )
             value = val_eer(backbone, val, pairs, spec.val_score, spec.batch_size, dev)
             seconds = time.perf_counter() - started
-            curve.append({"epoch": epoch, "loss": stats.loss, "val_eer": value, "seconds": seconds})
+            curve.append({"epoch": epoch, "loss": stats.loss, "val_eer": value})
             epochs.append({"epoch": epoch, "samples": stats.samples, "skipped_batches": stats.skipped_batches,
                            "variants": stats.variants})
             log.info("epoch %d: loss %.5f, val EER %s, %.1f s", epoch, stats.loss, value, seconds)

@@ -51,10 +51,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 # keys of a model's `train:` config that the workflow reads (which data), not the training loop
 WORKFLOW_KEYS = frozenset({"datasets", "split", "variants"})
-FINETUNE_KEYS = frozenset({"arch", "pretrained"})
+FINETUNE_KEYS = frozenset({"arch", "pretrained", "optimizer", "momentum", "flip", "weights", "input_size",
+                           "val_score", "val_impostors", "val_max_genuine"})
 IMPOSTORS_PER_GENUINE = 20
 MAX_VAL_GENUINE = 50_000  # a seeded subset beyond this keeps the per-epoch check to seconds
-CURVE_COLUMNS = ["epoch", "loss", "val_eer", "val_genuine", "val_impostor", "seconds"]
+# no wall-clock time in outputs (it would change their bytes on every run): timings go to the log
+CURVE_COLUMNS = ["epoch", "loss", "val_eer", "val_genuine", "val_impostor"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,7 +390,7 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
     ``spec`` is a model's ``train:`` config (see :data:`TRAIN_DEFAULTS`; ``loss`` goes to
     :func:`maskbench.losses.make_loss`). The learning rate follows a cosine schedule to zero over
     the run. ``curve`` has one row per epoch (0 = untrained; its loss is NaN) with the mean
-    training loss, the val masked-probe EER and pair counts, and the seconds it took.
+    training loss, the val masked-probe EER and pair counts (epoch times go to the log).
     """
     if train.dim != val.dim:
         raise ValueError(f"train embeddings have dim {train.dim}, val {val.dim}: both must come from one base model")
@@ -415,7 +417,7 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
         start = time.perf_counter()
         base_eer = pair_eer(embed_with_head(None, val.vectors), pairs)
         eer0 = pair_eer(embed_with_head(head, val.vectors), pairs)
-        rows = [_row(0, math.nan, eer0, pairs, time.perf_counter() - start)]
+        rows = [_row(0, math.nan, eer0, pairs)]
         best_epoch, best_eer, best_state = 0, eer0, copy.deepcopy(head.state_dict())
         log.info("epoch 0: val masked-probe EER %.4f (base %.4f), %d genuine / %d impostor pairs",
                  eer0, base_eer, pairs.n_genuine, pairs.n_impostor)
@@ -434,8 +436,9 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
                 schedule.step()
                 total += float(loss.detach())
             val_eer = pair_eer(embed_with_head(head, val.vectors), pairs)
-            rows.append(_row(epoch, total / batches, val_eer, pairs, time.perf_counter() - start))
-            log.info("epoch %d: loss %.4f, val masked-probe EER %.4f", epoch, total / batches, val_eer)
+            rows.append(_row(epoch, total / batches, val_eer, pairs))
+            log.info("epoch %d: loss %.4f, val masked-probe EER %.4f, %.1f s", epoch, total / batches, val_eer,
+                     time.perf_counter() - start)
             if val_eer < best_eer:
                 best_epoch, best_eer, best_state = epoch, val_eer, copy.deepcopy(head.state_dict())
         head.load_state_dict(best_state)
@@ -450,6 +453,6 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
     return TrainResult(head=head, curve=curve, best_epoch=int(best_epoch), meta=meta)
 
 
-def _row(epoch: int, loss: float, val_eer: float, pairs: MaskedProbePairs, seconds: float) -> dict[str, Any]:
+def _row(epoch: int, loss: float, val_eer: float, pairs: MaskedProbePairs) -> dict[str, Any]:
     return {"epoch": epoch, "loss": loss, "val_eer": val_eer, "val_genuine": pairs.n_genuine,
-            "val_impostor": pairs.n_impostor, "seconds": seconds}
+            "val_impostor": pairs.n_impostor}

@@ -8,14 +8,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd
 import pyarrow.parquet as pq  # noqa: E402
 
 from maskbench.figures import _save  # noqa: E402  (PNG + PDF, atomic, fixed metadata)
 
 
-def training_curve_figure(curve_path: str, title: str, png_path: str) -> None:
-    """Two panels over epochs: mean training loss, and val EER with the untrained head (epoch 0)
-    as a dashed line and the kept (best) epoch marked. Writes the PNG and a PDF beside it."""
+def training_curve_figure(curve_path: str, title: str, png_path: str, kept_epoch: int | None = None) -> None:
+    """Two panels over epochs: mean training loss, and val EER with the untrained model (epoch 0)
+    as a dashed line and the kept epoch marked (``kept_epoch``, as the training report says; by
+    default the lowest val EER; none where val gave no EER). Writes the PNG and a PDF beside it."""
     curve = pq.read_table(curve_path).to_pandas().sort_values("epoch")
     if curve.empty:
         raise ValueError(f"{curve_path}: the training curve has no rows")
@@ -29,9 +31,14 @@ def training_curve_figure(curve_path: str, title: str, png_path: str) -> None:
     ax_eer.plot(curve["epoch"], curve["val_eer"], marker="o", markersize=3, label="val masked-probe EER")
     untrained = float(curve["val_eer"].iloc[0])
     ax_eer.axhline(untrained, linestyle="--", color="grey", label=f"untrained ({untrained:.3f})")
-    best = curve.loc[curve["val_eer"].idxmin()]  # idxmin: the earliest of equal minima
-    ax_eer.plot([best["epoch"]], [best["val_eer"]], marker="*", markersize=12, linestyle="none",
-                color="tab:red", label=f"kept: epoch {int(best['epoch'])} ({best['val_eer']:.3f})")
+    if kept_epoch is not None:
+        kept = curve[curve["epoch"] == kept_epoch]
+    else:  # idxmin: the earliest of equal minima
+        kept = curve.loc[[curve["val_eer"].idxmin()]] if curve["val_eer"].notna().any() else curve.iloc[:0]
+    if not kept.empty and pd.notna(kept["val_eer"].iloc[0]):
+        best = kept.iloc[0]
+        ax_eer.plot([best["epoch"]], [best["val_eer"]], marker="*", markersize=12, linestyle="none",
+                    color="tab:red", label=f"kept: epoch {int(best['epoch'])} ({best['val_eer']:.3f})")
     ax_eer.set_xlabel("epoch")
     ax_eer.set_ylabel("val EER")
     ax_eer.set_xlim(-0.5, max(1.0, float(curve["epoch"].max())) + 0.5)

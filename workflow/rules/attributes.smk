@@ -1,4 +1,4 @@
-# Attribute prediction on masked faces (AJCAI 2021): splits, heads on embeddings, tables.
+# Attribute prediction on masked faces (AJCAI 2021): heads on embeddings and a fine-tuned CNN, tables.
 # Built only when the config has an `attributes:` section, so other configs keep their DAG.
 
 ATTRIBUTE_TABLES = ["results/tables/attributes.csv", "results/tables/attributes_by_group.csv"]
@@ -21,14 +21,25 @@ if "attributes" in config:
     RUN_METRICS = "results/{dataset}/attributes/{model}/{strategy}/{train}/metrics.json"
     RUN_PREDICTIONS = "results/{dataset}/attributes/{model}/{strategy}/{train}/predictions.parquet"
     RUN_FIGURE = "results/figures/attributes/{dataset}/{model}/{strategy}/{train}/{kind}.png"
-    # one (dataset, model, split strategy, train variant) per trained set of heads
+    RUN_MODEL = "results/{dataset}/attributes/{model}/{strategy}/{train}/model.safetensors"
+    # the fine-tuned CNN, filed as one more model (cnn_<arch>) beside the embedding models
+    CNN = ATTR["cnn"]
+    CNN_TRAIN_VARIANTS = CNN["train_variants"] if CNN else []
+    # one (dataset, model, split strategy, train variant) per trained set of heads or CNN
     ATTRIBUTE_RUNS = [
         {"dataset": d, "model": m, "strategy": s, "train": t}
         for d in ATTR["datasets"]
         for m in ATTR["models"]
         for s in ATTR["splits"]
         for t in ATTR["train_variants"]
+    ] + [
+        {"dataset": d, "model": CNN["model"], "strategy": s, "train": t}
+        for d in (ATTR["datasets"] if CNN else [])
+        for s in ATTR["splits"]
+        for t in CNN_TRAIN_VARIANTS
     ]
+    # (model, strategy, train) of every run: the same for every dataset
+    RUN_KEYS = list(dict.fromkeys((r["model"], r["strategy"], r["train"]) for r in ATTRIBUTE_RUNS))
     # variant -> embedding shards of a dataset for a model (a head is tested on every variant)
     variant_embeddings = lambda wc: {
         v: [f"results/{wc.dataset}/embeddings/{wc.model}/{v}/shard-{s}.parquet" for s in shards(wc.dataset)]
@@ -69,36 +80,77 @@ if "attributes" in config:
         script:
             "../scripts/attributes.py"
 
-    # one job draws the figures of every run of a dataset and model
+    # the CNN: fine-tuned on the train split's chips, each task's epoch chosen on val, tested on
+    # every variant; predictions and metrics as the heads write them (head kind `cnn`)
+    if CNN:
+
+        rule attributes_cnn:
+            conda:
+                "../../envs/embed.yaml"
+            wildcard_constraints:
+                dataset="|".join(ATTR["datasets"]),
+                model=CNN["model"],
+                strategy="|".join(ATTR["splits"]),
+                train="|".join(CNN_TRAIN_VARIANTS),
+            input:
+                split="results/{dataset}/splits/{strategy}.parquet",
+                index="results/{dataset}/index.parquet",
+                aligned=lambda wc: [f"results/{wc.dataset}/aligned/shard-{s}.parquet" for s in shards(wc.dataset)],
+                masked=lambda wc: [
+                    f"results/{wc.dataset}/masked/{m}/shard-{s}.parquet"
+                    for m in masks_for(config, wc.dataset)
+                    for s in shards(wc.dataset)
+                ],
+                code=lib("attributes_cnn_step", "attributes_cnn", "attributes_step", "attributes", "finetune",
+                         "finetune_step", "backbones", "chips", "dlib_resnet", "dlib_dat", "seeds"),
+            output:
+                predictions=RUN_PREDICTIONS,
+                metrics=RUN_METRICS,
+                model=RUN_MODEL,
+            params:
+                train_on=lambda wc: train_variants(config, wc.dataset, wc.train),
+                test_on=lambda wc: variants_for(config, wc.dataset),
+                tasks=ATTR["tasks"],
+                age_groups=ATTR["age_groups"],
+                thresholds=ATTR["thresholds"],
+                spec=CNN["spec"],
+                seed=SEED,
+                cache_dir="results/cache/models",
+            log:
+                "results/logs/attributes/{dataset}/{model}/{strategy}/{train}.log",
+            benchmark:
+                "results/benchmarks/attributes/{dataset}/{model}/{strategy}/{train}.tsv"
+            threads: 2
+            resources:
+                mem_mb=16000,
+                runtime=lambda wc, attempt: 720 * attempt,
+            script:
+                "../scripts/attributes_cnn.py"
+
+    # one job draws the figures of every run (heads and CNN) of a dataset
     rule attributes_figures:
         conda:
             "../../envs/evaluate.yaml"
         wildcard_constraints:
             dataset="|".join(ATTR["datasets"]),
-            model="|".join(ATTR["models"]),
         input:
-            metrics=lambda wc: [
-                RUN_METRICS.format(**r)
-                for r in ATTRIBUTE_RUNS
-                if (r["dataset"], r["model"]) == (wc.dataset, wc.model)
-            ],
+            metrics=lambda wc: [RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS if r["dataset"] == wc.dataset],
             code=lib("attributes_step", "attributes"),
         output:
-            expand(
-                "results/figures/attributes/{{dataset}}/{{model}}/{strategy}/{train}/{kind}.png",
-                strategy=ATTR["splits"],
-                train=ATTR["train_variants"],
-                kind=ATTRIBUTE_FIGURES,
-            ),
+            [
+                RUN_FIGURE.format(dataset="{dataset}", model=m, strategy=s, train=t, kind=kind)
+                for m, s, t in RUN_KEYS
+                for kind in ATTRIBUTE_FIGURES
+            ],
         params:
             runs=lambda wc: [
                 {"metrics": RUN_METRICS.format(**r),
                  "figures": {kind: RUN_FIGURE.format(kind=kind, **r) for kind in ATTRIBUTE_FIGURES}}
                 for r in ATTRIBUTE_RUNS
-                if (r["dataset"], r["model"]) == (wc.dataset, wc.model)
+                if r["dataset"] == wc.dataset
             ],
         log:
-            "results/logs/figures/attributes/{dataset}/{model}.log",
+            "results/logs/figures/attributes/{dataset}.log",
         threads: 1
         resources:
             mem_mb=1500,

@@ -18,6 +18,7 @@ from maskbench.config import (
     protocol_part,
     train_masks,
     train_split,
+    training_code_spec,
     variants_for,
     verification_protocols,
 )
@@ -146,15 +147,20 @@ def nist_baseline(wildcards):
     return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{wildcards.protocol}/unmasked-vs-unmasked.parquet"]
 
 
+def table_datasets(wildcards):
+    """A table's rows: its datasets, or every dataset with a verification protocol."""
+    spec = config["tables"][wildcards.table]
+    return spec.get("datasets") or [d for d in config["datasets"] if verification_protocols(config, d)]
+
+
 def table_cells(wildcards):
     """(dataset, model) -> metrics file of the comparison a table reports."""
     spec = config["tables"][wildcards.table]
-    datasets = spec.get("datasets") or list(config["datasets"])
     models = spec.get("models") or list(config["models"])
     comparison = f"{spec['ref_variant']}-vs-{spec['probe_variant']}"
     cells = {}
-    for dataset in datasets:
-        protocol = (spec.get("protocol") or {}).get(dataset, verification_protocols(config, dataset)[0])
+    for dataset in table_datasets(wildcards):
+        protocol = (spec.get("protocol") or {}).get(dataset) or verification_protocols(config, dataset)[0]
         for model in models:
             cells[f"{dataset}/{model}"] = f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
     return cells
@@ -224,8 +230,13 @@ def projection_base_shard(wildcards):
 
 def training_spec(wildcards):
     """A trained model's `train:` settings for its training code (what to train on is given as inputs)."""
-    spec = config["models"][wildcards.model]["train"]
-    return {k: v for k, v in spec.items() if k not in ("datasets", "split", "variants")}
+    return training_code_spec(config["models"][wildcards.model])
+
+
+def training_threads(wildcards):
+    """torch threads of a training job: from the config, not from --cores or a profile, so that
+    the same config gives the same model bytes wherever it runs."""
+    return config["models"][wildcards.model]["train"].get("threads", 1)
 
 
 def training_datasets(model):
@@ -276,3 +287,13 @@ def validation_scores(wildcards):
     if not val:
         return []
     return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{val}/{wildcards.comparison}.parquet"]
+
+
+def ensemble_reference_scores(wildcards):
+    """Members' scores of the protocol's first comparison: every comparison of an ensemble is
+    normalised with these moments, so its comparisons share one scale."""
+    reference = comparisons_for(config, wildcards.dataset, wildcards.protocol)[0]
+    return [
+        f"results/{wildcards.dataset}/scores/{member}/{wildcards.protocol}/{reference}.parquet"
+        for member in config["models"][wildcards.model]["members"]
+    ]

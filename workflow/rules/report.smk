@@ -9,10 +9,7 @@ rule table:
     input:
         cells=lambda wc: list(table_cells(wc).values()),
         # a table is delivered with the ROC figures of its datasets
-        figures=lambda wc: [
-            f"results/figures/roc_{d}.png"
-            for d in config["tables"][wc.table].get("datasets") or config["datasets"]
-        ],
+        figures=lambda wc: [f"results/figures/roc_{d}.png" for d in table_datasets(wc)],
         code=lib("tables"),
     output:
         csv=report(

@@ -20,11 +20,12 @@ rule train_head:
         base=lambda wc: config["models"][wc.model]["base"],
         datasets=lambda wc: training_datasets(wc.model),
         seed=SEED,
+        torch_threads=training_threads,
     log:
         "results/logs/train/{model}.log",
     benchmark:
         "results/benchmarks/train/{model}.tsv"
-    threads: 2
+    threads: training_threads
     resources:
         mem_mb=4000,
         runtime=lambda wc, attempt: 120 * attempt,
@@ -49,12 +50,13 @@ rule finetune:
     params:
         spec=training_spec,
         seed=SEED,
+        torch_threads=training_threads,
         cache_dir="results/cache/models",
     log:
         "results/logs/train/{model}.log",
     benchmark:
         "results/benchmarks/train/{model}.tsv"
-    threads: 2
+    threads: training_threads
     resources:
         mem_mb=16000,
         runtime=lambda wc, attempt: 720 * attempt,
@@ -69,6 +71,7 @@ rule training_figure:
         model=one_of(TRAINED_MODELS),
     input:
         curve="results/models/{model}/curve.parquet",
+        report="results/models/{model}/report.json",
         code=lib("training_figures"),
     output:
         report(
@@ -117,6 +120,7 @@ rule fuse:
         model=one_of(ENSEMBLE_MODELS),
     input:
         members=ensemble_member_scores,
+        reference=ensemble_reference_scores,
         code=lib("fusion"),
     output:
         "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",

@@ -9,7 +9,7 @@ with log_to(snakemake.log[0]):
         split_path=snakemake.input.split,
         spec=dict(snakemake.params.spec),
         seed=snakemake.params.seed,
-        threads=snakemake.threads,
+        threads=snakemake.params.torch_threads,
         model_out=snakemake.output.model,
         curve_out=snakemake.output.curve,
         report_out=snakemake.output.report,

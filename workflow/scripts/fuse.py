@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):
         members=list(snakemake.params.members),
         out_path=snakemake.output[0],
         weights=snakemake.params.weights,
+        reference_paths=list(snakemake.input.reference),
     )

@@ -12,7 +12,7 @@ with log_to(snakemake.log[0]):
         spec=dict(snakemake.params.spec),
         base_model=snakemake.params.base,
         seed=snakemake.params.seed,
-        threads=snakemake.threads,
+        threads=snakemake.params.torch_threads,
         model_out=snakemake.output.model,
         curve_out=snakemake.output.curve,
         report_out=snakemake.output.report,

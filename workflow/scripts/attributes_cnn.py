@@ -1,0 +1,27 @@
+"""Fine-tune the attribute CNN on one train variant of one split, test it on every variant."""
+from maskbench.attributes_cnn_step import run_attributes_cnn
+from maskbench.finetune_step import group_masked_paths
+from maskbench.logs import log_to
+
+with log_to(snakemake.log[0]):
+    wc = snakemake.wildcards
+    run_attributes_cnn(
+        split_path=snakemake.input.split,
+        index_path=snakemake.input.index,
+        aligned_paths=list(snakemake.input.aligned),
+        masked_paths=group_masked_paths(list(snakemake.input.masked)),
+        train=wc.train,
+        train_on=list(snakemake.params.train_on),
+        test_on=list(snakemake.params.test_on),
+        tasks=list(snakemake.params.tasks),
+        age_groups=list(snakemake.params.age_groups),
+        thresholds=list(snakemake.params.thresholds),
+        spec=dict(snakemake.params.spec),
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+        predictions_path=snakemake.output.predictions,
+        metrics_path=snakemake.output.metrics,
+        model_path=snakemake.output.model,
+        meta={"dataset": wc.dataset, "model": wc.model, "split": wc.strategy},
+        cache_dir=snakemake.params.cache_dir,
+    )
