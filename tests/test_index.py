@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from maskbench.acquire import acquire_dataset
-from maskbench.index import LAYOUTS, IndexLayoutError, build_index, evenly_spaced, write_index
+from maskbench.index import LAYOUTS, IndexLayoutError, build_index, evenly_spaced, parse_utkface_name, write_index
 from maskbench.manifests import INDEX_SCHEMA, shard_of
 
 ATTRS = ("identity", "age", "sex", "race", "pose", "real_mask")
@@ -177,6 +177,51 @@ def test_celeba_without_identity_file_says_what_to_set(tmp_path):
     root = write_tree(tmp_path / "celeba", ["images/000001.png"])
     with pytest.raises(IndexLayoutError, match="identity_file"):
         build_index("celeba", root, 1)
+
+
+CELEBA_ATTR_NAMES = "5_o_Clock_Shadow Arched_Eyebrows Male Young"
+
+
+def celeba_with_attributes(tmp_path: Path, attribute_text: str, name: str = "list_attr_celeba.txt") -> Path:
+    root = write_tree(tmp_path / "celeba", [f"img_align_celeba_png/00000{i}.png" for i in (1, 2, 3)])
+    (root / "identity_CelebA.txt").write_text("000001.jpg 7\n000002.jpg 7\n000003.jpg 9\n")
+    (root / "Anno").mkdir()
+    (root / "Anno" / name).write_text(attribute_text)
+    return root
+
+
+def test_celeba_sex_from_the_male_column_of_list_attr_celeba(tmp_path):
+    """1 -> male, -1 -> female (the values UTKFace's 0 and 1 give); an image the file does not
+    list has no sex. The file is found beside the images, or named by attribute_file."""
+    text = f"2\n{CELEBA_ATTR_NAMES}\n000001.jpg -1  1  1 -1\n000002.jpg  1 -1 -1  1\n"
+    root = celeba_with_attributes(tmp_path, text)
+    expected = [
+        ("000001.png", "img_align_celeba_png/000001.png", {"identity": "7", "sex": "male"}),
+        ("000002.png", "img_align_celeba_png/000002.png", {"identity": "7", "sex": "female"}),
+        ("000003.png", "img_align_celeba_png/000003.png", {"identity": "9"}),
+    ]
+    assert rows(build_index("celeba", root, 2)[0]) == expected
+    assert rows(build_index("celeba", root, 2, {"attribute_file": "Anno/list_attr_celeba.txt"})[0]) == expected
+    utk = parse_utkface_name("30_0_1_2017.jpg")["sex"], parse_utkface_name("30_1_1_2017.jpg")["sex"]
+    assert utk == ("male", "female")
+
+
+def test_celeba_attributes_as_the_comma_separated_copy(tmp_path):
+    text = f"image_id,{CELEBA_ATTR_NAMES.replace(' ', ',')}\n000001.jpg,-1,1,-1,-1\n000003.jpg,1,1,1,1\n"
+    root = celeba_with_attributes(tmp_path, text, "list_attr_celeba.csv")
+    table, _ = build_index("celeba", root, 1, {"attribute_file": "Anno/list_attr_celeba.csv"})
+    assert [r["sex"] for r in table.to_pylist()] == ["female", None, "male"]
+
+
+@pytest.mark.parametrize("text, options, message", [
+    ("", {"attribute_file": "Anno/absent.txt"}, r"attribute file .*absent\.txt not found; set options\.attribute_file"),
+    ("1\nSmiling Young\n000001.jpg 1 1\n", {}, r"no `Male` column"),
+    (f"1\n{CELEBA_ATTR_NAMES}\n000001.jpg 1 1 0 1\n", {}, r"list_attr_celeba\.txt:3: expected '<image>' and 4 values"),
+])
+def test_bad_celeba_attribute_file_is_named(tmp_path, text, options, message):
+    root = celeba_with_attributes(tmp_path, text)
+    with pytest.raises(IndexLayoutError, match=message):
+        build_index("celeba", root, 1, options)
 
 
 def test_fei_face_original(tmp_path):

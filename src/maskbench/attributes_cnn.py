@@ -41,7 +41,7 @@ from maskbench.attributes_step import CnnSpec
 from maskbench.backbones import Backbone, build_backbone
 from maskbench.chips import decode_chip
 from maskbench.dlib_resnet import resolve_device, torch_threads
-from maskbench.finetune import UNMASKED, ChipSet, _state_copy, draw_variants, epoch_batches
+from maskbench.finetune import UNMASKED, ChipSet, _state_copy, deterministic_torch, draw_variants, epoch_batches
 from maskbench.seeds import item_seed
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ def train_attribute_cnn(train: ChipSet, train_labels: dict[str, np.ndarray], val
     coding = TaskCoding.fit(tasks, age_groups, train_labels)
     targets = {t: coding.encode(t, train_labels[t]) for t in tasks}
     dev = resolve_device(device)
-    with torch_threads(threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(threads), torch.random.fork_rng(devices=[]), deterministic_torch(dev):
         torch.manual_seed(item_seed(seed, "attributes_cnn", "init"))  # output layers, random backbones
         network = build_network(spec, coding, cache_dir)
         network.module.to(dev)

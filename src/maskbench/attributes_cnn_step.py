@@ -36,6 +36,7 @@ from maskbench.attributes_step import (
     val_metric,
 )
 from maskbench.config import UNMASKED
+from maskbench.dlib_resnet import torch_threads
 from maskbench.finetune import ChipSet
 from maskbench.finetune_step import read_chips
 
@@ -92,7 +93,7 @@ def _subset(prediction: attr.Prediction, keep: np.ndarray) -> attr.Prediction:
 
 
 def _check_masks(masked_paths: dict[str, list[str]], variants: Sequence[str]) -> None:
-    missing = [v for v in variants if v not in (UNMASKED, MIXED) and v not in masked_paths]
+    missing = [v for v in dict.fromkeys(variants) if v not in (UNMASKED, MIXED) and v not in masked_paths]
     if missing:
         raise ValueError(f"no masked chip shards given for {missing}; given: {sorted(masked_paths)}")
 
@@ -133,7 +134,8 @@ def run_attributes_cnn(split_path: str, index_path: str, aligned_paths: Sequence
     study.test_ids = [i for i in by_split["test"] if all(i in variant_chips(chips, v) for v in test_on)]
     result = result_header(meta, train, train_on, test_on, tasks, [CNN_HEAD], seed, age_groups, study)
     columns: dict[str, list] = {name: [] for name in PREDICTIONS_SCHEMA.names}
-    result["heads"][CNN_HEAD] = evaluate_cnn(model, study, test_on, chips, thresholds, rows, columns)
+    with torch_threads(threads):
+        result["heads"][CNN_HEAD] = evaluate_cnn(model, study, test_on, chips, thresholds, rows, columns, device)
     result["training"] = {"spec": parsed.to_dict(), "device": model.device, "curve": model.curve}
     write_table(predictions_path, pa.Table.from_pydict(columns, schema=PREDICTIONS_SCHEMA))
     write_json(metrics_path, result)
@@ -142,14 +144,14 @@ def run_attributes_cnn(split_path: str, index_path: str, aligned_paths: Sequence
 
 def evaluate_cnn(model: AttributeCnn, study: Study, test_on: Sequence[str], chips: Chips,
                  thresholds: Sequence[float], rows: dict[str, dict[str, int]],
-                 columns: dict[str, list]) -> dict[str, Any]:
+                 columns: dict[str, list], device: str = "auto") -> dict[str, Any]:
     """task -> the heads' metrics entry for the CNN on the paired test images under every variant."""
     tasks = model.coding.tasks
     outputs = {}
     for variant in test_on:
         data = LabelledChips(list(study.test_ids), [variant] * len(study.test_ids),
                              [variant_chips(chips, variant)[i] for i in study.test_ids], {})
-        outputs[variant] = model.predict(data)
+        outputs[variant] = model.predict(data, device=device)
     entries: dict[str, Any] = {}
     for task in tasks:
         tested = study.labelled(task, study.test_ids)

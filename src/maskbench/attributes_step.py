@@ -110,7 +110,8 @@ class CnnSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown attributes.cnn keys {unknown}; known: {sorted(known | {'train_variants'})}")
+            raise ValueError(f"unknown attributes.cnn keys {unknown}; "
+                             f"known: {sorted(known | {'train_variants', 'threads'})}")
         if "arch" not in d:
             raise ValueError("attributes.cnn key 'arch' is missing (dlib_resnet or resnet50)")
         return cls(**d)
@@ -135,14 +136,16 @@ def cnn_model_name(arch: str) -> str:
 
 def attribute_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The `attributes:` section with its defaults filled in; `cnn` is None without a CNN, else
-    its model name, training spec and train variants (default: the heads' train variants)."""
+    its model name, training spec, train variants (default: the heads' train variants) and torch
+    threads (default 1: from the config, as the trained bytes depend on it)."""
     spec = dict(config.get("attributes") or {})
     train = list(spec.get("train_variants") or [UNMASKED])
     cnn = spec.get("cnn")
     if cnn:
         cnn = dict(cnn)
-        cnn = {"model": cnn_model_name(str(cnn.get("arch"))), "train_variants": list(cnn.pop("train_variants", None)
-                                                                                    or train), "spec": cnn}
+        cnn = {"model": cnn_model_name(str(cnn.get("arch"))),
+               "train_variants": list(cnn.pop("train_variants", None) or train),
+               "threads": int(cnn.pop("threads", None) or 1), "spec": cnn}
     return {
         "datasets": list(spec.get("datasets") or config["datasets"]),
         "models": list(spec.get("models") or config["models"]),

@@ -79,6 +79,10 @@ def check_config(config: dict[str, Any]) -> None:
                         f"protocol {protocol!r} (lfw_view2) needs datasets.{name}.files.{key}: "
                         "the LFW-style pairs.txt"
                     )
+        if ds.get("group_by"):
+            from maskbench.group_metrics import check_group_by  # only configs that group load it
+
+            check_group_by(config, name)
         if ds["layout"] == "demo" and "generate" not in ds:
             raise ConfigError(f"datasets.{name}: the demo layout needs a `generate` entry")
         if ds["layout"] != "demo" and ds.get("images", "images") not in (ds.get("files") or {}):
@@ -109,7 +113,7 @@ def check_config(config: dict[str, Any]) -> None:
                         f"use unmasked, masked or one of {sorted(masks)}"
                     )
     for table, spec in config["tables"].items():
-        if table in ("all_metrics", "coverage", "attributes", "attributes_by_group"):
+        if table in ("all_metrics", "coverage", "attributes", "attributes_by_group", "metrics_by_group"):
             raise ConfigError(f"tables: `{table}` is the name of a built-in table; choose another")
         for key in ("ref_variant", "probe_variant"):
             if spec[key] not in masks | {UNMASKED}:

@@ -303,9 +303,62 @@ def _celeba_identity_file(root: Path, options: dict[str, Any]) -> Path:
     )
 
 
+CELEBA_ATTRIBUTE_FILE = "list_attr_celeba.txt"
+CELEBA_SEX = {"1": SEXES[0], "-1": SEXES[1]}  # the `Male` column: 1 male, -1 female
+
+
+def read_celeba_sexes(path: Path) -> dict[str, str]:
+    """image stem -> sex from the ``Male`` column of CelebA's ``list_attr_celeba.txt``.
+
+    That file has the image count on its first line, the 40 attribute names on the second, then
+    ``<image> <40 values of 1 or -1>`` per image. The comma-separated copy with an ``image_id``
+    header (``list_attr_celeba.csv``, as re-distributed on Kaggle) is read too.
+    """
+    with open(path, encoding="utf-8") as f:
+        lines = [(n, line.replace(",", " ").split()) for n, line in enumerate(f, 1) if line.strip()]
+    if lines and len(lines[0][1]) == 1 and lines[0][1][0].isdigit():
+        lines = lines[1:]  # the image count
+    if not lines or "Male" not in lines[0][1]:
+        raise IndexLayoutError(
+            f"{path}: no `Male` column in its header; is this CelebA's {CELEBA_ATTRIBUTE_FILE} "
+            "(Anno folder)? Fix datasets.<name>.index_options.attribute_file"
+        )
+    header = [name for name in lines[0][1] if name != "image_id"]
+    column = header.index("Male") + 1
+    out: dict[str, str] = {}
+    for line_no, fields in lines[1:]:
+        if len(fields) != len(header) + 1 or fields[column] not in CELEBA_SEX:
+            raise IndexLayoutError(
+                f"{path}:{line_no}: expected '<image>' and {len(header)} values of 1 or -1, "
+                f"got {' '.join(fields)[:80]!r}; is this CelebA's {CELEBA_ATTRIBUTE_FILE}?"
+            )
+        out[os.path.splitext(fields[0])[0]] = CELEBA_SEX[fields[column]]
+    return out
+
+
+def _celeba_attribute_file(root: Path, options: dict[str, Any]) -> Path | None:
+    """options['attribute_file'] (relative to root, or absolute), else list_attr_celeba.txt found
+    nearby, else None (the index then has no sex)."""
+    if options.get("attribute_file"):
+        path = root / str(options["attribute_file"])
+        if not path.is_file():
+            raise IndexLayoutError(
+                f"celeba attribute file {path} not found; set options.attribute_file to the path of "
+                f"{CELEBA_ATTRIBUTE_FILE} (CelebA's Anno folder) relative to the images folder (or absolute)"
+            )
+        return path
+    for candidate in (root / CELEBA_ATTRIBUTE_FILE, *sorted(root.glob(f"*/{CELEBA_ATTRIBUTE_FILE}"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def layout_celeba(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
-    """CelebA: images matched to ``identity_CelebA.txt`` by file stem (jpg or png release)."""
+    """CelebA: images matched to ``identity_CelebA.txt`` by file stem (jpg or png release); sex
+    from ``list_attr_celeba.txt`` where present (an image it does not list has none)."""
     identities = read_celeba_identities(_celeba_identity_file(root, options))
+    attribute_file = _celeba_attribute_file(root, options)
+    sexes = read_celeba_sexes(attribute_file) if attribute_file else {}
     top = find_top(root, options, ("img_align_celeba_png", "img_align_celeba", "images"))
     seen: set[str] = set()
 
@@ -316,7 +369,7 @@ def layout_celeba(root: Path, options: dict[str, Any], skips: Skips) -> Iterator
         if stem in seen:
             return "duplicate_image"
         seen.add(stem)
-        return {"identity": identities[stem][1]}
+        return {"identity": identities[stem][1], "sex": sexes.get(stem)}
 
     yield from _per_file(scan_images(root, top, skips), parse, skips)
     for stem in sorted(set(identities) - seen):
@@ -453,6 +506,17 @@ LAYOUTS: dict[str, Layout] = {
     "youtube_faces": layout_youtube_faces,
     "real_masked": layout_real_masked,
 }
+
+
+def layout_attributes(layout: str, options: dict[str, Any] | None = None) -> frozenset[str]:
+    """Index columns among age, sex and race that a layout fills in with these options (a
+    layout added to :data:`LAYOUTS` that reads such attributes is listed here too)."""
+    options = options or {}
+    if layout == "utkface":
+        return frozenset({"age", "sex", "race"})
+    if layout == "celeba" and options.get("attribute_file"):
+        return frozenset({"sex"})
+    return frozenset()
 
 
 # ----------------------------------------------------------------------------------------------

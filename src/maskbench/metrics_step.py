@@ -70,13 +70,17 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
 
 
 def compute_metrics(scores_path: str, baseline_path: str | None = None,
-                    evaluation: dict | None = None, val_scores_path: str | None = None) -> dict:
+                    evaluation: dict | None = None, val_scores_path: str | None = None,
+                    index_path: str | None = None, group_by: list[str] | None = None,
+                    age_groups: list[int] | None = None) -> dict:
     """All verification metrics of one score file.
 
     ``baseline_path`` (the unmasked-vs-unmasked scores of the same protocol) enables NIST's
     masked-probe method: the threshold fixed on unmasked impostors, applied to the masked pairs.
     ``val_scores_path`` supplies validation pairs for the operating-point report (see
-    :func:`operating_point`).
+    :func:`operating_point`). ``group_by`` (attributes of the dataset's ``index_path``) adds
+    ``by_group``: the metrics per demographic group (see :mod:`maskbench.group_metrics`), age
+    groups cut at ``age_groups``.
     """
     evaluation = evaluation or {}
     pairs, unscored = read_scored_pairs(scores_path)
@@ -117,9 +121,10 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
             low, high = metrics.bootstrap_ci(
                 genuine, impostor, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
             out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"] = _value(low), _value(high)
+    nist_targets = evaluation.get("nist_fmr", [1e-2, 1e-3])
+    base_impostor = read_scores(baseline_path)[1] if baseline_path else None
     if baseline_path:
-        _, base_impostor, _ = read_scores(baseline_path)
-        for target in evaluation.get("nist_fmr", [1e-2, 1e-3]):
+        for target in nist_targets:
             result = metrics.nist_masked_probe(base_impostor, genuine, impostor, target)
             key = f"nist_{fmr_key(target)}"
             out[key] = _value(result.fnmr) if result.measurable else None
@@ -128,12 +133,23 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     out["operating_point"] = point
     for key in OPERATING_KEYS:  # flat copies for tables; None when no threshold could be chosen
         out[f"operating_{key}"] = point.get(key)
+    if group_by:
+        if not index_path:
+            raise ValueError(f"{scores_path}: metrics by {group_by} need the dataset's index (index_path)")
+        from maskbench.attributes import DEFAULT_AGE_GROUPS
+        from maskbench.group_metrics import group_metrics_of_file
+
+        out["by_group"] = group_metrics_of_file(scores_path, index_path, group_by, age_groups or DEFAULT_AGE_GROUPS,
+                                                nist_targets, base_impostor)
     return out
 
 
 def write_metrics(scores_path: str, out_path: str, baseline_path: str | None = None,
-                  evaluation: dict | None = None, val_scores_path: str | None = None) -> dict:
-    result = compute_metrics(scores_path, baseline_path, evaluation, val_scores_path)
+                  evaluation: dict | None = None, val_scores_path: str | None = None,
+                  index_path: str | None = None, group_by: list[str] | None = None,
+                  age_groups: list[int] | None = None) -> dict:
+    result = compute_metrics(scores_path, baseline_path, evaluation, val_scores_path, index_path, group_by,
+                             age_groups)
     write_json(out_path, result)
     log.info("%s: EER %.4f over %d genuine / %d impostor", scores_path, result["eer"] or float("nan"),
              result["n_genuine"], result["n_impostor"])

@@ -116,11 +116,12 @@ if "attributes" in config:
                 spec=CNN["spec"],
                 seed=SEED,
                 cache_dir="results/cache/models",
+                torch_threads=CNN["threads"],
             log:
                 "results/logs/attributes/{dataset}/{model}/{strategy}/{train}.log",
             benchmark:
                 "results/benchmarks/attributes/{dataset}/{model}/{strategy}/{train}.tsv"
-            threads: 2
+            threads: CNN["threads"]
             resources:
                 mem_mb=16000,
                 runtime=lambda wc, attempt: 720 * attempt,

@@ -128,6 +128,7 @@ def all_targets():
     return (
         expand("results/tables/{table}.csv", table=config["tables"])
         + ["results/tables/all_metrics.csv", "results/tables/coverage.csv"]
+        + (["results/tables/metrics_by_group.csv"] if any(ds.get("group_by") for ds in config["datasets"].values()) else [])
         + expand(
             "results/figures/{figure}_{dataset}.png",
             figure=["roc", "det", "scores", "mask_effect"],

@@ -58,6 +58,33 @@ rule all_metrics:
         "../scripts/all_metrics.py"
 
 
+# metrics per demographic group of the datasets with `group_by`
+rule metrics_by_group:
+    conda:
+        "../../envs/evaluate.yaml"
+    input:
+        metrics=[e["path"] for e in metric_entries() if config["datasets"][e["dataset"]].get("group_by")],
+        code=lib("tables", "group_metrics"),
+    output:
+        csv=report(
+            "results/tables/metrics_by_group.csv",
+            caption="../report/metrics_by_group.rst",
+            category="Tables",
+            labels={"table": "metrics by group"},
+        ),
+        md="results/tables/metrics_by_group.md",
+    params:
+        entries=[e for e in metric_entries() if config["datasets"][e["dataset"]].get("group_by")],
+    log:
+        "results/logs/tables/metrics_by_group.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=lambda wc, attempt: 10 * attempt,
+    script:
+        "../scripts/metrics_by_group.py"
+
+
 rule curve_figures:
     conda:
         "../../envs/evaluate.yaml"

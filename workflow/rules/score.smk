@@ -31,11 +31,17 @@ rule metrics:
         scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
         baseline=nist_baseline,
         val_scores=validation_scores,
-        code=lib("metrics", "metrics_step", "operating_point"),
+        # metrics per demographic group need the dataset's index (only where group_by is set)
+        index=lambda wc: [f"results/{wc.dataset}/index.parquet"] if dataset_cfg(wc).get("group_by") else [],
+        code=lambda wc: lib("metrics", "metrics_step", "operating_point")
+        + (lib("group_metrics", "attributes") if dataset_cfg(wc).get("group_by") else []),
     output:
         "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
     params:
         evaluation=config.get("evaluation", {}),
+        group_by=lambda wc: dataset_cfg(wc).get("group_by", []),
+        # only where age groups are grouped by, so other metrics do not re-run when the bins change
+        age_groups=lambda wc: AGE_GROUPS if "age_group" in dataset_cfg(wc).get("group_by", []) else [],
     log:
         "results/logs/metrics/{dataset}/{model}/{protocol}/{comparison}.log",
     threads: 1

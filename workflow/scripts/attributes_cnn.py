@@ -18,7 +18,7 @@ with log_to(snakemake.log[0]):
         thresholds=list(snakemake.params.thresholds),
         spec=dict(snakemake.params.spec),
         seed=snakemake.params.seed,
-        threads=snakemake.threads,
+        threads=snakemake.params.torch_threads,
         predictions_path=snakemake.output.predictions,
         metrics_path=snakemake.output.metrics,
         model_path=snakemake.output.model,

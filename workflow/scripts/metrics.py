@@ -18,4 +18,8 @@ with log_to(snakemake.log[0]):
         evaluation=snakemake.params.evaluation,
         # scores of the protocol's validation protocol: the operating threshold is chosen on them
         val_scores_path=first(getattr(snakemake.input, "val_scores", None)),
+        # the dataset's index, for metrics per demographic group (datasets with group_by)
+        index_path=first(getattr(snakemake.input, "index", None)),
+        group_by=list(getattr(snakemake.params, "group_by", None) or []),
+        age_groups=getattr(snakemake.params, "age_groups", None) or None,
     )
