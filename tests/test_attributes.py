@@ -335,3 +335,28 @@ def test_utkface_mini_run_is_complete_and_up_to_date(utk_run):
     proc = snakemake(utk_run, "-n", "results/tables/attributes.csv",
                      "--configfile", "config/utkface.yaml", "config/utkface-mini.yaml", "local.yaml")
     assert "Nothing to be done" in proc.stdout
+
+
+def test_attribute_study_takes_only_models_with_embeddings_and_never_a_leaky_split():
+    """Default models: those with embeddings (not ensembles); a head trained on the dataset may only
+    be studied on the split it was trained with."""
+    import copy
+
+    import yaml
+
+    from maskbench.attributes_step import attribute_settings, check_attributes_config
+    from maskbench.config import ConfigError
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["attributes"] = {"datasets": ["demo"], "splits": ["identity"]}
+    assert "ensemble" not in attribute_settings(config)["models"]
+    check_attributes_config(config)
+    leaky = copy.deepcopy(config)
+    leaky["attributes"]["splits"] = ["random"]
+    with pytest.raises(ConfigError, match="'dlib_masked_head' was trained on 'demo'"):
+        check_attributes_config(leaky)
+    no_embeddings = copy.deepcopy(config)
+    no_embeddings["attributes"]["models"] = ["ensemble"]
+    with pytest.raises(ConfigError, match="no embeddings"):
+        check_attributes_config(no_embeddings)

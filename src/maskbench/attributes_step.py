@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from maskbench import attributes as attr
 from maskbench.atomic import atomic_path, write_json, write_table
-from maskbench.config import UNMASKED, ConfigError, masks_for
+from maskbench.config import UNMASKED, ConfigError, embedding_models, masks_for, trained_on
 from maskbench.embed_step import load_embeddings
 from maskbench.manifests import USABLE_STATUSES
 from maskbench.seeds import item_seed
@@ -148,7 +148,8 @@ def attribute_settings(config: dict[str, Any]) -> dict[str, Any]:
                "threads": int(cnn.pop("threads", None) or 1), "spec": cnn}
     return {
         "datasets": list(spec.get("datasets") or config["datasets"]),
-        "models": list(spec.get("models") or config["models"]),
+        # models with embeddings (an ensemble or imported scores have none to train a head on)
+        "models": list(spec.get("models") or embedding_models(config)),
         "splits": list(spec.get("splits") or ["random", "uniform"]),
         "train_variants": train,
         "tasks": list(spec.get("tasks") or attr.TASKS),
@@ -185,6 +186,17 @@ def check_attributes_config(config: dict[str, Any]) -> None:
     for model in settings["models"]:
         if model not in config["models"]:
             raise ConfigError(f"attributes.models: unknown model {model!r}; known: {sorted(config['models'])}")
+        if model not in embedding_models(config):
+            raise ConfigError(f"attributes.models: {model!r} has no embeddings to train a head on; use one of "
+                              f"{embedding_models(config)}")
+        for dataset in settings["datasets"]:
+            strategy = trained_on(config, model).get(dataset)
+            if strategy is not None and any(s != strategy for s in settings["splits"]):
+                raise ConfigError(
+                    f"attributes.models: {model!r} was trained on {dataset!r} (the {strategy} split), so its "
+                    f"embeddings may only be studied with attributes.splits: [{strategy}] there; other "
+                    "splits would test it on images it learnt from"
+                )
     if settings["cnn"]:
         try:
             CnnSpec.from_dict(settings["cnn"]["spec"])
