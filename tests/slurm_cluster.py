@@ -9,7 +9,7 @@ cluster is cancelled and the daemons are stopped by PID: SIGTERM, then SIGKILL a
 
 The configuration is the smallest that works in a container: no cgroups
 (``ProctrackType=proctrack/linuxproc``, ``TaskPlugin=task/none``), no accounting (so status is
-read with ``squeue``; ``MinJobAge`` keeps finished jobs listed for 10 minutes), daemons as root.
+read with ``squeue``; ``MinJobAge`` keeps finished jobs listed for 2 hours, longer than a run), daemons as root.
 
     with slurm_cluster() as cluster:
         subprocess.run(["sbatch", "--wrap", "hostname"], env=cluster.env)
@@ -139,7 +139,7 @@ SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
 ReturnToService=2
 # finished jobs stay visible to `squeue --states=all` (the status source without accounting)
-MinJobAge=600
+MinJobAge=7200
 # short timeouts: a test cluster on one machine
 SlurmctldTimeout=30
 SlurmdTimeout=30
