@@ -54,8 +54,11 @@ def synthetic(n_ids: int, images: int, seed: int, prefix: str, masks=MASKS) -> E
     return EmbeddingSet(np.array(vec, np.float32), img, ident, var)
 
 
+# the synthetic "mask" mixes every coordinate, so undoing it must move unmasked faces too: these
+# tests of learning let the unmasked val EER rise by 0.05 (the real-face test keeps 0.002)
 FAST = {"loss": {"kind": "triplet", "mining": "semi_hard"}, "epochs": 8, "hidden": 64,
-        "identities_per_batch": 16, "batches_per_epoch": 10, "lr": 3e-3}
+        "identities_per_batch": 16, "batches_per_epoch": 10, "lr": 3e-3, "unmasked_weight": 0.0,
+        "unmasked_tolerance": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -186,13 +189,16 @@ def test_val_pairs_follow_the_masked_probe_protocol(problem):
 def test_training_lowers_val_masked_probe_eer(problem, trained):
     _, val = problem
     curve = trained.curve
-    assert list(curve.columns) == ["epoch", "loss", "val_eer", "val_genuine", "val_impostor"]
+    assert list(curve.columns) == ["epoch", "loss", "val_eer", "val_genuine", "val_impostor", "val_unmasked_eer"]
     assert curve["epoch"].tolist() == list(range(FAST["epochs"] + 1))
     assert np.isnan(curve["loss"][0]) and curve["loss"][1:].notna().all()
     base = trained.meta["base_val_eer"]
     assert curve["val_eer"][0] == pytest.approx(base, abs=1e-3)  # untrained head = base model
     assert trained.meta["best_val_eer"] < 0.6 * base
-    assert trained.best_epoch == int(curve["val_eer"].idxmin()) > 0
+    limit = trained.meta["base_val_unmasked_eer"] + 0.05
+    allowed = curve[curve["val_unmasked_eer"] <= limit]
+    assert trained.best_epoch == int(allowed["val_eer"].idxmin()) > 0
+    assert trained.meta["best_val_unmasked_eer"] <= limit and trained.meta["unmasked_constraint_met"]
     # recompute the kept head's EER independently from the same pairs
     pairs = masked_probe_pairs(val, seed=5)
     with torch.no_grad():
@@ -222,7 +228,8 @@ def test_training_is_deterministic(problem, trained):
 
 def test_best_epoch_ties_go_to_the_earliest_and_epoch_0_is_the_base(problem, monkeypatch):
     train, val = problem
-    eers = iter([0.30, 0.30, 0.35, 0.30, 0.40])  # base, epochs 0..3
+    # (masked, unmasked) of the base, then epochs 0..3
+    eers = iter([0.30, 0.05, 0.30, 0.05, 0.35, 0.05, 0.30, 0.05, 0.40, 0.05])
     monkeypatch.setattr(train_head, "pair_eer", lambda embedded, pairs: next(eers))
     result = train_projection_head(train, val, {**FAST, "epochs": 3}, seed=1)
     assert result.best_epoch == 0
@@ -230,6 +237,51 @@ def test_best_epoch_ties_go_to_the_earliest_and_epoch_0_is_the_base(problem, mon
     with torch.no_grad():
         y = result.head(torch.tensor(x)).numpy()
     np.testing.assert_allclose(y @ y.T, _cosine(x, x), atol=1e-6)  # the untrained head came back
+
+
+def test_epoch_choice_never_gives_away_unmasked_accuracy(problem, monkeypatch):
+    train, val = problem
+    # (masked, unmasked) of the base, then epochs 0..4: epoch 2 is best masked but 0.003 worse unmasked,
+    # epoch 3 is within the 0.002 tolerance, epoch 4 better on both but its masked EER is NaN (diverged)
+    eers = iter([0.30, 0.050, 0.30, 0.050, 0.25, 0.051, 0.10, 0.053, 0.20, 0.052, float("nan"), 0.04])
+    monkeypatch.setattr(train_head, "pair_eer", lambda embedded, pairs: next(eers))
+    result = train_projection_head(train, val, {**FAST, "epochs": 4, "unmasked_tolerance": 0.002}, seed=1)
+    assert result.best_epoch == 3
+    assert result.curve["val_unmasked_eer"].tolist() == [0.050, 0.051, 0.053, 0.052, 0.04]
+    assert result.meta["unmasked_limit"] == pytest.approx(0.052)
+    eers = iter([0.30, 0.050, 0.30, 0.050, 0.25, 0.051, 0.10, 0.053, 0.20, 0.052])
+    wide = train_projection_head(train, val, {**FAST, "epochs": 3, "unmasked_tolerance": 0.01}, seed=1)
+    assert wide.best_epoch == 2
+
+
+def test_choose_epoch_rules():
+    from maskbench.selection import choose_epoch
+
+    # no unmasked pairs on val: masked EER alone
+    assert choose_epoch([0, 1, 2], [0.3, 0.2, 0.25], [None] * 3, None, 0.002).epoch == 1
+    # nothing within the limit (a reducing head's epoch 0 is not its base): lowest unmasked, flagged
+    choice = choose_epoch([0, 1, 2], [0.3, 0.2, 0.25], [0.09, 0.08, 0.07], 0.05, 0.002)
+    assert (choice.epoch, choice.constraint_met) == (2, False)
+    # a non-candidate epoch 0 (a randomly initialised backbone) is never kept
+    assert choose_epoch([0, 1], [0.1, 0.2], [0.05, 0.05], 0.05, 0.0, candidates=[False, True]).epoch == 1
+    with pytest.raises(ValueError, match="unmasked_tolerance"):
+        choose_epoch([0], [0.1], [0.1], 0.1, -1)
+    with pytest.raises(ValueError, match="unmasked_tolerance"):
+        train_head.resolve_spec({"loss": {"kind": "supcon"}, "unmasked_tolerance": "x"}, 8)
+
+
+def test_unmasked_val_pairs_each_pair_once(problem):
+    _, val = problem
+    pairs = train_head.unmasked_pairs(val, seed=3)
+    variant = np.array(val.variant)
+    assert (variant[pairs.ref] == "unmasked").all() and (variant[pairs.probe] == "unmasked").all()
+    ident = np.array(val.identity)
+    assert (ident[pairs.ref] == ident[pairs.probe]).tolist() == pairs.genuine.tolist()
+    assert (pairs.ref < pairs.probe).all()  # never an image with itself, each unordered pair once
+    assert len(set(zip(pairs.ref.tolist(), pairs.probe.tolist()))) == pairs.ref.size
+    assert pairs.n_genuine == 30 * 3  # 30 people x C(3, 2)
+    assert 0 < pairs.n_impostor <= 20 * pairs.n_genuine
+    assert train_head.unmasked_pairs(synthetic(4, 1, 0, "u"), seed=3) is None  # nobody has two images
 
 
 def test_training_errors(problem):

@@ -2,10 +2,13 @@
 
 Batches hold P identities x K samples, half unmasked and half masked where an identity has
 both, so every batch has masked-unmasked positives (an identity with one image still has its
-unmasked and masked copies). After every epoch the head is scored on val with the masked-probe
-protocol (unmasked references, masked probes, genuine pairs always of two different images) and
-the weights of the best epoch are kept; epoch 0 is the untrained head, which is the base model
-when the head does not reduce the dimension, so the result is never worse on val than the base.
+unmasked and masked copies), and the loss sees unmasked-unmasked positives as well as
+unmasked-masked ones. After every epoch the head is scored on val twice: with the masked-probe
+protocol (unmasked references, masked probes) and unmasked against unmasked, genuine pairs always
+of two different images. The kept epoch has the lowest masked val EER among those whose unmasked
+val EER is at most the base's plus ``unmasked_tolerance`` (:mod:`maskbench.selection`); epoch 0 is
+the untrained head, which is the base model when the head does not reduce the dimension, so the
+result is never worse on val than the base, masked or unmasked (beyond the tolerance).
 
 Runs are reproducible: a seeded sampler, seeded initialisation, torch's deterministic
 algorithms and a fixed thread count.
@@ -31,12 +34,13 @@ from maskbench import metrics
 from maskbench.heads import ProjectionHead
 from maskbench.losses import LOSS_DEFAULTS, make_loss
 from maskbench.seeds import item_seed
+from maskbench.selection import DEFAULT_UNMASKED_TOLERANCE, check_tolerance, choose_epoch
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EmbeddingSet", "TrainResult", "MaskedProbePairs", "IdentityBatchSampler", "UNMASKED",
            "TRAIN_DEFAULTS", "resolve_spec", "masked_probe_pairs", "pair_eer", "torch_session",
-           "embed_with_head", "train_projection_head"]
+           "embed_with_head", "train_projection_head", "unmasked_pairs"]
 
 UNMASKED = "unmasked"
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -48,6 +52,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "identities_per_batch": 32,
     "samples_per_identity": 4,
     "batches_per_epoch": None,  # None: enough to see every image (and every identity) once
+    "unmasked_tolerance": DEFAULT_UNMASKED_TOLERANCE,  # val unmasked EER may rise this much at most
+    "unmasked_weight": 10.0,  # weight of the term keeping unmasked faces' similarities those of the base
 }
 # keys of a model's `train:` config that the workflow reads (which data), not the training loop
 WORKFLOW_KEYS = frozenset({"datasets", "split", "variants"})
@@ -56,7 +62,7 @@ FINETUNE_KEYS = frozenset({"arch", "pretrained", "optimizer", "momentum", "flip"
 IMPOSTORS_PER_GENUINE = 20
 MAX_VAL_GENUINE = 50_000  # a seeded subset beyond this keeps the per-epoch check to seconds
 # no wall-clock time in outputs (it would change their bytes on every run): timings go to the log
-CURVE_COLUMNS = ["epoch", "loss", "val_eer", "val_genuine", "val_impostor"]
+CURVE_COLUMNS = ["epoch", "loss", "val_eer", "val_genuine", "val_impostor", "val_unmasked_eer"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +160,10 @@ def resolve_spec(spec: dict[str, Any], base_dim: int) -> dict[str, Any]:
     if out["batches_per_epoch"] is not None and (int(out["batches_per_epoch"]) != out["batches_per_epoch"]
                                                  or out["batches_per_epoch"] < 1):
         raise ValueError(f"train.batches_per_epoch must be a positive integer, got {out['batches_per_epoch']!r}")
+    out["unmasked_tolerance"] = check_tolerance(out["unmasked_tolerance"])
+    weight = out["unmasked_weight"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"train.unmasked_weight must be a number >= 0, got {weight!r}")
     if not float(out["lr"]) > 0 or not float(out["weight_decay"]) >= 0:
         raise ValueError(f"train.lr must be > 0 and weight_decay >= 0, got {out['lr']!r}, {out['weight_decay']!r}")
     return out
@@ -317,6 +327,43 @@ def masked_probe_pairs(data: EmbeddingSet, seed: int, impostors_per_genuine: int
         genuine=np.concatenate([np.ones(gen_ref_a.size, bool), np.zeros(imp_ref.size, bool)]))
 
 
+def unmasked_pairs(data: EmbeddingSet, seed: int, impostors_per_genuine: int = IMPOSTORS_PER_GENUINE,
+                   max_genuine: int = MAX_VAL_GENUINE) -> MaskedProbePairs | None:
+    """Unmasked against unmasked: every pair of two different unmasked images of one identity (a
+    seeded ``max_genuine`` beyond that), each pair once, and a seeded sample of about
+    ``impostors_per_genuine`` impostor pairs per genuine one. None when val has no genuine pair
+    (no identity with two images): then the unmasked EER cannot be watched."""
+    refs = np.flatnonzero(np.array(data.variant, dtype=object) == UNMASKED)
+    _, ident = np.unique(np.array(data.identity, dtype=object), return_inverse=True)
+    rng = np.random.default_rng(item_seed(seed, "val unmasked pairs"))
+    gen_a, gen_b = [], []
+    for rows in _group(refs, ident[refs]).values():
+        i, j = np.triu_indices(rows.size, k=1)
+        gen_a.append(rows[i])
+        gen_b.append(rows[j])
+    a = np.concatenate(gen_a) if gen_a else np.empty(0, np.int64)
+    b = np.concatenate(gen_b) if gen_b else np.empty(0, np.int64)
+    if a.size == 0:
+        return None
+    if a.size > max_genuine:
+        keep = np.sort(rng.choice(a.size, size=max_genuine, replace=False))
+        a, b = a[keep], b[keep]
+    ref_ident = ident[refs]
+    same = sum(int(r.size) ** 2 for r in _group(refs, ref_ident).values())
+    n_ordered = refs.size * refs.size - same
+    if n_ordered == 0:
+        return None
+    want = min(int(impostors_per_genuine) * a.size, n_ordered // 2)
+    codes = _sample_different_pairs(rng, ref_ident, ref_ident, min(2 * want + 64, n_ordered))
+    codes = codes[codes // refs.size < codes % refs.size]  # each unordered pair once
+    if codes.size > want:
+        codes = np.sort(rng.choice(codes, size=want, replace=False))
+    imp_a, imp_b = refs[codes // refs.size], refs[codes % refs.size]
+    return MaskedProbePairs(ref=np.concatenate([a, imp_a]).astype(np.int64),
+                            probe=np.concatenate([b, imp_b]).astype(np.int64),
+                            genuine=np.concatenate([np.ones(a.size, bool), np.zeros(imp_a.size, bool)]))
+
+
 def _group(rows: np.ndarray, keys: np.ndarray) -> dict[int, np.ndarray]:
     order = np.argsort(keys, kind="stable")
     uniq, starts = np.unique(keys[order], return_index=True)
@@ -397,6 +444,10 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
     cfg = resolve_spec(spec, train.dim)
     sampler = IdentityBatchSampler(train, cfg["identities_per_batch"], cfg["samples_per_identity"], seed)
     pairs = masked_probe_pairs(val, seed)
+    upairs = unmasked_pairs(val, seed)
+    if upairs is None:
+        log.warning("val has no two unmasked images of one person: the unmasked EER is not watched, the "
+                    "epoch is chosen on the masked-probe EER alone")
     n_images = len(set(train.image_id))
     batches = cfg["batches_per_epoch"] or max(math.ceil(n_images / sampler.batch_size),
                                               math.ceil(len(sampler.names) / sampler.p))
@@ -413,14 +464,21 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"] * batches)
         vectors = torch.from_numpy(train.vectors)
         labels = torch.from_numpy(sampler.labels)
+        bare = torch.from_numpy(np.array([v == UNMASKED for v in train.variant], dtype=bool))
+        keep_weight = float(cfg["unmasked_weight"])
 
         start = time.perf_counter()
-        base_eer = pair_eer(embed_with_head(None, val.vectors), pairs)
-        eer0 = pair_eer(embed_with_head(head, val.vectors), pairs)
-        rows = [_row(0, math.nan, eer0, pairs)]
-        best_epoch, best_eer, best_state = 0, eer0, copy.deepcopy(head.state_dict())
-        log.info("epoch 0: val masked-probe EER %.4f (base %.4f), %d genuine / %d impostor pairs",
-                 eer0, base_eer, pairs.n_genuine, pairs.n_impostor)
+        base_embedded = embed_with_head(None, val.vectors)
+        base_eer = pair_eer(base_embedded, pairs)
+        base_unmasked = pair_eer(base_embedded, upairs) if upairs is not None else math.nan
+        embedded = embed_with_head(head, val.vectors)
+        eer0 = pair_eer(embedded, pairs)
+        unmasked0 = pair_eer(embedded, upairs) if upairs is not None else math.nan
+        rows = [_row(0, math.nan, eer0, pairs, unmasked0)]
+        states = {0: copy.deepcopy(head.state_dict())}
+        log.info("epoch 0: val masked-probe EER %.4f (base %.4f), unmasked %.4f (base %.4f); %d genuine / %d "
+                 "impostor masked-probe pairs", eer0, base_eer, unmasked0, base_unmasked, pairs.n_genuine,
+                 pairs.n_impostor)
         for epoch in range(1, cfg["epochs"] + 1):
             start = time.perf_counter()
             head.train()
@@ -429,30 +487,59 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
             for _ in range(batches):
                 idx, _ = sampler.batch()
                 index = torch.from_numpy(idx)
-                loss = loss_fn(head(vectors[index]), labels[index])
+                out = head(vectors[index])
+                loss = loss_fn(out, labels[index])
+                if keep_weight > 0:
+                    loss = loss + keep_weight * unmasked_similarity_drift(out, vectors[index], bare[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 total += float(loss.detach())
-            val_eer = pair_eer(embed_with_head(head, val.vectors), pairs)
-            rows.append(_row(epoch, total / batches, val_eer, pairs))
-            log.info("epoch %d: loss %.4f, val masked-probe EER %.4f, %.1f s", epoch, total / batches, val_eer,
-                     time.perf_counter() - start)
-            if val_eer < best_eer:
-                best_epoch, best_eer, best_state = epoch, val_eer, copy.deepcopy(head.state_dict())
-        head.load_state_dict(best_state)
+            embedded = embed_with_head(head, val.vectors)
+            val_eer = pair_eer(embedded, pairs)
+            val_unmasked = pair_eer(embedded, upairs) if upairs is not None else math.nan
+            rows.append(_row(epoch, total / batches, val_eer, pairs, val_unmasked))
+            states[epoch] = copy.deepcopy(head.state_dict())
+            log.info("epoch %d: loss %.4f, val masked-probe EER %.4f, unmasked EER %.4f, %.1f s", epoch,
+                     total / batches, val_eer, val_unmasked, time.perf_counter() - start)
+        choice = choose_epoch([r["epoch"] for r in rows], [r["val_eer"] for r in rows],
+                              [r["val_unmasked_eer"] for r in rows], base_unmasked, cfg["unmasked_tolerance"])
+        best_epoch, best_eer = choice.epoch, float(choice.masked_eer) if choice.masked_eer is not None else math.nan
+        head.load_state_dict(states[best_epoch])
         head.eval()
 
     curve = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     meta = {"train": cfg, "seed": int(seed), "best_epoch": int(best_epoch), "best_val_eer": float(best_eer),
             "base_val_eer": float(base_eer), "untrained_val_eer": float(eer0),
+            "base_val_unmasked_eer": _or_none(base_unmasked), "best_val_unmasked_eer": _or_none(choice.unmasked_eer),
+            "unmasked_limit": _or_none(choice.unmasked_limit), "unmasked_constraint_met": choice.constraint_met,
+            "val_unmasked_genuine": upairs.n_genuine if upairs is not None else 0,
+            "val_unmasked_impostor": upairs.n_impostor if upairs is not None else 0,
             "val_genuine": pairs.n_genuine, "val_impostor": pairs.n_impostor,
             "train_identities": len(sampler.names)}
-    log.info("best epoch %d: val EER %.4f (base %.4f)", best_epoch, best_eer, base_eer)
+    log.info("kept epoch %d: val masked-probe EER %.4f (base %.4f), unmasked %s (limit %s)", best_epoch, best_eer,
+             base_eer, choice.unmasked_eer, choice.unmasked_limit)
     return TrainResult(head=head, curve=curve, best_epoch=int(best_epoch), meta=meta)
 
 
-def _row(epoch: int, loss: float, val_eer: float, pairs: MaskedProbePairs) -> dict[str, Any]:
+def unmasked_similarity_drift(out: torch.Tensor, base: torch.Tensor, bare: torch.Tensor) -> torch.Tensor:
+    """Mean squared change of the cosine similarities among a batch's unmasked rows, head output
+    ``out`` against the ``base`` embeddings: the part of the objective that keeps unmasked
+    faces as the base model sees them (any dimension; zero with fewer than two unmasked rows)."""
+    if int(bare.sum()) < 2:
+        return out.new_zeros(())
+    x = torch.nn.functional.normalize(base[bare], dim=1)
+    y = out[bare]
+    if y.shape[1] == x.shape[1]:  # same space: each unmasked face stays where the base puts it
+        return (1.0 - (x * y).sum(dim=1)).mean()
+    return ((y @ y.T - x @ x.T) ** 2).mean()
+
+
+def _row(epoch: int, loss: float, val_eer: float, pairs: MaskedProbePairs, val_unmasked: float) -> dict[str, Any]:
     return {"epoch": epoch, "loss": loss, "val_eer": val_eer, "val_genuine": pairs.n_genuine,
-            "val_impostor": pairs.n_impostor}
+            "val_impostor": pairs.n_impostor, "val_unmasked_eer": val_unmasked}
+
+
+def _or_none(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None

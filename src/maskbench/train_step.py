@@ -31,6 +31,7 @@ CURVE_SCHEMA = pa.schema([
     pa.field("val_eer", pa.float64(), nullable=False),
     pa.field("val_genuine", pa.int64(), nullable=False),
     pa.field("val_impostor", pa.int64(), nullable=False),
+    pa.field("val_unmasked_eer", pa.float64()),  # NaN where val has no two unmasked images of a person
 ])
 TRAINING_PARTS = ("train", "val")  # test is never read when training
 _SHARD = re.compile(r"shard-(\d+)\.parquet$")
@@ -184,6 +185,12 @@ def train_head_step(embeddings: list[dict[str, list[str]]], splits: list[str], d
         "base_val_eer": result.meta["base_val_eer"],
         "untrained_val_eer": result.meta["untrained_val_eer"],
         "best_val_eer": result.meta["best_val_eer"],
+        "base_val_unmasked_eer": result.meta["base_val_unmasked_eer"],
+        "best_val_unmasked_eer": result.meta["best_val_unmasked_eer"],
+        "unmasked_limit": result.meta["unmasked_limit"],
+        "unmasked_constraint_met": result.meta["unmasked_constraint_met"],
+        "val_unmasked_pairs": {"genuine": result.meta["val_unmasked_genuine"],
+                               "impostor": result.meta["val_unmasked_impostor"]},
         "val_pairs": {"genuine": result.meta["val_genuine"], "impostor": result.meta["val_impostor"]},
         "train": result.meta["train"],
         "seed": int(seed),
