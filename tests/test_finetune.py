@@ -18,6 +18,7 @@ from maskbench.backbones import build_backbone
 from maskbench.chips import encode_chip
 from maskbench.demo_chips import demo_chips, write_demo_shards
 from maskbench.embed import BackboneEmbedder, make_embedder
+from maskbench import finetune as finetune_module
 from maskbench.finetune import (
     CURVE_SCHEMA,
     UNMASKED,
@@ -31,6 +32,7 @@ from maskbench.finetune import (
     make_optimizer,
     save_checkpoint,
     train_epoch,
+    unmasked_val_pairs,
     val_pairs,
 )
 from maskbench.finetune_step import build_chipset, finetune_step, group_masked_paths, read_chips, read_split_parts
@@ -200,8 +202,11 @@ def test_training_lowers_the_loss_on_an_easy_set() -> None:
 
 
 @pytest.mark.parametrize("arch", [{"arch": "dlib_resnet"}, RESNET_SMALL], ids=["dlib_resnet", "resnet50"])
-def test_finetuned_model_reloads_with_the_same_embeddings(dataset, tmp_path, arch: dict) -> None:
+def test_finetuned_model_reloads_with_the_same_embeddings(dataset, tmp_path, arch: dict, monkeypatch) -> None:
     train, val = chipsets(dataset)
+    # val says epoch 1 is better masked and no worse unmasked, so the trained weights are kept
+    eers = iter([(0.4, 0.05), (0.3, 0.05)])
+    monkeypatch.setattr(finetune_module, "val_eers", lambda *args: next(eers))
     spec = FinetuneSpec.from_dict({**arch, "loss": {"kind": "supcon"}, "epochs": 1, "batch_size": 8,
                                    "lr": 1e-4})
     result = finetune(train, val, spec, seed=2, threads=1)
@@ -220,6 +225,35 @@ def test_finetuned_model_reloads_with_the_same_embeddings(dataset, tmp_path, arc
         assert np.abs(start - embeddings).max() > 1e-4
 
 
+def test_pretrained_start_is_kept_unless_a_later_epoch_keeps_unmasked_accuracy(dataset, monkeypatch) -> None:
+    train, val = chipsets(dataset)
+    spec = FinetuneSpec.from_dict({"arch": "dlib_resnet", "loss": {"kind": "supcon"}, "epochs": 2, "batch_size": 8,
+                                   "lr": 1e-4})
+    # epoch 1: much better masked, 0.003 worse unmasked; epoch 2: better masked, 0.002 worse unmasked
+    eers = iter([(0.4, 0.050), (0.2, 0.053), (0.3, 0.052)])
+    monkeypatch.setattr(finetune_module, "val_eers", lambda *args: next(eers))
+    result = finetune(train, val, spec, seed=2, threads=1)
+    assert result.best_epoch == 2 and result.report["unmasked_limit"] == pytest.approx(0.052)
+    assert [r["val_unmasked_eer"] for r in result.curve] == [0.050, 0.053, 0.052]
+    eers = iter([(0.4, 0.050), (0.2, 0.053), (0.3, 0.0521)])  # nothing within the limit: the start is kept
+    result = finetune(train, val, spec, seed=2, threads=1)
+    assert result.best_epoch == 0 and result.best_val_eer == 0.4
+    chips = np.stack([val.chip(i, v) for i in range(2) for v in (UNMASKED, "surgical_blue")])
+    start = BackboneEmbedder(build_backbone({"arch": "dlib_resnet"})).embed(chips)
+    np.testing.assert_array_equal(BackboneEmbedder(result.backbone).embed(chips), start)
+
+
+def test_unmasked_val_pairs_match_brute_force() -> None:
+    data = ChipSet([f"i{k}" for k in range(9)], list("aaabbbcdd"), [b""] * 9)
+    pairs = unmasked_val_pairs(data, seed=1, n_impostors=1000, max_genuine=1000)
+    genuine = {(i, j) for i in range(9) for j in range(i + 1, 9) if data.identities[i] == data.identities[j]}
+    impostor = {(i, j) for i in range(9) for j in range(i + 1, 9) if data.identities[i] != data.identities[j]}
+    assert set(map(tuple, pairs.genuine.tolist())) == genuine and len(pairs.genuine) == 7
+    assert set(map(tuple, pairs.impostor.tolist())) == impostor and len(pairs.impostor) == len(impostor)
+    few = unmasked_val_pairs(data, seed=1, n_impostors=5, max_genuine=3)
+    assert len(few.genuine) == 3 and len(few.impostor) == 5 and set(map(tuple, few.impostor.tolist())) <= impostor
+
+
 def test_finetune_step_writes_model_curve_and_report(dataset, tmp_path) -> None:
     spec = {**RESNET_SMALL, "loss": {"kind": "arcface"}, "epochs": 2, "batch_size": 8, "lr": 1e-3,
             "optimizer": "sgd", "val_impostors": 30}
@@ -230,7 +264,8 @@ def test_finetune_step_writes_model_curve_and_report(dataset, tmp_path) -> None:
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert rows[0]["loss"] is None and all(np.isfinite(r["loss"]) for r in rows[1:])
     assert all(0 <= r["val_eer"] <= 1 for r in rows)
-    best = min(rows[1:], key=lambda r: (r["val_eer"], r["epoch"]))
+    best = min(rows[1:], key=lambda r: (r["val_eer"], r["epoch"]))  # not pretrained: epoch 0 never kept
+    assert all(0 <= r["val_unmasked_eer"] <= 1 for r in rows)
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert report["best_epoch"] == best["epoch"] and report["best_val_eer"] == best["val_eer"]

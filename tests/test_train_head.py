@@ -383,10 +383,14 @@ def test_train_head_step_writes_head_curve_and_report(tmp_path, problem):
     assert report["best_val_eer"] == min(curve["val_eer"].to_pylist())
     head, meta = load_head(out / "head.safetensors")
     assert meta["base_model"] == "base" and meta["datasets"] == ["syn"] and meta["train"]["loss"]["margin"] == 0.2
-    training_curve_figure(str(out / "curve.parquet"), "syn", str(out / "curve.png"))
+    assert report["unmasked_limit"] == pytest.approx(report["base_val_unmasked_eer"] + FAST["unmasked_tolerance"])
+    assert curve["val_unmasked_eer"].to_pylist()[report["best_epoch"]] <= report["unmasked_limit"]
+    training_curve_figure(str(out / "curve.parquet"), "syn", str(out / "curve.png"),
+                          unmasked_limit=report["unmasked_limit"])
     first = (out / "curve.png").read_bytes()
     assert first[:4] == b"\x89PNG" and (out / "curve.pdf").read_bytes()[:4] == b"%PDF"
-    training_curve_figure(str(out / "curve.parquet"), "syn", str(out / "curve.png"))
+    training_curve_figure(str(out / "curve.parquet"), "syn", str(out / "curve.png"),
+                          unmasked_limit=report["unmasked_limit"])
     assert (out / "curve.png").read_bytes() == first
 
 
@@ -469,3 +473,16 @@ def test_training_figure_without_any_val_eer(tmp_path):
                              "val_eer": pa.array([None, None, None], pa.float64())}), curve)
     training_curve_figure(str(curve), "no val", str(tmp_path / "c.png"), kept_epoch=2)
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "c.pdf").stat().st_size > 0
+
+
+def test_unmasked_drift_term_is_zero_for_the_base_and_grows_as_unmasked_faces_move():
+    x = torch.tensor(np.random.default_rng(0).normal(size=(6, DIM)), dtype=torch.float32)
+    bare = torch.tensor([True, True, True, False, False, True])
+    head = ProjectionHead(DIM, DIM, 16).eval()
+    assert float(train_head.unmasked_similarity_drift(head(x), x, bare)) == pytest.approx(0.0, abs=1e-6)
+    moved = torch.nn.functional.normalize(head(x) + 0.5 * torch.roll(head(x), 1, dims=1), dim=1)
+    assert float(train_head.unmasked_similarity_drift(moved, x, bare)) > 0.01
+    assert float(train_head.unmasked_similarity_drift(moved, x, torch.tensor([True] + [False] * 5))) == 0.0
+    reduced = ProjectionHead(DIM, 8, 16).eval()
+    reduced.init_skip(x.numpy())
+    assert float(train_head.unmasked_similarity_drift(reduced(x), x, bare)) > 0  # a smaller space: similarities

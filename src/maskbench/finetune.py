@@ -6,8 +6,11 @@ or one of its masked chips, and may be mirrored, both drawn from a generator see
 ``samples_per_identity`` images of a person at a time, so the pair losses (supcon, triplet) always
 find positives. After every epoch the validation images are scored as NIST's masked-probe setting
 does (unmasked references against masked probes of other images; genuine = same identity, a seeded
-sample of impostors) and the weights of the epoch with the lowest EER are kept. Epoch 0 in the
-curve is the starting model, a baseline that is not a candidate.
+sample of impostors) and unmasked against unmasked. The kept epoch has the lowest masked-probe EER
+among those whose unmasked EER is at most the starting model's plus ``unmasked_tolerance``
+(:mod:`maskbench.selection`). Epoch 0 in the curve is the starting model: a candidate when it is
+the pretrained model (so fine-tuning never loses unmasked accuracy on val beyond the tolerance),
+a baseline only when it is a random initialisation.
 
 The result is saved as safetensors whose metadata carries everything needed to rebuild the
 network (architecture, projection, preprocessing), so :func:`load_finetuned` needs no config.
@@ -41,6 +44,7 @@ from maskbench.losses import make_loss
 from maskbench.metrics import eer
 from maskbench.scoring import pair_scores
 from maskbench.seeds import item_seed
+from maskbench.selection import DEFAULT_UNMASKED_TOLERANCE, check_tolerance, choose_epoch
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ CURVE_SCHEMA = pa.schema(
         pa.field("epoch", pa.int32(), nullable=False),
         pa.field("loss", pa.float64()),  # mean training loss (null for epoch 0, the start)
         pa.field("val_eer", pa.float64()),  # null when val has no genuine or impostor pairs
+        pa.field("val_unmasked_eer", pa.float64()),  # unmasked vs unmasked; null as above
     ]  # no wall-clock time: it would change the bytes on every run (timings go to the log)
 )
 
@@ -82,6 +87,7 @@ class FinetuneSpec:
     val_score: str = "cosine"
     val_impostors: int = 10000
     val_max_genuine: int = 20000
+    unmasked_tolerance: float = DEFAULT_UNMASKED_TOLERANCE
 
     def __post_init__(self) -> None:
         if self.arch not in TRAINABLE_ARCHS:
@@ -105,6 +111,7 @@ class FinetuneSpec:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"finetune key {key!r}: {value!r} must be a number >= 0")
+        check_tolerance(self.unmasked_tolerance)
         if not self.lr > 0:
             raise ValueError(f"finetune key 'lr': {self.lr!r} must be > 0")
         if self.arch == "dlib_resnet":
@@ -131,7 +138,7 @@ class FinetuneSpec:
             if key not in d:
                 raise ValueError(f"finetune key {key!r} is missing")
         values = dict(d)
-        for key in ("lr", "weight_decay", "momentum"):
+        for key in ("lr", "weight_decay", "momentum", "unmasked_tolerance"):
             if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
                 values[key] = float(values[key])
         return cls(**values)
@@ -248,6 +255,25 @@ def val_pairs(data: ChipSet, seed: int, n_impostors: int, max_genuine: int) -> V
     return ValPairs(probes, genuine_all.astype(np.int64), _impostors(ids, probe_ids, n_impostors, rng))
 
 
+def unmasked_val_pairs(data: ChipSet, seed: int, n_impostors: int, max_genuine: int) -> ValPairs:
+    """Unmasked against unmasked on val: rows are (image index, image index), first < second;
+    every genuine pair (a seeded ``max_genuine`` beyond that) and a seeded sample of
+    ``n_impostors`` impostor pairs, each unordered pair once. ``probes`` is empty."""
+    empty = np.zeros((0, 2), dtype=np.int64)
+    ids = np.asarray(data.identities)
+    genuine = [np.stack([members[i], members[j]], axis=1)
+               for members in _groups(ids).values() for i, j in [np.triu_indices(len(members), 1)]]
+    genuine_all = np.concatenate(genuine).astype(np.int64) if genuine else empty
+    rng = np.random.default_rng(item_seed(seed, "val_unmasked_pairs"))
+    if len(genuine_all) > max_genuine:
+        genuine_all = genuine_all[np.sort(rng.choice(len(genuine_all), max_genuine, replace=False))]
+    impostor = _impostors(ids, ids, 2 * n_impostors + 64, rng) if len(ids) else empty
+    impostor = impostor[impostor[:, 0] < impostor[:, 1]]
+    if len(impostor) > n_impostors:
+        impostor = impostor[np.sort(rng.choice(len(impostor), n_impostors, replace=False))]
+    return ValPairs([], genuine_all, impostor.astype(np.int64))
+
+
 def _groups(values: np.ndarray) -> dict[Any, np.ndarray]:
     """value -> sorted indices where it occurs (one sort, not one scan per value)."""
     order = np.argsort(values, kind="stable")
@@ -318,6 +344,23 @@ def embed_with(backbone: Backbone, chips: list[np.ndarray], batch_size: int, dev
     finally:
         module.train(was_training)
     return np.concatenate(out)
+
+
+def val_eers(backbone: Backbone, data: ChipSet, pairs: ValPairs, unmasked: ValPairs, score: str,
+             batch_size: int, device: torch.device) -> tuple[float | None, float | None]:
+    """(masked-probe EER, unmasked EER) on the val part, every unmasked chip embedded once."""
+    masked = val_eer(backbone, data, pairs, score, batch_size, device)
+    if len(unmasked.genuine) == 0 or len(unmasked.impostor) == 0:
+        return masked, None
+    images = sorted(set(unmasked.genuine.ravel()) | set(unmasked.impostor.ravel()))
+    emb = embed_with(backbone, [data.chip(i, UNMASKED) for i in images], batch_size, device)
+    row = np.full(len(data), -1)
+    row[images] = np.arange(len(images))
+    gen = pair_scores(emb[row[unmasked.genuine[:, 0]]], emb[row[unmasked.genuine[:, 1]]], score)
+    imp = pair_scores(emb[row[unmasked.impostor[:, 0]]], emb[row[unmasked.impostor[:, 1]]], score)
+    if not (np.isfinite(gen).all() and np.isfinite(imp).all()):
+        return masked, math.nan
+    return masked, float(eer(gen, imp).eer)
 
 
 def val_eer(backbone: Backbone, data: ChipSet, pairs: ValPairs, score: str, batch_size: int,
@@ -441,11 +484,13 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
         if len(pairs.genuine) == 0 or len(pairs.impostor) == 0:
             log.warning("val part has %d genuine and %d impostor masked-probe pairs: no EER, the last epoch is kept",
                         len(pairs.genuine), len(pairs.impostor))
+        upairs = unmasked_val_pairs(val, seed, spec.val_impostors, spec.val_max_genuine)
         started = time.perf_counter()
-        start_eer = val_eer(backbone, val, pairs, spec.val_score, spec.batch_size, dev)
-        curve = [{"epoch": 0, "loss": None, "val_eer": start_eer}]
-        log.info("epoch 0 (start): val EER %s", start_eer)
-        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        start_eer, start_unmasked = val_eers(backbone, val, pairs, upairs, spec.val_score, spec.batch_size, dev)
+        curve = [{"epoch": 0, "loss": None, "val_eer": start_eer, "val_unmasked_eer": start_unmasked}]
+        log.info("epoch 0 (start): val EER %s, unmasked %s", start_eer, start_unmasked)
+        limit_base = start_unmasked if spec.pretrained else None
+        kept: tuple[int, dict[str, torch.Tensor]] | None = (0, _state_copy(backbone.module)) if spec.pretrained else None
         epochs = []
         for epoch in range(1, spec.epochs + 1):
             started = time.perf_counter()
@@ -455,20 +500,25 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
                     f"epoch {epoch}: no batch the {spec.loss['kind']!r} loss can use; the train part needs people "
                     f"with at least 2 images (samples_per_identity >= 2) for pair losses"
                 )
-            value = val_eer(backbone, val, pairs, spec.val_score, spec.batch_size, dev)
+            value, unmasked_value = val_eers(backbone, val, pairs, upairs, spec.val_score, spec.batch_size, dev)
             seconds = time.perf_counter() - started
-            curve.append({"epoch": epoch, "loss": stats.loss, "val_eer": value})
+            curve.append({"epoch": epoch, "loss": stats.loss, "val_eer": value, "val_unmasked_eer": unmasked_value})
             epochs.append({"epoch": epoch, "samples": stats.samples, "skipped_batches": stats.skipped_batches,
                            "variants": stats.variants})
-            log.info("epoch %d: loss %.5f, val EER %s, %.1f s", epoch, stats.loss, value, seconds)
-            key = value if value is not None and math.isfinite(value) else math.inf
-            if best is None or key < best[0] or (key == math.inf and best[0] == math.inf):
-                best = (key, epoch, _state_copy(backbone.module))
-    assert best is not None
-    best_key, best_epoch, state = best
-    backbone.module.load_state_dict(state)
+            log.info("epoch %d: loss %.5f, val EER %s, unmasked %s, %.1f s", epoch, stats.loss, value,
+                     unmasked_value, seconds)
+            # the choice over epochs so far is the previous one or this epoch: one saved state suffices
+            choice = _choose(curve, spec, limit_base)
+            if kept is None or choice.epoch == epoch:
+                kept = (epoch, _state_copy(backbone.module))
+    assert kept is not None
+    choice = _choose(curve, spec, limit_base)
+    best_epoch = kept[0]
+    assert choice.epoch == best_epoch
+    backbone.module.load_state_dict(kept[1])
     backbone.module.to("cpu").eval()
-    best_eer = None if best_key == math.inf else best_key
+    best_eer = curve[best_epoch]["val_eer"]
+    best_eer = best_eer if best_eer is not None and math.isfinite(best_eer) else None
     report = {
         "spec": spec.to_dict(),
         "seed": seed,
@@ -482,11 +532,27 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
                 "genuine_pairs": int(len(pairs.genuine)), "impostor_pairs": int(len(pairs.impostor)),
                 "score": spec.val_score},
         "start_val_eer": start_eer,
+        "start_val_unmasked_eer": start_unmasked,
+        "best_val_unmasked_eer": curve[best_epoch]["val_unmasked_eer"],
+        "unmasked_limit": choice.unmasked_limit,
+        "unmasked_constraint_met": choice.constraint_met,
+        "val_unmasked": {"genuine_pairs": int(len(upairs.genuine)), "impostor_pairs": int(len(upairs.impostor))},
         "best_epoch": best_epoch,
         "best_val_eer": best_eer,
         "epochs": epochs,
     }
     return FinetuneResult(backbone, curve, best_epoch, best_eer, report)
+
+
+def _choose(curve: list[dict[str, Any]], spec: FinetuneSpec, base_unmasked: float | None):
+    """The epoch rule on the curve so far: epoch 0 competes only as the pretrained model; with no
+    masked-probe EER at all (val too small) the latest epoch is kept, as before."""
+    candidates = [r["epoch"] > 0 or spec.pretrained for r in curve]
+    masked = [r["val_eer"] for r in curve]
+    if not any(v is not None and math.isfinite(v) for v, c in zip(masked, candidates) if c):
+        masked = [0.0 if k == len(curve) - 1 else None for k in range(len(curve))]
+    return choose_epoch([r["epoch"] for r in curve], masked, [r["val_unmasked_eer"] for r in curve],
+                        base_unmasked, spec.unmasked_tolerance, candidates)
 
 
 # --- checkpoint ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Figures of a training run: the training loss and the val masked-probe EER per epoch."""
+"""Figures of a training run: the training loss and the val masked-probe and unmasked EERs per epoch."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import pyarrow.parquet as pq  # noqa: E402
 from maskbench.figures import _save  # noqa: E402  (PNG + PDF, atomic, fixed metadata)
 
 
-def training_curve_figure(curve_path: str, title: str, png_path: str, kept_epoch: int | None = None) -> None:
+def training_curve_figure(curve_path: str, title: str, png_path: str, kept_epoch: int | None = None,
+                          unmasked_limit: float | None = None) -> None:
     """Two panels over epochs: mean training loss, and val EER with the untrained model (epoch 0)
     as a dashed line and the kept epoch marked (``kept_epoch``, as the training report says; by
-    default the lowest val EER; none where val gave no EER). Writes the PNG and a PDF beside it."""
+    default the lowest val EER; none where val gave no EER). Where the curve has the val unmasked
+    EER it is drawn too, with ``unmasked_limit`` (the starting model's plus the tolerance) as a
+    dotted line. Writes the PNG and a PDF beside it."""
     curve = pq.read_table(curve_path).to_pandas().sort_values("epoch")
     if curve.empty:
         raise ValueError(f"{curve_path}: the training curve has no rows")
@@ -29,6 +32,12 @@ def training_curve_figure(curve_path: str, title: str, png_path: str, kept_epoch
     ax_loss.grid(True, alpha=0.3)
 
     ax_eer.plot(curve["epoch"], curve["val_eer"], marker="o", markersize=3, label="val masked-probe EER")
+    if "val_unmasked_eer" in curve and curve["val_unmasked_eer"].notna().any():
+        ax_eer.plot(curve["epoch"], curve["val_unmasked_eer"], marker="s", markersize=3, color="tab:green",
+                    label="val unmasked EER")
+        if unmasked_limit is not None:
+            ax_eer.axhline(unmasked_limit, linestyle=":", color="tab:green",
+                           label=f"unmasked limit ({unmasked_limit:.3f})")
     untrained = float(curve["val_eer"].iloc[0])
     ax_eer.axhline(untrained, linestyle="--", color="grey", label=f"untrained ({untrained:.3f})")
     if kept_epoch is not None:

@@ -6,6 +6,6 @@ from maskbench.training_figures import training_curve_figure
 
 with log_to(snakemake.log[0]):
     with open(snakemake.input.report, encoding="utf-8") as f:
-        kept = json.load(f)["best_epoch"]
+        report = json.load(f)
     training_curve_figure(snakemake.input.curve, f"training of {snakemake.wildcards.model}", snakemake.output[0],
-                          kept_epoch=kept)
+                          kept_epoch=report["best_epoch"], unmasked_limit=report.get("unmasked_limit"))
