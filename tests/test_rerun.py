@@ -84,7 +84,7 @@ def test_changing_one_mask_colour_reruns_only_that_mask(finished_run, tmp_path):
     assert all(j["output"].endswith(f"/{changed}.json") for j in by_rule["identify"])
     assert set(by_rule) <= {"mask", "mask_summary", "coverage", "embed", "project", "score", "fuse", "metrics",
                             "identify", "identification_table", "curve_figures", "mask_effect_figure",
-                            "table", "all_metrics", "all"}
+                            "table", "all_metrics", "models_table", "all"}
     assert not any(other in j["output"] for j in jobs for other in others)
 
 
@@ -113,7 +113,7 @@ def test_adding_a_model_runs_only_that_models_jobs(finished_run, tmp_path):
     jobs = planned_jobs(snakemake(work, "-n", TARGET).stdout)
     rules = {j["rule"] for j in jobs}
     assert rules <= {"embed", "score", "metrics", "identify", "identification_table", "curve_figures",
-                     "mask_effect_figure", "table", "all_metrics", "all"}
+                     "mask_effect_figure", "table", "all_metrics", "models_table", "all"}
     for job in jobs:
         if job["rule"] in ("embed", "score", "metrics", "identify"):
             assert "/dlib_reference/" in job["output"], job
@@ -129,3 +129,38 @@ def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run
     assert "mask" in rules
     assert not rules & {"acquire", "index", "align", "align_summary", "pairs"}
     assert any("mask_step.py" in j["reason"] for j in jobs if j["rule"] == "mask")
+
+
+def test_models_table_has_every_model_under_every_probe_variant(finished_run):
+    """The ablation table of the demo run agrees with the long metrics and identification tables."""
+    import json
+
+    import pandas as pd
+
+    from maskbench.model_table import COLUMNS
+
+    root = finished_run / "results"
+    models = pd.read_csv(root / "tables/models.csv", keep_default_na=False)
+    config = yaml.safe_load((finished_run / "config/config.yaml").read_text())
+    assert list(models.columns) == COLUMNS
+    variants = ["unmasked", *sorted(config["masks"])]
+    assert sorted(zip(models.model, models.probe_variant)) == sorted(
+        (m, v) for m in config["models"] for v in variants)
+    assert models.probe_variant.tolist()[:len(config["models"])] == ["unmasked"] * len(config["models"])
+    metrics = pd.read_csv(root / "tables/all_metrics.csv").set_index(["model", "protocol", "ref_variant", "probe_variant"])
+    ident = pd.read_csv(root / "tables/identification.csv").set_index(["model", "probe_variant"])
+    for row in models.itertuples():
+        assert float(row.eer) == pytest.approx(metrics.loc[(row.model, row.protocol, "unmasked", row.probe_variant), "eer"],
+                                               abs=1e-6)
+        if (row.model, row.probe_variant) in ident.index:
+            assert float(row.rank_1) == pytest.approx(ident.loc[(row.model, row.probe_variant), "rank_1"], abs=1e-6)
+        else:
+            assert row.rank_1 == ""  # the ensemble has no embeddings to search with
+    head = next(iter(m for m, s in config["models"].items() if s["kind"] == "projection"))
+    report = json.loads((root / f"models/{head}/report.json").read_text())
+    kept = models[models.model == head]
+    assert (kept.kept_epoch.astype(int) == report["best_epoch"]).all()
+    assert (kept.val_unmasked_eer.astype(float) <= report["unmasked_limit"] + 1e-9).all()
+    assert (root / "figures/models.png").read_bytes()[:4] == b"\x89PNG"
+    times = pd.read_csv(root / "benchmarks/training_time.csv")
+    assert times.model.tolist() == [head] and (times.train_wall_seconds > 0).all()

@@ -53,7 +53,7 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         "coverage": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
         # 1:N search: one gallery/probe manifest, one search per model with embeddings and probe variant
         "identification_protocol": 1, "identify": (len(chip_models) + len(heads)) * n_comparisons,
-        "identification_table": 1,
+        "identification_table": 1, "models_table": 1, "training_time": 1,
         "total": counts["total"],
     }
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")

@@ -135,6 +135,8 @@ def all_targets():
             dataset=verified,
         )
         + expand("results/figures/training_{model}.png", model=TRAINED_MODELS)
+        + ["results/tables/models.csv"]
+        + (["results/benchmarks/training_time.csv"] if TRAINED_MODELS else [])
     )
 
 

@@ -147,3 +147,58 @@ rule mask_effect_figure:
         runtime=lambda wc, attempt: 10 * attempt,
     script:
         "../scripts/mask_effect_figure.py"
+
+
+# the ablation table: every model x {unmasked, each mask type}: EER, FNMR@FMR 1e-3, rank-1, and the
+# kept epoch of trained models (deterministic); their wall time is measured, so it has its own table
+rule models_table:
+    conda:
+        "../../envs/evaluate.yaml"
+    input:
+        metrics=[e["path"] for e in metric_entries()],
+        identification=[e["path"] for e in identification_entries()],
+        reports=expand("results/models/{model}/report.json", model=TRAINED_MODELS),
+        code=lib("model_table", "tables", "figures"),
+    output:
+        csv=report(
+            "results/tables/models.csv",
+            caption="../report/models.rst",
+            category="Tables",
+            labels={"table": "models"},
+        ),
+        md="results/tables/models.md",
+        png="results/figures/models.png",
+        pdf="results/figures/models.pdf",
+    params:
+        metrics=metric_entries(),
+        identification=identification_entries(),
+        reports={m: f"results/models/{m}/report.json" for m in TRAINED_MODELS},
+    log:
+        "results/logs/tables/models.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=lambda wc, attempt: 10 * attempt,
+    script:
+        "../scripts/models_table.py"
+
+
+rule training_time:
+    conda:
+        "../../envs/evaluate.yaml"
+    input:
+        reports=expand("results/models/{model}/report.json", model=TRAINED_MODELS),
+        code=lib("model_table", "tables"),
+    output:
+        csv="results/benchmarks/training_time.csv",
+        md="results/benchmarks/training_time.md",
+    params:
+        benchmarks={m: f"results/benchmarks/train/{m}.tsv" for m in TRAINED_MODELS},
+    log:
+        "results/logs/tables/training_time.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=lambda wc, attempt: 5 * attempt,
+    script:
+        "../scripts/training_time.py"
