@@ -44,6 +44,7 @@ from maskbench.losses import make_loss
 from maskbench.metrics import eer
 from maskbench.scoring import pair_scores
 from maskbench.seeds import item_seed
+from maskbench.upper_face import REGIONS, UpperFaceBackbone, cut_fraction, with_region
 from maskbench.selection import DEFAULT_UNMASKED_TOLERANCE, check_tolerance, choose_epoch
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class FinetuneSpec:
     val_impostors: int = 10000
     val_max_genuine: int = 20000
     unmasked_tolerance: float = DEFAULT_UNMASKED_TOLERANCE
+    region: str = "full"  # upper: the chip above the nose bridge only (maskbench.upper_face)
 
     def __post_init__(self) -> None:
         if self.arch not in TRAINABLE_ARCHS:
@@ -112,6 +114,8 @@ class FinetuneSpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"finetune key {key!r}: {value!r} must be a number >= 0")
         check_tolerance(self.unmasked_tolerance)
+        if self.region not in REGIONS:
+            raise ValueError(f"finetune key 'region': {self.region!r}; use one of {list(REGIONS)}")
         if not self.lr > 0:
             raise ValueError(f"finetune key 'lr': {self.lr!r} must be > 0")
         if self.arch == "dlib_resnet":
@@ -161,10 +165,13 @@ class ChipSet:
     identities: list[str]
     unmasked: list[bytes]
     masked: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    landmarks: list[np.ndarray] | None = None  # (68, 2) in chip coordinates, for an upper-face model
 
     def __post_init__(self) -> None:
         if not (len(self.image_ids) == len(self.identities) == len(self.unmasked)):
             raise ValueError("ChipSet: image_ids, identities and unmasked chips differ in length")
+        if self.landmarks is not None and len(self.landmarks) != len(self.image_ids):
+            raise ValueError("ChipSet: one landmark array per image, or none")
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -475,6 +482,11 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
     with torch_threads(threads), torch.random.fork_rng(devices=[]), deterministic_torch(dev):
         torch.manual_seed(item_seed(seed, "init"))  # random init, projection and loss parameters
         backbone = build_model(spec, cache_dir)
+        if spec.region != "full":
+            if train.landmarks is None:
+                raise ValueError("an upper-face model (region: upper) needs the train chips' landmarks")
+            chip_size = decode_chip(train.unmasked[0]).shape[0]
+            backbone = with_region(backbone, spec.region, cut_fraction(train.landmarks, chip_size))
         loss_fn = make_loss(spec.loss, backbone.dim, len(names))
         backbone.module.to(dev)
         loss_fn.to(dev)
@@ -572,6 +584,8 @@ def checkpoint_metadata(result: FinetuneResult, spec: FinetuneSpec, seed: int) -
         "seed": seed,
         "best_epoch": result.best_epoch,
         "best_val_eer": result.best_val_eer,
+        "region": spec.region,
+        "cut": b.cut if isinstance(b, UpperFaceBackbone) else None,
     }
 
 
@@ -608,7 +622,7 @@ def load_finetuned(path: str | Path) -> Backbone:
         spec["input_size"] = int(meta["input_size"])
     with torch.random.fork_rng(devices=[]):  # the random init is overwritten; keep the caller's stream
         trunk = build_backbone(spec)
-    backbone = _with_projection(trunk, meta["projection"])
+    backbone = with_region(_with_projection(trunk, meta["projection"]), meta.get("region", "full"), meta.get("cut"))
     backbone.module.load_state_dict(load_file(str(path)), strict=True)
     backbone.mean = tuple(float(v) for v in meta["mean"])
     backbone.std = tuple(float(v) for v in meta["std"])

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -64,14 +65,26 @@ def read_chips(aligned_paths: list[str], masked_paths: dict[str, list[str]],
     return unmasked, masked
 
 
+def read_landmarks(aligned_paths: list[str], wanted: set[str]) -> dict[str, np.ndarray]:
+    """image_id -> (68, 2) landmarks in chip coordinates, for wanted images with a usable chip."""
+    out: dict[str, np.ndarray] = {}
+    for path in aligned_paths:
+        t = _read_rows(path, ["image_id", "status", "chip", "landmarks"], wanted, tuple(USABLE_STATUSES))
+        for image_id, lm in zip(t["image_id"].to_pylist(), t["landmarks"].to_pylist()):
+            if lm is not None:
+                out[image_id] = np.asarray(lm, dtype=np.float32).reshape(68, 2)
+    return out
+
+
 def build_chipset(identities: dict[str, str], unmasked: dict[str, bytes],
-                  masked: dict[str, dict[str, bytes]]) -> ChipSet:
+                  masked: dict[str, dict[str, bytes]], landmarks: dict[str, np.ndarray] | None = None) -> ChipSet:
     """The images of one part that have an unmasked chip, sorted by image_id."""
     ids = sorted(i for i in identities if i in unmasked)
     position = {image_id: k for k, image_id in enumerate(ids)}
     per_mask = {m: {position[i]: chip for i, chip in chips.items() if i in position}
                 for m, chips in masked.items()}
-    return ChipSet(ids, [identities[i] for i in ids], [unmasked[i] for i in ids], per_mask)
+    marks = None if landmarks is None else [landmarks.get(i) for i in ids]
+    return ChipSet(ids, [identities[i] for i in ids], [unmasked[i] for i in ids], per_mask, marks)
 
 
 def group_masked_paths(paths: list[str]) -> dict[str, list[str]]:
@@ -93,7 +106,8 @@ def finetune_step(aligned_paths: list[str], masked_paths: dict[str, list[str]], 
     parts, no_identity = read_split_parts(split_path)
     wanted = set(parts["train"]) | set(parts["val"])
     unmasked, masked = read_chips(list(aligned_paths), dict(masked_paths), wanted)
-    sets = {p: build_chipset(parts[p], unmasked, masked) for p in PARTS}
+    landmarks = read_landmarks(list(aligned_paths), wanted) if parsed.region != "full" else None
+    sets = {p: build_chipset(parts[p], unmasked, masked, landmarks) for p in PARTS}
     log.info("train: %d images of %d people; val: %d images; masks: %s", len(sets["train"]),
              len(set(sets["train"].identities)), len(sets["val"]), sorted(masked))
     result = finetune(sets["train"], sets["val"], parsed, seed=seed, threads=threads, cache_dir=cache_dir)

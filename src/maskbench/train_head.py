@@ -58,7 +58,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 # keys of a model's `train:` config that the workflow reads (which data), not the training loop
 WORKFLOW_KEYS = frozenset({"datasets", "split", "variants"})
 FINETUNE_KEYS = frozenset({"arch", "pretrained", "optimizer", "momentum", "flip", "weights", "input_size",
-                           "val_score", "val_impostors", "val_max_genuine"})
+                           "val_score", "val_impostors", "val_max_genuine", "region"})
 IMPOSTORS_PER_GENUINE = 20
 MAX_VAL_GENUINE = 50_000  # a seeded subset beyond this keeps the per-epoch check to seconds
 # no wall-clock time in outputs (it would change their bytes on every run): timings go to the log

@@ -10,7 +10,7 @@ rule train_head:
     input:
         embeddings=head_training_embeddings,
         splits=training_splits,
-        code=lib("train_step", "train_head", "heads", "losses", "metrics", "embed_step"),
+        code=lib("train_step", "train_head", "heads", "losses", "metrics", "embed_step", "selection"),
     output:
         model=MODEL_FILE,
         curve="results/models/{model}/curve.parquet",
@@ -42,7 +42,8 @@ rule finetune:
         aligned=finetune_aligned_chips,
         masked=finetune_masked_chips,
         split=lambda wc: training_splits(wc)[0],
-        code=lib("finetune_step", "finetune", "backbones", "losses", "metrics", "chips", "dlib_resnet", "dlib_dat"),
+        code=lib("finetune_step", "finetune", "backbones", "losses", "metrics", "chips", "dlib_resnet", "dlib_dat",
+                 "selection", "upper_face"),
     output:
         model=MODEL_FILE,
         curve="results/models/{model}/curve.parquet",
