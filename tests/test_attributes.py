@@ -147,7 +147,7 @@ def write_synthetic_dataset(root, n=400, seed=1):
     ids = [f"UTKFace/{k:04d}.jpg" for k in range(n)]
     index = pa.Table.from_pydict(
         {"image_id": ids, "identity": [None] * n, "source_path": ids, "shard": [k % 2 for k in range(n)],
-         "age": age.tolist(), "sex": sex.tolist(), "race": race.tolist(), "pose": [None] * n, "real_mask": [None] * n},
+         "age": age.tolist(), "sex": sex.tolist(), "race": race.tolist(), "pose": [None] * n, "real_mask": [None] * n, "group": [None] * n},
         schema=INDEX_SCHEMA,
     )
     write_table(root / "index.parquet", index)

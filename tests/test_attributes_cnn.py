@@ -80,7 +80,7 @@ def labelled_demo(root, n_people: int = 20, per_person: int = 4, seed: int = 3) 
     index = pa.Table.from_pydict(
         {"image_id": ids, "identity": [None] * n, "source_path": ids, "shard": [k % 2 for k in range(n)],
          "age": age.tolist(), "sex": sex.tolist(), "race": race.tolist(), "pose": [None] * n,
-         "real_mask": [None] * n},
+         "real_mask": [None] * n, "group": [None] * n},
         schema=INDEX_SCHEMA,
     )
     write_table(root / "index.parquet", index)

@@ -282,6 +282,7 @@ def test_youtube_faces_samples_evenly_and_deterministically(tmp_path):
     ]
     assert set(table["identity"].to_pylist()) == {"Ann"}
     assert table["source_path"][0].as_py() == "frame_images_DB/Ann/0/0.2.jpg"
+    assert table["group"].to_pylist() == ["Ann/0"] * 3 + ["Ann/1"] * 3  # the video: no genuine pair within
     assert report["skipped"] == {"not_an_image_extension": 1, "not_sampled": 7, "unexpected_depth": 1}
     again, _ = build_index("youtube_faces", tmp_path / "raw" / "youtube_faces" / "images", 3,
                            {"frames_per_video": 3, "seed": 99})

@@ -452,7 +452,8 @@ def layout_youtube_faces(root: Path, options: dict[str, Any], skips: Skips) -> I
 
     options ``frames_per_video: k`` keeps k frames per video, evenly spaced over the frames in
     natural sort order - deterministic without any random generator, so ``seed`` is accepted but
-    not needed. The video is visible in ``image_id``/``source_path`` (``Name/<video#>/...``).
+    not needed. The video (``Name/<video#>``) is the image's ``group``: frames of one video are
+    near-duplicates and never form a genuine pair.
     Frames left out are counted as ``not_sampled``.
     """
     top = find_top(root, options, ("frame_images_DB",))
@@ -470,7 +471,8 @@ def layout_youtube_faces(root: Path, options: dict[str, Any], skips: Skips) -> I
         keep = set(evenly_spaced(len(frames), k))
         for i, f in enumerate(frames):
             if i in keep:
-                yield {"image_id": f.image_id, "source_path": f.source_path, "identity": name}
+                yield {"image_id": f.image_id, "source_path": f.source_path, "identity": name,
+                       "group": f"{name}/{_video}"}
             else:
                 skips.add("not_sampled", f.source_path)
 

@@ -22,6 +22,8 @@ INDEX_SCHEMA = pa.schema(
         pa.field("race", pa.string()),
         pa.field("pose", pa.string()),
         pa.field("real_mask", pa.bool_()),
+        # images taken together (the video of a YouTube Faces frame): genuine pairs never within one
+        pa.field("group", pa.string()),
     ]
 )
 

@@ -51,7 +51,7 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
 
     With ``val_scores_path`` (scores of the same model and comparison on a validation protocol)
     the threshold comes from those scores; otherwise, with several folds, each fold's comes from
-    the other folds; with one fold there is nothing to choose it on and a status says so.
+    the other folds (pairs between two folds, fold -1, are in none: their people are in both); with one fold there is nothing to choose it on and a status says so.
     ``settings``: ``{"rule": "eer" | "fmr", "target": FMR}`` (default: the EER threshold).
     """
     settings = settings or {}
@@ -64,8 +64,11 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
             raise ValueError(f"validation scores {val_scores_path} need scored genuine and impostor pairs; "
                              f"found {val_genuine.size} genuine and {val_impostor.size} impostor")
         return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target)}
-    if pairs["fold"].nunique() > 1:
-        return {"status": "ok", **cross_validated_report(scores, labels, pairs["fold"].to_numpy(), rule, target)}
+    in_folds = pairs[pairs["fold"] >= 0]
+    if in_folds["fold"].nunique() > 1:
+        report = cross_validated_report(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(bool),
+                                        in_folds["fold"].to_numpy(), rule, target)
+        return {"status": "ok", **report, "n_between_folds": int(len(pairs) - len(in_folds))}
     return {"status": NO_VALIDATION}
 
 
@@ -106,9 +109,10 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         out[key] = _value(point.fnmr) if point.measurable else None
         out[f"{key}_threshold"] = _value(point.threshold)
         out[f"{key}_measurable"] = bool(point.measurable)
-    if pairs["fold"].nunique() > 1:
-        kfold = metrics.kfold_accuracy(pairs["score"].to_numpy(), pairs["genuine"].to_numpy(),
-                                       pairs["fold"].to_numpy())
+    in_folds = pairs[pairs["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
+    if in_folds["fold"].nunique() > 1:
+        kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(), in_folds["genuine"].to_numpy(),
+                                       in_folds["fold"].to_numpy())
         out["kfold_accuracy"] = _value(kfold.mean)
         out["kfold_accuracy_se"] = _value(kfold.std_error)
     n_boot = evaluation.get("bootstrap", 0)

@@ -47,6 +47,17 @@ def read_aligned_identities(paths: list[str]) -> tuple[dict[str, str], list[str]
     return usable, every
 
 
+def read_groups(index_path: str | None) -> dict[str, str | None] | None:
+    """image -> group (video, session) from the dataset's index, or None where it has none."""
+    if not index_path:
+        return None
+    table = pq.read_table(index_path)
+    if "group" not in table.column_names:
+        return None
+    groups = dict(zip(table["image_id"].to_pylist(), table["group"].to_pylist()))
+    return groups if any(g is not None for g in groups.values()) else None
+
+
 def split_part_images(split_path: str, part: str) -> set[str]:
     """The image ids a split manifest (SPLITS_SCHEMA of maskbench.splits) puts in ``part``."""
     table = pq.read_table(split_path, columns=["image_id", "split"])
@@ -88,20 +99,24 @@ def build_pairs(
     table_path: str,
     report_path: str,
     split_path: str | None = None,
+    index_path: str | None = None,
 ) -> dict:
+    """Write one protocol's manifest and its report. ``index_path`` gives the images' groups
+    (videos): genuine pairs never within a group unless the protocol sets ``same_group_genuine``."""
     usable, every = read_aligned_identities(aligned_paths)
     images, in_split, split_entry = restrict_to_split(usable, protocol, split_path)
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
+    groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
     if kind == "all_vs_all":
-        prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"))
+        prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"), groups)
         report = write_all_vs_all(prepared, comparisons, table_path)
     else:
         dropped: Counter = Counter()
         if kind == "all_identities":
-            pairs = all_identities_pairs(images, seed, folds)
+            pairs = all_identities_pairs(images, seed, folds, groups)
         elif kind == "dicta1000":
-            pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds)
+            pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds, groups)
         elif kind == "lfw_view2":
             key = protocol.get("pairs_file", "pairs")
             entry = load_acquired(acquired_json).get(key)
@@ -116,6 +131,8 @@ def build_pairs(
         report = pairs_report(pairs, comparisons, dropped)
     if split_entry:
         report["split"] = split_entry
+    if groups is not None:
+        report["genuine_pairs_within_a_group"] = False
     report["kind"] = kind
     write_json(report_path, report)
     log.info("%s: %d image pairs x %d comparisons; dropped %s", kind, report["image_pairs"],
