@@ -128,6 +128,11 @@ def check_config(config: dict[str, Any]) -> None:
             if protocol not in config["datasets"].get(dataset, {}).get("protocols", []):
                 raise ConfigError(f"tables.{table}.protocol: {dataset!r} has no protocol {protocol!r}")
     check_models(config)
+    for name, ds in config["datasets"].items():
+        for protocol in verification_protocols(config, name):
+            for model in models_of_kind(config, "ensemble"):
+                if evaluable(config, model, name, protocol):
+                    normalisation_protocol(config, model, protocol)
     for table, spec in config["tables"].items():
         for dataset in spec.get("datasets") or list(config["datasets"]):
             if not verification_protocols(config, dataset):
@@ -138,11 +143,18 @@ def check_config(config: dict[str, Any]) -> None:
                                   "its results are in results/tables/identification.csv")
             for model in spec.get("models") or config["models"]:
                 if not evaluable(config, model, dataset, protocol):
+                    strategy = trained_on(config, model)[dataset]
+                    if strategy == ALL_IMAGES:
+                        raise ConfigError(
+                            f"tables.{table}: model {model!r} was trained on {dataset!r} with no split "
+                            f"(trained_on), so no protocol of {dataset!r} tests it on unseen people; leave "
+                            f"{dataset!r} out of the table (its `datasets:`) or declare trained_on.split"
+                        )
                     raise ConfigError(
                         f"tables.{table}: model {model!r} was trained on {dataset!r}, so it can only be "
                         f"tested on a protocol restricted to the test part of its split; protocol "
                         f"{protocol!r} is not (give the table a `protocol:` for {dataset!r} with "
-                        f"`split: {{strategy: {trained_on(config, model)[dataset]}, part: test}}`)"
+                        f"`split: {{strategy: {strategy}, part: test}}`)"
                     )
 
 
@@ -197,11 +209,21 @@ def train_split(spec: dict[str, Any]) -> str:
     return spec.get("train", {}).get("split", "identity")
 
 
+EXTERNAL_KINDS = ("dicta_checkpoint", "finetuned", "imported")
+"""Kinds whose training happened elsewhere: what they learnt from is what `trained_on` declares."""
+ALL_IMAGES = "all"
+"""trained_on value: the model may have seen any image of the dataset (no split protects it)."""
+
+
 def trained_on(config: dict[str, Any], model: str) -> dict[str, str]:
-    """dataset -> split strategy of every dataset whose train part taught ``model`` (through a
-    projection's base or an ensemble's members too)."""
+    """dataset -> split strategy of every dataset whose train part taught ``model``, or
+    :data:`ALL_IMAGES` where it may have seen the whole set (through a projection's base or an
+    ensemble's members too). A model of any kind declares its own with ``trained_on:
+    {datasets, split}`` (no split: all images)."""
     spec = config["models"][model]
     out: dict[str, str] = {}
+    declared = spec.get("trained_on") or {}
+    out.update({d: declared.get("split") or ALL_IMAGES for d in declared.get("datasets") or []})
     if spec["kind"] in TRAINED_KINDS:
         out.update({d: train_split(spec) for d in spec["train"]["datasets"]})
     if spec["kind"] == "projection":
@@ -209,6 +231,16 @@ def trained_on(config: dict[str, Any], model: str) -> dict[str, str]:
     if spec["kind"] == "ensemble":
         for member in spec["members"]:
             out.update(trained_on(config, member))
+    return out
+
+
+def unknown_provenance(config: dict[str, Any], model: str) -> list[str]:
+    """The models behind ``model`` (itself, a projection's base, an ensemble's members) trained
+    elsewhere on data not declared with `trained_on`: their cells may include people they saw."""
+    spec = config["models"][model]
+    out = [model] if spec["kind"] in EXTERNAL_KINDS and "trained_on" not in spec else []
+    for dep in ([spec["base"]] if spec["kind"] == "projection" else []) + list(spec.get("members") or []):
+        out.extend(m for m in unknown_provenance(config, dep) if m not in out)
     return out
 
 
@@ -258,6 +290,17 @@ def check_models(config: dict[str, Any]) -> None:
                         f"models.{name}.members: {member!r} imports Bob-format scores, whose lines are not "
                         "tied to the pairs manifest; import it as CSV with pair ids to fuse it"
                     )
+        for dataset in (spec.get("trained_on") or {}).get("datasets") or []:
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"models.{name}.trained_on.datasets: unknown dataset {dataset!r}")
+        if kind == "ensemble" and spec.get("normalise_on") is not None:
+            norm = spec["normalise_on"]
+            part = protocol_part(config, norm) if norm in config["protocols"] else None
+            if part is None or part[1] == "test" or config["protocols"][norm]["kind"] == "identification":
+                raise ConfigError(
+                    f"models.{name}.normalise_on: {norm!r} must name a pair protocol restricted to the val "
+                    "(or train) part of a split: the z-normalisation is never fitted on test scores"
+                )
         if kind in TRAINED_KINDS:
             check_training_spec(name, spec)
             for dataset in spec["train"]["datasets"]:
@@ -286,6 +329,20 @@ def check_models(config: dict[str, Any]) -> None:
 
     for model in models:
         walk(model, ())
+
+
+def normalisation_protocol(config: dict[str, Any], model: str, protocol: str) -> str:
+    """The protocol whose member scores fix an ensemble's z-normalisation when it is tested on
+    ``protocol``: its `normalise_on`, else the tested protocol's `validation` protocol; never the
+    tested pairs themselves."""
+    norm = config["models"][model].get("normalise_on") or config["protocols"][protocol].get("validation")
+    if not norm:
+        raise ConfigError(
+            f"models.{model}: an ensemble tested on {protocol!r} needs scores that are not test scores to "
+            f"fix its z-normalisation: set models.{model}.normalise_on to a protocol on the val part of a "
+            f"split (or give {protocol!r} a `validation:` protocol)"
+        )
+    return norm
 
 
 def train_masks(config: dict[str, Any], model: str, dataset: str) -> list[str]:

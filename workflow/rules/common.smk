@@ -15,6 +15,7 @@ from maskbench.config import (
     evaluable,
     masks_for,
     models_of_kind,
+    normalisation_protocol,
     protocol_part,
     train_masks,
     train_split,
@@ -291,10 +292,12 @@ def validation_scores(wildcards):
 
 
 def ensemble_reference_scores(wildcards):
-    """Members' scores of the protocol's first comparison: every comparison of an ensemble is
-    normalised with these moments, so its comparisons share one scale."""
-    reference = comparisons_for(config, wildcards.dataset, wildcards.protocol)[0]
+    """Members' scores of the first comparison of the ensemble's normalisation protocol (val
+    pairs, never the tested ones): every comparison is normalised with these moments, so its
+    comparisons share one scale."""
+    norm = normalisation_protocol(config, wildcards.model, wildcards.protocol)
+    reference = comparisons_for(config, wildcards.dataset, norm)[0]
     return [
-        f"results/{wildcards.dataset}/scores/{member}/{wildcards.protocol}/{reference}.parquet"
+        f"results/{wildcards.dataset}/scores/{member}/{norm}/{reference}.parquet"
         for member in config["models"][wildcards.model]["members"]
     ]
