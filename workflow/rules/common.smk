@@ -16,6 +16,7 @@ from maskbench.config import (
     masks_for,
     models_of_kind,
     normalisation_protocol,
+    unknown_provenance,
     protocol_part,
     train_masks,
     train_split,
