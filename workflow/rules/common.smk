@@ -184,7 +184,7 @@ def metric_entries():
 def roc_curves(wildcards):
     protocol = verification_protocols(config, wildcards.dataset)[0]
     return [
-        {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}",
+        {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}", "model": model, "comparison": comparison,
          "path": f"results/{wildcards.dataset}/scores/{model}/{protocol}/{comparison}.parquet"}
         for comparison in comparisons_for(config, wildcards.dataset, protocol)
         for model in config["models"]
