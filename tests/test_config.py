@@ -230,3 +230,24 @@ def test_ensemble_normalisation_is_never_fitted_on_the_tested_pairs():
     config["protocols"]["test_pairs"]["validation"] = "val_all"
     config["datasets"]["demo"]["protocols"].append("val_all")
     assert normalisation_protocol(config, "ensemble", "test_pairs") == "val_all"
+
+
+def test_paper_fnmr_tables_run_on_protocols_with_enough_impostors():
+    """DICTA's FNMR1000 table needs >= 1,000 impostor pairs per cell; dicta1000 has 500, so every
+    cell was n/a by construction. Each cell's protocol must be able to give enough."""
+    from maskbench.config import evaluable, verification_protocols
+
+    config = load("paper.yaml")
+    check_config(config)
+    for table, target in (("fnmr1000", 1e-3), ("fnmr0", 0.0)):
+        spec = config["tables"][table]
+        for dataset in config["datasets"]:
+            protocol = (spec.get("protocol") or {}).get(dataset) or verification_protocols(config, dataset)[0]
+            p = config["protocols"][protocol]
+            if p["kind"] == "dicta1000":
+                impostors = p.get("n_pairs", 1000) // 2
+            else:
+                assert p["kind"] == "all_vs_all", (table, dataset, protocol)
+                impostors = p.get("max_impostors", float("inf"))
+            assert target == 0 or impostors * target >= 10, (table, dataset, protocol, impostors)
+            assert all(evaluable(config, m, dataset, protocol) for m in config["models"])
