@@ -283,3 +283,21 @@ def test_genuine_pairs_never_within_one_group_unless_asked(tmp_path):
     allowed = write_all_vs_all(prepare(images, seed=0, groups=groups, same_group_genuine=True),
                                COMPARISONS[:1], tmp_path / "h.parquet")
     assert allowed["genuine"] == 4 * 15
+
+
+def test_pairs_stage_reads_groups_from_the_index(tmp_path):
+    """YouTube Faces frames: the index's group (the video) keeps genuine pairs across videos in
+    every kind of protocol, unless the protocol allows same-group pairs."""
+    images = {f"p{i}/v{v}/f{k}.jpg": f"p{i}" for i in range(5) for v in range(2) for k in range(3)}
+    aligned = write_aligned(tmp_path / "aligned.parquet", images)
+    ids = sorted(images)
+    pq.write_table(pa.table({"image_id": ids, "group": [i.rsplit("/", 1)[0] for i in ids]}), tmp_path / "index.parquet")
+    for kind, extra in [("all_vs_all", {}), ("all_identities", {}), ("dicta1000", {"n_pairs": 20})]:
+        for allowed in (False, True):
+            protocol = {"kind": kind, **extra, **({"same_group_genuine": True} if allowed else {})}
+            build_pairs([aligned], protocol, COMPARISONS[:1], 3, "unused.json", tmp_path / "p.parquet",
+                        tmp_path / "p.json", index_path=str(tmp_path / "index.parquet"))
+            rows = pq.read_table(tmp_path / "p.parquet").to_pylist()
+            same_video = [r for r in rows if r["genuine"]
+                          and r["ref_image"].rsplit("/", 1)[0] == r["probe_image"].rsplit("/", 1)[0]]
+            assert bool(same_video) == allowed, (kind, allowed)
