@@ -129,3 +129,27 @@ def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run
     assert "mask" in rules
     assert not rules & {"acquire", "index", "align", "align_summary", "pairs"}
     assert any("mask_step.py" in j["reason"] for j in jobs if j["rule"] == "mask")
+
+
+def test_report_holds_every_table_and_figure_with_its_caption(finished_run, tmp_path):
+    """`snakemake --report`: every configured table and every figure of the run is embedded with
+    its caption rendered (wildcards filled in)."""
+    import json
+
+    work = copy_workflow(tmp_path / "wf")
+    reuse_finished_run(work, finished_run)
+    snakemake(work, "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S)[1])
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    expected = {f"results/tables/{t}.csv": t for t in config["tables"]}
+    expected["results/tables/all_metrics.csv"] = "metric"
+    for figure in ("roc", "det", "scores", "mask_effect"):
+        expected[f"results/figures/{figure}_demo.png"] = "demo"
+    missing = sorted(set(expected) - set(results))
+    assert not missing, f"not in the report: {missing}; it has {sorted(results)}"
+    for path, words in expected.items():
+        entry = results[path]
+        assert entry["data_uri"] and entry["caption"].strip(), path
+        assert words.split()[0] in entry["caption"], (path, entry["caption"][:200])
+    assert "{{" not in html.split("var results", 1)[1][:200_000]  # no caption left unrendered
