@@ -136,6 +136,8 @@ def test_report_holds_every_table_and_figure_with_its_caption(finished_run, tmp_
     its caption rendered (wildcards filled in)."""
     import json
 
+    from maskbench.config import models_of_kind
+
     work = copy_workflow(tmp_path / "wf")
     reuse_finished_run(work, finished_run)
     snakemake(work, "--report", str(tmp_path / "report.html"))
@@ -146,6 +148,10 @@ def test_report_holds_every_table_and_figure_with_its_caption(finished_run, tmp_
     expected["results/tables/all_metrics.csv"] = "metric"
     for figure in ("roc", "det", "scores", "mask_effect"):
         expected[f"results/figures/{figure}_demo.png"] = "demo"
+    expected["results/tables/coverage.csv"] = "aligned"
+    expected["results/tables/identification.csv"] = "identification"
+    for head in models_of_kind(config, "projection"):
+        expected[f"results/figures/training_{head}.png"] = head
     missing = sorted(set(expected) - set(results))
     assert not missing, f"not in the report: {missing}; it has {sorted(results)}"
     for path, words in expected.items():
