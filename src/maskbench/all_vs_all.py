@@ -1,11 +1,20 @@
 """The all-vs-all verification protocol, generated and written in blocks.
 
 Every unordered pair of distinct usable images with an identity is compared once per variant
-comparison: genuine when both images have the same identity, impostor otherwise. Image ids are
-sorted and the lower-sorted image of a pair is always the reference, also for a
-[unmasked, masked] comparison (so the probe is the masked copy of the higher-sorted image). An
-image is never paired with itself, hence never with its own masked copy. Images without an
-identity are left out (nothing says whether two of them show the same person) and counted.
+comparison: genuine when both images have the same identity, impostor otherwise. Which image of a
+pair is the reference and which the probe (the masked copy, in an [unmasked, masked] comparison) is
+a seeded coin flip per pair, the same in every comparison, so which people serve as masked probes
+does not depend on how their names sort. An image is never paired with itself, hence never with its
+own masked copy. Images without an identity are left out (nothing says whether two of them show the
+same person) and counted. Two images of one group (the video of a YouTube Faces frame) never form a
+genuine pair, as near-duplicates would inflate accuracy (counted as ``same_group_genuine`` under
+``dropped``); a protocol's ``same_group_genuine: true`` allows them.
+
+Folds go by identity: each person is dealt to one fold (a seeded shuffle of the identities, then
+round robin), so a genuine pair has its person's fold and an impostor pair of two people of one fold
+has that fold. An impostor pair across two folds gets fold -1 (:data:`BETWEEN_FOLDS`): it counts in
+every pooled metric but in no fold, so a threshold chosen on the other folds and the k-fold accuracy
+never see a person of the fold they are applied to.
 
 n images give n (n - 1) / 2 pairs, so pairs are never held as Python objects: one block of
 reference rows at a time becomes numpy index arrays, then one Parquet row group. The optional
