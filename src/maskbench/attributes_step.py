@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from maskbench import attributes as attr
 from maskbench.atomic import atomic_path, write_json, write_table
-from maskbench.config import UNMASKED, ConfigError, embedding_models, masks_for, trained_on
+from maskbench.config import ALL_IMAGES, UNMASKED, ConfigError, embedding_models, masks_for, trained_on
 from maskbench.embed_step import load_embeddings
 from maskbench.manifests import USABLE_STATUSES
 from maskbench.seeds import item_seed
@@ -191,6 +191,9 @@ def check_attributes_config(config: dict[str, Any]) -> None:
                               f"{embedding_models(config)}")
         for dataset in settings["datasets"]:
             strategy = trained_on(config, model).get(dataset)
+            if strategy == ALL_IMAGES:
+                raise ConfigError(f"attributes.models: {model!r} may have seen every image of {dataset!r} "
+                                  "(trained_on without a split), so no split of it tests unseen faces")
             if strategy is not None and any(s != strategy for s in settings["splits"]):
                 raise ConfigError(
                     f"attributes.models: {model!r} was trained on {dataset!r} (the {strategy} split), so its "
