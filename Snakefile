@@ -31,6 +31,7 @@ include: "workflow/rules/score_io.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/attributes.smk"
 include: "workflow/rules/identify.smk"
+include: "workflow/rules/realism.smk"
 
 
 rule all:
@@ -38,4 +39,5 @@ rule all:
         all_targets(),
         attribute_targets(),
         identification_targets(),
+        realism_targets(),
     default_target: True

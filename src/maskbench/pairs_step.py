@@ -19,6 +19,7 @@ from maskbench.all_vs_all import write_all_vs_all
 from maskbench.atomic import write_json, write_table
 from maskbench.index_step import load_acquired
 from maskbench.manifests import USABLE_STATUSES
+from maskbench.variant_pools import build_pool_pairs, read_real_masked
 from maskbench.pairs import (
     ProtocolError,
     all_identities_pairs,
@@ -79,6 +80,15 @@ def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
     return kept, part, entry
 
 
+def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
+                  in_split: set[str] | None):
+    key = protocol.get("pairs_file", "pairs")
+    entry = load_acquired(acquired_json).get(key)
+    if entry is None:
+        raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
+    return lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every, in_split)
+
+
 def build_pairs(
     aligned_paths: list[str],
     protocol: dict[str, Any],
@@ -93,7 +103,13 @@ def build_pairs(
     images, in_split, split_entry = restrict_to_split(usable, protocol, split_path)
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
-    if kind == "all_vs_all":
+    real = read_real_masked(aligned_paths) & set(images)
+    if real:  # photos of real masks: each side of a comparison draws from its variant's pool
+        listed, listed_dropped = None, Counter()
+        if kind == "lfw_view2":
+            listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
+        report = build_pool_pairs(images, real, protocol, comparisons, seed, table_path, listed, listed_dropped)
+    elif kind == "all_vs_all":
         prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"))
         report = write_all_vs_all(prepared, comparisons, table_path)
     else:
@@ -103,12 +119,7 @@ def build_pairs(
         elif kind == "dicta1000":
             pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds)
         elif kind == "lfw_view2":
-            key = protocol.get("pairs_file", "pairs")
-            entry = load_acquired(acquired_json).get(key)
-            if entry is None:
-                raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
-            pairs, dropped = lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every,
-                                             in_split)
+            pairs, dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
         else:
             raise ProtocolError(f"unknown verification protocol kind {kind!r}; known: {list(VERIFICATION_KINDS)}")
         check_pairs(pairs, images)

@@ -9,7 +9,7 @@ rule pairs:
         summary="results/{dataset}/aligned/summary.json",  # fails first, clearly, if no face was found
         acquired="resources/raw/{dataset}/acquired.json",
         split=protocol_split_file,
-        code=lib("pairs", "pairs_step", "all_vs_all", "seeds"),
+        code=lib("pairs", "pairs_step", "all_vs_all", "variant_pools", "seeds"),
     output:
         table="results/{dataset}/pairs/{protocol}.parquet",
         report="results/{dataset}/pairs/{protocol}.json",
