@@ -221,13 +221,17 @@ def write_cross_all_vs_all(refs: dict[str, str], probes: dict[str, str], seed: i
             "rows": pair_id - first_id, "impostor_keep_probability": keep_p}
 
 
+def _shift_ids(table: pa.Table, offset: int) -> pa.Table:
+    return table.set_column(0, PAIRS_SCHEMA.field("pair_id"), pc.add(table["pair_id"], pa.scalar(offset, pa.int64())))
+
+
 def _copy_shifted(path: str, writer: pq.ParquetWriter, offset: int) -> int:
     """Append a manifest's row groups to ``writer`` with pair ids shifted by ``offset``; rows copied."""
     pf = pq.ParquetFile(path)
     rows = 0
     for k in range(pf.num_row_groups):
         table = pf.read_row_group(k)
-        table = table.set_column(0, "pair_id", pc.add(table["pair_id"], offset))
+        table = _shift_ids(table, offset)
         writer.write_table(table, row_group_size=table.num_rows)
         rows += table.num_rows
     return rows
@@ -300,7 +304,7 @@ def build_pool_pairs(images: dict[str, str], real: set[str], protocol: dict[str,
                     check_pairs(pairs, images)
                     check_pools(pairs, refs, probes, label)
                     table = pairs_table(pairs, group)
-                    table = table.set_column(0, "pair_id", pc.add(table["pair_id"], pair_id))
+                    table = _shift_ids(table, pair_id)
                     writer.write_table(table)
                     genuine = sum(p.genuine for p in pairs)
                     folds_seen: dict[str, dict[str, int]] = defaultdict(lambda: {"genuine": 0, "impostor": 0})
