@@ -5,9 +5,9 @@ pairs the right pools, and the realism table is built from the metrics files."""
 from __future__ import annotations
 
 import json
-from itertools import combinations
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +22,7 @@ from maskbench.identification_step import build_identification
 from maskbench.index import build_index
 from maskbench.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA
 from maskbench.mask_step import mask_shard
+from maskbench.metrics_step import write_metrics
 from maskbench.pairs_step import build_pairs
 from maskbench.realism import COLUMNS, realism_rows
 from maskbench.summaries import coverage_row, variant_status_counts
@@ -186,7 +187,6 @@ def test_demo_draws_real_masks_that_the_index_marks(tmp_path):
     assert all(bool(v) == ("/real_mask/" in k) for k, v in flags.items())
     # the masked photo is the same drawing as the bare one would be, with a mask on its lower face
     bare, _ = demo_image(2, 0, 3, size=96)
-    import cv2
     worn = cv2.cvtColor(cv2.imread(str(tmp_path / "demo/person_000/real_mask/person_000_0004.png")), cv2.COLOR_BGR2RGB)
     changed = np.abs(worn.astype(int) - bare.astype(int)).sum(axis=2) > 30
     assert changed[60:].mean() > 5 * changed[:35].mean()
@@ -238,8 +238,6 @@ def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
     entries = []
     for comparison, shift in [("unmasked-vs-real", 1.0), ("unmasked-vs-surgical", 1.5), ("unmasked-vs-n95", 0.9)]:
         gen, imp = rng.normal(shift, 1, 200), rng.normal(0, 1, 300)
-        from maskbench.metrics_step import write_metrics
-
         scores = write_scores(tmp_path / f"{comparison}.parquet", gen, imp)
         write_metrics(scores, str(tmp_path / f"{comparison}.json"), evaluation={"bootstrap": 20})
         entries.append({"dataset": "d", "model": "m", "protocol": "p", "comparison": comparison,

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from maskbench.atomic import write_table
 from maskbench.chips import decode_chip
 from maskbench.embed import make_embedder
-from maskbench.manifests import REAL_MASK_STATUS, REAL_VARIANT, USABLE_STATUSES, UNMASKED_VARIANT, embedding_schema
+from maskbench.manifests import REAL_MASK_STATUS, REAL_VARIANT, UNMASKED_VARIANT, USABLE_STATUSES, embedding_schema
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from maskbench.all_vs_all import write_all_vs_all
 from maskbench.atomic import write_json, write_table
 from maskbench.index_step import load_acquired
 from maskbench.manifests import USABLE_STATUSES
-from maskbench.variant_pools import build_pool_pairs, read_real_masked
 from maskbench.pairs import (
     ProtocolError,
     all_identities_pairs,
@@ -29,6 +28,7 @@ from maskbench.pairs import (
     pairs_report,
     pairs_table,
 )
+from maskbench.variant_pools import build_pool_pairs, read_real_masked
 
 log = logging.getLogger(__name__)
 
