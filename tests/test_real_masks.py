@@ -204,6 +204,7 @@ def test_coverage_counts_alignment_per_variant(tmp_path):
     row = coverage_row("demo", {"images": 48, "usable": 40, "usable_rate": 0.833333, "per_variant": per},
                        {"surgical": {"usable": PEOPLE * BARE}})
     assert row["real_aligned_rate"] == 0.5 and row["surgical_masked_rate"] == 1.0
+    assert row["real_detected_rate"] == 0.5 and row["unmasked_detected_rate"] == 1.0
 
 
 def config_with(real_masks: int, comparisons) -> dict:

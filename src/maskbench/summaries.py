@@ -64,6 +64,9 @@ def coverage_row(dataset: str, aligned: dict, masked: dict[str, dict]) -> dict:
     for variant, counts in (aligned.get("per_variant") or {}).items():
         row[f"{variant}_images"] = counts["images"]
         row[f"{variant}_aligned_rate"] = counts["usable_rate"]
+        # found by the detector itself (a fallback box or provided landmarks do not count)
+        found = counts["statuses"].get("ok", 0)
+        row[f"{variant}_detected_rate"] = round(found / counts["images"], 6) if counts["images"] else 0.0
         if variant == "unmasked":
             base = counts["usable"]
     for mask, counts in masked.items():
