@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from maskbench.acquire import acquire_dataset
+from maskbench.index import mfr2_mask_types
 from maskbench.index import LAYOUTS, IndexLayoutError, build_index, evenly_spaced, parse_utkface_name, write_index
 from maskbench.manifests import INDEX_SCHEMA, shard_of
 
@@ -319,6 +320,7 @@ def test_mfr2_reads_mask_types_from_its_labels(tmp_path):
         ("Bo/Bo_0001.png", "mfr2/Bo/Bo_0001.png", {"identity": "Bo", "real_mask": True}),
     ]
     assert report["skipped"] == {"malformed_name": 1, "not_in_labels": 1, "not_an_image_extension": 1}  # the labels
+    assert mfr2_mask_types(root) == {"Ann_Lee/Ann_Lee_0002.png": "surgical_blue", "Bo/Bo_0001.png": "cloth"}
     (root / "mfr2" / "mfr2_labels.txt").write_text("Ann_Lee 1 no-mask\n")
     with pytest.raises(IndexLayoutError, match="mfr2_labels.txt"):
         build_index("mfr2", root, 1)

@@ -24,7 +24,8 @@ from maskbench.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA
 from maskbench.mask_step import mask_shard
 from maskbench.metrics_step import write_metrics
 from maskbench.pairs_step import build_pairs
-from maskbench.realism import COLUMNS, realism_rows
+from maskbench.metrics import eer
+from maskbench.realism import COLUMNS, by_type_rows, realism_rows
 from maskbench.summaries import coverage_row, variant_status_counts
 
 PEOPLE, BARE, REAL = 8, 4, 2
@@ -253,3 +254,24 @@ def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
     assert frame.loc[1, "eer_minus_real"] == pytest.approx(frame.loc[1, "eer"] - real_eer)
     assert frame.loc[1, "eer_minus_real_ci_low"] <= frame.loc[1, "eer_minus_real"] <= frame.loc[1, "eer_minus_real_ci_high"]
     assert frame["closest_to_real"].tolist() == [False, False, True]  # n95 (shift 0.9) is nearest to real (1.0)
+
+
+def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):
+    rng = np.random.default_rng(1)
+    probes = [f"p{k % 6}/p{k % 6}_{k:04d}.png" for k in range(120)]
+    kinds = {p: ("cloth" if int(p[-8:-4]) % 3 else "surgical_white") for p in probes}
+    genuine = rng.random(120) < 0.3
+    score = np.where(genuine, rng.normal(1, 1, 120), rng.normal(0, 1, 120))
+    path = tmp_path / "scores.parquet"
+    pq.write_table(pa.Table.from_pydict({
+        "pair_id": list(range(120)), "ref_image": ["r"] * 120, "probe_image": probes, "genuine": genuine.tolist(),
+        "fold": [0] * 120, "score": score.tolist(), "status": ["ok"] * 120}, schema=SCORES_SCHEMA), path)
+    entry = {"dataset": "mfr2", "model": "m", "protocol": "p", "comparison": "unmasked-vs-real",
+             "metrics": "", "scores": str(path)}
+    frame = by_type_rows([entry], {"mfr2": kinds}).set_index("real_mask_type")
+    assert frame[["n_genuine", "n_impostor"]].sum().sum() == 120
+    for kind in ("cloth", "surgical_white"):
+        mine = np.array([kinds[p] == kind for p in probes])
+        assert frame.loc[kind, "n_genuine"] == (mine & genuine).sum()
+        assert frame.loc[kind, "eer"] == eer(score[mine & genuine], score[mine & ~genuine]).eer
+    assert by_type_rows([entry], {}).empty  # a set without labels has no breakdown

@@ -41,6 +41,7 @@ def test_realism_table_cells_are_the_metrics_files(real_run):
     table = pd.read_csv(real_run / "results/tables/realism.csv")
     assert table["probe"].tolist() == ["real", "surgical_blue"]
     assert (real_run / "results/figures/realism.png").stat().st_size > 0
+    assert pd.read_csv(real_run / "results/tables/realism_by_type.csv").empty  # the demo labels no kinds
     for _, row in table.iterrows():
         path = real_run / f"results/demo/metrics/dlib_resnet/every_pair/unmasked-vs-{row['probe']}.json"
         values = json.loads(path.read_text())

@@ -564,10 +564,7 @@ def read_mfr2_labels(path: Path) -> dict[tuple[str, int], str]:
     return out
 
 
-def layout_mfr2(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
-    """MFR2 (MaskTheFace's real masked set): ``mfr2/<Name>/<Name>_<NNNN>.png``, 160x160 aligned
-    crops; ``mfr2_labels.txt`` beside them says which are bare (``no-mask``) and which show a
-    real mask. An image it does not list is skipped and counted."""
+def _mfr2_labels(root: Path, options: dict[str, Any]) -> tuple[Path, dict[tuple[str, int], str]]:
     top = find_top(root, options, ("mfr2", "MFR2"))
     label_file = top / MFR2_LABELS if (top / MFR2_LABELS).is_file() else root / MFR2_LABELS
     if options.get("labels_file"):
@@ -575,7 +572,28 @@ def layout_mfr2(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[d
     if not label_file.is_file():
         raise IndexLayoutError(f"no {MFR2_LABELS} in {top}; it comes with MFR2 (set "
                                "index_options.labels_file to its path relative to the images folder)")
-    labels = read_mfr2_labels(label_file)
+    return top, read_mfr2_labels(label_file)
+
+
+def mfr2_mask_types(root: Path, options: dict[str, Any] | None = None) -> dict[str, str]:
+    """image_id -> the kind of real mask MFR2's labels give each real-masked image (for the
+    realism table's breakdown by mask type)."""
+    options = dict(options or {})
+    _, labels = _mfr2_labels(Path(root), options)
+    rows = layout_mfr2(Path(root), options, Skips())
+    out = {}
+    for row in rows:
+        if row["real_mask"]:
+            m = re.fullmatch(r"(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+", row["image_id"].split("/")[-1])
+            out[row["image_id"]] = labels[(m["name"], int(m["num"]))]
+    return out
+
+
+def layout_mfr2(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
+    """MFR2 (MaskTheFace's real masked set): ``mfr2/<Name>/<Name>_<NNNN>.png``, 160x160 aligned
+    crops; ``mfr2_labels.txt`` beside them says which are bare (``no-mask``) and which show a
+    real mask. An image it does not list is skipped and counted."""
+    top, labels = _mfr2_labels(root, options)
 
     def parse(f: ImageFile) -> dict[str, Any] | str:
         if len(f.parts) != 2:

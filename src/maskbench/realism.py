@@ -99,6 +99,44 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+BY_TYPE_COLUMNS = ["dataset", "model", "protocol", "real_mask_type", "n_genuine", "n_impostor", "eer",
+                   "eer_ci_low", "eer_ci_high", FNMR_KEY]
+
+
+def by_type_rows(entries: Sequence[dict[str, str]], types: dict[str, dict[str, str]],
+                 evaluation: dict | None = None) -> pd.DataFrame:
+    """unmasked -> real per kind of real mask (MFR2's labels): for each type, the genuine and
+    impostor pairs whose real-masked probe wears it, from the ``unmasked-vs-real`` score files.
+
+    ``types``: dataset -> (image_id -> mask type); datasets without labels are left out."""
+    import pyarrow.parquet as pq
+
+    evaluation = evaluation or {}
+    n_boot, alpha, seed = evaluation.get("bootstrap", 0), evaluation.get("alpha", 0.05), evaluation.get("seed", 0)
+    rows = []
+    for e in entries:
+        if e["comparison"] != REAL_COMPARISON or e["dataset"] not in types:
+            continue
+        scored = pq.read_table(e["scores"], columns=["probe_image", "genuine", "score", "status"]).to_pandas()
+        scored = scored[scored["status"] == "ok"]
+        kinds = scored["probe_image"].map(types[e["dataset"]])
+        for kind in sorted(kinds.dropna().unique()):
+            part = scored[kinds == kind]
+            gen = part.loc[part["genuine"], "score"].to_numpy(np.float64)
+            imp = part.loc[~part["genuine"], "score"].to_numpy(np.float64)
+            row = {"dataset": e["dataset"], "model": e["model"], "protocol": e["protocol"], "real_mask_type": kind,
+                   "n_genuine": int(gen.size), "n_impostor": int(imp.size)}
+            if gen.size and imp.size:
+                row["eer"] = metrics.eer(gen, imp).eer
+                point = metrics.fnmr_at_fmr(gen, imp, 1e-2)
+                row[FNMR_KEY] = point.fnmr if point.measurable else None
+                if n_boot:
+                    row["eer_ci_low"], row["eer_ci_high"] = metrics.bootstrap_ci(
+                        gen, imp, lambda g, i: metrics.eer(g, i).eer, n_boot, alpha, seed)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=BY_TYPE_COLUMNS)
+
+
 def realism_figure(frame: pd.DataFrame, png_path: str) -> None:
     """EER with its interval per probe variant, real-masked probes first and drawn apart; one
     panel per dataset, one marker per model. Written as PNG and PDF."""

@@ -9,7 +9,8 @@ if realism_entries():
         input:
             metrics=[e["metrics"] for e in realism_entries()],
             scores=[e["scores"] for e in realism_entries()],
-            code=lib("realism", "metrics", "figures", "tables"),
+            acquired=[v["acquired"] for v in realism_labelled_sets().values()],
+            code=lib("realism", "metrics", "figures", "tables", "index"),
         output:
             csv=report(
                 "results/tables/realism.csv",
@@ -18,6 +19,8 @@ if realism_entries():
                 labels={"table": "realism"},
             ),
             md="results/tables/realism.md",
+            by_type="results/tables/realism_by_type.csv",
+            by_type_md="results/tables/realism_by_type.md",
             png=report(
                 "results/figures/realism.png",
                 caption="../report/realism.rst",
@@ -27,6 +30,7 @@ if realism_entries():
             pdf="results/figures/realism.pdf",
         params:
             entries=realism_entries(),
+            labelled=realism_labelled_sets(),
             evaluation=config.get("evaluation", {}),
         log:
             "results/logs/tables/realism.log",

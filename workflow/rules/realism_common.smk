@@ -26,3 +26,13 @@ def realism_entries():
 def realism_targets():
     return ["results/tables/realism.csv", "results/figures/realism.png"] if realism_entries() else []
 
+
+
+def realism_labelled_sets():
+    """Datasets of the realism table whose real masks are labelled by kind (MFR2): dataset ->
+    where their images are and the index options (for the breakdown by mask type)."""
+    datasets = {e["dataset"] for e in realism_entries()}
+    return {d: {"acquired": f"resources/raw/{d}/acquired.json",
+                "images": config["datasets"][d].get("images", "images"),
+                "options": config["datasets"][d].get("index_options", {})}
+            for d in sorted(datasets) if config["datasets"][d]["layout"] == "mfr2"}
