@@ -275,3 +275,16 @@ def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):
         assert frame.loc[kind, "n_genuine"] == (mine & genuine).sum()
         assert frame.loc[kind, "eer"] == eer(score[mine & genuine], score[mine & ~genuine]).eer
     assert by_type_rows([entry], {}).empty  # a set without labels has no breakdown
+
+
+def test_fine_tuning_takes_no_real_masked_photo_as_an_unmasked_example(tmp_path):
+    from maskbench.finetune_step import read_chips
+
+    images = fixture_images()
+    rows = [{"image_id": i, "identity": i.split("/")[0], "status": "ok", "reason": None, "detector": None,
+             "detector_score": None, "n_faces": 1, "landmarks": None, "chip": b"png", "real_mask": real}
+            for i, real in sorted(images.items())]
+    path = tmp_path / "aligned.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ALIGNED_SCHEMA), path)
+    unmasked, _ = read_chips([str(path)], {}, set(images))
+    assert set(unmasked) == {i for i, real in images.items() if not real}
