@@ -224,6 +224,14 @@ def test_config_refuses_real_on_a_dataset_without_real_masks():
     config = config_with(2, [["unmasked", "masked"], ["unmasked", "real"], ["real", "real"]])
     check_config(config)
     assert realism_protocol(config, "demo") == "p"
+    config["datasets"]["plain"] = {**config["datasets"]["demo"], "generate": {"identities": 4, "images_per_identity": 4},
+                                   "protocols": []}
+    config["tables"] = {"t": {"metric": "eer", "ref_variant": "unmasked", "probe_variant": "real"}}
+    with pytest.raises(ConfigError, match="'plain' has no photos of real masks"):
+        check_config(config)
+    config["tables"]["t"]["datasets"] = ["demo"]
+    check_config(config)
+    assert realism_protocol(config, "plain") is None
 
 
 def write_scores(path: Path, genuine, impostor) -> str:

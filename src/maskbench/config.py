@@ -156,6 +156,11 @@ def check_config(config: dict[str, Any]) -> None:
         for dataset in spec.get("datasets") or []:
             if dataset not in config["datasets"]:
                 raise ConfigError(f"tables.{table}.datasets: unknown dataset {dataset!r}")
+        if REAL in (spec["ref_variant"], spec["probe_variant"]):
+            for dataset in spec.get("datasets") or list(config["datasets"]):
+                if dataset in config["datasets"] and not has_real_masks(config, dataset):
+                    raise ConfigError(f"tables.{table}: variant {REAL!r} but dataset {dataset!r} has no photos of "
+                                      f"real masks; list the datasets that have them under tables.{table}.datasets")
         for model in spec.get("models") or []:
             if model not in config["models"]:
                 raise ConfigError(f"tables.{table}.models: unknown model {model!r}")

@@ -184,7 +184,7 @@ def write_cross_all_vs_all(refs: dict[str, str], probes: dict[str, str], seed: i
     names = {n: k for k, n in enumerate(sorted(set(refs.values()) | set(probes.values())))}
     ref_codes, probe_codes = _codes(ref_ids, refs, names), _codes(probe_ids, probes, names)
     n_ref, n_probe = len(ref_ids), len(probe_ids)
-    genuine_total = int(sum(np.sum(probe_codes == c) for c in ref_codes))
+    genuine_total = int(np.bincount(ref_codes, minlength=len(names)) @ np.bincount(probe_codes, minlength=len(names)))
     impostors = n_ref * n_probe - genuine_total
     if genuine_total == 0 or impostors == 0:
         raise ProtocolError(f"all_vs_all across pools needs genuine and impostor pairs; found {genuine_total} "
