@@ -55,6 +55,7 @@ def align_one(aligner, root: Path, row: dict[str, Any], provided: np.ndarray | N
     out = {
         "image_id": row["image_id"], "identity": row["identity"], "status": "error", "reason": None,
         "detector": None, "detector_score": None, "n_faces": None, "landmarks": None, "chip": None,
+        "real_mask": row.get("real_mask"),
     }
     try:
         read = read_rgb(_inside(root, row["source_path"]), max_pixels=max_pixels)
@@ -143,10 +144,13 @@ def check_faces_found(dataset: str, counts: dict[str, Any]) -> None:
 
 def write_align_summary(dataset: str, shard_paths: list[str], usable: list[str], out_path: str) -> dict:
     """Status counts over a dataset's aligned shards, written only if some face was usable."""
-    from maskbench.summaries import status_counts
+    from maskbench.summaries import status_counts, variant_status_counts
 
     counts = status_counts(shard_paths, usable)
     check_faces_found(dataset, counts)
+    per_variant = variant_status_counts(shard_paths, usable)
+    if per_variant:
+        counts["per_variant"] = per_variant
     write_json(out_path, counts)
     log.info("%s: %d of %d images usable; statuses %s", dataset, counts["usable"], counts["images"],
              counts["statuses"])

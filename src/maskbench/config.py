@@ -10,6 +10,7 @@ from typing import Any
 
 UNMASKED = "unmasked"
 MASKED = "masked"  # in a comparison: each of the dataset's mask types in turn
+REAL = "real"  # in a comparison: a dataset's photos of real masks (never painted over)
 
 
 class ConfigError(ValueError):
@@ -19,6 +20,18 @@ class ConfigError(ValueError):
 def masks_for(config: dict[str, Any], dataset: str) -> list[str]:
     """Mask types painted onto a dataset (its own list, or every configured mask)."""
     return list(config["datasets"][dataset].get("masks") or config["masks"])
+
+
+def has_real_masks(config: dict[str, Any], dataset: str) -> bool:
+    """Whether a dataset holds photos of real masks (its layout says so, or the demo draws some)."""
+    from maskbench.index import REAL_MASK_LAYOUTS
+
+    ds = config["datasets"][dataset]
+    return ds["layout"] in REAL_MASK_LAYOUTS or bool((ds.get("generate") or {}).get("real_masks"))
+
+
+def real_mask_datasets(config: dict[str, Any]) -> list[str]:
+    return [d for d in config["datasets"] if has_real_masks(config, d)]
 
 
 def variants_for(config: dict[str, Any], dataset: str) -> list[str]:
@@ -58,9 +71,22 @@ def comparisons_for(config: dict[str, Any], dataset: str, protocol: str) -> list
     return [f"{r}-vs-{p}" for r, p in comparison_pairs(config, dataset, protocol)]
 
 
+def realism_protocol(config: dict[str, Any], dataset: str) -> str | None:
+    """A real-masked dataset's first verification protocol comparing unmasked with real (the
+    realism table's), or None."""
+    if not has_real_masks(config, dataset):
+        return None
+    for protocol in verification_protocols(config, dataset):
+        if (UNMASKED, REAL) in comparison_pairs(config, dataset, protocol):
+            return protocol
+    return None
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise ConfigError naming the first dangling reference in the config."""
     masks = set(config["masks"])
+    for reserved in {UNMASKED, MASKED, REAL} & masks:
+        raise ConfigError(f"masks.{reserved}: {reserved!r} names a variant; choose another mask name")
     for name, ds in config["datasets"].items():
         for mask in ds.get("masks") or []:
             if mask not in masks:
@@ -72,6 +98,12 @@ def check_config(config: dict[str, Any]) -> None:
                     f"known: {sorted(config['protocols'])}"
                 )
             spec = config["protocols"][protocol]
+            if not has_real_masks(config, name) and any(REAL in c for c in spec["comparisons"]):
+                raise ConfigError(
+                    f"protocol {protocol!r} compares variant {REAL!r} (photos of real masks), but dataset "
+                    f"{name!r} has none: only the layouts real_masked, mfr2, rmfrd and rof (or a demo with "
+                    f"generate.real_masks) hold them; give {name!r} a protocol without {REAL!r}"
+                )
             if spec["kind"] == "lfw_view2":
                 key = spec.get("pairs_file", "pairs")
                 if key not in (ds.get("files") or {}):
@@ -107,20 +139,28 @@ def check_config(config: dict[str, Any]) -> None:
                     raise ConfigError(f"datasets.{name}.protocols: add {val!r}, the validation protocol of {protocol!r}")
         for ref, probe in spec["comparisons"]:
             for variant in (ref, probe):
-                if variant not in masks | {UNMASKED, MASKED}:
+                if variant not in masks | {UNMASKED, MASKED, REAL}:
                     raise ConfigError(
                         f"protocols.{protocol}.comparisons: unknown variant {variant!r}; "
-                        f"use unmasked, masked or one of {sorted(masks)}"
+                        f"use unmasked, masked, real or one of {sorted(masks)}"
                     )
+            if REAL in (ref, probe) and MASKED in (ref, probe):
+                raise ConfigError(f"protocols.{protocol}.comparisons: [{ref}, {probe}]: a real-masked photo "
+                                  "is never painted over; compare real with unmasked or real")
     for table, spec in config["tables"].items():
         if table in ("all_metrics", "coverage", "attributes", "attributes_by_group", "metrics_by_group"):
             raise ConfigError(f"tables: `{table}` is the name of a built-in table; choose another")
         for key in ("ref_variant", "probe_variant"):
-            if spec[key] not in masks | {UNMASKED}:
+            if spec[key] not in masks | {UNMASKED, REAL}:
                 raise ConfigError(f"tables.{table}.{key}: unknown variant {spec[key]!r}")
         for dataset in spec.get("datasets") or []:
             if dataset not in config["datasets"]:
                 raise ConfigError(f"tables.{table}.datasets: unknown dataset {dataset!r}")
+        if REAL in (spec["ref_variant"], spec["probe_variant"]):
+            for dataset in spec.get("datasets") or list(config["datasets"]):
+                if dataset in config["datasets"] and not has_real_masks(config, dataset):
+                    raise ConfigError(f"tables.{table}: variant {REAL!r} but dataset {dataset!r} has no photos of "
+                                      f"real masks; list the datasets that have them under tables.{table}.datasets")
         for model in spec.get("models") or []:
             if model not in config["models"]:
                 raise ConfigError(f"tables.{table}.models: unknown model {model!r}")

@@ -160,15 +160,18 @@ def parse_lfw_pairs(text: str) -> list[tuple[str, int, str, int, bool, int]]:
     """Parse LFW's View 2 ``pairs.txt``: a ``folds<TAB>n`` header, then per fold n matched lines
     (``name n1 n2``) and n mismatched lines (``name1 n1 name2 n2``)."""
     lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    headerless = bool(lines) and len(lines[0]) != 2 and all(len(p) in (3, 4) for p in lines)
+    if headerless:  # a pair list without the header line (MFR2's pairs.txt): one fold of all its lines
+        lines = [["1", "0"]] + lines
     if not lines or len(lines[0]) != 2:
         raise ProtocolError("pairs.txt: the first line must be '<folds>\\t<pairs per class per fold>'")
     n_folds, per_class = int(lines[0][0]), int(lines[0][1])
     body = lines[1:]
-    if len(body) != n_folds * 2 * per_class:
+    if not headerless and len(body) != n_folds * 2 * per_class:
         raise ProtocolError(f"pairs.txt: expected {n_folds * 2 * per_class} pair lines, found {len(body)}")
     out = []
     for k, parts in enumerate(body):
-        fold = k // (2 * per_class)
+        fold = 0 if headerless else k // (2 * per_class)
         if len(parts) == 3:
             out.append((parts[0], int(parts[1]), parts[0], int(parts[2]), True, fold))
         elif len(parts) == 4:

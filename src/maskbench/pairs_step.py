@@ -28,6 +28,7 @@ from maskbench.pairs import (
     pairs_report,
     pairs_table,
 )
+from maskbench.variant_pools import build_pool_pairs, read_real_masked
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,15 @@ def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
     return kept, part, entry
 
 
+def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
+                  in_split: set[str] | None):
+    key = protocol.get("pairs_file", "pairs")
+    entry = load_acquired(acquired_json).get(key)
+    if entry is None:
+        raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
+    return lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every, in_split)
+
+
 def build_pairs(
     aligned_paths: list[str],
     protocol: dict[str, Any],
@@ -108,7 +118,14 @@ def build_pairs(
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
     groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
-    if kind == "all_vs_all":
+    real = read_real_masked(aligned_paths) & set(images)
+    if real:  # photos of real masks: each side of a comparison draws from its variant's pool
+        listed, listed_dropped = None, Counter()
+        if kind == "lfw_view2":
+            listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
+        report = build_pool_pairs(images, real, protocol, comparisons, seed, table_path, listed, listed_dropped,
+                                  groups)
+    elif kind == "all_vs_all":
         prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"), groups)
         report = write_all_vs_all(prepared, comparisons, table_path)
     else:
@@ -118,12 +135,7 @@ def build_pairs(
         elif kind == "dicta1000":
             pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds, groups)
         elif kind == "lfw_view2":
-            key = protocol.get("pairs_file", "pairs")
-            entry = load_acquired(acquired_json).get(key)
-            if entry is None:
-                raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
-            pairs, dropped = lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every,
-                                             in_split)
+            pairs, dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
         else:
             raise ProtocolError(f"unknown verification protocol kind {kind!r}; known: {list(VERIFICATION_KINDS)}")
         check_pairs(pairs, images)

@@ -90,8 +90,9 @@ def aligned_shards(wildcards):
 
 
 def variant_chips(wildcards):
-    """The chips an embedding job reads: the aligned shard or one mask type's shard."""
-    if wildcards.variant == "unmasked":
+    """The chips an embedding job reads: the aligned shard (its bare photos for `unmasked`, its
+    real-masked ones for `real`) or one mask type's shard."""
+    if wildcards.variant in ("unmasked", "real"):
         return f"results/{wildcards.dataset}/aligned/shard-{wildcards.shard}.parquet"
     return f"results/{wildcards.dataset}/masked/{wildcards.variant}/shard-{wildcards.shard}.parquet"
 
