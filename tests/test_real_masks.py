@@ -115,6 +115,23 @@ def test_all_identities_pairs_each_pool_on_the_same_references(aligned, tmp_path
     assert refs["unmasked-vs-surgical"] == refs["unmasked-vs-real"]  # same references, same folds
 
 
+@pytest.mark.parametrize("protocol", [{"kind": "all_vs_all", "folds": 3},
+                                      {"kind": "all_identities", "folds": 3},
+                                      {"kind": "dicta1000", "n_pairs": 12, "folds": 3}])
+def test_folds_go_by_person_in_every_pool(aligned, tmp_path, protocol):
+    """A person sits in one fold across all comparisons, bare and real-masked alike; a pair of two
+    folds' people is in none (-1), so no threshold is chosen on people it is applied to."""
+    images, paths = aligned
+    table, _ = manifest(paths, tmp_path, protocol | {"comparisons": []})
+    people = pd.concat([
+        pd.DataFrame({"person": table[f"{side}_image"].str.split("/").str[0], "fold": table["fold"]})
+        for side in ("ref", "probe")])
+    in_a_fold = people[people["fold"] >= 0]
+    assert (in_a_fold.groupby("person")["fold"].nunique() == 1).all()
+    assert in_a_fold["fold"].nunique() > 1
+    assert (table.loc[table["genuine"], "fold"] >= 0).all()
+
+
 def test_dicta_pairs_each_pool(aligned, tmp_path):
     images, paths = aligned
     table, _ = manifest(paths, tmp_path, {"kind": "dicta1000", "n_pairs": 12, "comparisons": []})
