@@ -80,19 +80,20 @@ class FaceAligner:
         padding: float = 0.25,
         max_side: int = 1200,
         min_face: int = 20,
+        face_choice: str = "largest",
     ) -> None:
-        if detector not in ("hog", "cnn"):
-            raise ValueError(f"align.detector must be 'hog' or 'cnn', not {detector!r}")
+        from maskbench.detect import FACE_CHOICES, make_detector
+
+        if face_choice not in FACE_CHOICES:
+            raise ValueError(f"align.face_choice must be one of {list(FACE_CHOICES)}, not {face_choice!r}")
+        self.face_choice = face_choice
         self.detector_name = detector
         self.upsample = upsample
         self.chip_size = chip_size
         self.padding = padding
         self.max_side = max_side
         self.min_face = min_face
-        if detector == "hog":
-            self._detector = dlib.get_frontal_face_detector()
-        else:
-            self._detector = dlib.cnn_face_detection_model_v1(str(model_path("cnn_face_detector")))
+        self._detector = make_detector(detector, upsample)
         self._predictor = dlib.shape_predictor(str(model_path("shape_predictor_68")))
 
     # -- detection -------------------------------------------------------------------------
@@ -106,12 +107,7 @@ class FaceAligner:
             scale = self.max_side / max(rgb.shape[:2])
             work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         faces: list[tuple[dlib.rectangle, float]] = []
-        if self.detector_name == "hog":
-            rects, scores, _ = self._detector.run(work, self.upsample, 0.0)
-            found = list(zip(rects, scores))
-        else:
-            found = [(d.rect, d.confidence) for d in self._detector(work, self.upsample)]
-        for rect, score in found:
+        for rect, score in self._detector(work):
             r = dlib.rectangle(
                 int(round(rect.left() / scale)), int(round(rect.top() / scale)),
                 int(round(rect.right() / scale)), int(round(rect.bottom() / scale)),
@@ -144,7 +140,10 @@ class FaceAligner:
         faces = self.detect(rgb)
         faces = [f for f in faces if min(f[0].width(), f[0].height()) >= self.min_face] or faces
         if faces:
-            rect, score = max(faces, key=lambda f: (f[0].area(), f[1]))
+            from maskbench.detect import Face, choose_face
+
+            chosen = choose_face([Face(r, s) for r, s in faces], rgb.shape, self.face_choice)
+            rect, score = chosen.rect, chosen.score
             points = self.landmarks(rgb, rect)
             chip, pts = self.cut_chip(rgb, points)
             return AlignResult("ok", None, score, len(faces), pts, chip)

@@ -102,6 +102,7 @@ def align_shard(
         chip_size=align_cfg["chip_size"],
         padding=align_cfg["padding"],
         max_side=align_cfg.get("max_side", 1200),
+        face_choice=align_cfg.get("face_choice", "largest"),
     )
     max_pixels = align_cfg.get("max_pixels", DEFAULT_MAX_PIXELS)
     with explained_os_errors(index_path, "read"):
@@ -133,7 +134,8 @@ def check_faces_found(dataset: str, counts: dict[str, Any]) -> None:
         f"dataset {dataset!r}: no usable face in any of its {counts['images']} images "
         f"(statuses: {statuses}; most common: {reasons}). The per-image reasons are in "
         f"results/{dataset}/aligned/shard-*.parquet. If the images show faces the HOG detector "
-        f"misses, set `align: {{detector: cnn}}` in the config (finds turned and small faces), or "
+        f"misses, set `align: {{detector: mediapipe}}` (finds masked faces; optional install) or "
+        f"`align: {{detector: cnn}}` in the config (finds turned and small faces), or "
         f"`align: {{upsample: 2}}` for small faces, or, for a set of cropped, centred faces, "
         f"`datasets.{dataset}.fallback_box: [left, top, right, bottom]` (fractions of the image); "
         f"if they are unreadable, check datasets.{dataset}.files and the layout against "
