@@ -23,6 +23,7 @@ class AlignResult:
     n_faces: int
     landmarks: np.ndarray | None  # (68, 2) float32, chip coordinates
     chip: np.ndarray | None  # RGB uint8 chip_size x chip_size x 3
+    transform: np.ndarray | None = None  # (2, 3) image -> chip affine, to map chip points back
 
 
 def chip_transform(details: "dlib.chip_details") -> np.ndarray:
@@ -56,6 +57,12 @@ def chip_transform(details: "dlib.chip_details") -> np.ndarray:
 
 def map_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def unmap_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Chip points back in image coordinates (the inverse of ``map_points``)."""
+    a = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
+    return (np.asarray(points, dtype=np.float64) - a[:, 2]) @ np.linalg.inv(a[:, :2]).T
 
 
 def shape_to_array(shape: "dlib.full_object_detection") -> np.ndarray:
@@ -121,11 +128,16 @@ class FaceAligner:
     # -- chips -----------------------------------------------------------------------------
     def cut_chip(self, rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aligned chip and the landmarks in chip coordinates, from source-image landmarks."""
+        chip, chip_points, _ = self.cut_chip_with_transform(rgb, points)
+        return chip, chip_points
+
+    def cut_chip_with_transform(self, rgb: np.ndarray, points: np.ndarray):
+        """(chip, chip landmarks, 2x3 image -> chip affine)."""
         shape = array_to_shape(points)
         details = dlib.get_face_chip_details(shape, self.chip_size, self.padding)
         chip = np.asarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)
-        chip_points = map_points(chip_transform(details), points)
-        return chip, chip_points.astype(np.float32)
+        matrix = chip_transform(details)
+        return chip, map_points(matrix, points).astype(np.float32), matrix
 
     def align(
         self,
@@ -135,8 +147,8 @@ class FaceAligner:
     ) -> AlignResult:
         """Align the largest face; use given landmarks or a known face box where detection fails."""
         if provided_landmarks is not None:
-            chip, pts = self.cut_chip(rgb, np.asarray(provided_landmarks, dtype=np.float64))
-            return AlignResult("provided", None, None, 0, pts, chip)
+            chip, pts, m = self.cut_chip_with_transform(rgb, np.asarray(provided_landmarks, dtype=np.float64))
+            return AlignResult("provided", None, None, 0, pts, chip, m)
         faces = self.detect(rgb)
         faces = [f for f in faces if min(f[0].width(), f[0].height()) >= self.min_face] or faces
         if faces:
@@ -145,13 +157,13 @@ class FaceAligner:
             chosen = choose_face([Face(r, s) for r, s in faces], rgb.shape, self.face_choice)
             rect, score = chosen.rect, chosen.score
             points = self.landmarks(rgb, rect)
-            chip, pts = self.cut_chip(rgb, points)
-            return AlignResult("ok", None, score, len(faces), pts, chip)
+            chip, pts, m = self.cut_chip_with_transform(rgb, points)
+            return AlignResult("ok", None, score, len(faces), pts, chip, m)
         if fallback_box is not None:
             h, w = rgb.shape[:2]
             l, t, r, b = (int(round(v * s)) for v, s in zip(fallback_box, (w, h, w, h)))
             points = self.landmarks(rgb, dlib.rectangle(l, t, r, b))
-            chip, pts = self.cut_chip(rgb, points)
+            chip, pts, m = self.cut_chip_with_transform(rgb, points)
             return AlignResult("fallback", "no face detected; used the dataset's known face box",
-                               None, 0, pts, chip)
+                               None, 0, pts, chip, m)
         return AlignResult("no_face", "the detector found no face", None, 0, None, None)

@@ -75,6 +75,8 @@ def align_one(aligner, root: Path, row: dict[str, Any], provided: np.ndarray | N
     if result.chip is not None:
         out["landmarks"] = result.landmarks.reshape(-1).astype(np.float32).tolist()
         out["chip"] = encode_chip(result.chip)
+        if result.transform is not None:
+            out["transform"] = np.asarray(result.transform, dtype=np.float64).reshape(-1).tolist()
     return out
 
 

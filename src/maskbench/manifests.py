@@ -37,6 +37,8 @@ ALIGNED_SCHEMA = pa.schema(
         pa.field("n_faces", pa.int16()),
         pa.field("landmarks", pa.list_(pa.float32(), 136)),
         pa.field("chip", pa.binary()),
+        # image -> chip affine (2x3, row-major), so masks can be painted on the photo itself
+        pa.field("transform", pa.list_(pa.float64(), 6)),
     ]
 )
 

@@ -7,7 +7,7 @@ rule align:
     input:
         index="results/{dataset}/index.parquet",
         acquired="resources/raw/{dataset}/acquired.json",
-        code=lib("align", "align_step", "images", "chips"),
+        code=lib("align", "detect", "align_step", "images", "chips"),
     output:
         "results/{dataset}/aligned/shard-{shard}.parquet",
     params:
