@@ -38,4 +38,6 @@ def coverage_row(dataset: str, aligned: dict, masked: dict[str, dict]) -> dict:
            "aligned_rate": aligned["usable_rate"]}
     for mask, counts in masked.items():
         row[f"{mask}_masked_rate"] = round(counts["usable"] / aligned["usable"], 6) if aligned["usable"] else 0.0
+        # paint_on: image: masked photos where no face was found again (failures to enrol)
+        row[f"{mask}_failure_to_enrol"] = int(counts["statuses"].get("no_face", 0))
     return row
