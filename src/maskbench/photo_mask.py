@@ -32,6 +32,7 @@ class PhotoMaskResult:
     reason: str | None
     chip: np.ndarray | None
     photo: np.ndarray | None  # the masked photo (for previews and contact sheets)
+    landmarks: np.ndarray | None = None  # landmarks fitted on the masked photo, chip coordinates
 
 
 def mask_photo(photo: np.ndarray, chip_landmarks: np.ndarray, transform: np.ndarray, spec,
@@ -46,5 +47,5 @@ def mask_photo(photo: np.ndarray, chip_landmarks: np.ndarray, transform: np.ndar
     if result.chip is None:
         return PhotoMaskResult(FAILURE_TO_ENROL, "failure to enrol: no face found on the masked photo",
                                None, masked)
-    return PhotoMaskResult("masked", None, result.chip, masked)
+    return PhotoMaskResult("masked", None, result.chip, masked, result.landmarks)
 
