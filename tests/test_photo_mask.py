@@ -225,3 +225,27 @@ def test_same_seed_same_bytes_and_the_fit_varies_per_seed():
     # without the new settings, a mask type paints what it painted before
     plain = MaskSpec.from_dict(SURGICAL)
     assert mask_coverage(lm, plain, seed=4).sum() == mask_coverage(lm, plain).sum()
+
+
+def test_faces_found_elsewhere_replace_detection(tmp_path):
+    from maskbench.align_step import align_shard, read_faces
+
+    d = _demo_dataset(tmp_path, n=3)
+    _, lm = demo_image(7, 1, 0, 160)
+    lm = lm + (20, 30)  # where p1's face sits in its photo
+    given = tmp_path / "faces.csv"
+    given.write_text("image_id,left,top,right,bottom\np0.png,40,60,160,180\np2.png,,,,\n")
+    align_shard(str(d / "index.parquet"), str(d / "acquired.json"), "images", 0, ALIGN, None,
+                str(d / "boxes.parquet"), faces_path=str(given))
+    rows = pq.read_table(d / "boxes.parquet").to_pandas().set_index("image_id")
+    assert rows.loc["p0.png", "status"] == "provided" and rows.loc["p0.png", "reason"] == "face box given"
+    assert rows.loc["p1.png", "status"] == rows.loc["p2.png", "status"] == "ok"  # detected as usual
+
+    points = pd.DataFrame({"image_id": ["p1.png"], **{f"{a}{i}": [lm[i, j]] for i in range(68)
+                                                      for j, a in enumerate("xy")}})
+    points.to_parquet(tmp_path / "faces.parquet")
+    kind, values = read_faces(tmp_path / "faces.parquet")["p1.png"]
+    assert kind == "landmarks" and values.shape == (68, 2)
+    (tmp_path / "bad.csv").write_text("image_id,x,y\np0.png,1,2\n")
+    with pytest.raises(ValueError, match="left, top, right, bottom|'left'"):
+        read_faces(tmp_path / "bad.csv")

@@ -144,8 +144,17 @@ class FaceAligner:
         rgb: np.ndarray,
         provided_landmarks: np.ndarray | None = None,
         fallback_box: tuple[float, float, float, float] | None = None,
+        provided_box: tuple[float, float, float, float] | None = None,
     ) -> AlignResult:
-        """Align the largest face; use given landmarks or a known face box where detection fails."""
+        """Align the chosen face; use given landmarks or a given box (pixels: left, top, right,
+        bottom) instead of detecting, or a known face box where detection fails."""
+        if provided_box is not None:
+            l, t, r, b = (int(round(v)) for v in provided_box)
+            if r <= l or b <= t:
+                raise ValueError(f"given face box {tuple(provided_box)} is empty")
+            points = self.landmarks(rgb, dlib.rectangle(l, t, r, b))
+            chip, pts, m = self.cut_chip_with_transform(rgb, points)
+            return AlignResult("provided", "face box given", None, 0, pts, chip, m)
         if provided_landmarks is not None:
             chip, pts, m = self.cut_chip_with_transform(rgb, np.asarray(provided_landmarks, dtype=np.float64))
             return AlignResult("provided", None, None, 0, pts, chip, m)

@@ -8,6 +8,7 @@ rule align:
         index="results/{dataset}/index.parquet",
         acquired="resources/raw/{dataset}/acquired.json",
         code=lib("align", "detect", "align_step", "images", "chips"),
+        faces=lambda wc: config["datasets"][wc.dataset].get("faces") or [],
     output:
         "results/{dataset}/aligned/shard-{shard}.parquet",
     params:
