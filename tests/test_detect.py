@@ -32,10 +32,10 @@ def test_mediapipe_finds_most_real_masked_faces_where_hog_does_not(shared_data):
     photos = _photos(shared_data / "rwmfd-mini" / "RWMFD-mini.tar.gz")
     mp = FaceAligner(detector="mediapipe")
     found = sum(bool(mp.detect(p)) for p in photos)
-    hog = sum(bool(FaceAligner().detect(p)) for p in photos[:30])
-    print(f"rwmfd-mini: mediapipe finds a face in {found}/{len(photos)}; hog in {hog}/30")
+    hog = sum(bool(FaceAligner().detect(p)) for p in photos[:20])
+    print(f"rwmfd-mini: mediapipe finds a face in {found}/{len(photos)}; hog in {hog}/20")
     assert found >= 150
-    assert hog < 0.5 * 30  # the reason for another detector
+    assert hog < 0.5 * 20  # the reason for another detector
 
 
 @pytest.mark.realdata
