@@ -40,6 +40,8 @@ ALIGNED_SCHEMA = pa.schema(
         pa.field("landmarks", pa.list_(pa.float32(), 136)),
         pa.field("chip", pa.binary()),
         pa.field("real_mask", pa.bool_()),  # a photo of a real mask (variant `real`), from the index
+        # image -> chip affine (2x3, row-major), so masks can be painted on the photo itself
+        pa.field("transform", pa.list_(pa.float64(), 6)),
     ]
 )
 

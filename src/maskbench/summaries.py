@@ -71,4 +71,6 @@ def coverage_row(dataset: str, aligned: dict, masked: dict[str, dict]) -> dict:
             base = counts["usable"]
     for mask, counts in masked.items():
         row[f"{mask}_masked_rate"] = round(counts["usable"] / base, 6) if base else 0.0
+        # paint_on: image: masked photos where no face was found again (failures to enrol)
+        row[f"{mask}_failure_to_enrol"] = int((counts.get("statuses") or {}).get("no_face", 0))
     return row
