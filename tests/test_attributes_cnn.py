@@ -396,13 +396,21 @@ def test_frozen_runs_are_deterministic(frozen, data, tmp_path):
     assert outputs(tmp_path / "again") == outputs(frozen[1])
 
 
-def test_patience_stops_when_no_task_improves(data, tmp_path):
-    """Learning rates too small to change a prediction: epoch 2 ties epoch 1 on every task (ties
-    keep the earlier epoch), so patience 1 stops there."""
-    spec = {**FROZEN, "frozen_blocks": 13, "epochs": 5, "lr": 1e-12, "head_lr": 1e-12, "patience": 1}
+def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
+    """Val scores scripted per epoch: sex improves at epoch 2, then nothing improves; patience 2
+    stops after epoch 4 and each task keeps its best epoch."""
+    import maskbench.attributes_cnn as cnn
+
+    script = iter([{"sex": 0.6, "race": 0.3, "age": 10.0, "age_group": 0.4},
+                   {"sex": 0.7, "race": 0.3, "age": 10.0, "age_group": 0.4},
+                   {"sex": 0.7, "race": 0.2, "age": 11.0, "age_group": 0.4},
+                   {"sex": 0.5, "race": 0.3, "age": 10.0, "age_group": 0.3}])
+    monkeypatch.setattr(cnn, "val_scores", lambda *args: next(script))
+    spec = {**FROZEN, "frozen_blocks": 13, "epochs": 6, "patience": 2}
     result = run(data, tmp_path / "run", spec=spec)
-    assert [e["epoch"] for e in result["training"]["curve"]] == [1, 2]
-    assert {t: e["params"]["epoch"] for t, e in result["heads"][CNN_HEAD].items()} == {t: 1 for t in TASKS}
+    assert [e["epoch"] for e in result["training"]["curve"]] == [1, 2, 3, 4]
+    assert {t: e["params"]["epoch"] for t, e in result["heads"][CNN_HEAD].items()} == {
+        "sex": 2, "race": 1, "age": 1, "age_group": 1}
 
 
 # --- errors --------------------------------------------------------------------------------------

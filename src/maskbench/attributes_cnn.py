@@ -174,6 +174,10 @@ class AttributeNet(nn.Module):
         self.trunk = trunk
         self.frozen_blocks = frozen_blocks
         self.heads = nn.ModuleDict({task: nn.Linear(dim, n) for task, n in outputs.items()})
+        # fixed standardisation of the feature before the outputs (identity unless a linear
+        # probe set it from the train embeddings, as its StandardScaler)
+        self.register_buffer("feature_mean", torch.zeros(dim))
+        self.register_buffer("feature_std", torch.ones(dim))
         if frozen_blocks:
             for module in (trunk.conv0, trunk.affine0, *trunk.blocks[:frozen_blocks]):
                 module.requires_grad_(False)
@@ -191,7 +195,10 @@ class AttributeNet(nn.Module):
 
     def from_frozen(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Frozen-block outputs -> task outputs."""
-        feature = self.embed_frozen(features)
+        return self.outputs(self.embed_frozen(features))
+
+    def outputs(self, feature: torch.Tensor) -> dict[str, torch.Tensor]:
+        feature = (feature - self.feature_mean) / self.feature_std
         return {task: head(feature) for task, head in self.heads.items()}
 
     def trainable(self) -> list[nn.Parameter]:
@@ -200,8 +207,7 @@ class AttributeNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.frozen_blocks:
             return self.from_frozen(self.frozen_part(x))
-        feature = self.trunk(x)
-        return {task: head(feature) for task, head in self.heads.items()}
+        return self.outputs(self.trunk(x))
 
 
 def build_network(spec: CnnSpec, coding: TaskCoding, cache_dir: str | Path | None = None,
@@ -371,6 +377,7 @@ def fit_probe(task: str, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val:
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     regression = attr.is_regression(task)
     if not regression and len(set(y.tolist())) < 2:
@@ -379,7 +386,8 @@ def fit_probe(task: str, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val:
     for value in PROBE_ALPHA if regression else PROBE_C:
         model = make_pipeline(StandardScaler(), Ridge(alpha=value) if regression
                               else LogisticRegression(C=value, max_iter=PROBE_ITERATIONS))
-        with warnings.catch_warnings():
+        # one BLAS thread: on a busy machine spinning BLAS threads slowed these small fits 100-fold
+        with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(x, y.astype(np.float64) if regression else y)
         if len(y_val) == 0:
@@ -408,13 +416,21 @@ def probe_heads(network: Backbone, coding: TaskCoding, cache: FeatureCache, trai
     x_val = cached_embeddings(network, vcache, val_items, batch_size, device)
     rows = np.array([i for _, i in items], dtype=np.int64)
     chosen = {}
+    standardised: tuple[np.ndarray, np.ndarray] | None = None
     for task in coding.tasks:
         y = train_labels[task][rows]
         known, known_val = _known(task, y), _known(task, val.labels[task])
         head = fit_probe(task, x[known], y[known], x_val[known_val], val.labels[task][known_val])
         scaler, model = head.model[0], head.model[-1]
-        coef = np.atleast_2d(model.coef_) / scaler.scale_
-        intercept = np.atleast_1d(model.intercept_) - coef @ scaler.mean_
+        if not standardised:  # every task's scaler saw the same rows when every label is known
+            with torch.no_grad():
+                network.module.feature_mean.copy_(torch.from_numpy(scaler.mean_))
+                network.module.feature_std.copy_(torch.from_numpy(scaler.scale_))
+            standardised = (scaler.mean_, scaler.scale_)
+        # in the network's standardisation (the first task's; the same rows give the same one)
+        coef = np.atleast_2d(model.coef_) * standardised[1] / scaler.scale_
+        intercept = np.atleast_1d(model.intercept_) - (np.atleast_2d(model.coef_) / scaler.scale_) @ \
+            (scaler.mean_ - standardised[0])
         layer = network.module.heads[task]
         weight = np.zeros((layer.out_features, coef.shape[1]))
         bias = np.zeros(layer.out_features)
