@@ -426,6 +426,7 @@ def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
     ({"arch": "resnet50", "frozen_blocks": 3}, "'frozen_blocks' applies to dlib_resnet only"),
     ({"arch": "dlib_resnet", "frozen_blocks": 15}, "'frozen_blocks'.*from 0 to 14"),
     ({"arch": "dlib_resnet", "patience": 0}, "'patience'.*>= 1"),
+    ({"arch": "dlib_resnet", "linear_probe": True}, "'linear_probe' needs frozen_blocks"),
 ])
 def test_bad_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -436,9 +437,12 @@ def test_config_checks_name_the_cnn_settings():
     config = yaml.safe_load((REPO / "config" / "utkface.yaml").read_text())
     check_attributes_config(config)
     settings = attribute_settings(config)["cnn"]
-    assert settings["model"] == "cnn_resnet50" and settings["train_variants"] == ["unmasked", "surgical_blue", "mixed"]
-    assert settings["threads"] == 4 and not {"train_variants", "threads"} & set(settings["spec"])
-    assert CnnSpec.from_dict(settings["spec"]).arch == "resnet50"
+    # the CPU default: dlib's ResNet, 13 blocks frozen and cached, on the random split
+    assert settings["model"] == "cnn_dlib_resnet" and settings["train_variants"] == ["unmasked", "surgical_blue", "mixed"]
+    assert settings["threads"] == 2 and settings["splits"] == ["random"]
+    assert not {"train_variants", "threads", "splits"} & set(settings["spec"])
+    spec = CnnSpec.from_dict(settings["spec"])
+    assert spec.arch == "dlib_resnet" and spec.frozen_blocks == 13 and spec.linear_probe
 
     def with_cnn(**cnn):
         return {**config, "attributes": {**config["attributes"], "cnn": {**config["attributes"]["cnn"], **cnn}}}
@@ -446,9 +450,14 @@ def test_config_checks_name_the_cnn_settings():
     with pytest.raises(ConfigError, match=r"attributes.cnn.train_variants: 'n95_white'"):
         check_attributes_config(with_cnn(train_variants=["n95_white"]))
     with pytest.raises(ConfigError, match="'input_size' applies to resnet50 only"):
-        check_attributes_config(with_cnn(arch="dlib_resnet"))
-    clash = {**config, "models": {**config["models"], "cnn_resnet50": config["models"]["dlib_resnet"]},
-             "attributes": {**config["attributes"], "models": ["dlib_resnet", "cnn_resnet50"]}}
+        check_attributes_config(with_cnn(input_size=224))
+    with pytest.raises(ConfigError, match="'frozen_blocks' applies to dlib_resnet only"):
+        check_attributes_config(with_cnn(arch="resnet50"))
+    with pytest.raises(ConfigError, match=r"attributes.cnn.splits: \['identity'\] are not among"):
+        check_attributes_config(with_cnn(splits=["identity"]))
+    assert attribute_settings(with_cnn(splits=None))["cnn"]["splits"] == ["random", "uniform"]
+    clash = {**config, "models": {**config["models"], "cnn_dlib_resnet": config["models"]["dlib_resnet"]},
+             "attributes": {**config["attributes"], "models": ["dlib_resnet", "cnn_dlib_resnet"]}}
     with pytest.raises(ConfigError, match="rename that model"):
         check_attributes_config(clash)
     assert attribute_settings({**config, "attributes": {**config["attributes"], "cnn": None}})["cnn"] is None
