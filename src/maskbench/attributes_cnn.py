@@ -54,7 +54,7 @@ from maskbench.seeds import item_seed
 log = logging.getLogger(__name__)
 
 CNN_HEAD = "cnn"  # the head kind of CNN runs in metrics files and tables
-CHECKPOINT_FORMAT = "maskbench.attribute_cnn/1"
+CHECKPOINT_FORMAT = "maskbench.attribute_cnn/2"  # 2: feature standardisation buffers
 IGNORE = -100  # class target of an image without that label
 
 

@@ -165,6 +165,7 @@ if "attributes" in config:
 
     # results/tables/attributes.csv also fits report.smk's `table` pattern
     ruleorder: attributes_table > table
+    ruleorder: attributes_privacy > table
 
     rule attributes_table:
         conda:
