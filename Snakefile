@@ -19,6 +19,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/identify_common.smk"
+include: "workflow/rules/realism_common.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/mask.smk"
@@ -31,6 +32,7 @@ include: "workflow/rules/score_io.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/attributes.smk"
 include: "workflow/rules/identify.smk"
+include: "workflow/rules/realism.smk"
 
 
 rule all:
@@ -38,4 +40,5 @@ rule all:
         all_targets(),
         attribute_targets(),
         identification_targets(),
+        realism_targets(),
     default_target: True

@@ -48,3 +48,15 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 30
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
     return proc
+
+
+# fixtures that read the real-face fixtures folder (directly or through another fixture)
+REAL_DATA_FIXTURES = {"shared_data", "lfw_chips"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs ../shared/data carries the ``realdata`` marker (``-m realdata`` /
+    ``-m "not realdata"`` select them), found from its fixtures so no test can miss it."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realdata)

@@ -76,9 +76,12 @@ def test_manifest_equals_itertools_combinations(tmp_path):
     ids = sorted(i for i, v in images.items() if v is not None)
     for c, (ref_variant, probe_variant) in enumerate(COMPARISONS):
         part = rows[c * len(expected):(c + 1) * len(expected)]
-        assert [(r["ref_image"], r["probe_image"], r["genuine"]) for r in part] == expected
+        assert [(*sorted((r["ref_image"], r["probe_image"])), r["genuine"]) for r in part] == expected
         assert {(r["ref_variant"], r["probe_variant"]) for r in part} == {(ref_variant, probe_variant)}
-        assert [r["fold"] for r in part] == [ids.index(r["ref_image"]) % 4 for r in part]
+        # the same reference/probe direction in every comparison
+        assert [(r["ref_image"], r["probe_image"]) for r in part] == [(r["ref_image"], r["probe_image"])
+                                                                     for r in rows[:len(expected)]]
+    assert set(ids) <= {r["ref_image"] for r in rows} | {r["probe_image"] for r in rows}
     n_gen = sum(g for _, _, g in expected)
     assert n_gen == sum(math.comb(n, 2) for n in [3, 1, 4, 2, 5])
     assert (report["genuine"], report["impostor"]) == (n_gen, len(expected) - n_gen)
@@ -102,7 +105,8 @@ def test_max_impostors_samples_impostors_keeps_every_genuine(tmp_path):
     target = 3000
     report = write_all_vs_all(prepare(images, seed=5, max_impostors=target), COMPARISONS[:1], tmp_path / "s.parquet")
     table = pq.read_table(tmp_path / "s.parquet")
-    kept = set(zip(table["ref_image"].to_pylist(), table["probe_image"].to_pylist(), table["genuine"].to_pylist()))
+    kept = {(*sorted(p[:2]), p[2]) for p in
+            zip(table["ref_image"].to_pylist(), table["probe_image"].to_pylist(), table["genuine"].to_pylist())}
     assert kept <= full
     assert {p for p in full if p[2]} <= kept  # all genuine pairs
     p = target / impostors
@@ -229,3 +233,71 @@ def test_scoring_a_comparison_the_manifest_lacks_fails_and_writes_nothing(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.parquet", "p.parquet"]
     with pytest.raises(ValueError, match="no embedding files given"):
         score_comparison(str(tmp_path / "p.parquet"), "unmasked-vs-unmasked", {}, "neg_l2", str(tmp_path / "s.parquet"))
+
+
+def _identity(image: str) -> str:
+    return image.split("/")[0]
+
+
+def test_folds_go_by_identity_no_person_in_two_folds(tmp_path):
+    images = layout([3, 4, 2, 5, 3, 4, 2, 3, 5, 2])
+    write_all_vs_all(prepare(images, seed=11, folds=5), COMPARISONS[:1], tmp_path / "f.parquet")
+    rows = pq.read_table(tmp_path / "f.parquet").to_pylist()
+    folds_of_person: dict[str, set[int]] = {}
+    for r in rows:
+        if r["fold"] >= 0:
+            for image in (r["ref_image"], r["probe_image"]):
+                folds_of_person.setdefault(_identity(image), set()).add(r["fold"])
+        else:  # between folds: impostors only, of two people dealt to different folds
+            assert not r["genuine"]
+    assert len(folds_of_person) == 10
+    assert all(len(f) == 1 for f in folds_of_person.values()), folds_of_person
+    assert {f for fs in folds_of_person.values() for f in fs} == set(range(5))
+    assert any(r["fold"] == -1 for r in rows) and any(r["fold"] >= 0 and not r["genuine"] for r in rows)
+
+
+def test_masked_probe_assignment_does_not_follow_name_order(tmp_path):
+    """The old rule (lower-sorted image = reference) never made a person's first image a masked
+    probe; a seeded coin per pair does, in both directions, the same way on every run."""
+    images = layout([4] * 12)
+    write_all_vs_all(prepare(images, seed=2, folds=1), COMPARISONS[1:], tmp_path / "m.parquet")
+    rows = pq.read_table(tmp_path / "m.parquet").to_pylist()
+    forward = sum(r["ref_image"] < r["probe_image"] for r in rows)
+    assert 0.4 < forward / len(rows) < 0.6
+    probes = {r["probe_image"] for r in rows}
+    assert "id00/img_0.png" in probes and "id11/img_3.png" in {r["ref_image"] for r in rows}
+    write_all_vs_all(prepare(images, seed=2, folds=1), COMPARISONS[1:], tmp_path / "n.parquet")
+    assert pq.read_table(tmp_path / "m.parquet").equals(pq.read_table(tmp_path / "n.parquet"))
+
+
+def test_genuine_pairs_never_within_one_group_unless_asked(tmp_path):
+    # two videos per person, three frames each: frames of one video are near-duplicates
+    images = {f"p{i}/v{v}/f{k}.jpg": f"p{i}" for i in range(4) for v in range(2) for k in range(3)}
+    groups = {i: i.rsplit("/", 1)[0] for i in images}
+    report = write_all_vs_all(prepare(images, seed=0, groups=groups), COMPARISONS[:1], tmp_path / "g.parquet")
+    rows = pq.read_table(tmp_path / "g.parquet").to_pylist()
+    genuine = [r for r in rows if r["genuine"]]
+    assert genuine and all(groups[r["ref_image"]] != groups[r["probe_image"]] for r in genuine)
+    assert report["genuine"] == 4 * 3 * 3  # per person: 3 x 3 frames across its two videos
+    assert report["dropped"]["same_group_genuine"] == 4 * 2 * 3
+    allowed = write_all_vs_all(prepare(images, seed=0, groups=groups, same_group_genuine=True),
+                               COMPARISONS[:1], tmp_path / "h.parquet")
+    assert allowed["genuine"] == 4 * 15
+
+
+def test_pairs_stage_reads_groups_from_the_index(tmp_path):
+    """YouTube Faces frames: the index's group (the video) keeps genuine pairs across videos in
+    every kind of protocol, unless the protocol allows same-group pairs."""
+    images = {f"p{i}/v{v}/f{k}.jpg": f"p{i}" for i in range(5) for v in range(2) for k in range(3)}
+    aligned = write_aligned(tmp_path / "aligned.parquet", images)
+    ids = sorted(images)
+    pq.write_table(pa.table({"image_id": ids, "group": [i.rsplit("/", 1)[0] for i in ids]}), tmp_path / "index.parquet")
+    for kind, extra in [("all_vs_all", {}), ("all_identities", {}), ("dicta1000", {"n_pairs": 20})]:
+        for allowed in (False, True):
+            protocol = {"kind": kind, **extra, **({"same_group_genuine": True} if allowed else {})}
+            build_pairs([aligned], protocol, COMPARISONS[:1], 3, "unused.json", tmp_path / "p.parquet",
+                        tmp_path / "p.json", index_path=str(tmp_path / "index.parquet"))
+            rows = pq.read_table(tmp_path / "p.parquet").to_pylist()
+            same_video = [r for r in rows if r["genuine"]
+                          and r["ref_image"].rsplit("/", 1)[0] == r["probe_image"].rsplit("/", 1)[0]]
+            assert bool(same_video) == allowed, (kind, allowed)

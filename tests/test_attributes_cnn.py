@@ -24,6 +24,7 @@ from maskbench import attributes as attr
 from maskbench.atomic import write_table
 from maskbench.attributes_cnn import (
     CNN_HEAD,
+    AttributeNet,
     LabelledChips,
     TaskCoding,
     load_attribute_cnn,
@@ -42,6 +43,7 @@ from maskbench.attributes_step import (
 from maskbench.chips import encode_chip
 from maskbench.config import ConfigError
 from maskbench.demo_chips import demo_chips, write_demo_shards
+from maskbench.dlib_resnet import load_dlib_resnet
 from maskbench.finetune import ChipSet
 from maskbench.finetune_step import group_masked_paths
 from maskbench.manifests import INDEX_SCHEMA, embedding_schema
@@ -80,7 +82,7 @@ def labelled_demo(root, n_people: int = 20, per_person: int = 4, seed: int = 3) 
     index = pa.Table.from_pydict(
         {"image_id": ids, "identity": [None] * n, "source_path": ids, "shard": [k % 2 for k in range(n)],
          "age": age.tolist(), "sex": sex.tolist(), "race": race.tolist(), "pose": [None] * n,
-         "real_mask": [None] * n},
+         "real_mask": [None] * n, "group": [None] * n},
         schema=INDEX_SCHEMA,
     )
     write_table(root / "index.parquet", index)
@@ -102,7 +104,8 @@ def run(data: dict, out, train: str = "mixed", spec: dict | None = None, seed: i
         data["masked"], train, train_on, ["unmasked", MASK], TASKS, list(attr.DEFAULT_AGE_GROUPS),
         list(attr.DEFAULT_THRESHOLDS), spec or SPEC, seed, 1, str(out / "predictions.parquet"),
         str(out / "metrics.json"), str(out / "model.safetensors"), {"dataset": "demo", "model": "cnn_dlib_resnet",
-                                                                    "split": "random"})
+                                                                    "split": "random"},
+        timing_path=str(out / "timing.json"))
 
 
 def outputs(out) -> list[bytes]:
@@ -326,6 +329,90 @@ def test_training_never_reads_a_test_chip(one_epoch, data, tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+# --- frozen early blocks, cached features (the CPU setting) --------------------------------------
+
+# the stem and 12 of the 14 residual blocks frozen: two blocks, the fc and the outputs train
+FROZEN = {**SPEC, "frozen_blocks": 12, "epochs": 3, "lr": 1e-3, "head_lr": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def frozen(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("frozen")
+    return run(data, out, spec=FROZEN), out
+
+
+def test_frozen_blocks_forward_equals_the_whole_network():
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 150, 150)
+    whole = AttributeNet(load_dlib_resnet(), 128, {"sex": 2})
+    split = AttributeNet(load_dlib_resnet(), 128, {"sex": 2}, frozen_blocks=10)
+    split.heads.load_state_dict(whole.heads.state_dict())
+    with torch.no_grad():
+        assert torch.equal(split(x)["sex"], whole(x)["sex"])
+        assert torch.equal(split.from_frozen(split.frozen_part(x))["sex"], whole(x)["sex"])
+    assert split.frozen_part(x).shape == (3, 128, 8, 8)
+    # only the 4 later blocks and the fc train: 4 x (2 convs + 2 affines) x 2 tensors + fc
+    assert len(split.trainable()) == 4 * 8 + 1
+    with pytest.raises(ValueError, match="dlib's face ResNet only"):
+        AttributeNet(torch.nn.Linear(3, 3), 3, {"sex": 2}, frozen_blocks=2)
+
+
+def test_frozen_blocks_learn_the_visible_label_and_keep_dlibs_weights(frozen):
+    result, out = frozen
+    tests = result["heads"][CNN_HEAD]["sex"]["test"]
+    print(f"CNN with 12 frozen blocks, sex accuracy: {tests['unmasked']['accuracy']}, {tests[MASK]['accuracy']}")
+    assert tests["unmasked"]["accuracy"] >= 0.9 and tests[MASK]["accuracy"] >= 0.9
+    model = load_attribute_cnn(out / "model.safetensors")
+    assert model.spec.frozen_blocks == 12
+    dlib = {f"trunk.{k}": v for k, v in load_dlib_resnet().state_dict().items()}
+    for state in model.states.values():
+        frozen_keys = [k for k in dlib if k.startswith(("trunk.conv0", "trunk.affine0"))
+                       or (k.startswith("trunk.blocks.") and int(k.split(".")[2]) < 12)]
+        assert len(frozen_keys) == 2 + 2 + 12 * 8
+        assert all(torch.equal(state[k], dlib[k]) for k in frozen_keys)
+        assert not torch.equal(state["trunk.blocks.13.conv2.weight"], dlib["trunk.blocks.13.conv2.weight"])
+
+
+def test_frozen_val_score_is_the_full_networks_accuracy_on_val_chips(frozen, data):
+    """Val scores come from cached features; the reloaded network run on the chips agrees."""
+    test_val_score_is_the_selected_weights_accuracy_on_val_chips(frozen, data)
+
+
+def test_timing_is_reported_apart_from_the_metrics(frozen, data):
+    result, out = frozen
+    timing = json.loads((out / "timing.json").read_text())
+    n_train = sum(part == "train" for part in data["split"].values())
+    n_val = sum(part == "val" for part in data["split"].values())
+    # every train chip (unmasked and masked) and its mirror image, and the val chips once
+    assert timing["feature_cache"]["chips"] == n_train * 2 * 2 + n_val * 2
+    assert [e["epoch"] for e in timing["epochs"]] == [1, 2, 3]
+    assert all(e["seconds_per_1000_chips"] > 0 for e in timing["epochs"])
+    assert timing["mean_seconds_per_epoch_per_1000_chips"] > 0 and timing["device"] == "cpu"
+    assert "seconds" not in (out / "metrics.json").read_text()
+
+
+def test_frozen_runs_are_deterministic(frozen, data, tmp_path):
+    run(data, tmp_path / "again", spec=FROZEN)
+    assert outputs(tmp_path / "again") == outputs(frozen[1])
+
+
+def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
+    """Val scores scripted per epoch: sex improves at epoch 2, then nothing improves; patience 2
+    stops after epoch 4 and each task keeps its best epoch."""
+    import maskbench.attributes_cnn as cnn
+
+    script = iter([{"sex": 0.6, "race": 0.3, "age": 10.0, "age_group": 0.4},
+                   {"sex": 0.7, "race": 0.3, "age": 10.0, "age_group": 0.4},
+                   {"sex": 0.7, "race": 0.2, "age": 11.0, "age_group": 0.4},
+                   {"sex": 0.5, "race": 0.3, "age": 10.0, "age_group": 0.3}])
+    monkeypatch.setattr(cnn, "val_scores", lambda *args: next(script))
+    spec = {**FROZEN, "frozen_blocks": 13, "epochs": 6, "patience": 2}
+    result = run(data, tmp_path / "run", spec=spec)
+    assert [e["epoch"] for e in result["training"]["curve"]] == [1, 2, 3, 4]
+    assert {t: e["params"]["epoch"] for t, e in result["heads"][CNN_HEAD].items()} == {
+        "sex": 2, "race": 1, "age": 1, "age_group": 1}
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -336,6 +423,10 @@ def test_training_never_reads_a_test_chip(one_epoch, data, tmp_path):
     ({"arch": "resnet50", "head_lr": -1.0}, "'head_lr'.*> 0"),
     ({"arch": "resnet50", "epoch": 3}, r"unknown attributes.cnn keys \['epoch'\]"),
     ({"epochs": 3}, "'arch' is missing"),
+    ({"arch": "resnet50", "frozen_blocks": 3}, "'frozen_blocks' applies to dlib_resnet only"),
+    ({"arch": "dlib_resnet", "frozen_blocks": 15}, "'frozen_blocks'.*from 0 to 14"),
+    ({"arch": "dlib_resnet", "patience": 0}, "'patience'.*>= 1"),
+    ({"arch": "dlib_resnet", "linear_probe": True}, "'linear_probe' needs frozen_blocks"),
 ])
 def test_bad_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -346,9 +437,12 @@ def test_config_checks_name_the_cnn_settings():
     config = yaml.safe_load((REPO / "config" / "utkface.yaml").read_text())
     check_attributes_config(config)
     settings = attribute_settings(config)["cnn"]
-    assert settings["model"] == "cnn_resnet50" and settings["train_variants"] == ["unmasked", "surgical_blue", "mixed"]
-    assert settings["threads"] == 4 and not {"train_variants", "threads"} & set(settings["spec"])
-    assert CnnSpec.from_dict(settings["spec"]).arch == "resnet50"
+    # the CPU default: dlib's ResNet, 13 blocks frozen and cached, on the random split
+    assert settings["model"] == "cnn_dlib_resnet" and settings["train_variants"] == ["unmasked", "surgical_blue", "mixed"]
+    assert settings["threads"] == 2 and settings["splits"] == ["random"]
+    assert not {"train_variants", "threads", "splits"} & set(settings["spec"])
+    spec = CnnSpec.from_dict(settings["spec"])
+    assert spec.arch == "dlib_resnet" and spec.frozen_blocks == 13 and spec.linear_probe
 
     def with_cnn(**cnn):
         return {**config, "attributes": {**config["attributes"], "cnn": {**config["attributes"]["cnn"], **cnn}}}
@@ -356,9 +450,14 @@ def test_config_checks_name_the_cnn_settings():
     with pytest.raises(ConfigError, match=r"attributes.cnn.train_variants: 'n95_white'"):
         check_attributes_config(with_cnn(train_variants=["n95_white"]))
     with pytest.raises(ConfigError, match="'input_size' applies to resnet50 only"):
-        check_attributes_config(with_cnn(arch="dlib_resnet"))
-    clash = {**config, "models": {**config["models"], "cnn_resnet50": config["models"]["dlib_resnet"]},
-             "attributes": {**config["attributes"], "models": ["dlib_resnet", "cnn_resnet50"]}}
+        check_attributes_config(with_cnn(input_size=224))
+    with pytest.raises(ConfigError, match="'frozen_blocks' applies to dlib_resnet only"):
+        check_attributes_config(with_cnn(arch="resnet50"))
+    with pytest.raises(ConfigError, match=r"attributes.cnn.splits: \['identity'\] are not among"):
+        check_attributes_config(with_cnn(splits=["identity"]))
+    assert attribute_settings(with_cnn(splits=None))["cnn"]["splits"] == ["random", "uniform"]
+    clash = {**config, "models": {**config["models"], "cnn_dlib_resnet": config["models"]["dlib_resnet"]},
+             "attributes": {**config["attributes"], "models": ["dlib_resnet", "cnn_dlib_resnet"]}}
     with pytest.raises(ConfigError, match="rename that model"):
         check_attributes_config(clash)
     assert attribute_settings({**config, "attributes": {**config["attributes"], "cnn": None}})["cnn"] is None

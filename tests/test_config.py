@@ -179,3 +179,75 @@ def test_validation_protocol_must_be_the_val_part_of_the_tested_split():
     config["protocols"]["val_pairs"].pop("split")
     with pytest.raises(ConfigError, match="only be applied to images it never saw"):
         check_config(config)
+
+
+@pytest.mark.parametrize("kind, extra", [("finetuned", {"checkpoint": "m.safetensors"}),
+                                         ("dicta_checkpoint", {"checkpoint": "cp.pth"}),
+                                         ("imported", {"format": "csv", "scores": "s/{comparison}.csv"})])
+def test_every_model_kind_declares_trained_on_and_the_guard_applies(kind, extra):
+    """Before, only projection and finetune models had a training set: a `finetuned` checkpoint
+    of the demo's train part passed the check on a protocol over every demo image."""
+    from maskbench.config import evaluable, trained_on, unknown_provenance
+
+    config = copy.deepcopy(load("config.yaml"))
+    config["protocols"]["open"] = {"kind": "all_vs_all", "comparisons": [["unmasked", "masked"]]}
+    config["datasets"]["demo"]["protocols"].append("open")
+    config["models"]["theirs"] = {"kind": kind, **extra,
+                                  "trained_on": {"datasets": ["demo"], "split": "identity"}}
+    config["tables"]["leaky"] = {"metric": "eer", "ref_variant": "unmasked", "probe_variant": "surgical_blue",
+                                 "models": ["theirs"], "protocol": {"demo": "open"}}
+    assert trained_on(config, "theirs") == {"demo": "identity"}
+    assert not evaluable(config, "theirs", "demo", "open") and evaluable(config, "theirs", "demo", "test_pairs")
+    with pytest.raises(ConfigError, match="'theirs' was trained on 'demo'"):
+        check_config(config)
+    config["models"]["theirs"]["trained_on"] = {"datasets": ["demo"]}  # no split: any image may be seen
+    config["tables"]["leaky"]["protocol"] = {"demo": "test_pairs"}
+    with pytest.raises(ConfigError, match="with no split"):
+        check_config(config)
+    assert unknown_provenance(config, "theirs") == []
+    del config["models"]["theirs"]["trained_on"]
+    del config["tables"]["leaky"]
+    check_config(config)  # unknown provenance: allowed, its cells are footnoted
+    assert unknown_provenance(config, "theirs") == ["theirs"]
+    assert unknown_provenance(config, "dlib_resnet") == []
+
+
+def test_ensemble_normalisation_is_never_fitted_on_the_tested_pairs():
+    from maskbench.config import normalisation_protocol
+
+    config = copy.deepcopy(load("config.yaml"))
+    check_config(config)
+    assert normalisation_protocol(config, "ensemble", "test_pairs") == "val_pairs"
+    assert config["protocols"]["val_pairs"]["split"]["part"] == "val"
+    config["models"]["ensemble"]["normalise_on"] = "test_pairs"
+    with pytest.raises(ConfigError, match="normalise_on"):
+        check_config(config)
+    del config["models"]["ensemble"]["normalise_on"]
+    with pytest.raises(ConfigError, match="not test scores"):
+        check_config(config)
+    config["protocols"]["val_all"] = {"kind": "all_vs_all", "comparisons": config["protocols"]["test_pairs"]["comparisons"],
+                                      "split": {"strategy": "identity", "part": "val"}}
+    config["protocols"]["test_pairs"]["validation"] = "val_all"
+    config["datasets"]["demo"]["protocols"].append("val_all")
+    assert normalisation_protocol(config, "ensemble", "test_pairs") == "val_all"
+
+
+def test_paper_fnmr_tables_run_on_protocols_with_enough_impostors():
+    """DICTA's FNMR1000 table needs >= 1,000 impostor pairs per cell; dicta1000 has 500, so every
+    cell was n/a by construction. Each cell's protocol must be able to give enough."""
+    from maskbench.config import evaluable, verification_protocols
+
+    config = load("paper.yaml")
+    check_config(config)
+    for table, target in (("fnmr1000", 1e-3), ("fnmr0", 0.0)):
+        spec = config["tables"][table]
+        for dataset in config["datasets"]:
+            protocol = (spec.get("protocol") or {}).get(dataset) or verification_protocols(config, dataset)[0]
+            p = config["protocols"][protocol]
+            if p["kind"] == "dicta1000":
+                impostors = p.get("n_pairs", 1000) // 2
+            else:
+                assert p["kind"] == "all_vs_all", (table, dataset, protocol)
+                impostors = p.get("max_impostors", float("inf"))
+            assert target == 0 or impostors * target >= 10, (table, dataset, protocol, impostors)
+            assert all(evaluable(config, m, dataset, protocol) for m in config["models"])

@@ -44,7 +44,7 @@ def population():
             rows.append({"image_id": f"p{p:02d}/{j}.png", "identity": f"p{p:02d}", "source_path": f"p{p:02d}/{j}.png",
                          "shard": 0, "age": 70 if (j == 2 and p < 4) else 20 + p + j,
                          "sex": None if (p, j) == (5, 0) else SEX[p % 2], "race": RACE[p], "pose": None,
-                         "real_mask": None})
+                         "real_mask": None, "group": None})
     return pd.DataFrame(rows)
 
 

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from maskbench.acquire import acquire_dataset
+from maskbench.index import mfr2_mask_types
 from maskbench.index import LAYOUTS, IndexLayoutError, build_index, evenly_spaced, parse_utkface_name, write_index
 from maskbench.manifests import INDEX_SCHEMA, shard_of
 
@@ -282,6 +283,7 @@ def test_youtube_faces_samples_evenly_and_deterministically(tmp_path):
     ]
     assert set(table["identity"].to_pylist()) == {"Ann"}
     assert table["source_path"][0].as_py() == "frame_images_DB/Ann/0/0.2.jpg"
+    assert table["group"].to_pylist() == ["Ann/0"] * 3 + ["Ann/1"] * 3  # the video: no genuine pair within
     assert report["skipped"] == {"not_an_image_extension": 1, "not_sampled": 7, "unexpected_depth": 1}
     again, _ = build_index("youtube_faces", tmp_path / "raw" / "youtube_faces" / "images", 3,
                            {"frames_per_video": 3, "seed": 99})
@@ -307,9 +309,45 @@ def test_real_masked(tmp_path):
     assert report["skipped"] == {"not_in_mask_folder": 2}
 
 
+def test_mfr2_reads_mask_types_from_its_labels(tmp_path):
+    names = ["mfr2/Ann_Lee/Ann_Lee_0001.png", "mfr2/Ann_Lee/Ann_Lee_0002.png", "mfr2/Ann_Lee/Ann_Lee_0003.png",
+             "mfr2/Bo/Bo_0001.png", "mfr2/Bo/notes.png"]
+    root = write_tree(tmp_path / "raw", names)
+    (root / "mfr2" / "mfr2_labels.txt").write_text("Ann_Lee, 1, no-mask\nAnn_Lee, 2, surgical_blue\nBo, 1, cloth\n")
+    table, report = build_index("mfr2", root, 1)
+    assert rows(table) == [
+        ("Ann_Lee/Ann_Lee_0001.png", "mfr2/Ann_Lee/Ann_Lee_0001.png", {"identity": "Ann_Lee", "real_mask": False}),
+        ("Ann_Lee/Ann_Lee_0002.png", "mfr2/Ann_Lee/Ann_Lee_0002.png", {"identity": "Ann_Lee", "real_mask": True}),
+        ("Bo/Bo_0001.png", "mfr2/Bo/Bo_0001.png", {"identity": "Bo", "real_mask": True}),
+    ]
+    assert report["skipped"] == {"malformed_name": 1, "not_in_labels": 1, "not_an_image_extension": 1}  # the labels
+    assert mfr2_mask_types(root) == {"Ann_Lee/Ann_Lee_0002.png": "surgical_blue", "Bo/Bo_0001.png": "cloth"}
+    (root / "mfr2" / "mfr2_labels.txt").write_text("Ann_Lee 1 no-mask\n")
+    with pytest.raises(IndexLayoutError, match="mfr2_labels.txt"):
+        build_index("mfr2", root, 1)
+
+
+def test_rmfrd_and_rof_folders_give_real_mask(tmp_path):
+    rmfrd = write_tree(tmp_path / "rmfrd", ["RMFRD/AFDB_face_dataset/wang/0_0_1.jpg",
+                                            "RMFRD/AFDB_masked_face_dataset/wang/0_0_0.jpg",
+                                            "RMFRD/readme.jpg"])
+    table, report = build_index("rmfrd", rmfrd, 1)
+    assert [(r[0], r[2]) for r in rows(table)] == [
+        ("AFDB_face_dataset/wang/0_0_1.jpg", {"identity": "wang", "real_mask": False}),
+        ("AFDB_masked_face_dataset/wang/0_0_0.jpg", {"identity": "wang", "real_mask": True})]
+    assert report["skipped"] == {"not_in_mask_folder": 1}
+    rof = write_tree(tmp_path / "rof", ["neutral/ann/1.jpg", "masked/ann_wearing_mask/1.jpg",
+                                        "sunglasses/ann_wearing_sunglasses/1.jpg", "masked/bob/1.jpg"])
+    table, report = build_index("rof", rof, 1)
+    assert [(r[0], r[2]) for r in rows(table)] == [
+        ("masked/ann_wearing_mask/1.jpg", {"identity": "ann", "real_mask": True}),
+        ("neutral/ann/1.jpg", {"identity": "ann", "real_mask": False})]
+    assert report["skipped"] == {"malformed_name": 1, "not_in_mask_folder": 1}
+
+
 def test_every_layout_is_tested():
     tested = {"lfw", "folder", "demo", "utkface", "celeba", "fei_face_original", "fei_face_frontal",
-              "georgia_tech", "sof_original", "youtube_faces", "real_masked"}
+              "georgia_tech", "sof_original", "youtube_faces", "real_masked", "mfr2", "rmfrd", "rof"}
     assert set(LAYOUTS) == tested
 
 

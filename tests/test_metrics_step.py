@@ -108,3 +108,22 @@ def test_written_json_is_strict_and_byte_stable(tmp_path):
     assert point["confusion_matrix"] == [[0, values["n_impostor"]], [0, values["n_genuine"]]]
     assert point["classification_report"]["impostor"]["precision"] is None
     assert point["classification_report"]["genuine"]["support"] == values["n_genuine"]
+
+
+def test_pairs_between_folds_count_in_pooled_metrics_but_in_no_fold(tmp_path):
+    """An impostor pair of people from two folds (fold -1) would let a fold's threshold be chosen
+    on pairs of its own people; it enters EER and the other pooled metrics, not the folds."""
+    path, score, genuine, fold, _ = scores_file(tmp_path / "s.parquet", n_gen=100, n_imp=300, folds=4, seed=5)
+    table = pq.read_table(path)
+    between = ~genuine & (np.arange(score.size) % 3 == 0)
+    fold = np.where(between, -1, fold)
+    pq.write_table(table.set_column(table.schema.get_field_index("fold"), "fold",
+                                    pa.array(fold.astype(np.int16))), path)
+    out = compute_metrics(path)
+    assert out["n_impostor"] == 300 and out["eer"] == metrics.eer(score[genuine], score[~genuine]).eer
+    inside = fold >= 0
+    expected = metrics.kfold_accuracy(score[inside], genuine[inside], fold[inside])
+    assert out["kfold_accuracy"] == pytest.approx(expected.mean)
+    point = out["operating_point"]
+    assert [f["fold"] for f in point["folds"]] == [0, 1, 2, 3]
+    assert point["n_between_folds"] == int(between.sum()) and point["n_test"] == int(inside.sum())

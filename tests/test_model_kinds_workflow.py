@@ -42,7 +42,9 @@ def small_config(weights: dict[str, str]) -> dict:
         "datasets": {"demo": {"layout": "demo", "shards": 1, "protocols": [TEST],
                               "generate": {"identities": 24, "images_per_identity": 4, "size": 250}}},
         "protocols": {TEST: {"kind": "all_vs_all", "split": {"strategy": "identity", "part": "test"},
-                             "comparisons": [["unmasked", "unmasked"], ["unmasked", "masked"]]}},
+                             "comparisons": [["unmasked", "unmasked"], ["unmasked", "masked"]]},
+                      "val_pairs": {"kind": "all_vs_all", "split": {"strategy": "identity", "part": "val"},
+                                    "comparisons": [["unmasked", "unmasked"]]}},
         "splits": {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}},
         "models": {
             "dlib_resnet": {"kind": "dlib_resnet", "score": "neg_l2"},
@@ -56,7 +58,7 @@ def small_config(weights: dict[str, str]) -> dict:
             "dlib_masked_head": {"kind": "projection", "base": "dlib_resnet", "score": "neg_l2",
                                  "train": {"datasets": ["demo"], "epochs": 3, "loss": {"kind": "triplet",
                                                                                        "mining": "semi_hard"}}},
-            "ensemble": {"kind": "ensemble", "members": ["dlib_resnet", "dlib_finetuned"]},
+            "ensemble": {"kind": "ensemble", "members": ["dlib_resnet", "dlib_finetuned"], "normalise_on": "val_pairs"},
         },
         "tables": {
             "benchmark1": {"metric": "eer", "ref_variant": "unmasked", "probe_variant": PROBE,

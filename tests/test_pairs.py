@@ -118,3 +118,31 @@ def test_pairs_table_schema_and_rows_per_comparison():
     assert table.num_rows == 2 * len(pairs)
     assert table["pair_id"].to_pylist() == list(range(table.num_rows))
     assert set(table["probe_variant"].to_pylist()) == {"unmasked", "surgical"}
+
+
+def test_folds_go_by_identity_in_every_pair_protocol():
+    """Before, all_identities dealt folds by rank and dicta1000 by row, so a person's genuine and
+    impostor pairs (and an impostor's own pairs) sat in several folds."""
+    images = make_images([4, 3, 5, 2, 4, 3, 5, 2, 3, 4, 5, 3])
+    for pairs in (all_identities_pairs(images, 3, folds=4), dicta_pairs(images, 3, n_pairs=40, folds=4)):
+        person_folds: dict[str, set[int]] = {}
+        for p in pairs:
+            if p.fold < 0:
+                assert not p.genuine
+                continue
+            for image in (p.ref_image, p.probe_image):
+                person_folds.setdefault(images[image], set()).add(p.fold)
+        assert all(len(f) == 1 for f in person_folds.values()), person_folds
+        assert len({f for fs in person_folds.values() for f in fs}) == 4
+        assert sum(p.fold >= 0 and not p.genuine for p in pairs) > 0.8 * sum(not p.genuine for p in pairs)
+        check_pairs(pairs, images)
+
+
+def test_genuine_partner_never_from_the_same_group():
+    images = {f"p{i}/v{v}/f{k}.jpg": f"p{i}" for i in range(6) for v in range(2) for k in range(3)}
+    groups = {i: i.rsplit("/", 1)[0] for i in images}
+    for pairs in (all_identities_pairs(images, 1, groups=groups), dicta_pairs(images, 1, n_pairs=30, groups=groups)):
+        genuine = [p for p in pairs if p.genuine]
+        assert genuine and all(groups[p.ref_image] != groups[p.probe_image] for p in genuine)
+    same = [p for p in dicta_pairs(images, 1, n_pairs=30) if p.genuine and groups[p.ref_image] == groups[p.probe_image]]
+    assert same  # without groups, frames of one video do pair up: what the group column prevents

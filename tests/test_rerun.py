@@ -164,3 +164,33 @@ def test_models_table_has_every_model_under_every_probe_variant(finished_run):
     assert (root / "figures/models.png").read_bytes()[:4] == b"\x89PNG"
     times = pd.read_csv(root / "benchmarks/training_time.csv")
     assert times.model.tolist() == [head] and (times.train_wall_seconds > 0).all()
+
+
+def test_report_holds_every_table_and_figure_with_its_caption(finished_run, tmp_path):
+    """`snakemake --report`: every configured table and every figure of the run is embedded with
+    its caption rendered (wildcards filled in)."""
+    import json
+
+    from maskbench.config import models_of_kind
+
+    work = copy_workflow(tmp_path / "wf")
+    reuse_finished_run(work, finished_run)
+    snakemake(work, "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S)[1])
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    expected = {f"results/tables/{t}.csv": t for t in config["tables"]}
+    expected["results/tables/all_metrics.csv"] = "metric"
+    for figure in ("roc", "det", "scores", "mask_effect"):
+        expected[f"results/figures/{figure}_demo.png"] = "demo"
+    expected["results/tables/coverage.csv"] = "aligned"
+    expected["results/tables/identification.csv"] = "identification"
+    for head in models_of_kind(config, "projection"):
+        expected[f"results/figures/training_{head}.png"] = head
+    missing = sorted(set(expected) - set(results))
+    assert not missing, f"not in the report: {missing}; it has {sorted(results)}"
+    for path, words in expected.items():
+        entry = results[path]
+        assert entry["data_uri"] and entry["caption"].strip(), path
+        assert words.split()[0] in entry["caption"], (path, entry["caption"][:200])
+    assert "{{" not in html.split("var results", 1)[1][:200_000]  # no caption left unrendered

@@ -41,13 +41,16 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
     heads = models_of_kind(config, "projection")
     ensembles = models_of_kind(config, "ensemble")
     assert chip_models and heads and ensembles  # the default config shows every way to a score
+    # the ensemble's members are also scored on the val pairs that fix its normalisation
+    members = {m for e in ensembles for m in config["models"][e]["members"]}
     counts = job_counts(proc.stdout)
     assert counts == {
         "acquire": 1, "index": 1, "align": shards, "mask": n_masks * shards, "split": 1,
-        "embed": len(chip_models) * n_variants * shards, "pairs": 1,
+        "embed": len(chip_models) * n_variants * shards, "pairs": 2,
         "train_head": len(heads), "training_figure": len(heads),
         "project": len(heads) * n_variants * shards,
-        "score": (len(chip_models) + len(heads)) * n_comparisons, "fuse": len(ensembles) * n_comparisons,
+        "score": (len(chip_models) + len(heads)) * n_comparisons + len(members),
+        "fuse": len(ensembles) * n_comparisons,
         "metrics": len(config["models"]) * n_comparisons,
         "curve_figures": 1, "mask_effect_figure": 1, "align_summary": 1, "mask_summary": n_masks,
         "coverage": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
@@ -57,6 +60,16 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         "total": counts["total"],
     }
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+    # an ensemble's z-normalisation reads its members' val-pair scores, never the tested pairs'
+    fuse_inputs = re.findall(r"rule fuse:\n\s+input: (.*)\n\s+output: (.*)", proc.stdout)
+    assert len(fuse_inputs) == counts["fuse"]
+    for inputs, output in fuse_inputs:
+        comparison = output.rsplit("/", 1)[1]
+        scores = [p for p in inputs.split(", ") if "/scores/" in p]
+        tested = [p for p in scores if "/test_pairs/" in p]
+        assert all(p.endswith("/" + comparison) for p in tested), (output, tested)
+        assert len(tested) == len(members) and len(scores) == 2 * len(members)
+        assert all("/val_pairs/unmasked-vs-unmasked.parquet" in p for p in scores if p not in tested)
 
 
 def test_lint_has_no_findings(tmp_path):

@@ -32,6 +32,7 @@ def generate_demo_dataset(raw_dir: Path, generate: dict[str, Any], seed: int) ->
             images_per_identity=generate["images_per_identity"],
             seed=seed,
             size=generate.get("size", 250),
+            real_masks=generate.get("real_masks", 0),
         )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a half-generated set must not be left behind

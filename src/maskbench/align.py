@@ -23,6 +23,7 @@ class AlignResult:
     n_faces: int
     landmarks: np.ndarray | None  # (68, 2) float32, chip coordinates
     chip: np.ndarray | None  # RGB uint8 chip_size x chip_size x 3
+    transform: np.ndarray | None = None  # (2, 3) image -> chip affine, to map chip points back
 
 
 def chip_transform(details: "dlib.chip_details") -> np.ndarray:
@@ -58,6 +59,12 @@ def map_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def unmap_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Chip points back in image coordinates (the inverse of ``map_points``)."""
+    a = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
+    return (np.asarray(points, dtype=np.float64) - a[:, 2]) @ np.linalg.inv(a[:, :2]).T
+
+
 def shape_to_array(shape: "dlib.full_object_detection") -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
@@ -80,19 +87,20 @@ class FaceAligner:
         padding: float = 0.25,
         max_side: int = 1200,
         min_face: int = 20,
+        face_choice: str = "largest",
     ) -> None:
-        if detector not in ("hog", "cnn"):
-            raise ValueError(f"align.detector must be 'hog' or 'cnn', not {detector!r}")
+        from maskbench.detect import FACE_CHOICES, make_detector
+
+        if face_choice not in FACE_CHOICES:
+            raise ValueError(f"align.face_choice must be one of {list(FACE_CHOICES)}, not {face_choice!r}")
+        self.face_choice = face_choice
         self.detector_name = detector
         self.upsample = upsample
         self.chip_size = chip_size
         self.padding = padding
         self.max_side = max_side
         self.min_face = min_face
-        if detector == "hog":
-            self._detector = dlib.get_frontal_face_detector()
-        else:
-            self._detector = dlib.cnn_face_detection_model_v1(str(model_path("cnn_face_detector")))
+        self._detector = make_detector(detector, upsample)
         self._predictor = dlib.shape_predictor(str(model_path("shape_predictor_68")))
 
     # -- detection -------------------------------------------------------------------------
@@ -106,12 +114,7 @@ class FaceAligner:
             scale = self.max_side / max(rgb.shape[:2])
             work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         faces: list[tuple[dlib.rectangle, float]] = []
-        if self.detector_name == "hog":
-            rects, scores, _ = self._detector.run(work, self.upsample, 0.0)
-            found = list(zip(rects, scores))
-        else:
-            found = [(d.rect, d.confidence) for d in self._detector(work, self.upsample)]
-        for rect, score in found:
+        for rect, score in self._detector(work):
             r = dlib.rectangle(
                 int(round(rect.left() / scale)), int(round(rect.top() / scale)),
                 int(round(rect.right() / scale)), int(round(rect.bottom() / scale)),
@@ -125,34 +128,51 @@ class FaceAligner:
     # -- chips -----------------------------------------------------------------------------
     def cut_chip(self, rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aligned chip and the landmarks in chip coordinates, from source-image landmarks."""
+        chip, chip_points, _ = self.cut_chip_with_transform(rgb, points)
+        return chip, chip_points
+
+    def cut_chip_with_transform(self, rgb: np.ndarray, points: np.ndarray):
+        """(chip, chip landmarks, 2x3 image -> chip affine)."""
         shape = array_to_shape(points)
         details = dlib.get_face_chip_details(shape, self.chip_size, self.padding)
         chip = np.asarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)
-        chip_points = map_points(chip_transform(details), points)
-        return chip, chip_points.astype(np.float32)
+        matrix = chip_transform(details)
+        return chip, map_points(matrix, points).astype(np.float32), matrix
 
     def align(
         self,
         rgb: np.ndarray,
         provided_landmarks: np.ndarray | None = None,
         fallback_box: tuple[float, float, float, float] | None = None,
+        provided_box: tuple[float, float, float, float] | None = None,
     ) -> AlignResult:
-        """Align the largest face; use given landmarks or a known face box where detection fails."""
+        """Align the chosen face; use given landmarks or a given box (pixels: left, top, right,
+        bottom) instead of detecting, or a known face box where detection fails."""
+        if provided_box is not None:
+            l, t, r, b = (int(round(v)) for v in provided_box)
+            if r <= l or b <= t:
+                raise ValueError(f"given face box {tuple(provided_box)} is empty")
+            points = self.landmarks(rgb, dlib.rectangle(l, t, r, b))
+            chip, pts, m = self.cut_chip_with_transform(rgb, points)
+            return AlignResult("provided", "face box given", None, 0, pts, chip, m)
         if provided_landmarks is not None:
-            chip, pts = self.cut_chip(rgb, np.asarray(provided_landmarks, dtype=np.float64))
-            return AlignResult("provided", None, None, 0, pts, chip)
+            chip, pts, m = self.cut_chip_with_transform(rgb, np.asarray(provided_landmarks, dtype=np.float64))
+            return AlignResult("provided", None, None, 0, pts, chip, m)
         faces = self.detect(rgb)
         faces = [f for f in faces if min(f[0].width(), f[0].height()) >= self.min_face] or faces
         if faces:
-            rect, score = max(faces, key=lambda f: (f[0].area(), f[1]))
+            from maskbench.detect import Face, choose_face
+
+            chosen = choose_face([Face(r, s) for r, s in faces], rgb.shape, self.face_choice)
+            rect, score = chosen.rect, chosen.score
             points = self.landmarks(rgb, rect)
-            chip, pts = self.cut_chip(rgb, points)
-            return AlignResult("ok", None, score, len(faces), pts, chip)
+            chip, pts, m = self.cut_chip_with_transform(rgb, points)
+            return AlignResult("ok", None, score, len(faces), pts, chip, m)
         if fallback_box is not None:
             h, w = rgb.shape[:2]
             l, t, r, b = (int(round(v * s)) for v, s in zip(fallback_box, (w, h, w, h)))
             points = self.landmarks(rgb, dlib.rectangle(l, t, r, b))
-            chip, pts = self.cut_chip(rgb, points)
+            chip, pts, m = self.cut_chip_with_transform(rgb, points)
             return AlignResult("fallback", "no face detected; used the dataset's known face box",
-                               None, 0, pts, chip)
+                               None, 0, pts, chip, m)
         return AlignResult("no_face", "the detector found no face", None, 0, None, None)

@@ -104,10 +104,12 @@ def run_attributes_cnn(split_path: str, index_path: str, aligned_paths: Sequence
                        thresholds: Sequence[float], spec: dict[str, Any] | CnnSpec, seed: int, threads: int,
                        predictions_path: str, metrics_path: str, model_path: str,
                        meta: dict[str, Any] | None = None, cache_dir: str | None = None,
-                       device: str = "auto") -> dict[str, Any]:
+                       device: str = "auto", timing_path: str | None = None) -> dict[str, Any]:
     """Fine-tune on the train part under ``train`` (``train_on`` variants: one, or unmasked plus
     masks for mixed), select each task's epoch on the val part under the same variants, then test
-    on the test images that have a chip in every ``test_on`` variant, plus the masks pooled."""
+    on the test images that have a chip in every ``test_on`` variant, plus the masks pooled.
+    ``timing_path``: seconds of the feature cache and of each epoch (per 1,000 chips), kept
+    apart from the metrics, whose bytes the config fixes."""
     parsed = spec if isinstance(spec, CnnSpec) else CnnSpec.from_dict(spec)
     _check_masks(masked_paths, [*train_on, *test_on])
     if train != MIXED and len(train_on) != 1:
@@ -139,6 +141,8 @@ def run_attributes_cnn(split_path: str, index_path: str, aligned_paths: Sequence
     result["training"] = {"spec": parsed.to_dict(), "device": model.device, "curve": model.curve}
     write_table(predictions_path, pa.Table.from_pydict(columns, schema=PREDICTIONS_SCHEMA))
     write_json(metrics_path, result)
+    if timing_path is not None:
+        write_json(timing_path, {**(meta or {}), "train_variant": train, **model.timing})
     return result
 
 

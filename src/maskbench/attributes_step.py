@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from maskbench import attributes as attr
 from maskbench.atomic import atomic_path, write_json, write_table
-from maskbench.config import UNMASKED, ConfigError, embedding_models, masks_for, trained_on
+from maskbench.config import ALL_IMAGES, UNMASKED, ConfigError, embedding_models, masks_for, trained_on
 from maskbench.embed_step import load_embeddings
 from maskbench.manifests import USABLE_STATUSES
 from maskbench.seeds import item_seed
@@ -56,6 +56,7 @@ def split_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 CNN_ARCHS = ("dlib_resnet", "resnet50")  # the backbones maskbench.finetune can train
+DLIB_BLOCKS = 14  # residual blocks of dlib's face ResNet (maskbench.dlib_resnet)
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,32 @@ class CnnSpec:
     weight_decay: float = 0.0
     batch_size: int = 32
     flip: bool = True
+    # dlib_resnet: the stem and the first N residual blocks stay as dlib trained them; their
+    # output is computed once per chip (and its mirror image) and cached, and only the later
+    # blocks and the task outputs train, which makes a CPU epoch cheap (0: train every layer)
+    frozen_blocks: int = 0
+    patience: int | None = None  # stop after this many epochs in which no task improved on val
+    # start each task output from a linear head fitted on the network's own train embeddings
+    # (chosen on val, as the embedding heads), so fine-tuning starts from the linear head's
+    # answer instead of random outputs; needs frozen_blocks (the embeddings come from the cache)
+    linear_probe: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in CNN_ARCHS:
             raise ValueError(f"attributes.cnn key 'arch': {self.arch!r}; use one of {list(CNN_ARCHS)}")
-        for key in ("pretrained", "flip"):
+        blocks = self.frozen_blocks
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or not 0 <= blocks <= DLIB_BLOCKS:
+            raise ValueError(f"attributes.cnn key 'frozen_blocks': {blocks!r} must be an integer from 0 to "
+                             f"{DLIB_BLOCKS} (dlib's face ResNet has {DLIB_BLOCKS} residual blocks)")
+        if blocks and self.arch != "dlib_resnet":
+            raise ValueError("attributes.cnn key 'frozen_blocks' applies to dlib_resnet only; drop it for "
+                             f"{self.arch}")
+        if self.linear_probe and not self.frozen_blocks:
+            raise ValueError("attributes.cnn key 'linear_probe' needs frozen_blocks >= 1 (it reads cached features)")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise ValueError(f"attributes.cnn key 'patience': {self.patience!r} must be an integer >= 1")
+        for key in ("pretrained", "flip", "linear_probe"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"attributes.cnn key {key!r}: {getattr(self, key)!r} must be true or false")
         for key, low in (("epochs", 1), ("batch_size", 2)):
@@ -111,7 +133,7 @@ class CnnSpec:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown attributes.cnn keys {unknown}; "
-                             f"known: {sorted(known | {'train_variants', 'threads'})}")
+                             f"known: {sorted(known | {'train_variants', 'threads', 'splits'})}")
         if "arch" not in d:
             raise ValueError("attributes.cnn key 'arch' is missing (dlib_resnet or resnet50)")
         return cls(**d)
@@ -136,8 +158,9 @@ def cnn_model_name(arch: str) -> str:
 
 def attribute_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The `attributes:` section with its defaults filled in; `cnn` is None without a CNN, else
-    its model name, training spec, train variants (default: the heads' train variants) and torch
-    threads (default 1: from the config, as the trained bytes depend on it)."""
+    its model name, training spec, train variants (default: the heads' train variants), split
+    strategies (default: the study's) and torch threads (default 1: from the config, as the
+    trained bytes depend on it)."""
     spec = dict(config.get("attributes") or {})
     train = list(spec.get("train_variants") or [UNMASKED])
     cnn = spec.get("cnn")
@@ -145,7 +168,9 @@ def attribute_settings(config: dict[str, Any]) -> dict[str, Any]:
         cnn = dict(cnn)
         cnn = {"model": cnn_model_name(str(cnn.get("arch"))),
                "train_variants": list(cnn.pop("train_variants", None) or train),
-               "threads": int(cnn.pop("threads", None) or 1), "spec": cnn}
+               "threads": int(cnn.pop("threads", None) or 1),
+               "splits": list(cnn.pop("splits", None) or spec.get("splits") or ["random", "uniform"]),
+               "spec": cnn}
     return {
         "datasets": list(spec.get("datasets") or config["datasets"]),
         # models with embeddings (an ensemble or imported scores have none to train a head on)
@@ -156,6 +181,7 @@ def attribute_settings(config: dict[str, Any]) -> dict[str, Any]:
         "heads": list(spec.get("heads") or ["linear"]),
         "age_groups": list(spec.get("age_groups") or attr.DEFAULT_AGE_GROUPS),
         "thresholds": list(spec.get("thresholds") or attr.DEFAULT_THRESHOLDS),
+        "bootstrap": int(spec.get("bootstrap", 1000)),  # resamples of the privacy table's intervals
         "cnn": cnn or None,
     }
 
@@ -191,6 +217,9 @@ def check_attributes_config(config: dict[str, Any]) -> None:
                               f"{embedding_models(config)}")
         for dataset in settings["datasets"]:
             strategy = trained_on(config, model).get(dataset)
+            if strategy == ALL_IMAGES:
+                raise ConfigError(f"attributes.models: {model!r} may have seen every image of {dataset!r} "
+                                  "(trained_on without a split), so no split of it tests unseen faces")
             if strategy is not None and any(s != strategy for s in settings["splits"]):
                 raise ConfigError(
                     f"attributes.models: {model!r} was trained on {dataset!r} (the {strategy} split), so its "
@@ -202,6 +231,9 @@ def check_attributes_config(config: dict[str, Any]) -> None:
             CnnSpec.from_dict(settings["cnn"]["spec"])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        extra = [s for s in settings["cnn"]["splits"] if s not in settings["splits"]]
+        if extra:
+            raise ConfigError(f"attributes.cnn.splits: {extra} are not among attributes.splits {settings['splits']}")
         if settings["cnn"]["model"] in settings["models"]:
             raise ConfigError(f"attributes.cnn files its runs as model {settings['cnn']['model']!r}, which "
                               f"attributes.models also names; rename that model")

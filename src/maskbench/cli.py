@@ -40,7 +40,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
         return 2
     masks = load_mask_specs(args.config, args.mask)
     out_dir = Path(args.out)
-    aligner = FaceAligner(detector=args.detector, upsample=args.upsample)
+    aligner = FaceAligner(detector=args.detector, upsample=args.upsample, face_choice=args.face_choice)
     records = []
     for source in iter_images(path):
         records.extend(mask_file(source, path, out_dir, masks, aligner, args.seed, args.all_faces, args.preview))
@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     mask.add_argument("--all-faces", action="store_true", help="mask every face, not only the largest")
     mask.add_argument("--preview", action="store_true", help="also write side-by-side previews")
     mask.add_argument("--seed", type=int, default=0)
-    mask.add_argument("--detector", choices=["hog", "cnn"], default="hog")
+    mask.add_argument("--detector", choices=["hog", "cnn", "mediapipe"], default="hog",
+                      help="hog (dlib), cnn (dlib MMOD, slow) or mediapipe (finds masked faces; optional install)")
+    mask.add_argument("--face-choice", choices=["largest", "centre"], default="largest",
+                      help="face kept without --all-faces: the largest, or the one nearest the centre")
     mask.add_argument("--upsample", type=int, default=1, help="detector upsampling (finds smaller faces)")
     mask.set_defaults(func=cmd_mask)
 

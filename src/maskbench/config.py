@@ -10,6 +10,7 @@ from typing import Any
 
 UNMASKED = "unmasked"
 MASKED = "masked"  # in a comparison: each of the dataset's mask types in turn
+REAL = "real"  # in a comparison: a dataset's photos of real masks (never painted over)
 
 
 class ConfigError(ValueError):
@@ -19,6 +20,18 @@ class ConfigError(ValueError):
 def masks_for(config: dict[str, Any], dataset: str) -> list[str]:
     """Mask types painted onto a dataset (its own list, or every configured mask)."""
     return list(config["datasets"][dataset].get("masks") or config["masks"])
+
+
+def has_real_masks(config: dict[str, Any], dataset: str) -> bool:
+    """Whether a dataset holds photos of real masks (its layout says so, or the demo draws some)."""
+    from maskbench.index import REAL_MASK_LAYOUTS
+
+    ds = config["datasets"][dataset]
+    return ds["layout"] in REAL_MASK_LAYOUTS or bool((ds.get("generate") or {}).get("real_masks"))
+
+
+def real_mask_datasets(config: dict[str, Any]) -> list[str]:
+    return [d for d in config["datasets"] if has_real_masks(config, d)]
 
 
 def variants_for(config: dict[str, Any], dataset: str) -> list[str]:
@@ -58,9 +71,22 @@ def comparisons_for(config: dict[str, Any], dataset: str, protocol: str) -> list
     return [f"{r}-vs-{p}" for r, p in comparison_pairs(config, dataset, protocol)]
 
 
+def realism_protocol(config: dict[str, Any], dataset: str) -> str | None:
+    """A real-masked dataset's first verification protocol comparing unmasked with real (the
+    realism table's), or None."""
+    if not has_real_masks(config, dataset):
+        return None
+    for protocol in verification_protocols(config, dataset):
+        if (UNMASKED, REAL) in comparison_pairs(config, dataset, protocol):
+            return protocol
+    return None
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise ConfigError naming the first dangling reference in the config."""
     masks = set(config["masks"])
+    for reserved in {UNMASKED, MASKED, REAL} & masks:
+        raise ConfigError(f"masks.{reserved}: {reserved!r} names a variant; choose another mask name")
     for name, ds in config["datasets"].items():
         for mask in ds.get("masks") or []:
             if mask not in masks:
@@ -72,6 +98,12 @@ def check_config(config: dict[str, Any]) -> None:
                     f"known: {sorted(config['protocols'])}"
                 )
             spec = config["protocols"][protocol]
+            if not has_real_masks(config, name) and any(REAL in c for c in spec["comparisons"]):
+                raise ConfigError(
+                    f"protocol {protocol!r} compares variant {REAL!r} (photos of real masks), but dataset "
+                    f"{name!r} has none: only the layouts real_masked, mfr2, rmfrd and rof (or a demo with "
+                    f"generate.real_masks) hold them; give {name!r} a protocol without {REAL!r}"
+                )
             if spec["kind"] == "lfw_view2":
                 key = spec.get("pairs_file", "pairs")
                 if key not in (ds.get("files") or {}):
@@ -107,20 +139,28 @@ def check_config(config: dict[str, Any]) -> None:
                     raise ConfigError(f"datasets.{name}.protocols: add {val!r}, the validation protocol of {protocol!r}")
         for ref, probe in spec["comparisons"]:
             for variant in (ref, probe):
-                if variant not in masks | {UNMASKED, MASKED}:
+                if variant not in masks | {UNMASKED, MASKED, REAL}:
                     raise ConfigError(
                         f"protocols.{protocol}.comparisons: unknown variant {variant!r}; "
-                        f"use unmasked, masked or one of {sorted(masks)}"
+                        f"use unmasked, masked, real or one of {sorted(masks)}"
                     )
+            if REAL in (ref, probe) and MASKED in (ref, probe):
+                raise ConfigError(f"protocols.{protocol}.comparisons: [{ref}, {probe}]: a real-masked photo "
+                                  "is never painted over; compare real with unmasked or real")
     for table, spec in config["tables"].items():
         if table in ("all_metrics", "coverage", "attributes", "attributes_by_group", "metrics_by_group"):
             raise ConfigError(f"tables: `{table}` is the name of a built-in table; choose another")
         for key in ("ref_variant", "probe_variant"):
-            if spec[key] not in masks | {UNMASKED}:
+            if spec[key] not in masks | {UNMASKED, REAL}:
                 raise ConfigError(f"tables.{table}.{key}: unknown variant {spec[key]!r}")
         for dataset in spec.get("datasets") or []:
             if dataset not in config["datasets"]:
                 raise ConfigError(f"tables.{table}.datasets: unknown dataset {dataset!r}")
+        if REAL in (spec["ref_variant"], spec["probe_variant"]):
+            for dataset in spec.get("datasets") or list(config["datasets"]):
+                if dataset in config["datasets"] and not has_real_masks(config, dataset):
+                    raise ConfigError(f"tables.{table}: variant {REAL!r} but dataset {dataset!r} has no photos of "
+                                      f"real masks; list the datasets that have them under tables.{table}.datasets")
         for model in spec.get("models") or []:
             if model not in config["models"]:
                 raise ConfigError(f"tables.{table}.models: unknown model {model!r}")
@@ -128,6 +168,11 @@ def check_config(config: dict[str, Any]) -> None:
             if protocol not in config["datasets"].get(dataset, {}).get("protocols", []):
                 raise ConfigError(f"tables.{table}.protocol: {dataset!r} has no protocol {protocol!r}")
     check_models(config)
+    for name, ds in config["datasets"].items():
+        for protocol in verification_protocols(config, name):
+            for model in models_of_kind(config, "ensemble"):
+                if evaluable(config, model, name, protocol):
+                    normalisation_protocol(config, model, protocol)
     for table, spec in config["tables"].items():
         for dataset in spec.get("datasets") or list(config["datasets"]):
             if not verification_protocols(config, dataset):
@@ -138,11 +183,18 @@ def check_config(config: dict[str, Any]) -> None:
                                   "its results are in results/tables/identification.csv")
             for model in spec.get("models") or config["models"]:
                 if not evaluable(config, model, dataset, protocol):
+                    strategy = trained_on(config, model)[dataset]
+                    if strategy == ALL_IMAGES:
+                        raise ConfigError(
+                            f"tables.{table}: model {model!r} was trained on {dataset!r} with no split "
+                            f"(trained_on), so no protocol of {dataset!r} tests it on unseen people; leave "
+                            f"{dataset!r} out of the table (its `datasets:`) or declare trained_on.split"
+                        )
                     raise ConfigError(
                         f"tables.{table}: model {model!r} was trained on {dataset!r}, so it can only be "
                         f"tested on a protocol restricted to the test part of its split; protocol "
                         f"{protocol!r} is not (give the table a `protocol:` for {dataset!r} with "
-                        f"`split: {{strategy: {trained_on(config, model)[dataset]}, part: test}}`)"
+                        f"`split: {{strategy: {strategy}, part: test}}`)"
                     )
 
 
@@ -197,11 +249,21 @@ def train_split(spec: dict[str, Any]) -> str:
     return spec.get("train", {}).get("split", "identity")
 
 
+EXTERNAL_KINDS = ("dicta_checkpoint", "finetuned", "imported")
+"""Kinds whose training happened elsewhere: what they learnt from is what `trained_on` declares."""
+ALL_IMAGES = "all"
+"""trained_on value: the model may have seen any image of the dataset (no split protects it)."""
+
+
 def trained_on(config: dict[str, Any], model: str) -> dict[str, str]:
-    """dataset -> split strategy of every dataset whose train part taught ``model`` (through a
-    projection's base or an ensemble's members too)."""
+    """dataset -> split strategy of every dataset whose train part taught ``model``, or
+    :data:`ALL_IMAGES` where it may have seen the whole set (through a projection's base or an
+    ensemble's members too). A model of any kind declares its own with ``trained_on:
+    {datasets, split}`` (no split: all images)."""
     spec = config["models"][model]
     out: dict[str, str] = {}
+    declared = spec.get("trained_on") or {}
+    out.update({d: declared.get("split") or ALL_IMAGES for d in declared.get("datasets") or []})
     if spec["kind"] in TRAINED_KINDS:
         out.update({d: train_split(spec) for d in spec["train"]["datasets"]})
     if spec["kind"] == "projection":
@@ -209,6 +271,16 @@ def trained_on(config: dict[str, Any], model: str) -> dict[str, str]:
     if spec["kind"] == "ensemble":
         for member in spec["members"]:
             out.update(trained_on(config, member))
+    return out
+
+
+def unknown_provenance(config: dict[str, Any], model: str) -> list[str]:
+    """The models behind ``model`` (itself, a projection's base, an ensemble's members) trained
+    elsewhere on data not declared with `trained_on`: their cells may include people they saw."""
+    spec = config["models"][model]
+    out = [model] if spec["kind"] in EXTERNAL_KINDS and "trained_on" not in spec else []
+    for dep in ([spec["base"]] if spec["kind"] == "projection" else []) + list(spec.get("members") or []):
+        out.extend(m for m in unknown_provenance(config, dep) if m not in out)
     return out
 
 
@@ -258,6 +330,17 @@ def check_models(config: dict[str, Any]) -> None:
                         f"models.{name}.members: {member!r} imports Bob-format scores, whose lines are not "
                         "tied to the pairs manifest; import it as CSV with pair ids to fuse it"
                     )
+        for dataset in (spec.get("trained_on") or {}).get("datasets") or []:
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"models.{name}.trained_on.datasets: unknown dataset {dataset!r}")
+        if kind == "ensemble" and spec.get("normalise_on") is not None:
+            norm = spec["normalise_on"]
+            part = protocol_part(config, norm) if norm in config["protocols"] else None
+            if part is None or part[1] == "test" or config["protocols"][norm]["kind"] == "identification":
+                raise ConfigError(
+                    f"models.{name}.normalise_on: {norm!r} must name a pair protocol restricted to the val "
+                    "(or train) part of a split: the z-normalisation is never fitted on test scores"
+                )
         if kind in TRAINED_KINDS:
             check_training_spec(name, spec)
             for dataset in spec["train"]["datasets"]:
@@ -286,6 +369,20 @@ def check_models(config: dict[str, Any]) -> None:
 
     for model in models:
         walk(model, ())
+
+
+def normalisation_protocol(config: dict[str, Any], model: str, protocol: str) -> str:
+    """The protocol whose member scores fix an ensemble's z-normalisation when it is tested on
+    ``protocol``: its `normalise_on`, else the tested protocol's `validation` protocol; never the
+    tested pairs themselves."""
+    norm = config["models"][model].get("normalise_on") or config["protocols"][protocol].get("validation")
+    if not norm:
+        raise ConfigError(
+            f"models.{model}: an ensemble tested on {protocol!r} needs scores that are not test scores to "
+            f"fix its z-normalisation: set models.{model}.normalise_on to a protocol on the val part of a "
+            f"split (or give {protocol!r} a `validation:` protocol)"
+        )
+    return norm
 
 
 def train_masks(config: dict[str, Any], model: str, dataset: str) -> list[str]:

@@ -824,11 +824,38 @@ def demo_image(seed: int, identity: int, image: int, size: int = BASE_SIZE) -> t
     return render_face(person, shot, size)
 
 
+# The "real" masks of the demo: worn as drawn into the photo, and unlike every synthetic type of
+# the default config (a different shape, colour, pattern and fit), as a real mask would be.
+DEMO_REAL_MASKS = (
+    {"shape": "cloth", "color": "#6b7f3a", "pattern": "fabric", "nose_coverage": "high",
+     "shading": 0.7, "color_jitter": 0.15},
+    {"shape": "kn95", "color": "#d8d2c4", "pattern": "plain", "nose_coverage": "low",
+     "shading": 0.6, "color_jitter": 0.1, "ear_loops": True},
+)
+
+
+def _wear_mask(rgb: np.ndarray, points: np.ndarray, seed: int, identity: int, image: int) -> np.ndarray:
+    """The photo with one of the demo's real masks drawn on (the identity's own, as people keep one)."""
+    from maskbench.masks import MaskSpec, paint_mask
+    from maskbench.seeds import item_seed
+
+    spec = MaskSpec.from_dict(DEMO_REAL_MASKS[identity % len(DEMO_REAL_MASKS)])
+    return paint_mask(rgb, points, spec, seed=item_seed(seed, "demo_real_mask", str(identity), str(image)))
+
+
 def generate_demo(out_dir: Path, n_identities: int, images_per_identity: int, seed: int,
-                  size: int = BASE_SIZE) -> dict:
-    """Write the demo dataset (LFW-style folders of PNGs plus ``landmarks.csv``); return a summary."""
+                  size: int = BASE_SIZE, real_masks: int = 0) -> dict:
+    """Write the demo dataset (LFW-style folders of PNGs plus ``landmarks.csv``); return a summary.
+
+    With ``real_masks`` = k, the last k photos of each person are drawn wearing a mask and written
+    under ``<identity>/real_mask/`` (the index marks them ``real_mask``): a stand-in for a set of
+    real masked photos, so the `real` variant can be run and tested without real faces.
+    """
     if n_identities < 1 or images_per_identity < 1:
         raise ValueError("the demo needs at least one identity and one image per identity")
+    if not 0 <= real_masks < images_per_identity:
+        raise ValueError(f"generate.real_masks must be between 0 and images_per_identity - 1 "
+                         f"({images_per_identity - 1}), not {real_masks}")
     if size < 64:
         raise ValueError(f"demo images must be at least 64 px, not {size}")
     out_dir = Path(out_dir)
@@ -839,6 +866,9 @@ def generate_demo(out_dir: Path, n_identities: int, images_per_identity: int, se
         for j in range(images_per_identity):
             rgb, points = render_face(person, sample_shot(_rng(seed, i, j), person), size)
             image_id = f"{name}/{name}_{j + 1:04d}.png"
+            if j >= images_per_identity - real_masks:
+                rgb = _wear_mask(rgb, points, seed, i, j)
+                image_id = f"{name}/real_mask/{name}_{j + 1:04d}.png"
             write_bytes(out_dir / image_id, encode_png(rgb))
             rows.append(_landmark_row(image_id, points))
     write_text(out_dir / "landmarks.csv", "\n".join(rows) + "\n")
@@ -848,5 +878,6 @@ def generate_demo(out_dir: Path, n_identities: int, images_per_identity: int, se
         "images": n_identities * images_per_identity,
         "seed": seed,
         "size": size,
+        **({"real_masks_per_identity": real_masks} if real_masks else {}),
         "landmarks": "landmarks.csv",
     }

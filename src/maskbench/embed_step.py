@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from maskbench.atomic import write_table
 from maskbench.chips import decode_chip
 from maskbench.embed import make_embedder
-from maskbench.manifests import USABLE_STATUSES, embedding_schema
+from maskbench.manifests import REAL_MASK_STATUS, REAL_VARIANT, UNMASKED_VARIANT, USABLE_STATUSES, embedding_schema
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +20,33 @@ log = logging.getLogger(__name__)
 EMBEDDABLE = set(USABLE_STATUSES) | {"masked"}
 
 
-def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: str,
-                cache_dir: str | None = None) -> dict[str, int]:
-    table = pq.read_table(chips_path, columns=["image_id", "status", "chip"])
-    ids = table["image_id"].to_pylist()
+def variant_statuses(table: pa.Table, variant: str | None) -> list[str]:
+    """Chip statuses as the variant sees them: from an aligned shard, `unmasked` holds only bare
+    photos (a real-masked one gets status ``real_mask``) and `real` only real-masked photos (a
+    bare one gets ``not_real_mask``)."""
     statuses = table["status"].to_pylist()
+    if variant not in (UNMASKED_VARIANT, REAL_VARIANT) or "real_mask" not in table.column_names:
+        if variant == REAL_VARIANT:
+            raise ValueError("variant real needs an aligned shard with a real_mask column; re-run align")
+        return statuses
+    real = [bool(r) for r in table["real_mask"].to_pylist()]
+    if variant == REAL_VARIANT:
+        return [s if r else "not_real_mask" for s, r in zip(statuses, real)]
+    return [REAL_MASK_STATUS if r else s for s, r in zip(statuses, real)]
+
+
+def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: str,
+                cache_dir: str | None = None, variant: str | None = None) -> dict[str, int]:
+    names = pq.read_schema(chips_path).names
+    table = pq.read_table(chips_path, columns=["image_id", "status", "chip",
+                                               *(["real_mask"] if "real_mask" in names else [])])
+    ids = table["image_id"].to_pylist()
+    statuses = variant_statuses(table, variant)
     todo = [i for i, s in enumerate(statuses) if s in EMBEDDABLE]
     embedder = make_embedder(model, threads=threads, cache_dir=cache_dir)
     vectors: list[Any] = [None] * len(ids)
-    out_status = ["not_embedded" if s not in EMBEDDABLE else "ok" for s in statuses]
+    out_status = [("ok" if s in EMBEDDABLE else s if s in (REAL_MASK_STATUS, "not_real_mask") else "not_embedded")
+                  for s in statuses]
     if todo:
         chips = table["chip"].to_pylist()
         batch = np.stack([decode_chip(chips[i]) for i in todo])

@@ -53,7 +53,10 @@ def read_chips(aligned_paths: list[str], masked_paths: dict[str, list[str]],
     """image_id -> unmasked PNG, and mask -> image_id -> masked PNG, for wanted images only."""
     unmasked: dict[str, bytes] = {}
     for path in aligned_paths:
-        t = _read_rows(path, ["image_id", "status", "chip"], wanted, tuple(USABLE_STATUSES))
+        real = ["real_mask"] if "real_mask" in pq.read_schema(path).names else []
+        t = _read_rows(path, ["image_id", "status", "chip", *real], wanted, tuple(USABLE_STATUSES))
+        if real:  # a photo of a real mask is no unmasked example (variant real)
+            t = t.filter(pc.invert(pc.fill_null(t["real_mask"], False)))
         unmasked.update(zip(t["image_id"].to_pylist(), t["chip"].to_pylist()))
     masked: dict[str, dict[str, bytes]] = {}
     for mask in sorted(masked_paths):

@@ -2,10 +2,11 @@
 
 Members score on different scales (negative L2 distance, cosine, 1/(1+L2)), so each member's scores
 are z-normalised first, then averaged with weights. The mean and standard deviation of a member come
-from one reference comparison of the protocol (its first, normally unmasked vs unmasked) and are
-applied to every comparison, so all of an ensemble's comparisons share one scale: a threshold fixed
-on one comparison (NIST's masked-probe rates, a validation protocol) means the same on another. The
-normalisation is label-free (it never looks at which pairs are genuine). A pair that any member could
+from its scores on validation pairs (the first comparison, normally unmasked vs unmasked, of the
+ensemble's ``normalise_on`` protocol or the tested protocol's validation protocol: people of the
+val part of a split), never from the tested pairs, and are applied to every comparison, so all of
+an ensemble's comparisons share one scale: a threshold fixed on one comparison (NIST's masked-probe
+rates, a validation protocol) means the same on another. The normalisation is label-free. A pair that any member could
 not score keeps the status ``missing_member_score``.
 """
 

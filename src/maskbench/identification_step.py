@@ -15,6 +15,7 @@ from maskbench import identification as ident
 from maskbench.atomic import write_json, write_table
 from maskbench.config import UNMASKED, ConfigError, comparison_pairs
 from maskbench.identification_protocol import (
+    IdentificationSet,
     check_identification,
     choose_identification,
     gallery_table,
@@ -23,6 +24,7 @@ from maskbench.identification_protocol import (
 )
 from maskbench.pairs_step import read_aligned_identities, restrict_to_split
 from maskbench.score_step import embedding_matrix
+from maskbench.variant_pools import BARE, REAL, read_real_masked, split_pools
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,19 @@ def identification_probe_variants(config: dict[str, Any], dataset: str, protocol
     return out
 
 
+def with_real_probes(chosen: IdentificationSet, real: dict[str, str]) -> tuple[IdentificationSet, pa.Table]:
+    """The set with every real-masked photo of its people added as a probe (mated when the person
+    is enrolled), and the probes table with a ``real_mask`` column telling the two pools apart.
+    The gallery stays bare, so a real-masked probe never meets an enrolled copy of itself."""
+    people = {n for _, n in chosen.gallery} | {n for _, n, _ in chosen.probes}
+    enrolled = {n for _, n in chosen.gallery}
+    extra = [(i, n, n in enrolled) for i, n in sorted(real.items(), key=lambda kv: (kv[1], kv[0])) if n in people]
+    chosen = IdentificationSet(chosen.gallery, [*chosen.probes, *extra], chosen.notes)
+    table = probes_table(chosen)
+    flags = [False] * (table.num_rows - len(extra)) + [True] * len(extra)
+    return chosen, table.append_column("real_mask", pa.array(flags, pa.bool_()))
+
+
 def build_identification(aligned_paths: list[str], protocol: dict[str, Any], seed: int, gallery_path: str,
                          probes_path: str, report_path: str, split_path: str | None = None) -> dict:
     """Write the gallery and probe manifests of one identification protocol, and their counts."""
@@ -56,14 +71,20 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
         raise ValueError(f"protocol kind {protocol['kind']!r} is not identification")
     usable, _ = read_aligned_identities(aligned_paths)
     images, _, split_entry = restrict_to_split(usable, protocol, split_path)
-    chosen = choose_identification(images, seed, protocol.get("gallery_size", 1),
+    real = read_real_masked(aligned_paths) & set(images)
+    pools, pool_notes = split_pools(images, real) if real else ({BARE: images}, None)
+    chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
                                    protocol.get("unknown_fraction", 0.0))
-    check_identification(chosen, images)
+    check_identification(chosen, pools[BARE])
     report = identification_report(chosen)
+    probes = probes_table(chosen)
+    if real:
+        chosen, probes = with_real_probes(chosen, pools[REAL])
+        report |= {"real_probes": probes.num_rows - report["probes"], "pools": pool_notes}
     if split_entry:
         report["split"] = split_entry
     write_table(gallery_path, gallery_table(chosen))
-    write_table(probes_path, probes_table(chosen))
+    write_table(probes_path, probes)
     write_json(report_path, report)
     log.info("identification: %d gallery images, %d mated and %d non-mated probes", report["gallery_images"],
              report["mated_probes"], report["non_mated_probes"])
@@ -96,6 +117,8 @@ def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str
             raise ValueError(f"no embedding files given for variant {variant!r}")
     gallery = pq.read_table(gallery_path)
     probes = pq.read_table(probes_path)
+    if "real_mask" in probes.column_names:  # a set with real masks: the probes of this variant's pool
+        probes = probes.filter(pc.equal(probes["real_mask"], probe_variant == REAL))
     g_ids, g_matrix = embedding_matrix(embedding_paths[UNMASKED])
     if probe_variant == UNMASKED:
         p_ids, p_matrix = g_ids, g_matrix

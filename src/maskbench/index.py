@@ -452,7 +452,8 @@ def layout_youtube_faces(root: Path, options: dict[str, Any], skips: Skips) -> I
 
     options ``frames_per_video: k`` keeps k frames per video, evenly spaced over the frames in
     natural sort order - deterministic without any random generator, so ``seed`` is accepted but
-    not needed. The video is visible in ``image_id``/``source_path`` (``Name/<video#>/...``).
+    not needed. The video (``Name/<video#>``) is the image's ``group``: frames of one video are
+    near-duplicates and never form a genuine pair.
     Frames left out are counted as ``not_sampled``.
     """
     top = find_top(root, options, ("frame_images_DB",))
@@ -470,7 +471,8 @@ def layout_youtube_faces(root: Path, options: dict[str, Any], skips: Skips) -> I
         keep = set(evenly_spaced(len(frames), k))
         for i, f in enumerate(frames):
             if i in keep:
-                yield {"image_id": f.image_id, "source_path": f.source_path, "identity": name}
+                yield {"image_id": f.image_id, "source_path": f.source_path, "identity": name,
+                       "group": f"{name}/{_video}"}
             else:
                 skips.add("not_sampled", f.source_path)
 
@@ -493,10 +495,130 @@ def layout_real_masked(root: Path, options: dict[str, Any], skips: Skips) -> Ite
     return _per_file(scan_images(root, top, skips), parse, skips)
 
 
+DEMO_REAL_MASK_DIR = "real_mask"
+
+
+def layout_demo(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
+    """The generated demo set: ``<identity>/<image>``; images the generator drew with a mask on
+    (``generate: {real_masks: k}``) are under ``<identity>/real_mask/`` and get ``real_mask``."""
+
+    def parse(f: ImageFile) -> dict[str, Any] | str:
+        if len(f.parts) < 2:
+            return "no_identity_folder"
+        if len(f.parts) == 3 and f.parts[1] == DEMO_REAL_MASK_DIR:
+            return {"identity": f.parts[0], "real_mask": True}
+        return {"identity": f.parts[0]}
+
+    return _per_file(scan_images(root, find_top(root, options), skips), parse, skips)
+
+
+def _two_folder_layout(root: Path, top: Path, folders: dict[str, tuple[bool, str]],
+                       skips: Skips) -> Iterator[dict[str, Any]]:
+    """``<kind folder>/<identity folder>/<image>``: folders maps a kind folder to (real_mask, the
+    suffix its identity folders carry); images elsewhere are skipped as not_in_mask_folder."""
+
+    def parse(f: ImageFile) -> dict[str, Any] | str:
+        if len(f.parts) != 3 or f.parts[0] not in folders:
+            return "not_in_mask_folder"
+        real, suffix = folders[f.parts[0]]
+        name = f.parts[1]
+        if suffix:
+            if not name.endswith(suffix) or name == suffix:
+                return "malformed_name"
+            name = name[: -len(suffix)]
+        return {"identity": name, "real_mask": real}
+
+    return _per_file(scan_images(root, top, skips), parse, skips)
+
+
+def layout_rmfrd(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
+    """RMFRD (Real-World Masked Face Recognition Dataset, Wuhan University): bare photos in
+    ``AFDB_face_dataset/<name>/``, real masked ones in ``AFDB_masked_face_dataset/<name>/``."""
+    top = find_top(root, options, ("self-built-masked-face-recognition-dataset", "RMFRD", "rmfrd"))
+    folders = {"AFDB_face_dataset": (False, ""), "AFDB_masked_face_dataset": (True, "")}
+    return _two_folder_layout(root, top, folders, skips)
+
+
+def layout_rof(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
+    """Real World Occluded Faces (ROF) as commonly laid out: ``neutral/<name>/`` bare photos and
+    ``masked/<name>_wearing_mask/`` real masked ones (``sunglasses/`` is skipped and counted)."""
+    top = find_top(root, options, ("RealWorldOccludedFaces", "ROF", "rof", "images"))
+    folders = {"neutral": (False, ""), "masked": (True, "_wearing_mask")}
+    return _two_folder_layout(root, top, folders, skips)
+
+
+MFR2_LABELS = "mfr2_labels.txt"
+MFR2_BARE = "no-mask"
+
+
+def read_mfr2_labels(path: Path) -> dict[tuple[str, int], str]:
+    """(identity, image number) -> mask type from MFR2's ``mfr2_labels.txt`` (lines
+    ``<Name>, <n>, <mask type>``; ``no-mask`` marks a bare photo)."""
+    out: dict[tuple[str, int], str] = {}
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = [p.strip() for p in line.split(",")]
+        if len(fields) != 3 or not fields[1].isdigit() or not fields[0] or not fields[2]:
+            raise IndexLayoutError(f"{path}:{line_no}: expected '<name>, <image number>, <mask type>', "
+                                   f"got {line.strip()!r}; is this MFR2's {MFR2_LABELS}?")
+        out[(fields[0], int(fields[1]))] = fields[2]
+    return out
+
+
+def _mfr2_labels(root: Path, options: dict[str, Any]) -> tuple[Path, dict[tuple[str, int], str]]:
+    top = find_top(root, options, ("mfr2", "MFR2"))
+    label_file = top / MFR2_LABELS if (top / MFR2_LABELS).is_file() else root / MFR2_LABELS
+    if options.get("labels_file"):
+        label_file = root / str(options["labels_file"])
+    if not label_file.is_file():
+        raise IndexLayoutError(f"no {MFR2_LABELS} in {top}; it comes with MFR2 (set "
+                               "index_options.labels_file to its path relative to the images folder)")
+    return top, read_mfr2_labels(label_file)
+
+
+def mfr2_mask_types(root: Path, options: dict[str, Any] | None = None) -> dict[str, str]:
+    """image_id -> the kind of real mask MFR2's labels give each real-masked image (for the
+    realism table's breakdown by mask type)."""
+    options = dict(options or {})
+    _, labels = _mfr2_labels(Path(root), options)
+    rows = layout_mfr2(Path(root), options, Skips())
+    out = {}
+    for row in rows:
+        if row["real_mask"]:
+            m = re.fullmatch(r"(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+", row["image_id"].split("/")[-1])
+            out[row["image_id"]] = labels[(m["name"], int(m["num"]))]
+    return out
+
+
+def layout_mfr2(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
+    """MFR2 (MaskTheFace's real masked set): ``mfr2/<Name>/<Name>_<NNNN>.png``, 160x160 aligned
+    crops; ``mfr2_labels.txt`` beside them says which are bare (``no-mask``) and which show a
+    real mask. An image it does not list is skipped and counted."""
+    top, labels = _mfr2_labels(root, options)
+
+    def parse(f: ImageFile) -> dict[str, Any] | str:
+        if len(f.parts) != 2:
+            return "no_identity_folder" if len(f.parts) < 2 else "unexpected_depth"
+        m = re.fullmatch(r"(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+", f.name)
+        if not m or m["name"] != f.parts[0]:
+            return "malformed_name"
+        kind = labels.get((m["name"], int(m["num"])))
+        if kind is None:
+            return "not_in_labels"
+        return {"identity": f.parts[0], "real_mask": kind != MFR2_BARE}
+
+    return _per_file(scan_images(root, top, skips), parse, skips)
+
+
+REAL_MASK_LAYOUTS = frozenset({"real_masked", "mfr2", "rmfrd", "rof"})
+"""Layouts whose sets hold photos of real masks (the demo has them with ``generate.real_masks``)."""
+
+
 LAYOUTS: dict[str, Layout] = {
     "lfw": layout_lfw,
     "folder": layout_folder,
-    "demo": layout_folder,
+    "demo": layout_demo,
     "utkface": layout_utkface,
     "celeba": layout_celeba,
     "fei_face_original": layout_fei_face_original,
@@ -505,6 +627,9 @@ LAYOUTS: dict[str, Layout] = {
     "sof_original": layout_sof_original,
     "youtube_faces": layout_youtube_faces,
     "real_masked": layout_real_masked,
+    "mfr2": layout_mfr2,
+    "rmfrd": layout_rmfrd,
+    "rof": layout_rof,
 }
 
 

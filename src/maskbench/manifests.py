@@ -22,6 +22,8 @@ INDEX_SCHEMA = pa.schema(
         pa.field("race", pa.string()),
         pa.field("pose", pa.string()),
         pa.field("real_mask", pa.bool_()),
+        # images taken together (the video of a YouTube Faces frame): genuine pairs never within one
+        pa.field("group", pa.string()),
     ]
 )
 
@@ -37,6 +39,9 @@ ALIGNED_SCHEMA = pa.schema(
         pa.field("n_faces", pa.int16()),
         pa.field("landmarks", pa.list_(pa.float32(), 136)),
         pa.field("chip", pa.binary()),
+        pa.field("real_mask", pa.bool_()),  # a photo of a real mask (variant `real`), from the index
+        # image -> chip affine (2x3, row-major), so masks can be painted on the photo itself
+        pa.field("transform", pa.list_(pa.float64(), 6)),
     ]
 )
 
@@ -78,6 +83,12 @@ SCORES_SCHEMA = pa.schema(
         pa.field("status", pa.string(), nullable=False),
     ]
 )
+
+# The variant of a dataset's photos of real masks; `unmasked` then holds only its bare photos.
+REAL_VARIANT = "real"
+UNMASKED_VARIANT = "unmasked"
+# Mask and embed status of a real-masked photo in a synthetic variant (never painted over).
+REAL_MASK_STATUS = "real_mask"
 
 # Statuses an image can have after alignment; usable ones go on to masking and embedding.
 USABLE_STATUSES = ("ok", "fallback", "provided")

@@ -72,8 +72,12 @@ def mask_file(source: Path, root: Path, out_dir: Path, masks: dict, aligner, see
         return [MaskedFile(name, m, read.status, 0, None, read.reason) for m in masks]
     try:
         faces = sorted(aligner.detect(read.image), key=lambda f: -f[0].area())
-        if not all_faces:
-            faces = faces[:1]
+        if not all_faces and faces:
+            from maskbench.detect import Face, choose_face
+
+            chosen = choose_face([Face(r, s) for r, s in faces], read.image.shape,
+                                 getattr(aligner, "face_choice", "largest"))
+            faces = [(chosen.rect, chosen.score)]
         landmarks = [aligner.landmarks(read.image, rect) for rect, _ in faces]
     except Exception as exc:  # a detector failure on one file must not stop a folder
         return [MaskedFile(name, m, "error", 0, None, f"{type(exc).__name__}: {exc}") for m in masks]

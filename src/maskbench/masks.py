@@ -40,6 +40,11 @@ class MaskSpec:
     shading: float = 0.5
     ear_loops: bool = False
     color_jitter: float = 0.0
+    paint_on: str | None = None  # chip | image; None: the config's align.paint_on
+    fit_jitter: float = 0.0  # how far fit varies per image: nose height, cheek width, misplacement
+    match_blur: bool = False  # blur the mask as much as the photo is blurred
+    match_noise: bool = False  # add the photo's sensor noise to the mask
+    jpeg_quality: int | None = None  # re-encode the mask region as JPEG at this quality
 
     def __post_init__(self) -> None:
         _check_choice("shape", self.shape, SHAPES)
@@ -47,12 +52,18 @@ class MaskSpec:
             raise ValueError(f"mask key 'color': {self.color!r} is not a hex colour like '#1ca0f4'")
         _check_choice("pattern", self.pattern, PATTERNS)
         _check_choice("nose_coverage", self.nose_coverage, NOSE_LEVELS)
-        for key in ("opacity", "shading", "color_jitter"):
+        for key in ("opacity", "shading", "color_jitter", "fit_jitter"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"mask key {key!r}: {value!r} must be a number between 0 and 1")
-        if not isinstance(self.ear_loops, bool):
-            raise ValueError(f"mask key 'ear_loops': {self.ear_loops!r} must be true or false")
+        for key in ("ear_loops", "match_blur", "match_noise"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"mask key {key!r}: {getattr(self, key)!r} must be true or false")
+        if self.paint_on is not None:
+            _check_choice("paint_on", self.paint_on, ("chip", "image"))
+        q = self.jpeg_quality
+        if q is not None and (isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100):
+            raise ValueError(f"mask key 'jpeg_quality': {q!r} must be an integer from 1 to 100 or null")
         if self.pattern_image is not None and not isinstance(self.pattern_image, str):
             raise ValueError(f"mask key 'pattern_image': {self.pattern_image!r} must be a file path")
         if self.pattern == "image" and not self.pattern_image:
@@ -71,7 +82,7 @@ class MaskSpec:
             if key not in d:
                 raise ValueError(f"mask key {key!r} is missing")
         values = dict(d)
-        for key in ("opacity", "shading", "color_jitter"):
+        for key in ("opacity", "shading", "color_jitter", "fit_jitter"):
             if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
                 values[key] = float(values[key])
         return cls(**values)
@@ -316,14 +327,44 @@ def _dicta_outline(face: np.ndarray, spec: MaskSpec) -> _Outline:
     return _Outline(poly, nose, face[8], corners, (1.0, 1.0))
 
 
-def _outline(lm: np.ndarray, spec: MaskSpec) -> tuple[_Frame, _Outline]:
+def fit_draw(spec: MaskSpec, seed: int | None) -> np.ndarray | None:
+    """Per-image fit (seeded, from its own stream so other draws stay as they were): top edge
+    shift, cheek width scale, sideways and vertical misplacement, as fractions of face height."""
+    if not spec.fit_jitter or seed is None:
+        return None
+    u = np.random.default_rng([seed, 2]).uniform(-1.0, 1.0, 4)
+    return spec.fit_jitter * u * np.array([0.08, 0.10, 0.03, 0.03])
+
+
+def _refit(outline: _Outline, height: float, fit: np.ndarray) -> _Outline:
+    """Move the nose edge up or down, widen or narrow over the cheeks, shift the whole mask."""
+    top_y, centre_x = float(outline.top[1]), float(outline.top[0])
+    bottom_y = float(outline.bottom[1])
+
+    def move(pts: np.ndarray) -> np.ndarray:
+        pts = np.array(pts, dtype=np.float64)
+        # the top edge moves by fit[0] and the move fades out toward the bottom edge
+        w = np.clip((bottom_y - pts[..., 1]) / max(bottom_y - top_y, 1.0), 0.0, 1.0)
+        pts[..., 1] += fit[0] * height * w
+        pts[..., 0] = centre_x + (pts[..., 0] - centre_x) * (1.0 + fit[1])
+        return pts + np.array([fit[2], fit[3]]) * height
+
+    return _Outline(move(outline.poly), move(outline.top), move(outline.bottom), move(outline.corners),
+                    outline.side_ratio)
+
+
+def _outline(lm: np.ndarray, spec: MaskSpec, fit: np.ndarray | None = None) -> tuple[_Frame, _Outline]:
     frame = _Frame.of(lm)
     face = frame.to_face(lm)
     if spec.shape == "dicta_polygon":
-        return frame, _dicta_outline(face, spec)
-    if spec.shape == "nist_round":
-        return frame, _round_outline(face, frame.height, spec)
-    return frame, _jaw_outline(face, frame.height, spec)
+        outline = _dicta_outline(face, spec)
+    elif spec.shape == "nist_round":
+        outline = _round_outline(face, frame.height, spec)
+    else:
+        outline = _jaw_outline(face, frame.height, spec)
+    if fit is not None:
+        outline = _refit(outline, frame.height, fit)
+    return frame, outline
 
 
 def _clip(pts: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
@@ -334,10 +375,11 @@ def _clip(pts: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
 
 
 def mask_polygon(landmarks: np.ndarray, spec: MaskSpec,
-                 shape: tuple[int, int] | None = (150, 150)) -> np.ndarray:
-    """Mask outline (K, 2) in chip coordinates, clipped to a chip of ``shape`` (None: unclipped)."""
+                 shape: tuple[int, int] | None = (150, 150), seed: int | None = None) -> np.ndarray:
+    """Mask outline (K, 2) in chip coordinates, clipped to a chip of ``shape`` (None: unclipped);
+    ``seed`` applies the per-image fit of a mask type with ``fit_jitter``, as ``paint_mask`` does."""
     lm = _check_landmarks(landmarks)
-    frame, outline = _outline(lm, spec)
+    frame, outline = _outline(lm, spec, fit_draw(spec, seed))
     return _clip(frame.to_image(outline.poly), shape)
 
 
@@ -349,9 +391,9 @@ def _fixed(pts: np.ndarray) -> np.ndarray:
 
 
 def mask_coverage(landmarks: np.ndarray, spec: MaskSpec,
-                  shape: tuple[int, int] = (150, 150)) -> np.ndarray:
+                  shape: tuple[int, int] = (150, 150), seed: int | None = None) -> np.ndarray:
     """Boolean (H, W) raster of the mask region, as painted (without anti-aliasing)."""
-    poly = mask_polygon(landmarks, spec, shape)
+    poly = mask_polygon(landmarks, spec, shape, seed)
     raster = np.zeros(shape[:2], np.uint8)
     cv2.fillPoly(raster, [_fixed(poly)], 255, cv2.LINE_8, _SHIFT)
     return raster > 0
@@ -515,7 +557,7 @@ def paint_mask(chip: np.ndarray, landmarks: np.ndarray, spec: MaskSpec, seed: in
     lm = _check_landmarks(landmarks)
     rng = np.random.default_rng(seed)
     colour = _jittered_colour(spec, rng)
-    frame, outline = _outline(lm, spec)
+    frame, outline = _outline(lm, spec, fit_draw(spec, seed))
     face = frame.to_face(lm)
     size = chip.shape[:2]
     poly = _clip(frame.to_image(outline.poly), size)
@@ -552,6 +594,13 @@ def paint_mask(chip: np.ndarray, landmarks: np.ndarray, spec: MaskSpec, seed: in
     out[y0:y1, x0:x1] = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
     if spec.ear_loops:
         out = _ear_loops(out, frame, face, outline, colour, spec.opacity)
+    if spec.match_blur or spec.match_noise or spec.jpeg_quality:
+        from maskbench.mask_render import match_photo
+
+        covered = np.zeros(size, bool)
+        covered[y0:y1, x0:x1] = alpha8 > 0
+        out = match_photo(chip, out, covered, lm, spec.match_blur, spec.match_noise, spec.jpeg_quality,
+                          np.random.default_rng([seed, 1]))
     return out
 
 

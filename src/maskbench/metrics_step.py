@@ -27,6 +27,27 @@ def read_scored_pairs(path: str):
     return table[ok], int((~ok).sum())
 
 
+def unscored_counts(path: str) -> tuple[int, int]:
+    """(genuine, impostor) pairs without a score: a side failed to enrol (no face found on the
+    masked photo, a chip that could not be masked or embedded)."""
+    table = pq.read_table(path, columns=["genuine", "status"]).to_pandas()
+    missing = table["status"] != "ok"
+    return int((missing & table["genuine"]).sum()), int((missing & ~table["genuine"]).sum())
+
+
+def with_failures_to_enrol(genuine: np.ndarray, impostor: np.ndarray, fte_genuine: int,
+                           fte_impostor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores with every failure to enrol as a score below all others, as NIST FRVT counts them:
+    a genuine pair that failed is a false non-match at every threshold, an impostor pair a
+    correct rejection. Metrics that depend only on the order of scores are then exact."""
+    if not (fte_genuine or fte_impostor):
+        return genuine, impostor
+    scores = np.concatenate([genuine, impostor])
+    floor = (scores.min() if scores.size else 0.0) - 1.0
+    return (np.concatenate([genuine, np.full(fte_genuine, floor)]),
+            np.concatenate([impostor, np.full(fte_impostor, floor)]))
+
+
 def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Genuine and impostor scores of the scored pairs, and how many pairs had no score."""
     table = pq.read_table(path, columns=["score", "genuine", "status"]).to_pandas()
@@ -51,7 +72,7 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
 
     With ``val_scores_path`` (scores of the same model and comparison on a validation protocol)
     the threshold comes from those scores; otherwise, with several folds, each fold's comes from
-    the other folds; with one fold there is nothing to choose it on and a status says so.
+    the other folds (pairs between two folds, fold -1, are in none: their people are in both); with one fold there is nothing to choose it on and a status says so.
     ``settings``: ``{"rule": "eer" | "fmr", "target": FMR}`` (default: the EER threshold).
     """
     settings = settings or {}
@@ -64,8 +85,11 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
             raise ValueError(f"validation scores {val_scores_path} need scored genuine and impostor pairs; "
                              f"found {val_genuine.size} genuine and {val_impostor.size} impostor")
         return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target)}
-    if pairs["fold"].nunique() > 1:
-        return {"status": "ok", **cross_validated_report(scores, labels, pairs["fold"].to_numpy(), rule, target)}
+    in_folds = pairs[pairs["fold"] >= 0]
+    if in_folds["fold"].nunique() > 1:
+        report = cross_validated_report(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(bool),
+                                        in_folds["fold"].to_numpy(), rule, target)
+        return {"status": "ok", **report, "n_between_folds": int(len(pairs) - len(in_folds))}
     return {"status": NO_VALIDATION}
 
 
@@ -101,14 +125,20 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         "best_accuracy_threshold": _value(accuracy_threshold),
         "histogram_overlap": _value(metrics.histogram_overlap(genuine, impostor)),
     }
-    for point in metrics.fnmr_at_fmr_many(genuine, impostor, FMR_TARGETS):
+    fte_genuine, fte_impostor = unscored_counts(scores_path)
+    genuine_fte, impostor_fte = with_failures_to_enrol(genuine, impostor, fte_genuine, fte_impostor)
+    out["n_failure_to_enrol_genuine"], out["n_failure_to_enrol_impostor"] = fte_genuine, fte_impostor
+    out["eer_with_fte"] = _value(metrics.eer(genuine_fte, impostor_fte).eer) if genuine_fte.size else None
+    # FNMR counts failures to enrol as false non-matches (NIST FRVT); EER above is over scored pairs
+    for point in metrics.fnmr_at_fmr_many(genuine_fte, impostor_fte, FMR_TARGETS):
         key = fmr_key(point.target_fmr)
         out[key] = _value(point.fnmr) if point.measurable else None
         out[f"{key}_threshold"] = _value(point.threshold)
         out[f"{key}_measurable"] = bool(point.measurable)
-    if pairs["fold"].nunique() > 1:
-        kfold = metrics.kfold_accuracy(pairs["score"].to_numpy(), pairs["genuine"].to_numpy(),
-                                       pairs["fold"].to_numpy())
+    in_folds = pairs[pairs["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
+    if in_folds["fold"].nunique() > 1:
+        kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(), in_folds["genuine"].to_numpy(),
+                                       in_folds["fold"].to_numpy())
         out["kfold_accuracy"] = _value(kfold.mean)
         out["kfold_accuracy_se"] = _value(kfold.std_error)
     n_boot = evaluation.get("bootstrap", 0)
@@ -125,7 +155,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     base_impostor = read_scores(baseline_path)[1] if baseline_path else None
     if baseline_path:
         for target in nist_targets:
-            result = metrics.nist_masked_probe(base_impostor, genuine, impostor, target)
+            result = metrics.nist_masked_probe(base_impostor, genuine_fte, impostor_fte, target)
             key = f"nist_{fmr_key(target)}"
             out[key] = _value(result.fnmr) if result.measurable else None
             out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None

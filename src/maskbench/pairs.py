@@ -6,6 +6,12 @@ asks for (e.g. unmasked reference vs surgical-masked probe). The invariants — 
 with itself or its own masked copy, impostors never share an identity, genuine pairs always do —
 are checked on every manifest before it is written. The all_vs_all protocol, too large for lists
 of pairs, is generated in blocks by maskbench.all_vs_all.
+
+Folds go by identity (:func:`maskbench.all_vs_all.identity_folds`): with several folds a person's
+impostor partner comes from a person of the same fold, and a pair of people of two folds (possible
+only when a fold holds a single person) gets fold -1, in no fold. Given ``groups`` (image -> group,
+e.g. the video of a YouTube Faces frame), a genuine partner never comes from the same group unless
+``same_group_genuine``: near-duplicate frames would inflate accuracy.
 """
 
 from __future__ import annotations
@@ -44,47 +50,87 @@ def group_by_identity(images: dict[str, str]) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in sorted(groups.items())}
 
 
-def all_identities_pairs(images: dict[str, str], seed: int, folds: int = 1) -> list[ImagePair]:
+def _fold_of(names: list[str], seed: int, folds: int) -> dict[str, int]:
+    from maskbench.all_vs_all import identity_folds  # one fold deal for every protocol
+
+    return dict(zip(names, identity_folds(names, seed, folds).tolist())) if names else {}
+
+
+def _same_fold_others(names: list[str], fold_of: dict[str, int]) -> dict[str, list[str]]:
+    """Per identity, the other identities of its fold (all others when it is alone in its fold)."""
+    by_fold: dict[int, list[str]] = defaultdict(list)
+    for n in names:
+        by_fold[fold_of[n]].append(n)
+    out = {}
+    for n in names:
+        mates = [m for m in by_fold[fold_of[n]] if m != n]
+        out[n] = mates or [m for m in names if m != n]
+    return out
+
+
+def _pair_fold(a: str, b: str, fold_of: dict[str, int]) -> int:
+    return fold_of[a] if fold_of[a] == fold_of[b] else -1
+
+
+def _genuine_mates(image: str, members: list[str], groups: dict[str, str | None] | None) -> list[str]:
+    """The person's other images, without those of the same group (video, session)."""
+    g = groups.get(image) if groups else None
+    return [i for i in members if i != image and (g is None or groups.get(i) != g)]
+
+
+def all_identities_pairs(images: dict[str, str], seed: int, folds: int = 1,
+                         groups: dict[str, str | None] | None = None) -> list[ImagePair]:
     """Per identity with >= 2 images: one reference, one genuine probe, one impostor probe.
 
     Each identity draws from its own seeded generator, so adding an identity does not change
-    the pairs of the others.
+    the pairs of the others (with one fold).
     """
-    groups = group_by_identity(images)
-    names = list(groups)
-    eligible = [n for n in names if len(groups[n]) >= 2]
+    by_identity = group_by_identity(images)
+    names = list(by_identity)
+    eligible = [n for n in names
+                if any(_genuine_mates(i, by_identity[n], groups) for i in by_identity[n])]
     if len(eligible) < 2 or len(names) < 2:
         raise ProtocolError(f"all_identities needs >= 2 identities with >= 2 images; found {len(eligible)}")
+    fold_of = _fold_of(names, seed, folds)
+    others = _same_fold_others(names, fold_of)
     pairs: list[ImagePair] = []
-    for rank, name in enumerate(eligible):
+    for name in eligible:
         rng = np.random.default_rng(item_seed(seed, "all_identities", name))
-        ref, genuine = rng.choice(groups[name], size=2, replace=False)
-        others = [n for n in names if n != name]
-        impostor_identity = others[int(rng.integers(len(others)))]
-        impostor = groups[impostor_identity][int(rng.integers(len(groups[impostor_identity])))]
-        fold = rank % folds
-        pairs.append(ImagePair(str(ref), str(genuine), True, fold))
-        pairs.append(ImagePair(str(ref), str(impostor), False, fold))
+        if groups is None:
+            ref, genuine = rng.choice(by_identity[name], size=2, replace=False)
+        else:
+            refs = [i for i in by_identity[name] if _genuine_mates(i, by_identity[name], groups)]
+            ref = refs[int(rng.integers(len(refs)))]
+            mates = _genuine_mates(ref, by_identity[name], groups)
+            genuine = mates[int(rng.integers(len(mates)))]
+        impostor_identity = others[name][int(rng.integers(len(others[name])))]
+        impostor = by_identity[impostor_identity][int(rng.integers(len(by_identity[impostor_identity])))]
+        pairs.append(ImagePair(str(ref), str(genuine), True, fold_of[name]))
+        pairs.append(ImagePair(str(ref), str(impostor), False, _pair_fold(name, impostor_identity, fold_of)))
     return pairs
 
 
-def dicta_pairs(images: dict[str, str], seed: int, n_pairs: int = 1000, folds: int = 1) -> list[ImagePair]:
+def dicta_pairs(images: dict[str, str], seed: int, n_pairs: int = 1000, folds: int = 1,
+                groups: dict[str, str | None] | None = None) -> list[ImagePair]:
     """The DICTA 2021 construction: per source image one genuine and one impostor partner, then a
     seeded sample of ``n_pairs`` balanced between genuine and impostor (not a file's first lines)."""
-    groups = group_by_identity(images)
-    names = list(groups)
+    by_identity = group_by_identity(images)
+    names = list(by_identity)
+    fold_of = _fold_of(names, seed, folds)
+    same_fold = _same_fold_others(names, fold_of) if len(names) > 1 else {n: [] for n in names}
     genuine: list[ImagePair] = []
     impostor: list[ImagePair] = []
     for name in names:
-        others = [n for n in names if n != name]
-        for image in groups[name]:
+        others = same_fold[name]
+        for image in by_identity[name]:
             rng = np.random.default_rng(item_seed(seed, "dicta1000", image))
-            mates = [i for i in groups[name] if i != image]
+            mates = _genuine_mates(image, by_identity[name], groups)
             if mates:
-                genuine.append(ImagePair(image, mates[int(rng.integers(len(mates)))], True, 0))
+                genuine.append(ImagePair(image, mates[int(rng.integers(len(mates)))], True, fold_of[name]))
             if others:
                 other = others[int(rng.integers(len(others)))]
-                impostor.append(ImagePair(image, groups[other][int(rng.integers(len(groups[other])))], False, 0))
+                partner = by_identity[other][int(rng.integers(len(by_identity[other])))]
+                impostor.append(ImagePair(image, partner, False, _pair_fold(name, other, fold_of)))
     half = n_pairs // 2
     if len(genuine) < half or len(impostor) < half:
         raise ProtocolError(
@@ -94,7 +140,7 @@ def dicta_pairs(images: dict[str, str], seed: int, n_pairs: int = 1000, folds: i
     rng = np.random.default_rng(item_seed(seed, "dicta1000", "sample"))
     chosen = [genuine[i] for i in sorted(rng.choice(len(genuine), half, replace=False))]
     chosen += [impostor[i] for i in sorted(rng.choice(len(impostor), half, replace=False))]
-    return [ImagePair(p.ref_image, p.probe_image, p.genuine, k % folds) for k, p in enumerate(chosen)]
+    return chosen
 
 
 _LFW_NAME = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+$")
@@ -114,15 +160,18 @@ def parse_lfw_pairs(text: str) -> list[tuple[str, int, str, int, bool, int]]:
     """Parse LFW's View 2 ``pairs.txt``: a ``folds<TAB>n`` header, then per fold n matched lines
     (``name n1 n2``) and n mismatched lines (``name1 n1 name2 n2``)."""
     lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    headerless = bool(lines) and len(lines[0]) != 2 and all(len(p) in (3, 4) for p in lines)
+    if headerless:  # a pair list without the header line (MFR2's pairs.txt): one fold of all its lines
+        lines = [["1", "0"]] + lines
     if not lines or len(lines[0]) != 2:
         raise ProtocolError("pairs.txt: the first line must be '<folds>\\t<pairs per class per fold>'")
     n_folds, per_class = int(lines[0][0]), int(lines[0][1])
     body = lines[1:]
-    if len(body) != n_folds * 2 * per_class:
+    if not headerless and len(body) != n_folds * 2 * per_class:
         raise ProtocolError(f"pairs.txt: expected {n_folds * 2 * per_class} pair lines, found {len(body)}")
     out = []
     for k, parts in enumerate(body):
-        fold = k // (2 * per_class)
+        fold = 0 if headerless else k // (2 * per_class)
         if len(parts) == 3:
             out.append((parts[0], int(parts[1]), parts[0], int(parts[2]), True, fold))
         elif len(parts) == 4:

@@ -28,6 +28,7 @@ from maskbench.pairs import (
     pairs_report,
     pairs_table,
 )
+from maskbench.variant_pools import build_pool_pairs, read_real_masked
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ def read_aligned_identities(paths: list[str]) -> tuple[dict[str, str], list[str]
             if status in USABLE_STATUSES:
                 usable[image_id] = identity
     return usable, every
+
+
+def read_groups(index_path: str | None) -> dict[str, str | None] | None:
+    """image -> group (video, session) from the dataset's index, or None where it has none."""
+    if not index_path:
+        return None
+    table = pq.read_table(index_path)
+    if "group" not in table.column_names:
+        return None
+    groups = dict(zip(table["image_id"].to_pylist(), table["group"].to_pylist()))
+    return groups if any(g is not None for g in groups.values()) else None
 
 
 def split_part_images(split_path: str, part: str) -> set[str]:
@@ -79,6 +91,15 @@ def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
     return kept, part, entry
 
 
+def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
+                  in_split: set[str] | None):
+    key = protocol.get("pairs_file", "pairs")
+    entry = load_acquired(acquired_json).get(key)
+    if entry is None:
+        raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
+    return lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every, in_split)
+
+
 def build_pairs(
     aligned_paths: list[str],
     protocol: dict[str, Any],
@@ -88,27 +109,33 @@ def build_pairs(
     table_path: str,
     report_path: str,
     split_path: str | None = None,
+    index_path: str | None = None,
 ) -> dict:
+    """Write one protocol's manifest and its report. ``index_path`` gives the images' groups
+    (videos): genuine pairs never within a group unless the protocol sets ``same_group_genuine``."""
     usable, every = read_aligned_identities(aligned_paths)
     images, in_split, split_entry = restrict_to_split(usable, protocol, split_path)
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
-    if kind == "all_vs_all":
-        prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"))
+    groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
+    real = read_real_masked(aligned_paths) & set(images)
+    if real:  # photos of real masks: each side of a comparison draws from its variant's pool
+        listed, listed_dropped = None, Counter()
+        if kind == "lfw_view2":
+            listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
+        report = build_pool_pairs(images, real, protocol, comparisons, seed, table_path, listed, listed_dropped,
+                                  groups)
+    elif kind == "all_vs_all":
+        prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"), groups)
         report = write_all_vs_all(prepared, comparisons, table_path)
     else:
         dropped: Counter = Counter()
         if kind == "all_identities":
-            pairs = all_identities_pairs(images, seed, folds)
+            pairs = all_identities_pairs(images, seed, folds, groups)
         elif kind == "dicta1000":
-            pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds)
+            pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds, groups)
         elif kind == "lfw_view2":
-            key = protocol.get("pairs_file", "pairs")
-            entry = load_acquired(acquired_json).get(key)
-            if entry is None:
-                raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
-            pairs, dropped = lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every,
-                                             in_split)
+            pairs, dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
         else:
             raise ProtocolError(f"unknown verification protocol kind {kind!r}; known: {list(VERIFICATION_KINDS)}")
         check_pairs(pairs, images)
@@ -116,6 +143,8 @@ def build_pairs(
         report = pairs_report(pairs, comparisons, dropped)
     if split_entry:
         report["split"] = split_entry
+    if groups is not None:
+        report["genuine_pairs_within_a_group"] = False
     report["kind"] = kind
     write_json(report_path, report)
     log.info("%s: %d image pairs x %d comparisons; dropped %s", kind, report["image_pairs"],

@@ -50,20 +50,38 @@ def metric_table(cells: dict[tuple[str, str], str], metric: str | list[str], dat
     return pd.DataFrame(data, index=pd.Index(datasets, name="dataset"))
 
 
-def to_markdown(frame: pd.DataFrame, title: str) -> str:
-    header = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
+FOOTNOTE_MARK = "†"
+
+
+def provenance_footnotes(unknown: dict[str, list[str]]) -> dict[str, str]:
+    """model -> footnote for each model whose training data (its own or a member's) is unknown."""
+    return {model: (f"{', '.join(behind)}: training data not declared (`trained_on`); its people may "
+                    "overlap the tested ones")
+            for model, behind in unknown.items() if behind}
+
+
+def to_markdown(frame: pd.DataFrame, title: str, footnotes: dict[str, str] | None = None) -> str:
+    """A Markdown table; a column of a model in ``footnotes`` (``model`` or ``model:metric``) is
+    marked and its note follows the table."""
+    footnotes = footnotes or {}
+    marked = [f"{c} {FOOTNOTE_MARK}" if str(c).split(":")[0] in footnotes else str(c) for c in frame.columns]
+    header = "| " + " | ".join([frame.index.name or "", *marked]) + " |"
     rule = "|" + "---|" * (len(frame.columns) + 1)
     lines = [f"# {title}", "", header, rule]
     for name, row in frame.iterrows():
         lines.append("| " + " | ".join([str(name), *(str(v) for v in row.tolist())]) + " |")
+    shown = [m for m in footnotes if any(str(c).split(":")[0] == m for c in frame.columns)]
+    if shown:
+        lines += [""] + [f"{FOOTNOTE_MARK} {m}: {footnotes[m]}" for m in shown]
     return "\n".join(lines) + "\n"
 
 
-def write_frame(frame: pd.DataFrame, csv_path: str, title: str, index: bool = True) -> None:
-    """CSV plus a Markdown copy beside it, both written atomically."""
+def write_frame(frame: pd.DataFrame, csv_path: str, title: str, index: bool = True,
+                footnotes: dict[str, str] | None = None) -> None:
+    """CSV plus a Markdown copy beside it (with ``footnotes`` per model), both written atomically."""
     write_text(csv_path, frame.to_csv(index=index, lineterminator="\n"))
     shown = frame if index else frame.set_index(frame.columns[0])
-    write_text(str(Path(csv_path).with_suffix(".md")), to_markdown(shown, title))
+    write_text(str(Path(csv_path).with_suffix(".md")), to_markdown(shown, title, footnotes))
 
 
 def long_metrics(entries: list[dict[str, str]]) -> pd.DataFrame:

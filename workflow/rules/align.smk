@@ -7,7 +7,8 @@ rule align:
     input:
         index="results/{dataset}/index.parquet",
         acquired="resources/raw/{dataset}/acquired.json",
-        code=lib("align", "align_step", "images", "chips"),
+        code=lib("align", "detect", "align_step", "images", "chips"),
+        faces=lambda wc: config["datasets"][wc.dataset].get("faces") or [],
     output:
         "results/{dataset}/aligned/shard-{shard}.parquet",
     params:

@@ -1,7 +1,8 @@
 # Attribute prediction on masked faces (AJCAI 2021): heads on embeddings and a fine-tuned CNN, tables.
 # Built only when the config has an `attributes:` section, so other configs keep their DAG.
 
-ATTRIBUTE_TABLES = ["results/tables/attributes.csv", "results/tables/attributes_by_group.csv"]
+ATTRIBUTE_TABLES = ["results/tables/attributes.csv", "results/tables/attributes_by_group.csv",
+                    "results/tables/attributes_privacy.csv"]
 
 # The attribute tables (they bring their figures), or nothing without `attributes:`.
 attribute_targets = lambda: list(ATTRIBUTE_TABLES) if "attributes" in config else []
@@ -22,6 +23,8 @@ if "attributes" in config:
     RUN_PREDICTIONS = "results/{dataset}/attributes/{model}/{strategy}/{train}/predictions.parquet"
     RUN_FIGURE = "results/figures/attributes/{dataset}/{model}/{strategy}/{train}/{kind}.png"
     RUN_MODEL = "results/{dataset}/attributes/{model}/{strategy}/{train}/model.safetensors"
+    # seconds per epoch and per 1,000 chips: kept apart from metrics.json, whose bytes a config fixes
+    RUN_TIMING = "results/{dataset}/attributes/{model}/{strategy}/{train}/timing.json"
     # the fine-tuned CNN, filed as one more model (cnn_<arch>) beside the embedding models
     CNN = ATTR["cnn"]
     CNN_TRAIN_VARIANTS = CNN["train_variants"] if CNN else []
@@ -35,7 +38,7 @@ if "attributes" in config:
     ] + [
         {"dataset": d, "model": CNN["model"], "strategy": s, "train": t}
         for d in (ATTR["datasets"] if CNN else [])
-        for s in ATTR["splits"]
+        for s in CNN["splits"]
         for t in CNN_TRAIN_VARIANTS
     ]
     # (model, strategy, train) of every run: the same for every dataset
@@ -90,7 +93,7 @@ if "attributes" in config:
             wildcard_constraints:
                 dataset="|".join(ATTR["datasets"]),
                 model=CNN["model"],
-                strategy="|".join(ATTR["splits"]),
+                strategy="|".join(CNN["splits"]),
                 train="|".join(CNN_TRAIN_VARIANTS),
             input:
                 split="results/{dataset}/splits/{strategy}.parquet",
@@ -107,6 +110,7 @@ if "attributes" in config:
                 predictions=RUN_PREDICTIONS,
                 metrics=RUN_METRICS,
                 model=RUN_MODEL,
+                timing=RUN_TIMING,
             params:
                 train_on=lambda wc: train_variants(config, wc.dataset, wc.train),
                 test_on=lambda wc: variants_for(config, wc.dataset),
@@ -161,6 +165,7 @@ if "attributes" in config:
 
     # results/tables/attributes.csv also fits report.smk's `table` pattern
     ruleorder: attributes_table > table
+    ruleorder: attributes_privacy > table
 
     rule attributes_table:
         conda:
@@ -190,3 +195,35 @@ if "attributes" in config:
             runtime=lambda wc, attempt: 10 * attempt,
         script:
             "../scripts/attributes_table.py"
+
+    # what a mask hides: accuracy lost (MAE added) per task, mask type and demographic group, for
+    # an attacker trained on bare faces and one trained on masked faces, paired bootstrap intervals
+    rule attributes_privacy:
+        conda:
+            "../../envs/evaluate.yaml"
+        input:
+            predictions=[RUN_PREDICTIONS.format(**r) for r in ATTRIBUTE_RUNS],
+            code=lib("attributes_privacy", "attributes_step", "attributes", "tables", "seeds"),
+        output:
+            csv=ATTRIBUTE_TABLES[2],
+            md="results/tables/attributes_privacy.md",
+            figure="results/figures/attributes_privacy.png",
+        params:
+            entries=[
+                {"dataset": r["dataset"], "model": r["model"], "split": r["strategy"],
+                 "train_variant": r["train"], "path": RUN_PREDICTIONS.format(**r)}
+                for r in ATTRIBUTE_RUNS
+            ],
+            masks={d: masks_for(config, d) for d in ATTR["datasets"]},
+            tasks=ATTR["tasks"],
+            age_groups=ATTR["age_groups"],
+            bootstrap=ATTR["bootstrap"],
+            seed=SEED,
+        log:
+            "results/logs/tables/attributes_privacy.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=lambda wc, attempt: 20 * attempt,
+        script:
+            "../scripts/attributes_privacy.py"

@@ -15,6 +15,8 @@ from maskbench.config import (
     evaluable,
     masks_for,
     models_of_kind,
+    normalisation_protocol,
+    unknown_provenance,
     protocol_part,
     train_masks,
     train_split,
@@ -88,8 +90,9 @@ def aligned_shards(wildcards):
 
 
 def variant_chips(wildcards):
-    """The chips an embedding job reads: the aligned shard or one mask type's shard."""
-    if wildcards.variant == "unmasked":
+    """The chips an embedding job reads: the aligned shard (its bare photos for `unmasked`, its
+    real-masked ones for `real`) or one mask type's shard."""
+    if wildcards.variant in ("unmasked", "real"):
         return f"results/{wildcards.dataset}/aligned/shard-{wildcards.shard}.parquet"
     return f"results/{wildcards.dataset}/masked/{wildcards.variant}/shard-{wildcards.shard}.parquet"
 
@@ -184,7 +187,7 @@ def metric_entries():
 def roc_curves(wildcards):
     protocol = verification_protocols(config, wildcards.dataset)[0]
     return [
-        {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}",
+        {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}", "model": model, "comparison": comparison,
          "path": f"results/{wildcards.dataset}/scores/{model}/{protocol}/{comparison}.parquet"}
         for comparison in comparisons_for(config, wildcards.dataset, protocol)
         for model in config["models"]
@@ -293,10 +296,12 @@ def validation_scores(wildcards):
 
 
 def ensemble_reference_scores(wildcards):
-    """Members' scores of the protocol's first comparison: every comparison of an ensemble is
-    normalised with these moments, so its comparisons share one scale."""
-    reference = comparisons_for(config, wildcards.dataset, wildcards.protocol)[0]
+    """Members' scores of the first comparison of the ensemble's normalisation protocol (val
+    pairs, never the tested ones): every comparison is normalised with these moments, so its
+    comparisons share one scale."""
+    norm = normalisation_protocol(config, wildcards.model, wildcards.protocol)
+    reference = comparisons_for(config, wildcards.dataset, norm)[0]
     return [
-        f"results/{wildcards.dataset}/scores/{member}/{wildcards.protocol}/{reference}.parquet"
+        f"results/{wildcards.dataset}/scores/{member}/{norm}/{reference}.parquet"
         for member in config["models"][wildcards.model]["members"]
     ]

@@ -14,7 +14,7 @@ if IDENTIFICATION:
         input:
             aligned=aligned_shards,
             split=protocol_split_file,
-            code=lib("identification_protocol", "identification_step", "pairs_step", "pairs", "seeds"),
+            code=lib("identification_protocol", "identification_step", "pairs_step", "pairs", "variant_pools", "seeds"),
         output:
             gallery=f"{IDENTIFICATION_DIR}/gallery.parquet",
             probes=f"{IDENTIFICATION_DIR}/probes.parquet",

@@ -1,18 +1,39 @@
 # mask{mask}: one mask type painted onto every aligned chip from its landmarks. A mask type's
 # spec is a param, so editing one entry of `masks:` re-runs that branch and nothing else.
 
+# `paint_on: image` (per mask type, or `align.paint_on` for all) paints on the original photo and
+# then detects and aligns the masked photo, so that rule also reads the index and the raw images.
+
+
+def mask_paint_on(wildcards):
+    return config["masks"][wildcards.mask].get("paint_on") or config["align"].get("paint_on", "chip")
+
+
+def mask_photo_inputs(wildcards):
+    if mask_paint_on(wildcards) != "image":
+        return {}
+    return {
+        "index": f"results/{wildcards.dataset}/index.parquet",
+        "acquired": f"resources/raw/{wildcards.dataset}/acquired.json",
+        "photo_code": lib("align", "detect", "align_step", "images", "index_step"),
+    }
+
 
 rule mask:
     conda:
         "../../envs/faces.yaml"
     input:
+        unpack(mask_photo_inputs),
         aligned="results/{dataset}/aligned/shard-{shard}.parquet",
-        code=lib("masks", "mask_step", "chips", "seeds"),
+        code=lib("masks", "mask_step", "chips", "seeds", "mask_render", "photo_mask"),
     output:
         "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
     params:
         spec=lambda wc: config["masks"][wc.mask],
         seed=SEED,
+        paint_on=mask_paint_on,
+        align=config["align"],
+        images=lambda wc: config["datasets"][wc.dataset].get("images", "images"),
     log:
         "results/logs/mask/{dataset}/{mask}/shard-{shard}.log",
     benchmark:

@@ -8,8 +8,9 @@ rule pairs:
         aligned=aligned_shards,
         summary="results/{dataset}/aligned/summary.json",  # fails first, clearly, if no face was found
         acquired="resources/raw/{dataset}/acquired.json",
+        index="results/{dataset}/index.parquet",  # groups (videos): no genuine pair within one
         split=protocol_split_file,
-        code=lib("pairs", "pairs_step", "all_vs_all", "seeds"),
+        code=lib("pairs", "pairs_step", "all_vs_all", "variant_pools", "seeds"),
     output:
         table="results/{dataset}/pairs/{protocol}.parquet",
         report="results/{dataset}/pairs/{protocol}.json",

@@ -22,6 +22,9 @@ rule table:
     params:
         spec=lambda wc: config["tables"][wc.table],
         cells=table_cells,
+        # models (or their members) trained elsewhere on undeclared data: footnoted
+        unknown=lambda wc: {m: unknown_provenance(config, m)
+                            for m in config["tables"][wc.table].get("models") or config["models"]},
     log:
         "results/logs/tables/{table}.log",
     threads: 1

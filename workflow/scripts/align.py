@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         align_cfg=snakemake.params.align,
         fallback_box=snakemake.params.fallback_box,
         out_path=snakemake.output[0],
+        faces_path=snakemake.input.faces or None,
     )

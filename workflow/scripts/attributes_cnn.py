@@ -22,6 +22,7 @@ with log_to(snakemake.log[0]):
         predictions_path=snakemake.output.predictions,
         metrics_path=snakemake.output.metrics,
         model_path=snakemake.output.model,
+        timing_path=snakemake.output.timing,
         meta={"dataset": wc.dataset, "model": wc.model, "split": wc.strategy},
         cache_dir=snakemake.params.cache_dir,
     )

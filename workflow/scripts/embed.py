@@ -9,4 +9,5 @@ with log_to(snakemake.log[0]):
         threads=snakemake.threads,
         out_path=snakemake.output[0],
         cache_dir=snakemake.params.cache_dir,
+        variant=snakemake.wildcards.variant,
     )

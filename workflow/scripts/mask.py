@@ -9,4 +9,10 @@ with log_to(snakemake.log[0]):
         spec=snakemake.params.spec,
         seed=snakemake.params.seed,
         out_path=snakemake.output[0],
+        photos=None if snakemake.params.paint_on != "image" else {
+            "index_path": snakemake.input.index,
+            "acquired_json": snakemake.input.acquired,
+            "images_key": snakemake.params.images,
+            "align_cfg": snakemake.params.align,
+        },
     )

@@ -14,4 +14,5 @@ with log_to(snakemake.log[0]):
         table_path=snakemake.output.table,
         report_path=snakemake.output.report,
         split_path=split[0] if split else None,
+        index_path=snakemake.input.index,
     )

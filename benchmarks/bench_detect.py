@@ -1,0 +1,127 @@
+"""Face detectors on real masked photos, and synthetic masked photos against real ones.
+
+Part 1, per detector: photos of rwmfd-mini (200 in-the-wild photos of people wearing real masks)
+where a face was found, and milliseconds per photo on one core. Part 2: the statistics of
+``maskbench.mask_region_stats`` (landmark offset of jaw and mouth, colour, contrast, blur and noise of the
+mask region against the upper face) as medians over real masked chips and over LFW-mini photos
+masked on the photo (``paint_on: image``) and found again, per mask type; plus the share of
+masked photos where the face was found again. ``--sheet`` writes real and synthetic chips side
+by side (made from the real fixtures: keep it local, never commit it).
+
+Usage: python benchmarks/bench_detect.py [--data ../shared/data] [--cnn 20] [--lfw 80] [--sheet out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from maskbench.align import FaceAligner
+from maskbench.detect import mediapipe_available
+from maskbench.masks import DEFAULT_MASKS, MaskSpec
+from maskbench.photo_mask import mask_photo
+from maskbench.mask_region_stats import chip_stats, side_by_side_sheet, summarise
+
+REALISTIC = {"fit_jitter": 0.5, "match_blur": True, "match_noise": True, "jpeg_quality": 75, "color_jitter": 0.3}
+
+
+def read_tar(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    out = []
+    with tarfile.open(path) as tf:
+        members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.endswith(".jpg")), key=lambda m: m.name)
+        for m in members[:limit]:
+            out.append(np.asarray(Image.open(io.BytesIO(tf.extractfile(m).read())).convert("RGB")))
+    return out
+
+
+def detection_table(photos: list[np.ndarray], detectors: dict[str, int | None]) -> None:
+    print(f"{'detector':10s} {'found':>9s} {'detect':>8s} {'+68 pts':>8s}   "
+          "(rwmfd-mini, ms/img on one core; +68 pts: detection, landmarks and chip)")
+    for name, limit in detectors.items():
+        aligner = FaceAligner(detector=name)
+        subset = photos[:limit]
+        aligner.detect(subset[0])  # load and warm up
+        start = time.perf_counter()
+        found = sum(bool(aligner.detect(p)) for p in subset)
+        ms = 1000 * (time.perf_counter() - start) / len(subset)
+        start = time.perf_counter()
+        aligned = sum(aligner.align(p).chip is not None for p in subset)
+        ms_align = 1000 * (time.perf_counter() - start) / len(subset)
+        assert aligned == found
+        print(f"{name:10s} {found:4d}/{len(subset):<4d} {ms:8.1f} {ms_align:8.1f}")
+
+
+def row(name: str, stats: dict[str, float], extra: str = "") -> None:
+    cells = " ".join(f"{stats.get(k, float('nan')):9.3f}" for k in
+                     ("landmark_offset", "mask_l", "mask_chroma", "contrast", "blur_ratio", "noise_ratio"))
+    print(f"{name:30s} {cells} {extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("MASKBENCH_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--cnn", type=int, default=0, help="also time dlib's CNN on this many photos (slow)")
+    parser.add_argument("--lfw", type=int, default=80, help="LFW-mini photos to mask per mask type")
+    parser.add_argument("--detector", default="mediapipe", help="detector for part 2")
+    parser.add_argument("--sheet", help="write a contact sheet of real and synthetic masked chips here")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    data = Path(args.data)
+    real = read_tar(data / "rwmfd-mini" / "RWMFD-mini.tar.gz")
+
+    detectors: dict[str, int | None] = {"hog": None}
+    if args.cnn:
+        detectors["cnn"] = args.cnn
+    if mediapipe_available():
+        detectors["mediapipe"] = None
+    else:
+        print("mediapipe not installed: skipped (see README, 'Detectors')")
+    detection_table(real, detectors)
+    if args.detector not in detectors:
+        return
+
+    aligner = FaceAligner(detector=args.detector, face_choice="centre")
+    print(f"\nmask-region statistics, medians; chips aligned by {args.detector} "
+          f"(offset px; L*, chroma; ratios to the upper face)")
+    print(f"{'source':30s} {'lm_off':>9s} {'L*':>9s} {'chroma':>9s} {'contrast':>9s} {'blur':>9s} {'noise':>9s}")
+    real_chips, real_stats = [], []
+    for photo in real:
+        result = aligner.align(photo)
+        if result.chip is not None:
+            real_chips.append(result.chip)
+            real_stats.append(chip_stats(result.chip, result.landmarks))
+    row("real masks (rwmfd-mini)", summarise(real_stats), f"found {len(real_chips)}/{len(real)}")
+
+    bare = read_tar(data / "lfw-mini" / "lfw-deepfunneled-mini.tgz", args.lfw)
+    aligned = [(p, aligner.align(p)) for p in bare]
+    aligned = [(p, r) for p, r in aligned if r.chip is not None]
+    row("no mask (lfw-mini)", summarise([chip_stats(r.chip, r.landmarks) for _, r in aligned]))
+    sheet_rows = {"real (rwmfd-mini)": real_chips}
+    for name, spec_dict in DEFAULT_MASKS.items():
+        for label, extra in (("", {}), ("+real", REALISTIC)):
+            spec = MaskSpec.from_dict({**spec_dict, **extra})
+            chips, stats = [], []
+            for k, (photo, r) in enumerate(aligned):
+                res = mask_photo(photo, r.landmarks, r.transform, spec, k, aligner)
+                if res.chip is not None:
+                    chips.append(res.chip)
+                    stats.append(chip_stats(res.chip, res.landmarks))
+            row(name + label, summarise(stats), f"found {len(chips)}/{len(aligned)}")
+            if label:
+                sheet_rows[name + label] = chips
+    if args.sheet:
+        sheet = side_by_side_sheet(sheet_rows)
+        cv2.imwrite(args.sheet, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        print(f"contact sheet: {args.sheet}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Make a painted mask look taken by the same camera as the face it sits on.
+
+A freshly painted mask is sharper and cleaner than the photo around it: no lens or resampling
+blur, no sensor noise, no JPEG blocks. Each of these is estimated on the uncovered upper face
+(brows, eyes, nose bridge) and applied to the mask region only, so the mask cannot be told from
+the face by its sharpness or noise alone.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_REBLUR = 1.5  # sigma of the probe blur used to estimate the photo's own blur
+_PAINTED_SIGMA = 0.5  # anti-aliased drawing is already about this soft
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def reference_region(shape: tuple[int, int], landmarks: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Boolean map of the uncovered upper face: the hull of brows, eyes and nose, minus the mask."""
+    region = np.zeros(shape[:2], np.uint8)
+    hull = cv2.convexHull(np.round(landmarks[17:48]).astype(np.int32))
+    cv2.fillConvexPoly(region, hull, 1)
+    return (region > 0) & ~covered
+
+
+def estimate_blur(lum: np.ndarray, region: np.ndarray) -> float:
+    """Gaussian blur sigma (px) of the photo, from how much a known re-blur removes.
+
+    For a step edge blurred by s0, gradient energy falls as 1/s; re-blurring by s1 scales it by
+    r = s0 / sqrt(s0^2 + s1^2), so s0 = s1 r / sqrt(1 - r^2).
+    """
+    if region.sum() < 20:
+        return 0.0
+
+    def energy(img: np.ndarray) -> float:
+        gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+        return float(np.mean((gx * gx + gy * gy)[region]))
+
+    e0 = energy(lum)
+    if e0 <= 1e-6:
+        return 0.0
+    r = min(energy(cv2.GaussianBlur(lum, (0, 0), _REBLUR)) / e0, 0.99)
+    return float(np.clip(_REBLUR * r / np.sqrt(1 - r * r), 0.0, 6.0))
+
+
+def estimate_noise(lum: np.ndarray, region: np.ndarray) -> float:
+    """Sensor noise sigma (grey levels): Immerkaer's (1996) fast estimate over the region."""
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    response = np.abs(cv2.filter2D(lum, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT))
+    inner = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if inner.sum() < 20:
+        return 0.0
+    return float(np.sqrt(np.pi / 2) * response[inner].mean() / 6.0)
+
+
+def match_photo(original: np.ndarray, painted: np.ndarray, covered: np.ndarray, landmarks: np.ndarray,
+                blur: bool, noise: bool, jpeg_quality: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``painted`` with blur, noise and JPEG of ``original`` applied inside the mask only.
+
+    ``covered`` is the mask's footprint (bool); blur may also soften a band of about two sigmas
+    around it (the mask's edge), nothing further away changes.
+    """
+    out = painted.copy()
+    if not covered.any():
+        return out
+    lum = _luminance(original)
+    region = reference_region(original.shape, landmarks, covered)
+    if blur:
+        sigma = np.sqrt(max(estimate_blur(lum, region) ** 2 - _PAINTED_SIGMA ** 2, 0.0))
+        if sigma > 0.05:
+            pad = int(np.ceil(2 * sigma)) + 1
+            band = cv2.dilate(covered.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)) > 0
+            soft = cv2.GaussianBlur(out.astype(np.float32), (0, 0), sigma)
+            out[band] = np.clip(soft[band] + 0.5, 0, 255).astype(np.uint8)
+    if noise:
+        target, present = estimate_noise(lum, region), estimate_noise(_luminance(out), covered)
+        sigma = np.sqrt(max(target ** 2 - present ** 2, 0.0))
+        if sigma > 0.05:
+            grain = rng.normal(0.0, sigma, covered.shape).astype(np.float32)[..., None]
+            noisy = out.astype(np.float32) + grain
+            out[covered] = np.clip(noisy[covered] + 0.5, 0, 255).astype(np.uint8)
+    if jpeg_quality:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        if not ok:
+            raise ValueError("JPEG re-encoding of the mask failed")
+        coded = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        out[covered] = coded[covered]
+    return out

@@ -1,0 +1,84 @@
+"""Figures a person can read: one colour per mask type, one line style per model, at most
+MAX_CURVES curves per panel, legends beside the axes (not over the curves)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+
+from maskbench import figures  # noqa: E402
+from maskbench.figures import MAX_CURVES, curve_styles, roc_figure  # noqa: E402
+from maskbench.manifests import SCORES_SCHEMA  # noqa: E402
+
+MODELS = ["dlib_resnet", "dlib_masked_head", "ensemble"]
+COMPARISONS = ["unmasked-vs-unmasked", "unmasked-vs-surgical_blue", "unmasked-vs-n95_white", "unmasked-vs-cloth_black"]
+
+
+def curves(models=MODELS, comparisons=COMPARISONS, root=None):
+    out = []
+    rng = np.random.default_rng(0)
+    for m in models:
+        for k, c in enumerate(comparisons):
+            entry = {"label": f"{m}: {c.replace('-vs-', ' vs ')}", "model": m, "comparison": c,
+                     "path": "" if root is None else str(root / f"{m}-{c}.parquet")}
+            if root is not None:
+                n = 400
+                genuine = rng.random(n) < 0.2
+                score = np.where(genuine, rng.normal(3 - k * 0.5, 1, n), rng.normal(0, 1, n))
+                pq.write_table(pa.Table.from_pydict(
+                    {"pair_id": np.arange(n), "ref_image": ["a"] * n, "probe_image": ["b"] * n, "genuine": genuine,
+                     "fold": np.zeros(n, dtype=np.int16), "score": score, "status": ["ok"] * n},
+                    schema=SCORES_SCHEMA), entry["path"])
+            out.append(entry)
+    return out
+
+
+def test_twelve_curves_get_a_panel_per_model_with_one_colour_per_mask():
+    panels, colours, styles = curve_styles(curves())
+    assert [title for title, _ in panels] == MODELS
+    assert all(len(members) <= MAX_CURVES for _, members in panels)
+    masks = ["unmasked", "surgical_blue", "n95_white", "cloth_black"]
+    assert len({colours[m] for m in masks}) == len(masks)  # no colour repeats
+    assert len({styles[(m, True)] for m in MODELS}) == len(MODELS)  # one line style per model
+
+
+def test_few_curves_share_one_panel_and_every_curve_looks_different():
+    few = curves(MODELS[:2])
+    panels, colours, styles = curve_styles(few)
+    assert len(panels) == 1 and len(panels[0][1]) == 8
+    looks = set()
+    for c in few:
+        model, ref, probe = figures._parts(c)
+        looks.add((colours[figures._mask_of(ref, probe)], str(styles[(model, ref == "unmasked")])))
+    assert len(looks) == len(few)
+
+
+def test_many_comparisons_of_one_model_are_split_into_readable_panels():
+    many = ["unmasked-vs-unmasked"] + [f"unmasked-vs-m{k}" for k in range(6)] + [f"m{k}-vs-m{k}" for k in range(6)]
+    panels, colours, _ = curve_styles(curves(["dlib_resnet"], many))
+    assert len(panels) == 2 and all(len(members) <= MAX_CURVES for _, members in panels)
+    assert colours["m3"] != colours["m4"]
+
+
+def test_roc_legend_sits_beside_the_axes(tmp_path, monkeypatch):
+    shown = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: shown.update(fig=fig))
+    roc_figure(curves(MODELS[:2], root=tmp_path), "ROC", str(tmp_path / "roc.png"))
+    fig = shown["fig"]
+    fig.tight_layout()  # as figures._save does before writing
+    fig.canvas.draw()
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        assert len(ax.get_lines()) <= MAX_CURVES
+        axes_box = ax.get_window_extent()
+        legend_box = legend.get_window_extent()
+        assert legend_box.x0 >= axes_box.x1  # outside, to the right: it hides no curve
+        assert legend_box.x1 <= fig.bbox.x1 + 1  # and not cut off
+    plt.close(fig)

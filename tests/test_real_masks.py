@@ -1,0 +1,315 @@
+"""Photos of real masks as their own variant: the demo draws some, `real` holds only them,
+`unmasked` only the bare ones, synthetic masks are never painted over them, every protocol kind
+pairs the right pools, and the realism table is built from the metrics files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from maskbench.chips import encode_chip
+from maskbench.config import ConfigError, check_config, realism_protocol
+from maskbench.demo import demo_image, generate_demo
+from maskbench.embed_step import variant_statuses
+from maskbench.identification_step import build_identification
+from maskbench.index import build_index
+from maskbench.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA
+from maskbench.mask_step import mask_shard
+from maskbench.metrics_step import write_metrics
+from maskbench.pairs_step import build_pairs
+from maskbench.metrics import eer
+from maskbench.realism import COLUMNS, by_type_rows, realism_rows
+from maskbench.summaries import coverage_row, variant_status_counts
+
+PEOPLE, BARE, REAL = 8, 4, 2
+COMPARISONS = [("unmasked", "unmasked"), ("unmasked", "surgical"), ("unmasked", "real"), ("real", "real"),
+               ("surgical", "surgical")]
+
+
+def person(k: int) -> str:
+    return f"p{k}"
+
+
+def fixture_images() -> dict[str, bool]:
+    """image_id -> real_mask, as the demo with ``real_masks: 2`` names them (LFW-style file names)."""
+    out = {}
+    for k in range(PEOPLE):
+        name = person(k)
+        for j in range(BARE + REAL):
+            real = j >= BARE
+            out[f"{name}/{'real_mask/' if real else ''}{name}_{j + 1:04d}.png"] = real
+    return out
+
+
+def write_aligned(path: Path, images: dict[str, bool], failed: set[str] = frozenset()) -> str:
+    rows = [{"image_id": i, "identity": i.split("/")[0], "status": "no_face" if i in failed else "ok",
+             "reason": None, "detector": None, "detector_score": None, "n_faces": 1, "landmarks": None,
+             "chip": None, "real_mask": real} for i, real in sorted(images.items())]
+    pq.write_table(pa.Table.from_pylist(rows, schema=ALIGNED_SCHEMA), path)
+    return str(path)
+
+
+@pytest.fixture()
+def aligned(tmp_path):
+    images = fixture_images()
+    return images, [write_aligned(tmp_path / "shard-0.parquet", images)]
+
+
+def manifest(aligned_paths, tmp_path, protocol, acquired="{}"):
+    (tmp_path / "acquired.json").write_text(acquired)
+    report = build_pairs(aligned_paths, protocol, COMPARISONS, 7, str(tmp_path / "acquired.json"),
+                         str(tmp_path / "pairs.parquet"), str(tmp_path / "pairs.json"))
+    return pd.read_parquet(tmp_path / "pairs.parquet"), report
+
+
+def assert_pools(table: pd.DataFrame, images: dict[str, bool]) -> None:
+    """`real` never holds a bare photo; no other variant (synthetic ones included) a real one."""
+    for side in ("ref", "probe"):
+        real = table[f"{side}_variant"] == "real"
+        assert table.loc[real, f"{side}_image"].map(images).all()
+        assert not table.loc[~real, f"{side}_image"].map(images).any()
+    assert (table["ref_image"] != table["probe_image"]).all()
+    assert table["pair_id"].tolist() == list(range(len(table)))
+    same = table["ref_image"].str.split("/").str[0] == table["probe_image"].str.split("/").str[0]
+    assert (same == table["genuine"]).all()
+
+
+def counts(table: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    out = {}
+    for (r, p), part in table.groupby(["ref_variant", "probe_variant"], sort=False):
+        out[f"{r}-vs-{p}"] = (int(part["genuine"].sum()), int((~part["genuine"]).sum()))
+    return out
+
+
+def test_all_vs_all_pairs_each_pool(aligned, tmp_path):
+    images, paths = aligned
+    table, report = manifest(paths, tmp_path, {"kind": "all_vs_all", "folds": 2, "comparisons": []})
+    assert_pools(table, images)
+    n_bare, n_real = PEOPLE * BARE, PEOPLE * REAL
+    bare_genuine = PEOPLE * BARE * (BARE - 1) // 2
+    bare = (bare_genuine, n_bare * (n_bare - 1) // 2 - bare_genuine)
+    expected = {"unmasked-vs-unmasked": bare, "unmasked-vs-surgical": bare, "surgical-vs-surgical": bare,
+                "unmasked-vs-real": (PEOPLE * BARE * REAL, n_bare * n_real - PEOPLE * BARE * REAL),
+                "real-vs-real": (PEOPLE, n_real * (n_real - 1) // 2 - PEOPLE)}
+    assert counts(table) == expected
+    assert {k: (v["genuine"], v["impostor"]) for k, v in report["per_comparison"].items()} == expected
+    assert report["rows"] == len(table)
+
+
+def test_all_identities_pairs_each_pool_on_the_same_references(aligned, tmp_path):
+    images, paths = aligned
+    table, report = manifest(paths, tmp_path, {"kind": "all_identities", "folds": 2, "comparisons": []})
+    assert_pools(table, images)
+    assert counts(table) == {c: (PEOPLE, PEOPLE) for c in
+                             ["unmasked-vs-unmasked", "unmasked-vs-surgical", "unmasked-vs-real", "real-vs-real",
+                              "surgical-vs-surgical"]}
+    refs = {c: table[(table.ref_variant + "-vs-" + table.probe_variant) == c]
+            .groupby("ref_image")["fold"].first().to_dict() for c in ["unmasked-vs-surgical", "unmasked-vs-real"]}
+    assert refs["unmasked-vs-surgical"] == refs["unmasked-vs-real"]  # same references, same folds
+
+
+@pytest.mark.parametrize("protocol", [{"kind": "all_vs_all", "folds": 3},
+                                      {"kind": "all_identities", "folds": 3},
+                                      {"kind": "dicta1000", "n_pairs": 12, "folds": 3}])
+def test_folds_go_by_person_in_every_pool(aligned, tmp_path, protocol):
+    """A person sits in one fold across all comparisons, bare and real-masked alike; a pair of two
+    folds' people is in none (-1), so no threshold is chosen on people it is applied to."""
+    images, paths = aligned
+    table, _ = manifest(paths, tmp_path, protocol | {"comparisons": []})
+    people = pd.concat([
+        pd.DataFrame({"person": table[f"{side}_image"].str.split("/").str[0], "fold": table["fold"]})
+        for side in ("ref", "probe")])
+    in_a_fold = people[people["fold"] >= 0]
+    assert (in_a_fold.groupby("person")["fold"].nunique() == 1).all()
+    assert in_a_fold["fold"].nunique() > 1
+    assert (table.loc[table["genuine"], "fold"] >= 0).all()
+
+
+def test_dicta_pairs_each_pool(aligned, tmp_path):
+    images, paths = aligned
+    table, _ = manifest(paths, tmp_path, {"kind": "dicta1000", "n_pairs": 12, "comparisons": []})
+    assert_pools(table, images)
+    assert set(counts(table).values()) == {(6, 6)} and len(counts(table)) == len(COMPARISONS)
+
+
+def test_listed_pairs_are_sorted_into_pools(aligned, tmp_path):
+    images, paths = aligned
+    lines = ["p0\t1\t2", "p0\t1\t5", "p1\t6\t2", "p1\t5\t6", "p0\t1\tp1\t5", "p0\t5\tp1\t6", "p2\t1\tp3\t2"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")  # MFR2 style: no header line
+    acquired = json.dumps({"pairs": {"path": str(tmp_path / "pairs.txt")}})
+    table, report = manifest(paths, tmp_path, {"kind": "lfw_view2", "comparisons": []}, acquired)
+    assert_pools(table, images)
+    got = counts(table)
+    assert got["unmasked-vs-unmasked"] == (1, 1) and got["unmasked-vs-surgical"] == (1, 1)
+    assert got["unmasked-vs-real"] == (2, 1)  # p1 6-vs-2 is turned round: bare reference, real probe
+    assert got["real-vs-real"] == (1, 1)
+    assert report["dropped"]["listed_pair_not_unmasked-vs-real_photos"] == 4
+
+
+def test_people_without_both_kinds_are_left_out_and_counted(tmp_path):
+    images = fixture_images()
+    images = {k: v for k, v in images.items() if not (k.startswith("p0/") and v)}  # p0: bare photos only
+    paths = [write_aligned(tmp_path / "shard-0.parquet", images)]
+    table, report = manifest(paths, tmp_path, {"kind": "all_vs_all", "comparisons": []})
+    assert not table["ref_image"].str.startswith("p0/").any()
+    assert report["dropped"]["image_of_person_without_bare_and_real_photos"] == BARE
+
+
+def test_identification_searches_real_probes_in_a_bare_gallery(aligned, tmp_path):
+    images, paths = aligned
+    out = {k: str(tmp_path / f"{k}.parquet") for k in ("gallery", "probes")}
+    report = build_identification(paths, {"kind": "identification", "gallery_size": 1, "unknown_fraction": 0.25},
+                                  3, out["gallery"], out["probes"], str(tmp_path / "protocol.json"))
+    gallery, probes = pd.read_parquet(out["gallery"]), pd.read_parquet(out["probes"])
+    assert not gallery["image_id"].map(images).any()
+    real = probes[probes["real_mask"]]
+    assert real["image_id"].map(images).all() and not probes.loc[~probes["real_mask"], "image_id"].map(images).any()
+    assert len(real) == PEOPLE * REAL == report["real_probes"]
+    assert (real["mated"] == real["identity"].isin(set(gallery["identity"]))).all()
+    assert len(probes) - len(real) == PEOPLE * (BARE - 1)
+
+
+def test_no_synthetic_mask_is_painted_on_a_real_masked_photo(tmp_path):
+    rows = []
+    for j, real in enumerate([False, True, False]):
+        rgb, points = demo_image(5, 0, j, size=150)
+        rows.append({"image_id": f"a/{j}.png", "identity": "a", "status": "provided", "reason": None,
+                     "detector": None, "detector_score": None, "n_faces": None,
+                     "landmarks": points.reshape(-1).astype(np.float32).tolist(), "chip": encode_chip(rgb),
+                     "real_mask": real})
+    path = tmp_path / "aligned.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ALIGNED_SCHEMA), path)
+    spec = {"shape": "surgical", "color": "#1ca0f4"}
+    result = mask_shard(str(path), "surgical", spec, 1, str(tmp_path / "masked.parquet"))
+    masked = pq.read_table(tmp_path / "masked.parquet").to_pylist()
+    assert [r["status"] for r in masked] == ["masked", "real_mask", "masked"]
+    assert masked[1]["chip"] is None and result == {"masked": 2, "aligned": 2, "rows": 3}
+    table = pq.read_table(path)
+    assert variant_statuses(table, "unmasked") == ["provided", "real_mask", "provided"]
+    assert variant_statuses(table, "real") == ["not_real_mask", "provided", "not_real_mask"]
+
+
+def test_demo_draws_real_masks_that_the_index_marks(tmp_path):
+    summary = generate_demo(tmp_path / "demo", 3, 4, seed=2, size=96, real_masks=2)
+    assert summary["real_masks_per_identity"] == 2
+    table, _ = build_index("demo", tmp_path / "demo", 1)
+    flags = dict(zip(table["image_id"].to_pylist(), table["real_mask"].to_pylist()))
+    assert sum(bool(v) for v in flags.values()) == 6 and len(flags) == 12
+    assert all(bool(v) == ("/real_mask/" in k) for k, v in flags.items())
+    # the masked photo is the same drawing as the bare one would be, with a mask on its lower face
+    bare, _ = demo_image(2, 0, 3, size=96)
+    worn = cv2.cvtColor(cv2.imread(str(tmp_path / "demo/person_000/real_mask/person_000_0004.png")), cv2.COLOR_BGR2RGB)
+    changed = np.abs(worn.astype(int) - bare.astype(int)).sum(axis=2) > 30
+    assert changed[60:].mean() > 5 * changed[:35].mean()
+    with pytest.raises(ValueError, match="real_masks"):
+        generate_demo(tmp_path / "bad", 2, 2, seed=2, size=96, real_masks=2)
+
+
+def test_coverage_counts_alignment_per_variant(tmp_path):
+    images = fixture_images()
+    failed = {k for k, v in images.items() if v and k.endswith("_0006.png")}  # one real photo per person missed
+    path = write_aligned(tmp_path / "shard.parquet", images, failed)
+    per = variant_status_counts([path])
+    assert per["real"]["statuses"] == {"no_face": PEOPLE, "ok": PEOPLE} and per["real"]["usable_rate"] == 0.5
+    assert per["unmasked"]["usable"] == PEOPLE * BARE
+    row = coverage_row("demo", {"images": 48, "usable": 40, "usable_rate": 0.833333, "per_variant": per},
+                       {"surgical": {"usable": PEOPLE * BARE}})
+    assert row["real_aligned_rate"] == 0.5 and row["surgical_masked_rate"] == 1.0
+    assert row["real_detected_rate"] == 0.5 and row["unmasked_detected_rate"] == 1.0
+
+
+def config_with(real_masks: int, comparisons) -> dict:
+    return {"masks": {"surgical": {"shape": "surgical", "color": "#1ca0f4"}},
+            "models": {"m": {"kind": "dlib_resnet"}},
+            "datasets": {"demo": {"layout": "demo", "shards": 1, "protocols": ["p"],
+                                  "generate": {"identities": 4, "images_per_identity": 4, "real_masks": real_masks}}},
+            "protocols": {"p": {"kind": "all_vs_all", "comparisons": comparisons}}, "tables": {}}
+
+
+def test_config_refuses_real_on_a_dataset_without_real_masks():
+    with pytest.raises(ConfigError, match="has none"):
+        check_config(config_with(0, [["unmasked", "real"]]))
+    with pytest.raises(ConfigError, match="never painted over"):
+        check_config(config_with(2, [["real", "masked"]]))
+    config = config_with(2, [["unmasked", "masked"], ["unmasked", "real"], ["real", "real"]])
+    check_config(config)
+    assert realism_protocol(config, "demo") == "p"
+    config["datasets"]["plain"] = {**config["datasets"]["demo"], "generate": {"identities": 4, "images_per_identity": 4},
+                                   "protocols": []}
+    config["tables"] = {"t": {"metric": "eer", "ref_variant": "unmasked", "probe_variant": "real"}}
+    with pytest.raises(ConfigError, match="'plain' has no photos of real masks"):
+        check_config(config)
+    config["tables"]["t"]["datasets"] = ["demo"]
+    check_config(config)
+    assert realism_protocol(config, "plain") is None
+
+
+def write_scores(path: Path, genuine, impostor) -> str:
+    n_g, n_i = len(genuine), len(impostor)
+    pq.write_table(pa.Table.from_pydict({
+        "pair_id": list(range(n_g + n_i)), "ref_image": ["a"] * (n_g + n_i), "probe_image": ["b"] * (n_g + n_i),
+        "genuine": [True] * n_g + [False] * n_i, "fold": [0] * (n_g + n_i), "score": [*genuine, *impostor],
+        "status": ["ok"] * (n_g + n_i)}, schema=SCORES_SCHEMA), path)
+    return str(path)
+
+
+def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    entries = []
+    for comparison, shift in [("unmasked-vs-real", 1.0), ("unmasked-vs-surgical", 1.5), ("unmasked-vs-n95", 0.9)]:
+        gen, imp = rng.normal(shift, 1, 200), rng.normal(0, 1, 300)
+        scores = write_scores(tmp_path / f"{comparison}.parquet", gen, imp)
+        write_metrics(scores, str(tmp_path / f"{comparison}.json"), evaluation={"bootstrap": 20})
+        entries.append({"dataset": "d", "model": "m", "protocol": "p", "comparison": comparison,
+                        "metrics": str(tmp_path / f"{comparison}.json"), "scores": scores})
+    frame = realism_rows(entries, {"bootstrap": 20})
+    assert list(frame.columns) == COLUMNS and frame["probe"].tolist() == ["real", "surgical", "n95"]
+    for e, (_, row) in zip(entries, frame.iterrows()):
+        values = json.loads(Path(e["metrics"]).read_text())
+        for key in ("eer", "eer_ci_low", "eer_ci_high", "fnmr_at_fmr_1e-2", "n_genuine"):
+            assert row[key] == values[key]
+    real_eer = frame.loc[0, "eer"]
+    assert frame.loc[1, "eer_minus_real"] == pytest.approx(frame.loc[1, "eer"] - real_eer)
+    assert frame.loc[1, "eer_minus_real_ci_low"] <= frame.loc[1, "eer_minus_real"] <= frame.loc[1, "eer_minus_real_ci_high"]
+    assert frame["closest_to_real"].tolist() == [False, False, True]  # n95 (shift 0.9) is nearest to real (1.0)
+
+
+def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):
+    rng = np.random.default_rng(1)
+    probes = [f"p{k % 6}/p{k % 6}_{k:04d}.png" for k in range(120)]
+    kinds = {p: ("cloth" if int(p[-8:-4]) % 3 else "surgical_white") for p in probes}
+    genuine = rng.random(120) < 0.3
+    score = np.where(genuine, rng.normal(1, 1, 120), rng.normal(0, 1, 120))
+    path = tmp_path / "scores.parquet"
+    pq.write_table(pa.Table.from_pydict({
+        "pair_id": list(range(120)), "ref_image": ["r"] * 120, "probe_image": probes, "genuine": genuine.tolist(),
+        "fold": [0] * 120, "score": score.tolist(), "status": ["ok"] * 120}, schema=SCORES_SCHEMA), path)
+    entry = {"dataset": "mfr2", "model": "m", "protocol": "p", "comparison": "unmasked-vs-real",
+             "metrics": "", "scores": str(path)}
+    frame = by_type_rows([entry], {"mfr2": kinds}).set_index("real_mask_type")
+    assert frame[["n_genuine", "n_impostor"]].sum().sum() == 120
+    for kind in ("cloth", "surgical_white"):
+        mine = np.array([kinds[p] == kind for p in probes])
+        assert frame.loc[kind, "n_genuine"] == (mine & genuine).sum()
+        assert frame.loc[kind, "eer"] == eer(score[mine & genuine], score[mine & ~genuine]).eer
+    assert by_type_rows([entry], {}).empty  # a set without labels has no breakdown
+
+
+def test_fine_tuning_takes_no_real_masked_photo_as_an_unmasked_example(tmp_path):
+    from maskbench.finetune_step import read_chips
+
+    images = fixture_images()
+    rows = [{"image_id": i, "identity": i.split("/")[0], "status": "ok", "reason": None, "detector": None,
+             "detector_score": None, "n_faces": 1, "landmarks": None, "chip": b"png", "real_mask": real}
+            for i, real in sorted(images.items())]
+    path = tmp_path / "aligned.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ALIGNED_SCHEMA), path)
+    unmasked, _ = read_chips([str(path)], {}, set(images))
+    assert set(unmasked) == {i for i, real in images.items() if not real}

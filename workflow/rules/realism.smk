@@ -1,0 +1,42 @@
+# The realism table and figure: per dataset with photos of real masks and per model, unmasked ->
+# real beside unmasked -> each synthetic mask type, on the same people.
+
+if realism_entries():
+
+    rule realism:
+        conda:
+            "../../envs/evaluate.yaml"
+        input:
+            metrics=[e["metrics"] for e in realism_entries()],
+            scores=[e["scores"] for e in realism_entries()],
+            acquired=[v["acquired"] for v in realism_labelled_sets().values()],
+            code=lib("realism", "metrics", "figures", "tables", "index"),
+        output:
+            csv=report(
+                "results/tables/realism.csv",
+                caption="../report/realism.rst",
+                category="Tables",
+                labels={"table": "realism"},
+            ),
+            md="results/tables/realism.md",
+            by_type="results/tables/realism_by_type.csv",
+            by_type_md="results/tables/realism_by_type.md",
+            png=report(
+                "results/figures/realism.png",
+                caption="../report/realism.rst",
+                category="Figures",
+                labels={"figure": "realism"},
+            ),
+            pdf="results/figures/realism.pdf",
+        params:
+            entries=realism_entries(),
+            labelled=realism_labelled_sets(),
+            evaluation=config.get("evaluation", {}),
+        log:
+            "results/logs/tables/realism.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=lambda wc, attempt: 20 * attempt,
+        script:
+            "../scripts/realism.py"

@@ -1,0 +1,15 @@
+"""The privacy table and figure: what a mask hides from an attacker, per attribute."""
+from maskbench.attributes_privacy import write_privacy
+from maskbench.logs import log_to
+
+with log_to(snakemake.log[0]):
+    write_privacy(
+        entries=list(snakemake.params.entries),
+        masks={d: list(m) for d, m in snakemake.params.masks.items()},
+        tasks=list(snakemake.params.tasks),
+        age_groups=list(snakemake.params.age_groups),
+        seed=snakemake.params.seed,
+        n_boot=snakemake.params.bootstrap,
+        csv_path=snakemake.output.csv,
+        png_path=snakemake.output.figure,
+    )
