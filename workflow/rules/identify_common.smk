@@ -15,7 +15,7 @@ IDENTIFICATION_PROTOCOLS = sorted({p for ps in IDENTIFICATION.values() for p in 
 IDENTIFICATION_DIR = "results/{dataset}/identification/{protocol}"
 IDENTIFY_RESULT = "results/{dataset}/identification/{model}/{protocol}/{probe_variant}.json"
 # [real, real]: a gallery enrolled from the real-masked photos, its manifests and results apart
-REAL_GALLERY_DIR = IDENTIFICATION_DIR + "/real-vs-real"
+REAL_GALLERY_DIR = "results/{dataset}/identification/{protocol}/real-vs-real"
 IDENTIFY_REAL_RESULT = "results/{dataset}/identification/{model}/{protocol}/real-vs-real.json"
 
 
