@@ -209,6 +209,17 @@ def test_real_gallery_enrols_and_searches_only_real_masked_photos(aligned, tmp_p
     assert report["gallery_variant"] == "real" and "real_mask" not in probes.columns
 
 
+def test_real_gallery_keeps_to_the_people_of_the_bare_set(tmp_path):
+    """A person with too few bare photos for the bare set is left out of the real-masked one too."""
+    images = fixture_images()
+    failed = {f"p0/p0_{j:04d}.png" for j in range(2, BARE + 1)}  # p0 keeps one bare photo: not eligible
+    paths = [write_aligned(tmp_path / "shard-0.parquet", images, failed)]
+    gallery, probes, report = real_gallery_set(paths, tmp_path, "real", 3, unknown_fraction=0.25)
+    assert "p0" not in set(gallery["identity"]) | set(probes["identity"])
+    assert report["real_images_of_people_outside_the_bare_set"] == REAL
+    assert len(probes) == (PEOPLE - 1) * (REAL - 1) and len(gallery) == report["enrolled_identities"]
+
+
 def test_real_gallery_search_uses_real_embeddings_and_has_its_own_table_rows(aligned, tmp_path):
     """The [real, real] search reads its gallery from the real-masked embeddings; the table tells it
     from [unmasked, real] by a gallery_variant column, which a table without it does not get."""

@@ -102,14 +102,18 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
                                    protocol.get("unknown_fraction", 0.0))
     check_identification(chosen, pools[BARE])
     if gallery_variant == REAL:
+        # the bare set's people only (its unknown ones unknown again), so the two galleries compare
+        people = {n for _, n in chosen.gallery} | {n for _, n, _ in chosen.probes}
         unknown = {n for _, n, mated in chosen.probes if not mated}
-        chosen = choose_identification(pools[REAL], seed, protocol.get("gallery_size", 1),
+        pool = {i: n for i, n in pools[REAL].items() if n in people}
+        chosen = choose_identification(pool, seed, protocol.get("gallery_size", 1),
                                        protocol.get("unknown_fraction", 0.0), unknown=unknown)
-        check_identification(chosen, pools[REAL])
+        check_identification(chosen, pool)
     report = identification_report(chosen)
     probes = probes_table(chosen)
     if gallery_variant == REAL:
-        report |= {"gallery_variant": REAL, "probe_variant": REAL, "pools": pool_notes}
+        report |= {"gallery_variant": REAL, "probe_variant": REAL, "pools": pool_notes,
+                   "real_images_of_people_outside_the_bare_set": len(pools[REAL]) - len(pool)}
     elif real:
         chosen, probes = with_real_probes(chosen, pools[REAL])
         report |= {"real_probes": probes.num_rows - report["probes"], "pools": pool_notes}
