@@ -5,6 +5,7 @@ pairs the right pools, and the realism table is built from the metrics files."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -18,15 +19,16 @@ from maskbench.chips import encode_chip
 from maskbench.config import ConfigError, check_config, realism_protocol
 from maskbench.demo import demo_image, generate_demo
 from maskbench.embed_step import variant_statuses
-from maskbench.identification_step import build_identification
+from maskbench.identification_step import build_identification, identification_comparisons, identify_step
 from maskbench.index import build_index
-from maskbench.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA
+from maskbench.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA, embedding_schema
 from maskbench.mask_step import mask_shard
 from maskbench.metrics_step import write_metrics
 from maskbench.pairs_step import build_pairs
 from maskbench.metrics import eer
 from maskbench.realism import COLUMNS, by_type_rows, realism_rows
 from maskbench.summaries import coverage_row, variant_status_counts
+from maskbench.tables import identification_rows
 
 PEOPLE, BARE, REAL = 8, 4, 2
 COMPARISONS = [("unmasked", "unmasked"), ("unmasked", "surgical"), ("unmasked", "real"), ("real", "real"),
@@ -176,6 +178,98 @@ def test_identification_searches_real_probes_in_a_bare_gallery(aligned, tmp_path
     assert len(probes) - len(real) == PEOPLE * (BARE - 1)
 
 
+def real_set(aligned, tmp_path, seed=3):
+    """The [unmasked, real] set of the same protocol, written beside the [real, real] one."""
+    return real_gallery_set(aligned, tmp_path, "unmasked", seed, unknown_fraction=0.25)
+
+
+def real_gallery_set(aligned, tmp_path, variant, seed=3, **protocol):
+    out = {k: str(tmp_path / f"{variant}-{k}") for k in ("gallery.parquet", "probes.parquet", "protocol.json")}
+    report = build_identification(aligned, {"kind": "identification", **protocol}, seed, *out.values(),
+                                  gallery_variant=variant)
+    return pd.read_parquet(out["gallery.parquet"]), pd.read_parquet(out["probes.parquet"]), report
+
+
+@pytest.mark.parametrize("seed,unknown_fraction", [(3, 0.25), (11, 0.5), (4, 0.0)])
+def test_real_gallery_enrols_and_searches_only_real_masked_photos(aligned, tmp_path, seed, unknown_fraction):
+    images, paths = aligned
+    gallery_size = 1  # each person has REAL = 2 real-masked photos: one enrolled, one searched
+    setting = {"gallery_size": gallery_size, "unknown_fraction": unknown_fraction}
+    gallery, probes, report = real_gallery_set(paths, tmp_path, "real", seed, **setting)
+    assert gallery["image_id"].map(images).all() and probes["image_id"].map(images).all()
+    assert not set(gallery["image_id"]) & set(probes["image_id"])
+    bare_gallery, bare_probes, _ = real_gallery_set(paths, tmp_path, "unmasked", seed, **setting)
+    unknown = set(bare_probes.loc[~bare_probes["mated"], "identity"])
+    assert (len(unknown) > 0) == (unknown_fraction > 0)
+    assert set(probes.loc[~probes["mated"], "identity"]) == unknown  # the same people left out
+    assert set(gallery["identity"]) == set(bare_gallery["identity"]) == {person(k) for k in range(PEOPLE)} - unknown
+    assert len(gallery) == (PEOPLE - len(unknown)) * gallery_size == report["gallery_images"]
+    assert len(probes) == PEOPLE * (REAL - gallery_size) == report["probes"]  # as the bare rule: unknown people too
+    assert (probes["mated"] == probes["identity"].isin(set(gallery["identity"]))).all()
+    assert report["gallery_variant"] == "real" and "real_mask" not in probes.columns
+
+
+def test_real_gallery_keeps_to_the_people_of_the_bare_set(tmp_path):
+    """A person with too few bare photos for the bare set is left out of the real-masked one too."""
+    images = fixture_images()
+    failed = {f"p0/p0_{j:04d}.png" for j in range(2, BARE + 1)}  # p0 keeps one bare photo: not eligible
+    paths = [write_aligned(tmp_path / "shard-0.parquet", images, failed)]
+    gallery, probes, report = real_gallery_set(paths, tmp_path, "real", 3, unknown_fraction=0.25)
+    assert "p0" not in set(gallery["identity"]) | set(probes["identity"])
+    assert report["real_images_of_people_outside_the_bare_set"] == REAL
+    assert len(probes) == (PEOPLE - 1) * (REAL - 1) and len(gallery) == report["enrolled_identities"]
+
+
+def test_real_gallery_search_uses_real_embeddings_and_has_its_own_table_rows(aligned, tmp_path):
+    """The [real, real] search reads its gallery from the real-masked embeddings; the table tells it
+    from [unmasked, real] by a gallery_variant column, which a table without it does not get."""
+    images, paths = aligned
+    gallery, probes, _ = real_gallery_set(paths, tmp_path, "real", 3, unknown_fraction=0.25)
+    real_set(paths, tmp_path)
+    rng = np.random.default_rng(0)
+    centre = {person(k): rng.normal(size=8) for k in range(PEOPLE)}
+    emb = {}
+    for variant, is_real in (("unmasked", False), ("real", True)):
+        ids = [i for i, real in sorted(images.items()) if real == is_real]
+        vectors = [(centre[i.split("/")[0]] + 0.01 * rng.normal(size=8)).tolist() for i in ids]
+        emb[variant] = [str(tmp_path / f"{variant}-emb.parquet")]
+        pq.write_table(pa.Table.from_pydict({"image_id": ids, "status": ["ok"] * len(ids), "embedding": vectors},
+                                            schema=embedding_schema(8)), emb[variant][0])
+    setting = {"score_kind": "neg_l2", "ranks": [1], "fpir_targets": [0.5], "probe_variant": "real"}
+    result = identify_step(str(tmp_path / "real-gallery.parquet"), str(tmp_path / "real-probes.parquet"),
+                           {"real": emb["real"]}, out_json=str(tmp_path / "real-vs-real.json"),
+                           gallery_variant="real", **setting)
+    assert result["gallery_variant"] == result["probe_variant"] == "real"
+    assert result["counts"]["gallery_images"] == len(gallery)
+    assert result["counts"]["mated_searches"] == int(probes["mated"].sum()) > 0
+    assert result["closed_set"]["rank_1"] == 1.0  # tight clusters: every mate is found first
+    bare = identify_step(str(tmp_path / "unmasked-gallery.parquet"), str(tmp_path / "unmasked-probes.parquet"),
+                         emb, out_json=str(tmp_path / "real.json"), **setting)
+    assert bare["gallery_variant"] == "unmasked"
+    entries = [{"dataset": "demo", "model": "m", "protocol": "p", "path": str(tmp_path / name)}
+               for name in ("real.json", "real-vs-real.json")]
+    both, alone = identification_rows(entries), identification_rows(entries[:1])
+    assert "gallery_variant" not in alone.columns
+    assert list(both.columns) == [*alone.columns[:2], "gallery_variant", *alone.columns[2:]]
+    assert both[["gallery_variant", "probe_variant"]].values.tolist() == [["real", "real"], ["unmasked", "real"]]
+    assert both["mated_searches"].tolist() == [result["counts"]["mated_searches"], bare["counts"]["mated_searches"]]
+
+
+def test_identification_takes_real_real_and_refuses_other_masked_galleries():
+    config = config_with(2, [["unmasked", "unmasked"], ["unmasked", "real"], ["real", "real"]])
+    config["protocols"]["p"]["kind"] = "identification"
+    assert identification_comparisons(config, "demo", "p") == [("unmasked", "unmasked"), ("unmasked", "real"),
+                                                                ("real", "real")]
+    for bad in (["masked", "masked"], ["real", "unmasked"], ["surgical", "real"]):
+        config["protocols"]["p"]["comparisons"] = [bad]
+        with pytest.raises(ConfigError, match=r"start with unmasked, or be \[real, real\]"):
+            identification_comparisons(config, "demo", "p")
+    config = config_with(0, [["unmasked", "unmasked"], ["real", "real"]])
+    config["protocols"]["p"]["kind"] = "identification"
+    with pytest.raises(ConfigError, match="has none"):
+        check_config(config)
+
+
 def test_no_synthetic_mask_is_painted_on_a_real_masked_photo(tmp_path):
     rows = []
     for j, real in enumerate([False, True, False]):
@@ -313,3 +407,33 @@ def test_fine_tuning_takes_no_real_masked_photo_as_an_unmasked_example(tmp_path)
     pq.write_table(pa.Table.from_pylist(rows, schema=ALIGNED_SCHEMA), path)
     unmasked, _ = read_chips([str(path)], {}, set(images))
     assert set(unmasked) == {i for i, real in images.items() if not real}
+
+
+def test_workflow_plans_a_real_masked_gallery_beside_the_bare_one(tmp_path):
+    """A dry run on a demo drawn with real masks: [real, real] gets its own gallery manifests and
+    result file, [unmasked, real] keeps its paths, and the table waits for both."""
+    import yaml
+    from conftest import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path / "wf")
+    config = config_with(2, [["unmasked", "unmasked"], ["unmasked", "real"], ["real", "real"]])
+    config["protocols"]["p"] = {"kind": "identification", "unknown_fraction": 0.25,
+                                "comparisons": config["protocols"]["p"]["comparisons"]}
+    config["datasets"]["demo"]["generate"] |= {"identities": 6, "size": 96}
+    config["models"]["m"] |= {"backend": "torch", "score": "neg_l2"}
+    config |= {"seed": 5, "align": {"detector": "hog", "upsample": 1, "chip_size": 96, "padding": 0.25}}
+    (work / "c.yaml").write_text(yaml.safe_dump(config))
+    target = "results/tables/identification.csv"
+    plan = snakemake(work, target, "-n", "--quiet", "rules", "--cores", "1", "--configfile", "c.yaml").stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", plan, re.M))
+    assert jobs["identification_protocol"] == jobs["identification_protocol_real"] == "1", plan
+    assert jobs["identify"] == "2" and jobs["identify_real_gallery"] == "1", plan
+    paths = snakemake(work, target, "-n", "--cores", "1", "--configfile", "c.yaml").stdout
+    for path in ("results/demo/identification/p/real-vs-real/gallery.parquet",
+                 "results/demo/identification/m/p/real-vs-real.json", "results/demo/identification/m/p/real.json",
+                 "results/demo/embeddings/m/real/shard-0.parquet"):
+        assert path in paths, path
+    config["protocols"]["p"]["comparisons"] = [["masked", "masked"]]
+    (work / "c.yaml").write_text(yaml.safe_dump(config))
+    refused = snakemake(work, target, "-n", "--cores", "1", "--configfile", "c.yaml", check=False)
+    assert refused.returncode != 0 and "start with unmasked, or be [real, real]" in refused.stdout

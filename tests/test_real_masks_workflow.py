@@ -19,10 +19,12 @@ CONFIG = {
     "align": {"detector": "hog", "upsample": 1, "chip_size": 150, "padding": 0.25},
     "masks": {"surgical_blue": {"shape": "surgical", "color": "#1ca0f4", "pattern": "pleats"}},
     "models": {"dlib_resnet": {"kind": "dlib_resnet", "backend": "torch", "score": "neg_l2"}},
-    "datasets": {"demo": {"layout": "demo", "shards": 1, "protocols": ["every_pair"],
+    "datasets": {"demo": {"layout": "demo", "shards": 1, "protocols": ["every_pair", "search"],
                           "generate": {"identities": 10, "images_per_identity": 5, "size": 150, "real_masks": 2}}},
     "protocols": {"every_pair": {"kind": "all_vs_all",
-                                 "comparisons": [["unmasked", "masked"], ["unmasked", "real"], ["real", "real"]]}},
+                                 "comparisons": [["unmasked", "masked"], ["unmasked", "real"], ["real", "real"]]},
+                  "search": {"kind": "identification", "unknown_fraction": 0.2,
+                             "comparisons": [["unmasked", "unmasked"], ["unmasked", "real"], ["real", "real"]]}},
     "tables": {},
     "evaluation": {"bootstrap": 20},
 }
@@ -32,7 +34,8 @@ CONFIG = {
 def real_run(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("real") / "wf")
     (work / "real.yaml").write_text(yaml.safe_dump(CONFIG))
-    snakemake(work, "results/tables/realism.csv", "results/tables/coverage.csv", "--cores", "2",
+    snakemake(work, "results/tables/realism.csv", "results/tables/coverage.csv", "results/tables/identification.csv",
+              "--cores", "2",
               "--configfile", "real.yaml")
     return work
 
@@ -77,3 +80,23 @@ def test_coverage_reports_real_masked_photos_apart(real_run):
     assert coverage["real_images"] == 20 and coverage["unmasked_images"] == 30
     summary = json.loads((real_run / "results/demo/aligned/summary.json").read_text())
     assert coverage["real_aligned_rate"] == summary["per_variant"]["real"]["usable_rate"]
+
+
+def test_identification_searches_a_real_masked_gallery_apart(real_run):
+    """[real, real] enrols real-masked photos only and has its own rows; [unmasked, real] keeps its file."""
+    index = pd.read_parquet(real_run / "results/demo/index.parquet").set_index("image_id")
+    real = index["real_mask"].fillna(False).astype(bool)
+    folder = real_run / "results/demo/identification/search"
+    gallery = pd.read_parquet(folder / "real-vs-real/gallery.parquet")
+    probes = pd.read_parquet(folder / "real-vs-real/probes.parquet")
+    assert gallery["image_id"].map(real).all() and probes["image_id"].map(real).all()
+    assert not set(gallery["image_id"]) & set(probes["image_id"])
+    bare = pd.read_parquet(folder / "probes.parquet")
+    assert set(probes.loc[~probes["mated"], "identity"]) == set(bare.loc[~bare["mated"], "identity"])
+    table = pd.read_csv(real_run / "results/tables/identification.csv")
+    got = table.set_index(["gallery_variant", "probe_variant"])["mated_searches"]
+    assert sorted(got.index) == [("real", "real"), ("unmasked", "real"), ("unmasked", "unmasked")]
+    for (g, p), name in {("real", "real"): "real-vs-real", ("unmasked", "real"): "real"}.items():
+        result = json.loads((real_run / f"results/demo/identification/dlib_resnet/search/{name}.json").read_text())
+        assert (result["gallery_variant"], result["probe_variant"]) == (g, p)
+        assert got[(g, p)] == result["counts"]["mated_searches"]

@@ -8,6 +8,8 @@ generator, so adding an identity does not change the choices of the others.
 
 Open set: with ``unknown_fraction`` > 0 that share of the eligible identities (seeded, at least
 one) is left out of the gallery; their probes are non-mated searches, the others' are mated.
+A gallery of another pool (real-masked photos) names the bare gallery's unknown people instead,
+so the two galleries leave out the same people and their results compare.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ class IdentificationSet:
 
 
 def choose_identification(images: dict[str, str | None], seed: int, gallery_size: int = 1,
-                          unknown_fraction: float = 0.0) -> IdentificationSet:
-    """Gallery and probes over usable images (image -> identity; None = no identity, left out)."""
+                          unknown_fraction: float = 0.0, unknown: set[str] | None = None) -> IdentificationSet:
+    """Gallery and probes over usable images (image -> identity; None = no identity, left out).
+
+    ``unknown``, when given, names the people left out of the gallery (those of them that are
+    eligible here) in place of a seeded draw of ``unknown_fraction`` of them."""
     if gallery_size < 1:
         raise ProtocolError(f"identification: gallery_size must be >= 1, got {gallery_size}")
     if not 0.0 <= unknown_fraction < 1.0:
@@ -59,6 +64,8 @@ def choose_identification(images: dict[str, str | None], seed: int, gallery_size
     n_unknown = int(math.floor(unknown_fraction * len(eligible) + 0.5))
     if unknown_fraction > 0:
         n_unknown = max(1, n_unknown)
+    if unknown is not None:
+        n_unknown = len(set(eligible) & set(unknown))
     if len(eligible) - n_unknown < 2:
         raise ProtocolError(
             f"identification needs >= 2 enrolled identities with >= {gallery_size + 1} images each; "
@@ -66,7 +73,8 @@ def choose_identification(images: dict[str, str | None], seed: int, gallery_size
             "(lower gallery_size or unknown_fraction, or use a larger split part)"
         )
     order = np.random.default_rng(item_seed(seed, "identification", "unknown")).permutation(len(eligible))
-    unknown = {eligible[i] for i in order[:n_unknown]}
+    if unknown is None:
+        unknown = {eligible[i] for i in order[:n_unknown]}
     gallery: list[tuple[str, str]] = []
     probes: list[tuple[str, str, bool]] = []
     for name in eligible:

@@ -1,5 +1,8 @@
 """The identification stages: the protocol's manifests for a dataset, then one model's searches
-with one probe variant (closed-set rank-k and CMC, open-set FNIR at FPIR targets)."""
+with one probe variant (closed-set rank-k and CMC, open-set FNIR at FPIR targets).
+
+The gallery is enrolled unmasked; ``[real, real]`` adds a second gallery enrolled from the
+real-masked photos, searched with the people's other real-masked photos."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from maskbench.identification_protocol import (
     identification_report,
     probes_table,
 )
+from maskbench.pairs import ProtocolError
 from maskbench.pairs_step import read_aligned_identities, restrict_to_split
 from maskbench.score_step import embedding_matrix
 from maskbench.variant_pools import BARE, REAL, read_real_masked, split_pools
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RANKS = (1, 5)
 DEFAULT_FPIR_TARGETS = (0.1, 0.01)
 KIND = "identification"
+REAL_GALLERY = (REAL, REAL)
 
 
 def identification_protocols(config: dict[str, Any], dataset: str) -> list[str]:
@@ -38,17 +43,29 @@ def identification_protocols(config: dict[str, Any], dataset: str) -> list[str]:
     return [p for p in config["datasets"][dataset]["protocols"] if config["protocols"][p]["kind"] == KIND]
 
 
-def identification_probe_variants(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
-    """Probe variants of an identification protocol: the probe sides of its comparisons, whose
-    reference side must be ``unmasked`` (the gallery is always enrolled unmasked)."""
-    out: list[str] = []
+def identification_comparisons(config: dict[str, Any], dataset: str, protocol: str) -> list[tuple[str, str]]:
+    """(gallery variant, probe variant) of an identification protocol's comparisons: the gallery is
+    enrolled unmasked, or from the real-masked photos for ``[real, real]``."""
+    out: list[tuple[str, str]] = []
     for ref, probe in comparison_pairs(config, dataset, protocol):
-        if ref != UNMASKED:
+        if ref != UNMASKED and (ref, probe) != REAL_GALLERY:
             raise ConfigError(f"protocols.{protocol}.comparisons: an identification gallery is enrolled "
-                              f"unmasked, so every comparison must start with unmasked (got {ref!r})")
-        if probe not in out:
-            out.append(probe)
+                              f"unmasked, so every comparison must start with unmasked, or be [real, real] "
+                              f"(a gallery of real-masked photos); got [{ref}, {probe}]")
+        if (ref, probe) not in out:
+            out.append((ref, probe))
     return out
+
+
+def identification_probe_variants(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
+    """Probe variants searched in the unmasked gallery: the probe sides of the comparisons that
+    start with ``unmasked`` (``[real, real]`` has its own gallery, see real_gallery_wanted)."""
+    return [probe for ref, probe in identification_comparisons(config, dataset, protocol) if ref == UNMASKED]
+
+
+def real_gallery_wanted(config: dict[str, Any], dataset: str, protocol: str) -> bool:
+    """Whether the protocol asks for ``[real, real]``: a gallery enrolled from real-masked photos."""
+    return REAL_GALLERY in identification_comparisons(config, dataset, protocol)
 
 
 def with_real_probes(chosen: IdentificationSet, real: dict[str, str]) -> tuple[IdentificationSet, pa.Table]:
@@ -65,20 +82,39 @@ def with_real_probes(chosen: IdentificationSet, real: dict[str, str]) -> tuple[I
 
 
 def build_identification(aligned_paths: list[str], protocol: dict[str, Any], seed: int, gallery_path: str,
-                         probes_path: str, report_path: str, split_path: str | None = None) -> dict:
-    """Write the gallery and probe manifests of one identification protocol, and their counts."""
+                         probes_path: str, report_path: str, split_path: str | None = None,
+                         gallery_variant: str = UNMASKED) -> dict:
+    """Write the gallery and probe manifests of one identification protocol, and their counts.
+
+    ``gallery_variant`` ``real`` writes the ``[real, real]`` set instead: each person's
+    real-masked photos chosen as the bare gallery's are, the same people left unknown."""
     if protocol["kind"] != "identification":
         raise ValueError(f"protocol kind {protocol['kind']!r} is not identification")
+    if gallery_variant not in (UNMASKED, REAL):
+        raise ValueError(f"an identification gallery is enrolled unmasked or real-masked, not {gallery_variant!r}")
     usable, _ = read_aligned_identities(aligned_paths)
     images, _, split_entry = restrict_to_split(usable, protocol, split_path)
     real = read_real_masked(aligned_paths) & set(images)
+    if gallery_variant == REAL and not real:
+        raise ProtocolError("identification [real, real]: no usable real-masked photo of a person with bare photos")
     pools, pool_notes = split_pools(images, real) if real else ({BARE: images}, None)
     chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
                                    protocol.get("unknown_fraction", 0.0))
     check_identification(chosen, pools[BARE])
+    if gallery_variant == REAL:
+        # the bare set's people only (its unknown ones unknown again), so the two galleries compare
+        people = {n for _, n in chosen.gallery} | {n for _, n, _ in chosen.probes}
+        unknown = {n for _, n, mated in chosen.probes if not mated}
+        pool = {i: n for i, n in pools[REAL].items() if n in people}
+        chosen = choose_identification(pool, seed, protocol.get("gallery_size", 1),
+                                       protocol.get("unknown_fraction", 0.0), unknown=unknown)
+        check_identification(chosen, pool)
     report = identification_report(chosen)
     probes = probes_table(chosen)
-    if real:
+    if gallery_variant == REAL:
+        report |= {"gallery_variant": REAL, "probe_variant": REAL, "pools": pool_notes,
+                   "real_images_of_people_outside_the_bare_set": len(pools[REAL]) - len(pool)}
+    elif real:
         chosen, probes = with_real_probes(chosen, pools[REAL])
         report |= {"real_probes": probes.num_rows - report["probes"], "pools": pool_notes}
     if split_entry:
@@ -100,27 +136,29 @@ def _embedded(table: pa.Table, ids: pa.Array, matrix: np.ndarray) -> tuple[np.nd
 
 def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str, list[str]], score_kind: str,
                   out_json: str, ranks: Sequence[int] = DEFAULT_RANKS,
-                  fpir_targets: Sequence[float] = DEFAULT_FPIR_TARGETS, probe_variant: str | None = None) -> dict:
-    """Search every probe (in ``probe_variant``) against the unmasked gallery; write the metrics.
+                  fpir_targets: Sequence[float] = DEFAULT_FPIR_TARGETS, probe_variant: str | None = None,
+                  gallery_variant: str = UNMASKED) -> dict:
+    """Search every probe (in ``probe_variant``) against the gallery (in ``gallery_variant``,
+    unmasked unless the ``[real, real]`` set is given); write the metrics.
 
-    ``embedding_paths`` maps variant -> embedding shards: ``unmasked`` for the gallery, and the
-    probe variant (inferred when it is the only other key). Gallery images and probes without an
+    ``embedding_paths`` maps variant -> embedding shards: the gallery variant's, and the
+    probe variant's (inferred when it is the only other key). Gallery images and probes without an
     embedding are counted and left out; so is a mated probe whose whole gallery entry is.
     """
     if probe_variant is None:
-        others = sorted(set(embedding_paths) - {UNMASKED})
+        others = sorted(set(embedding_paths) - {gallery_variant})
         if len(others) > 1:
             raise ValueError(f"several probe variants {others} given: name one as probe_variant")
-        probe_variant = others[0] if others else UNMASKED
-    for variant in {UNMASKED, probe_variant}:
+        probe_variant = others[0] if others else gallery_variant
+    for variant in {gallery_variant, probe_variant}:
         if variant not in embedding_paths:
             raise ValueError(f"no embedding files given for variant {variant!r}")
     gallery = pq.read_table(gallery_path)
     probes = pq.read_table(probes_path)
     if "real_mask" in probes.column_names:  # a set with real masks: the probes of this variant's pool
         probes = probes.filter(pc.equal(probes["real_mask"], probe_variant == REAL))
-    g_ids, g_matrix = embedding_matrix(embedding_paths[UNMASKED])
-    if probe_variant == UNMASKED:
+    g_ids, g_matrix = embedding_matrix(embedding_paths[gallery_variant])
+    if probe_variant == gallery_variant:
         p_ids, p_matrix = g_ids, g_matrix
     else:
         p_ids, p_matrix = embedding_matrix(embedding_paths[probe_variant])
@@ -129,7 +167,7 @@ def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str
     g_identity = np.asarray(gallery["identity"].to_pylist(), dtype=str)[g_have]
     if g_emb.shape[0] == 0:
         raise ident.IdentificationError(
-            f"{gallery_path}: the gallery is empty after dropping images without an unmasked embedding "
+            f"{gallery_path}: the gallery is empty after dropping images without an embedding in {gallery_variant} "
             f"({gallery.num_rows} enrolled); check the embed stage's statuses"
         )
     p_identity = np.asarray(probes["identity"].to_pylist(), dtype=str)[p_have]
@@ -149,7 +187,7 @@ def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str
         "non_mated_searches": int((~mated).sum()),
     }
     result: dict[str, Any] = {
-        "gallery_variant": UNMASKED,
+        "gallery_variant": gallery_variant,
         "probe_variant": probe_variant,
         "score": score_kind,
         "counts": counts,

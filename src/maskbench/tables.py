@@ -101,8 +101,9 @@ def long_metrics(entries: list[dict[str, str]]) -> pd.DataFrame:
 
 def identification_rows(entries: list[dict[str, str]]) -> pd.DataFrame:
     """One row per (dataset, protocol, probe variant, model): rank-k accuracies, and FNIR at each
-    FPIR target for open-set protocols (``n/a`` where too few non-mated searches exist)."""
-    rows = []
+    FPIR target for open-set protocols (``n/a`` where too few non-mated searches exist). With a
+    ``[real, real]`` result a ``gallery_variant`` column tells it from ``[unmasked, real]``."""
+    rows, galleries = [], []
     for e in entries:
         with open(e["path"], encoding="utf-8") as f:
             result = json.load(f)
@@ -114,7 +115,12 @@ def identification_rows(entries: list[dict[str, str]]) -> pd.DataFrame:
             key = f"fnir_at_fpir_{point['fpir_target']:g}"
             row[key] = point["fnir"] if point["measurable"] else NOT_MEASURABLE
         rows.append(row)
+        galleries.append(result.get("gallery_variant", "unmasked"))
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values(["dataset", "protocol", "probe_variant", "model"], kind="stable")
+    if set(galleries) == {"unmasked"}:  # no [real, real]: the table as it always was
+        return frame.sort_values(["dataset", "protocol", "probe_variant", "model"], kind="stable")
+    frame.insert(2, "gallery_variant", galleries)
+    return frame.sort_values(["dataset", "protocol", "gallery_variant", "probe_variant", "model"], kind="stable")
+

@@ -1,6 +1,6 @@
 # identification{protocol}: an unmasked gallery and probes per dataset, then per model and probe
 # variant the closed-set rank-k / CMC and open-set FNIR at FPIR targets. Only datasets with a
-# protocol of kind identification get these rules.
+# protocol of kind identification get these rules; [real, real] adds a real-masked gallery.
 
 
 if IDENTIFICATION:
@@ -31,6 +31,34 @@ if IDENTIFICATION:
         script:
             "../scripts/identification_protocol.py"
 
+    # [real, real]: the gallery enrolled from real-masked photos, the same unknown people
+    rule identification_protocol_real:
+        conda:
+            "../../envs/evaluate.yaml"
+        wildcard_constraints:
+            dataset=one_of(IDENTIFICATION),
+            protocol=one_of(IDENTIFICATION_PROTOCOLS),
+        input:
+            aligned=aligned_shards,
+            split=protocol_split_file,
+            code=lib("identification_protocol", "identification_step", "pairs_step", "pairs", "variant_pools", "seeds"),
+        output:
+            gallery=f"{REAL_GALLERY_DIR}/gallery.parquet",
+            probes=f"{REAL_GALLERY_DIR}/probes.parquet",
+            report=f"{REAL_GALLERY_DIR}/protocol.json",
+        params:
+            protocol=lambda wc: config["protocols"][wc.protocol],
+            seed=SEED,
+            gallery_variant="real",
+        log:
+            "results/logs/identification/{dataset}/{protocol}.real-vs-real.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=lambda wc, attempt: 20 * attempt,
+        script:
+            "../scripts/identification_protocol.py"
+
     rule identify:
         conda:
             "../../envs/evaluate.yaml"
@@ -52,6 +80,35 @@ if IDENTIFICATION:
             fpir_targets=lambda wc: identification_setting(wc, "fpir_targets", DEFAULT_FPIR_TARGETS),
         log:
             "results/logs/identify/{dataset}/{model}/{protocol}/{probe_variant}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=lambda wc, attempt: 20 * attempt,
+        script:
+            "../scripts/identify.py"
+
+    rule identify_real_gallery:
+        conda:
+            "../../envs/evaluate.yaml"
+        wildcard_constraints:
+            dataset=one_of(IDENTIFICATION),
+            protocol=one_of(IDENTIFICATION_PROTOCOLS),
+            model=one_of(SCORED_MODELS),
+        input:
+            gallery=f"{REAL_GALLERY_DIR}/gallery.parquet",
+            probes=f"{REAL_GALLERY_DIR}/probes.parquet",
+            embeddings=real_gallery_embeddings,
+            code=lib("identification", "identification_step", "score_step", "metrics"),
+        output:
+            IDENTIFY_REAL_RESULT,
+        params:
+            score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
+            ranks=lambda wc: identification_setting(wc, "ranks", DEFAULT_RANKS),
+            fpir_targets=lambda wc: identification_setting(wc, "fpir_targets", DEFAULT_FPIR_TARGETS),
+            gallery_variant="real",
+            probe_variant="real",
+        log:
+            "results/logs/identify/{dataset}/{model}/{protocol}/real-vs-real.log",
         threads: 1
         resources:
             mem_mb=2000,

@@ -13,4 +13,5 @@ with log_to(snakemake.log[0]):
         probes_path=snakemake.output.probes,
         report_path=snakemake.output.report,
         split_path=split[0] if split else None,
+        gallery_variant=getattr(snakemake.params, "gallery_variant", "unmasked"),
     )

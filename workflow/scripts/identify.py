@@ -3,8 +3,9 @@ from maskbench.identification_step import identify_step
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):
-    variant = snakemake.wildcards.probe_variant
-    paths = {v: [p for p in snakemake.input.embeddings if f"/{v}/shard-" in p] for v in {"unmasked", variant}}
+    gallery = getattr(snakemake.params, "gallery_variant", "unmasked")
+    variant = getattr(snakemake.params, "probe_variant", None) or snakemake.wildcards.probe_variant
+    paths = {v: [p for p in snakemake.input.embeddings if f"/{v}/shard-" in p] for v in {gallery, variant}}
     identify_step(
         gallery_path=snakemake.input.gallery,
         probes_path=snakemake.input.probes,
@@ -14,4 +15,5 @@ with log_to(snakemake.log[0]):
         ranks=list(snakemake.params.ranks),
         fpir_targets=list(snakemake.params.fpir_targets),
         probe_variant=variant,
+        gallery_variant=gallery,
     )
