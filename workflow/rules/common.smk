@@ -305,3 +305,18 @@ def ensemble_reference_scores(wildcards):
         f"results/{wildcards.dataset}/scores/{member}/{norm}/{reference}.parquet"
         for member in config["models"][wildcards.model]["members"]
     ]
+
+
+# mask{mask}: `paint_on: image` reads the index and the raw photos too
+def mask_paint_on(wildcards):
+    return config["masks"][wildcards.mask].get("paint_on") or config["align"].get("paint_on", "chip")
+
+
+def mask_photo_inputs(wildcards):
+    if mask_paint_on(wildcards) != "image":
+        return {}
+    return {
+        "index": f"results/{wildcards.dataset}/index.parquet",
+        "acquired": f"resources/raw/{wildcards.dataset}/acquired.json",
+        "photo_code": lib("align", "detect", "align_step", "images", "index_step"),
+    }

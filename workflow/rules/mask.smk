@@ -5,20 +5,6 @@
 # then detects and aligns the masked photo, so that rule also reads the index and the raw images.
 
 
-def mask_paint_on(wildcards):
-    return config["masks"][wildcards.mask].get("paint_on") or config["align"].get("paint_on", "chip")
-
-
-def mask_photo_inputs(wildcards):
-    if mask_paint_on(wildcards) != "image":
-        return {}
-    return {
-        "index": f"results/{wildcards.dataset}/index.parquet",
-        "acquired": f"resources/raw/{wildcards.dataset}/acquired.json",
-        "photo_code": lib("align", "detect", "align_step", "images", "index_step"),
-    }
-
-
 rule mask:
     conda:
         "../../envs/faces.yaml"
