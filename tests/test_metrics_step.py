@@ -11,7 +11,7 @@ import pytest
 
 from maskbench import metrics
 from maskbench.manifests import SCORES_SCHEMA
-from maskbench.metrics_step import NO_VALIDATION, compute_metrics, write_metrics
+from maskbench.metrics_step import FOLDS_TOO_SMALL, NO_VALIDATION, compute_metrics, write_metrics
 
 # keys every metrics file had before the operating point was added; tables and figures read them
 EXISTING_KEYS = {
@@ -127,3 +127,17 @@ def test_pairs_between_folds_count_in_pooled_metrics_but_in_no_fold(tmp_path):
     point = out["operating_point"]
     assert [f["fold"] for f in point["folds"]] == [0, 1, 2, 3]
     assert point["n_between_folds"] == int(between.sum()) and point["n_test"] == int(inside.sum())
+
+
+def test_folds_of_one_person_record_why_instead_of_failing(tmp_path):
+    """On a small test part, folds by person can leave a fold without impostor pairs of its own
+    (they all lie between folds): the metrics are still written, with the reason, not a crash."""
+    path, score, genuine, fold, _ = scores_file(tmp_path / "s.parquet", n_gen=40, n_imp=80, folds=4, seed=3)
+    table = pq.read_table(path)
+    fold = np.where(genuine, fold, np.where(fold == 0, 0, -1))  # only fold 0 keeps impostor pairs
+    pq.write_table(table.set_column(table.schema.get_field_index("fold"), "fold",
+                                    pa.array(fold.astype(np.int16))), path)
+    out = compute_metrics(path)
+    assert out["eer"] == metrics.eer(score[genuine], score[~genuine]).eer
+    assert out["operating_point"]["status"] == FOLDS_TOO_SMALL
+    assert out.get("kfold_accuracy") is None

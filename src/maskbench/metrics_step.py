@@ -64,6 +64,17 @@ def _value(x: float | None) -> float | None:
 
 
 NO_VALIDATION = "no validation pairs: set folds > 1 or a validation protocol"
+FOLDS_TOO_SMALL = ("the folds are too small to choose a threshold on the others (a fold holds one person, so "
+                   "its impostor pairs lie between folds): use fewer folds or a validation protocol")
+
+
+def cross_validatable(in_folds) -> bool:
+    """Whether, for every fold, the other folds hold both genuine and impostor pairs (folds go by
+    person, so on a small set a fold may hold one person and no impostor pair of its own)."""
+    counts = in_folds.groupby("fold")["genuine"].agg(["sum", "count"])
+    genuine, total = int(counts["sum"].sum()), int(counts["count"].sum())
+    impostor = total - genuine
+    return bool(((genuine - counts["sum"] > 0) & (impostor - (counts["count"] - counts["sum"]) > 0)).all())
 OPERATING_KEYS = ("fmr", "fnmr", "accuracy")
 
 
@@ -86,6 +97,8 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
                              f"found {val_genuine.size} genuine and {val_impostor.size} impostor")
         return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target)}
     in_folds = pairs[pairs["fold"] >= 0]
+    if in_folds["fold"].nunique() > 1 and not cross_validatable(in_folds):
+        return {"status": FOLDS_TOO_SMALL}
     if in_folds["fold"].nunique() > 1:
         report = cross_validated_report(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(bool),
                                         in_folds["fold"].to_numpy(), rule, target)
@@ -136,7 +149,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         out[f"{key}_threshold"] = _value(point.threshold)
         out[f"{key}_measurable"] = bool(point.measurable)
     in_folds = pairs[pairs["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
-    if in_folds["fold"].nunique() > 1:
+    if in_folds["fold"].nunique() > 1 and cross_validatable(in_folds):
         kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(), in_folds["genuine"].to_numpy(),
                                        in_folds["fold"].to_numpy())
         out["kfold_accuracy"] = _value(kfold.mean)
