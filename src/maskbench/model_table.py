@@ -113,7 +113,7 @@ def model_figure(frame: pd.DataFrame, png_path: str) -> None:
     from maskbench.figures import _save  # PNG + PDF, atomic, fixed metadata
 
     panels = list(dict.fromkeys(zip(frame["dataset"], frame["protocol"]))) or [("", "")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7.2, 3.2 * len(panels)), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.6, 3.2 * len(panels)), dpi=120, squeeze=False)
     for ax, (dataset, protocol) in zip(axes[:, 0], panels):
         part = frame[(frame["dataset"] == dataset) & (frame["protocol"] == protocol)]
         variants = list(dict.fromkeys(part["probe_variant"]))
@@ -129,6 +129,6 @@ def model_figure(frame: pd.DataFrame, png_path: str) -> None:
         ax.set_title(f"{dataset}: {protocol}" if dataset else "no comparison with an unmasked reference")
         ax.grid(True, axis="y", alpha=0.3)
         if models:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
     _save(fig, png_path)
