@@ -37,14 +37,12 @@ import pyarrow.parquet as pq
 
 from maskbench.atomic import atomic_path
 from maskbench.manifests import PAIRS_SCHEMA
-from maskbench.pairs import ProtocolError
+from maskbench.pairs import BETWEEN_FOLDS, ProtocolError, identity_folds
 from maskbench.seeds import item_seed
 
 # Rows per block, hence per Parquet row group: a quarter of pyarrow's default, to bound memory.
 BLOCK_ROWS = 1 << 18
 
-# The fold of an impostor pair whose two people are in different folds: in no fold.
-BETWEEN_FOLDS = -1
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SWAP = np.uint64(0xD6E8FEB86659FD93)
@@ -72,15 +70,6 @@ class AllVsAll:
     @property
     def n(self) -> int:
         return len(self.image_ids)
-
-
-def identity_folds(names: list[str], seed: int, folds: int) -> np.ndarray:
-    """Fold per identity: a seeded shuffle of the (sorted) names dealt round robin, so every fold
-    gets people, no person is in two folds and the deal does not follow name order."""
-    order = np.random.default_rng(item_seed(seed, "identity_folds")).permutation(len(names))
-    out = np.empty(len(names), dtype=np.int64)
-    out[order] = np.arange(len(names)) % folds
-    return out
 
 
 def prepare(images: dict[str, str | None], seed: int, folds: int = 1,

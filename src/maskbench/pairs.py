@@ -7,7 +7,7 @@ with itself or its own masked copy, impostors never share an identity, genuine p
 are checked on every manifest before it is written. The all_vs_all protocol, too large for lists
 of pairs, is generated in blocks by maskbench.all_vs_all.
 
-Folds go by identity (:func:`maskbench.all_vs_all.identity_folds`): with several folds a person's
+Folds go by identity (:func:`identity_folds`): with several folds a person's
 impostor partner comes from a person of the same fold, and a pair of people of two folds (possible
 only when a fold holds a single person) gets fold -1, in no fold. Given ``groups`` (image -> group,
 e.g. the video of a YouTube Faces frame), a genuine partner never comes from the same group unless
@@ -37,6 +37,10 @@ class ImagePair:
     fold: int
 
 
+# The fold of an impostor pair whose two people are in different folds: in no fold.
+BETWEEN_FOLDS = -1
+
+
 class ProtocolError(ValueError):
     """A protocol cannot be built from the data (too few identities, unknown names...)."""
 
@@ -50,9 +54,17 @@ def group_by_identity(images: dict[str, str]) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in sorted(groups.items())}
 
 
-def _fold_of(names: list[str], seed: int, folds: int) -> dict[str, int]:
-    from maskbench.all_vs_all import identity_folds  # one fold deal for every protocol
+def identity_folds(names: list[str], seed: int, folds: int) -> np.ndarray:
+    """Fold per identity: a seeded shuffle of the (sorted) names dealt round robin, so every fold
+    gets people, no person is in two folds and the deal does not follow name order."""
+    order = np.random.default_rng(item_seed(seed, "identity_folds")).permutation(len(names))
+    out = np.empty(len(names), dtype=np.int64)
+    out[order] = np.arange(len(names)) % folds
+    return out
 
+
+def fold_of_people(names: list[str], seed: int, folds: int) -> dict[str, int]:
+    """identity -> fold, by :func:`identity_folds` (one fold deal for every protocol)."""
     return dict(zip(names, identity_folds(names, seed, folds).tolist())) if names else {}
 
 
@@ -91,7 +103,7 @@ def all_identities_pairs(images: dict[str, str], seed: int, folds: int = 1,
                 if any(_genuine_mates(i, by_identity[n], groups) for i in by_identity[n])]
     if len(eligible) < 2 or len(names) < 2:
         raise ProtocolError(f"all_identities needs >= 2 identities with >= 2 images; found {len(eligible)}")
-    fold_of = _fold_of(names, seed, folds)
+    fold_of = fold_of_people(names, seed, folds)
     others = _same_fold_others(names, fold_of)
     pairs: list[ImagePair] = []
     for name in eligible:
@@ -116,7 +128,7 @@ def dicta_pairs(images: dict[str, str], seed: int, n_pairs: int = 1000, folds: i
     seeded sample of ``n_pairs`` balanced between genuine and impostor (not a file's first lines)."""
     by_identity = group_by_identity(images)
     names = list(by_identity)
-    fold_of = _fold_of(names, seed, folds)
+    fold_of = fold_of_people(names, seed, folds)
     same_fold = _same_fold_others(names, fold_of) if len(names) > 1 else {n: [] for n in names}
     genuine: list[ImagePair] = []
     impostor: list[ImagePair] = []

@@ -23,17 +23,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from maskbench.all_vs_all import BETWEEN_FOLDS, BLOCK_ROWS, identity_folds, pair_uniform
+from maskbench.all_vs_all import BLOCK_ROWS, pair_uniform
 from maskbench.all_vs_all import prepare as prepare_all_vs_all
 from maskbench.all_vs_all import write_all_vs_all
 from maskbench.atomic import atomic_path
 from maskbench.manifests import PAIRS_SCHEMA, REAL_VARIANT, USABLE_STATUSES
 from maskbench.pairs import (
+    BETWEEN_FOLDS,
     ImagePair,
     ProtocolError,
     all_identities_pairs,
     check_pairs,
     dicta_pairs,
+    fold_of_people,
     group_by_identity,
     pairs_table,
 )
@@ -87,9 +89,8 @@ def comparison_groups(comparisons: list[tuple[str, str]]) -> list[tuple[tuple[st
 
 def person_folds(refs: dict[str, str], seed: int, folds: int) -> dict[str, int]:
     """Fold per person, dealt over the reference pool's people exactly as the one-pool protocols
-    deal them (maskbench.all_vs_all.identity_folds), so a person is in one fold in every comparison."""
-    names = sorted({v for v in refs.values() if v is not None})
-    return dict(zip(names, identity_folds(names, seed, folds).tolist())) if names else {}
+    deal them (maskbench.pairs.identity_folds), so a person is in one fold in every comparison."""
+    return fold_of_people(sorted({v for v in refs.values() if v is not None}), seed, folds)
 
 
 def _mates_across_groups(ref: str, mates: list[str], groups: dict[str, str | None] | None) -> list[str]:
