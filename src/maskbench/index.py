@@ -227,17 +227,24 @@ def layout_folder(root: Path, options: dict[str, Any], skips: Skips) -> Iterator
     return _per_file(scan_images(root, top, skips), _first_folder_identity, skips)
 
 
+def lfw_style_name(f: ImageFile) -> re.Match | str:
+    """The match of an LFW-style ``<Name>/<Name>_<NNNN>.<ext>`` file (groups ``name``, ``num``),
+    or the skip reason where the path is not of that form (LFW, MFR2)."""
+    if len(f.parts) != 2:
+        return "no_identity_folder" if len(f.parts) < 2 else "unexpected_depth"
+    m = re.fullmatch(r"(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+", f.name)
+    if not m or m["name"] != f.parts[0]:
+        return "malformed_name"
+    return m
+
+
 def layout_lfw(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
     """LFW: ``<Name>/<Name>_<NNNN>.jpg`` under ``lfw-deepfunneled/`` (or ``lfw/``, ...) or root."""
     top = find_top(root, options, ("lfw-deepfunneled", "lfw", "lfw-funneled", "lfw_funneled"))
 
     def parse(f: ImageFile) -> dict[str, Any] | str:
-        if len(f.parts) != 2:
-            return "no_identity_folder" if len(f.parts) < 2 else "unexpected_depth"
-        m = re.fullmatch(r"(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+", f.name)
-        if not m or m["name"] != f.parts[0]:
-            return "malformed_name"
-        return {"identity": f.parts[0]}
+        m = lfw_style_name(f)
+        return m if isinstance(m, str) else {"identity": f.parts[0]}
 
     return _per_file(scan_images(root, top, skips), parse, skips)
 
@@ -598,11 +605,9 @@ def layout_mfr2(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[d
     top, labels = _mfr2_labels(root, options)
 
     def parse(f: ImageFile) -> dict[str, Any] | str:
-        if len(f.parts) != 2:
-            return "no_identity_folder" if len(f.parts) < 2 else "unexpected_depth"
-        m = re.fullmatch(r"(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+", f.name)
-        if not m or m["name"] != f.parts[0]:
-            return "malformed_name"
+        m = lfw_style_name(f)
+        if isinstance(m, str):
+            return m
         kind = labels.get((m["name"], int(m["num"])))
         if kind is None:
             return "not_in_labels"
