@@ -227,14 +227,25 @@ def network_outputs(network: Backbone, data: LabelledChips, batch_size: int,
                     device: torch.device) -> dict[str, np.ndarray]:
     """task -> raw outputs (N x classes, or N x 1) for every row of ``data``, in eval mode."""
     module = network.module
+
+    def batches():
+        for start in range(0, len(data), batch_size):
+            chips = np.stack([data.decode(k) for k in range(start, min(start + batch_size, len(data)))])
+            yield module(network.preprocess(chips).to(device))
+
+    return _eval_outputs(module, batches)
+
+
+def _eval_outputs(module, batches) -> dict[str, np.ndarray]:
+    """task -> the concatenated outputs of ``batches()`` (a generator of task -> tensor dicts) run
+    in eval and inference mode, the module's training mode restored after."""
     was_training = module.training
     module.eval()
     parts: dict[str, list[np.ndarray]] = {t: [] for t in module.heads}
     try:
         with torch.inference_mode():
-            for start in range(0, len(data), batch_size):
-                chips = np.stack([data.decode(k) for k in range(start, min(start + batch_size, len(data)))])
-                for task, out in module(network.preprocess(chips).to(device)).items():
+            for outputs in batches():
+                for task, out in outputs.items():
                     parts[task].append(out.float().cpu().numpy())
     finally:
         module.train(was_training)
@@ -329,20 +340,14 @@ def cached_outputs(network: Backbone, cache: FeatureCache, items: Sequence[tuple
     """task -> outputs for ``items`` ((variant, key) pairs cached unmirrored), in their order and
     in eval mode: what ``network_outputs`` gives on the chips themselves."""
     module = network.module
-    was_training = module.training
-    module.eval()
-    parts: dict[str, list[np.ndarray]] = {t: [] for t in module.heads}
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(items), batch_size):
-                chunk = items[start:start + batch_size]
-                x = torch.stack([cache.features[(v, False)][cache.rows[v][key]] for v, key in chunk])
-                for task, out in module.from_frozen(x.float().to(device)).items():
-                    parts[task].append(out.float().cpu().numpy())
-    finally:
-        module.train(was_training)
-    return {t: np.concatenate(p) if p else np.zeros((0, module.heads[t].out_features), np.float32)
-            for t, p in parts.items()}
+
+    def batches():
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            x = torch.stack([cache.features[(v, False)][cache.rows[v][key]] for v, key in chunk])
+            yield module.from_frozen(x.float().to(device))
+
+    return _eval_outputs(module, batches)
 
 
 def cached_embeddings(network: Backbone, cache: FeatureCache, items: Sequence[tuple[str, Any]], batch_size: int,
