@@ -34,7 +34,7 @@ def write_inputs(folder: Path, n_images: int, n_identities: int, dim: int) -> No
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from maskbench.manifests import embedding_schema
+    from maskbench.io.manifests import embedding_schema
 
     ids = [f"person_{k % n_identities:05d}/image_{k:06d}.jpg" for k in range(n_images)]
     pq.write_table(pa.table({"image_id": ids, "identity": [i.split("/")[0] for i in ids],
@@ -49,7 +49,7 @@ def write_inputs(folder: Path, n_images: int, n_identities: int, dim: int) -> No
 
 def generate(folder: str) -> tuple[float, float, float, float, dict]:
     one_core()
-    from maskbench.pairs_step import build_pairs
+    from maskbench.stages.pairs import build_pairs
 
     base = peak_rss_mb()
     start, cpu = time.perf_counter(), time.process_time()
@@ -60,7 +60,7 @@ def generate(folder: str) -> tuple[float, float, float, float, dict]:
 
 def score(folder: str) -> tuple[float, float, float, float, dict]:
     one_core()
-    from maskbench.score_step import score_comparison
+    from maskbench.stages.score import score_comparison
 
     base = peak_rss_mb()
     start, cpu = time.perf_counter(), time.process_time()

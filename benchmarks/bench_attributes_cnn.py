@@ -21,12 +21,12 @@ import time
 import numpy as np
 import torch
 
-from maskbench import attributes as attr
-from maskbench.attributes_cnn import TaskCoding, build_network, train_cache, train_epoch
-from maskbench.attributes_step import CnnSpec
-from maskbench.chips import encode_chip
-from maskbench.demo_chips import demo_chips
-from maskbench.finetune import ChipSet
+from maskbench.attributes import heads as attr
+from maskbench.attributes.cnn import TaskCoding, build_network, train_cache, train_epoch
+from maskbench.stages.attributes import CnnSpec
+from maskbench.io.chips import encode_chip
+from maskbench.faces.demo_chips import demo_chips
+from maskbench.training.finetune import ChipSet
 
 MASKS = ["surgical_blue", "n95_white", "cloth_black"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskbench.demo import demo_image, generate_demo
+from maskbench.data.demo import demo_image, generate_demo
 
 
 def time_generation(n_identities: int, images: int, seed: int) -> float:
@@ -41,7 +41,7 @@ def descriptors(n_identities: int, images: int, seed: int) -> tuple[np.ndarray, 
     """dlib ResNet descriptors of every demo image, their labels, and the HOG detection rate."""
     import dlib
 
-    from maskbench.model_files import model_path
+    from maskbench.io.model_files import model_path
 
     net = dlib.face_recognition_model_v1(str(model_path("face_recognition_resnet")))
     detector = dlib.get_frontal_face_detector()

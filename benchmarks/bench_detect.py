@@ -2,7 +2,7 @@
 
 Part 1, per detector: photos of rwmfd-mini (200 in-the-wild photos of people wearing real masks)
 where a face was found, and milliseconds per photo on one core. Part 2: the statistics of
-``maskbench.mask_region_stats`` (landmark offset of jaw and mouth, colour, contrast, blur and noise of the
+``maskbench.faces.mask_region_stats`` (landmark offset of jaw and mouth, colour, contrast, blur and noise of the
 mask region against the upper face) as medians over real masked chips and over LFW-mini photos
 masked on the photo (``paint_on: image``) and found again, per mask type; plus the share of
 masked photos where the face was found again. ``--sheet`` writes real and synthetic chips side
@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from maskbench.align import FaceAligner
-from maskbench.detect import mediapipe_available
-from maskbench.masks import DEFAULT_MASKS, MaskSpec
-from maskbench.photo_mask import mask_photo
-from maskbench.mask_region_stats import chip_stats, side_by_side_sheet, summarise
+from maskbench.faces.align import FaceAligner
+from maskbench.faces.detect import mediapipe_available
+from maskbench.faces.masks import DEFAULT_MASKS, MaskSpec
+from maskbench.faces.photo_mask import mask_photo
+from maskbench.faces.mask_region_stats import chip_stats, side_by_side_sheet, summarise
 
 REALISTIC = {"fit_jitter": 0.5, "match_blur": True, "match_noise": True, "jpeg_quality": 75, "color_jitter": 0.3}
 

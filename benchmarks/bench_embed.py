@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from maskbench.dlib_resnet import DlibResNetEmbedder, load_dlib_resnet
-from maskbench.model_files import model_path
+from maskbench.models.dlib_resnet import DlibResNetEmbedder, load_dlib_resnet
+from maskbench.io.model_files import model_path
 
 LFW_TARBALL = Path("lfw-mini") / "lfw-deepfunneled-mini.tgz"
 
@@ -34,8 +34,8 @@ def find_lfw() -> Path | None:
 
 def lfw_chips(tarball: Path, n: int) -> np.ndarray:
     """Up to n 150 px chips aligned as dlib does (HOG detector, 68 landmarks, get_face_chip)."""
-    from maskbench.align import FaceAligner
-    from maskbench.images import iter_tar_images
+    from maskbench.faces.align import FaceAligner
+    from maskbench.io.images import iter_tar_images
 
     aligner = FaceAligner(upsample=0)
     chips = []

@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from maskbench.chips import encode_chip
-from maskbench.demo_chips import demo_chips
-from maskbench.finetune import ChipSet, FinetuneSpec, _labels, build_model, make_optimizer, train_epoch
-from maskbench.losses import make_loss
+from maskbench.io.chips import encode_chip
+from maskbench.faces.demo_chips import demo_chips
+from maskbench.training.finetune import ChipSet, FinetuneSpec, _labels, build_model, make_optimizer, train_epoch
+from maskbench.training.losses import make_loss
 
 MASKS = ["surgical_blue", "n95_white", "cloth_black"]
 SPECS = {

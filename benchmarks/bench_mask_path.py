@@ -33,8 +33,8 @@ import numpy as np
 import yaml
 from PIL import Image, ImageOps
 
-from maskbench.align import FaceAligner
-from maskbench.masks import DEFAULT_MASKS, MaskSpec, paint_mask
+from maskbench.faces.align import FaceAligner
+from maskbench.faces.masks import DEFAULT_MASKS, MaskSpec, paint_mask
 
 REPO = Path(__file__).resolve().parents[1]
 LFW_TARBALL = Path("lfw-mini") / "lfw-deepfunneled-mini.tgz"

@@ -12,8 +12,8 @@ import time
 import cv2
 import numpy as np
 
-from maskbench.landmarks import FRONTAL_CHIP_68 as FRONTAL
-from maskbench.masks import DEFAULT_MASKS, MaskSpec, paint_mask
+from maskbench.faces.landmarks import FRONTAL_CHIP_68 as FRONTAL
+from maskbench.faces.masks import DEFAULT_MASKS, MaskSpec, paint_mask
 
 
 

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from maskbench import metrics
+from maskbench.evaluation import metrics
 
 
 def one_core() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maskbench.manifests import ALIGNED_SCHEMA
-from maskbench.pairs_step import build_pairs
+from maskbench.io.manifests import ALIGNED_SCHEMA
+from maskbench.stages.pairs import build_pairs
 
 
 def main() -> None:

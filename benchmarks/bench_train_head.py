@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from maskbench.train_head import EmbeddingSet, train_projection_head
+from maskbench.training.train_head import EmbeddingSet, train_projection_head
 
 LOSSES = {
     "supcon": {"kind": "supcon"},

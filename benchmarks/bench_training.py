@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import make_chipset, time_epoch  # noqa: E402
 from bench_train_head import synthetic  # noqa: E402
 
-from maskbench.train_head import train_projection_head  # noqa: E402
+from maskbench.training.train_head import train_projection_head  # noqa: E402
 
 
 def head_epoch(rows: int, threads: int, epochs: int) -> tuple[float, float, int]:

@@ -34,10 +34,10 @@ def _key(tarball: Path) -> str:
 def build(tarball: Path) -> dict[str, np.ndarray]:
     """image_id, identity, landmarks-aligned embeddings: ``unmasked`` and one array per mask type
     (rows of images the detector found, in name order)."""
-    from maskbench.align import FaceAligner
-    from maskbench.dlib_resnet import embed_chips
-    from maskbench.images import iter_tar_images
-    from maskbench.masks import MaskSpec, paint_mask
+    from maskbench.faces.align import FaceAligner
+    from maskbench.models.dlib_resnet import embed_chips
+    from maskbench.io.images import iter_tar_images
+    from maskbench.faces.masks import MaskSpec, paint_mask
     from maskbench.seeds import item_seed
 
     aligner = FaceAligner(upsample=1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maskbench.demo import demo_image
+from maskbench.data.demo import demo_image
 
 CELL = 220  # the grid stays under the aligner's 1200 px max_side: faces are found at full resolution
 SIZES = [120 + 10 * k for k in range(10)]  # face k is drawn in a SIZES[k] px square

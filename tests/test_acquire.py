@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from maskbench.acquire import (
+from maskbench.data.acquire import (
     EXTRACTED_MARKER,
     AcquireError,
     ChecksumError,
@@ -26,7 +26,7 @@ from maskbench.acquire import (
     UnsafeArchiveError,
     acquire_dataset,
 )
-from maskbench.acquire_step import acquire
+from maskbench.stages.acquire import acquire
 
 TREE = {
     "people/Ann/Ann_0001.jpg": b"ann-1",
@@ -551,7 +551,7 @@ def zip_of(path: Path, names: list[str], content=image_bytes) -> Path:
 
 
 def index_rows(manifest: dict, layout: str) -> tuple[list[tuple], dict]:
-    from maskbench.index import build_index
+    from maskbench.data.index import build_index
 
     table, report = build_index(layout, Path(manifest["images"]["path"]), 2)
     got = [(r["image_id"], r["identity"], r["pose"]) for r in table.to_pylist()]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskbench.align import FaceAligner, array_to_shape, chip_transform, map_points
+from maskbench.faces.align import FaceAligner, array_to_shape, chip_transform, map_points
 
 
 @pytest.fixture(scope="module")

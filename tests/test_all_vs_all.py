@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from maskbench.all_vs_all import prepare, reference_blocks, write_all_vs_all
-from maskbench.manifests import PAIRS_SCHEMA, SCORES_SCHEMA, embedding_schema
-from maskbench.pairs import ProtocolError
-from maskbench.pairs_step import build_pairs
-from maskbench.score_step import score_comparison
-from maskbench.splits import SPLITS_SCHEMA
+from maskbench.protocols.all_vs_all import prepare, reference_blocks, write_all_vs_all
+from maskbench.io.manifests import PAIRS_SCHEMA, SCORES_SCHEMA, embedding_schema
+from maskbench.protocols.pairs import ProtocolError
+from maskbench.stages.pairs import build_pairs
+from maskbench.stages.score import score_comparison
+from maskbench.protocols.splits import SPLITS_SCHEMA
 
 COMPARISONS = [("unmasked", "unmasked"), ("unmasked", "surgical")]
 

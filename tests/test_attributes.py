@@ -16,9 +16,9 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import REPO, copy_workflow, snakemake
-from maskbench import attributes as attr
-from maskbench.atomic import write_table
-from maskbench.attributes_step import (
+from maskbench.attributes import heads as attr
+from maskbench.io.atomic import write_table
+from maskbench.stages.attributes import (
     PREDICTIONS_SCHEMA,
     attribute_figures,
     attributes_tables,
@@ -26,9 +26,9 @@ from maskbench.attributes_step import (
     run_attributes,
 )
 from maskbench.config import ConfigError
-from maskbench.embed_step import load_embeddings
-from maskbench.manifests import INDEX_SCHEMA, embedding_schema
-from maskbench.splits import random_split, split_table
+from maskbench.stages.embed import load_embeddings
+from maskbench.io.manifests import INDEX_SCHEMA, embedding_schema
+from maskbench.protocols.splits import random_split, split_table
 
 SEXES, RACES = attr.SEX_CLASSES, attr.RACE_CLASSES
 
@@ -393,7 +393,7 @@ def test_attribute_study_takes_only_models_with_embeddings_and_never_a_leaky_spl
 
     import yaml
 
-    from maskbench.attributes_step import attribute_settings, check_attributes_config
+    from maskbench.stages.attributes import attribute_settings, check_attributes_config
     from maskbench.config import ConfigError
     from conftest import REPO
 

@@ -20,9 +20,9 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import REPO
-from maskbench import attributes as attr
-from maskbench.atomic import write_table
-from maskbench.attributes_cnn import (
+from maskbench.attributes import heads as attr
+from maskbench.io.atomic import write_table
+from maskbench.attributes.cnn import (
     CNN_HEAD,
     AttributeNet,
     LabelledChips,
@@ -30,8 +30,8 @@ from maskbench.attributes_cnn import (
     load_attribute_cnn,
     train_attribute_cnn,
 )
-from maskbench.attributes_cnn_step import run_attributes_cnn, train_chipset
-from maskbench.attributes_step import (
+from maskbench.stages.attributes_cnn import run_attributes_cnn, train_chipset
+from maskbench.stages.attributes import (
     PREDICTIONS_SCHEMA,
     CnnSpec,
     attribute_figures,
@@ -40,14 +40,14 @@ from maskbench.attributes_step import (
     check_attributes_config,
     run_attributes,
 )
-from maskbench.chips import encode_chip
+from maskbench.io.chips import encode_chip
 from maskbench.config import ConfigError
-from maskbench.demo_chips import demo_chips, write_demo_shards
-from maskbench.dlib_resnet import load_dlib_resnet
-from maskbench.finetune import ChipSet
-from maskbench.finetune_step import group_masked_paths
-from maskbench.manifests import INDEX_SCHEMA, embedding_schema
-from maskbench.splits import SPLITS_SCHEMA
+from maskbench.faces.demo_chips import demo_chips, write_demo_shards
+from maskbench.models.dlib_resnet import load_dlib_resnet
+from maskbench.training.finetune import ChipSet
+from maskbench.stages.finetune import group_masked_paths
+from maskbench.io.manifests import INDEX_SCHEMA, embedding_schema
+from maskbench.protocols.splits import SPLITS_SCHEMA
 
 torch.set_num_threads(1)
 
@@ -399,7 +399,7 @@ def test_frozen_runs_are_deterministic(frozen, data, tmp_path):
 def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
     """Val scores scripted per epoch: sex improves at epoch 2, then nothing improves; patience 2
     stops after epoch 4 and each task keeps its best epoch."""
-    import maskbench.attributes_cnn as cnn
+    import maskbench.attributes.cnn as cnn
 
     script = iter([{"sex": 0.6, "race": 0.3, "age": 10.0, "age_group": 0.4},
                    {"sex": 0.7, "race": 0.3, "age": 10.0, "age_group": 0.4},
@@ -515,7 +515,7 @@ def labelled_face_folder(folder, n: int = 30, seed: int = 5) -> None:
     random labels: the rules need labels, not that they be learnable."""
     import cv2
 
-    from maskbench.demo import demo_image
+    from maskbench.data.demo import demo_image
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)

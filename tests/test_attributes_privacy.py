@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from maskbench import attributes as attr
-from maskbench.atomic import write_table
-from maskbench.attributes_privacy import choose_runs, paired_bootstrap, privacy_table, write_privacy
-from maskbench.attributes_step import PREDICTIONS_SCHEMA
+from maskbench.attributes import heads as attr
+from maskbench.io.atomic import write_table
+from maskbench.attributes.privacy import choose_runs, paired_bootstrap, privacy_table, write_privacy
+from maskbench.stages.attributes import PREDICTIONS_SCHEMA
 
 MASKS = ["surgical_blue", "cloth_black"]
 

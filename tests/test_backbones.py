@@ -12,9 +12,9 @@ import torch
 import torchvision
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from maskbench.backbones import IMAGENET_SIZE, TORCHVISION_ARCHS, build_backbone, imagenet_weights_path
-from maskbench.checkpoints import load_resnet50_state
-from maskbench.embed import BackboneEmbedder, DlibTorchEmbedder, make_embedder
+from maskbench.models.backbones import IMAGENET_SIZE, TORCHVISION_ARCHS, build_backbone, imagenet_weights_path
+from maskbench.models.dicta_checkpoints import load_resnet50_state
+from maskbench.models.embed import BackboneEmbedder, DlibTorchEmbedder, make_embedder
 
 torch.set_num_threads(1)
 

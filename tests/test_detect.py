@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskbench.align import FaceAligner
-from maskbench.detect import MediaPipeMissing, mediapipe_available
+from maskbench.faces.align import FaceAligner
+from maskbench.faces.detect import MediaPipeMissing, mediapipe_available
 
 needs_mediapipe = pytest.mark.skipif(
     not mediapipe_available(),

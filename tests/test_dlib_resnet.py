@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from maskbench import dlib_dat
-from maskbench.dlib_dat import DatReader, parse_dat, read_dat
-from maskbench.dlib_resnet import (
+from maskbench.models import dlib_dat
+from maskbench.models.dlib_dat import DatReader, parse_dat, read_dat
+from maskbench.models.dlib_resnet import (
     DlibResNet,
     DlibResNetEmbedder,
     add_prev,
@@ -23,7 +23,7 @@ from maskbench.dlib_resnet import (
     load_dlib_resnet,
     preprocess,
 )
-from maskbench.model_files import model_path
+from maskbench.io.model_files import model_path
 
 LFW_TARBALL = Path("lfw-mini") / "lfw-deepfunneled-mini.tgz"
 MAX_PARITY_CHIPS = 500
@@ -269,8 +269,8 @@ def shared_data_dir() -> Path | None:
 
 def aligned_lfw_chips(tarball: Path, limit: int) -> np.ndarray:
     """150 px chips as dlib's face recognition pipeline makes them, read from the tar in memory."""
-    from maskbench.align import FaceAligner
-    from maskbench.images import iter_tar_images
+    from maskbench.faces.align import FaceAligner
+    from maskbench.io.images import iter_tar_images
 
     aligner = FaceAligner(upsample=0)
     chips = []

@@ -26,9 +26,9 @@ import yaml
 from conftest import REPO, copy_workflow, snakemake
 from unprivileged import make_read_only, make_writable, restricted_prefix, run_restricted
 
-from maskbench import atomic
+from maskbench.io import atomic
 from maskbench.errors import StorageError, UserError, exit_on_user_error, explain_os_error
-from maskbench.manifests import ALIGNED_SCHEMA
+from maskbench.io.manifests import ALIGNED_SCHEMA
 
 FIXES = {
     errno.ENOSPC: "no space left",
@@ -139,7 +139,7 @@ def _in_private_tmpfs(tmp_path, mount_options: str, code: str) -> dict:
 WRITE_AND_REPORT = textwrap.dedent("""
     import json, os, sys
     import numpy as np, pyarrow as pa
-    from maskbench.atomic import write_table
+    from maskbench.io.atomic import write_table
     from maskbench.errors import StorageError
     folder = sys.argv[1]
     target = os.path.join(folder, "scores", "table.parquet")
@@ -193,7 +193,7 @@ def test_real_permission_denied(tmp_path):
     make_read_only(locked)
     target = locked / "sub" / "summary.json"
     code = textwrap.dedent(f"""
-        from maskbench.atomic import write_json
+        from maskbench.io.atomic import write_json
         from maskbench.errors import exit_on_user_error
         with exit_on_user_error():
             write_json({str(target)!r}, {{"a": 1}})
@@ -215,8 +215,8 @@ def test_real_permission_denied(tmp_path):
 @pytest.fixture
 def demo_index(tmp_path):
     """A tiny generated dataset, acquired and indexed as the workflow does."""
-    from maskbench.acquire_step import acquire
-    from maskbench.index_step import index_dataset
+    from maskbench.stages.acquire import acquire
+    from maskbench.stages.index import index_dataset
 
     acquired = tmp_path / "raw" / "tiny" / "acquired.json"
     spec = {"layout": "demo", "generate": {"identities": 2, "images_per_identity": 2, "size": 100}}
@@ -230,7 +230,7 @@ ALIGN_CFG = {"detector": "hog", "upsample": 1, "chip_size": 150, "padding": 0.25
 
 
 def test_align_shard_disk_full_names_the_shard_and_leaves_nothing(demo_index, tmp_path, monkeypatch):
-    from maskbench.align_step import align_shard
+    from maskbench.stages.align import align_shard
 
     acquired, index = demo_index
     out = tmp_path / "results" / "tiny" / "aligned" / "shard-0.parquet"
@@ -242,7 +242,7 @@ def test_align_shard_disk_full_names_the_shard_and_leaves_nothing(demo_index, tm
 
 
 def test_demo_generation_disk_full_leaves_no_half_dataset(tmp_path, monkeypatch):
-    from maskbench.acquire_step import acquire
+    from maskbench.stages.acquire import acquire
 
     real = pathlib.Path.write_bytes
     calls = []
@@ -321,7 +321,7 @@ def aligned_shard(path, statuses: list[str]) -> str:
 
 
 def test_dataset_without_a_single_face_fails_naming_it_and_the_settings(tmp_path):
-    from maskbench.align_step import NoFacesError, write_align_summary
+    from maskbench.stages.align import NoFacesError, write_align_summary
 
     shards = [aligned_shard(tmp_path / "shard-0.parquet", ["no_face"] * 5),
               aligned_shard(tmp_path / "shard-1.parquet", ["no_face"] * 3 + ["unreadable"])]
@@ -336,8 +336,8 @@ def test_dataset_without_a_single_face_fails_naming_it_and_the_settings(tmp_path
 
 
 def test_dataset_with_some_faces_gets_its_summary(tmp_path):
-    from maskbench.align_step import write_align_summary
-    from maskbench.summaries import status_counts
+    from maskbench.stages.align import write_align_summary
+    from maskbench.io.summaries import status_counts
 
     shards = [aligned_shard(tmp_path / "shard-0.parquet", ["no_face", "ok", "unreadable"])]
     out = tmp_path / "summary.json"

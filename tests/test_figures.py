@@ -11,9 +11,9 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from maskbench import figures  # noqa: E402
-from maskbench.figures import MAX_CURVES, curve_styles, roc_figure  # noqa: E402
-from maskbench.manifests import SCORES_SCHEMA  # noqa: E402
+from maskbench.reporting import figures  # noqa: E402
+from maskbench.reporting.figures import MAX_CURVES, curve_styles, roc_figure  # noqa: E402
+from maskbench.io.manifests import SCORES_SCHEMA  # noqa: E402
 
 MODELS = ["dlib_resnet", "dlib_masked_head", "ensemble"]
 COMPARISONS = ["unmasked-vs-unmasked", "unmasked-vs-surgical_blue", "unmasked-vs-n95_white", "unmasked-vs-cloth_black"]

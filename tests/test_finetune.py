@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from maskbench.backbones import build_backbone
-from maskbench.chips import encode_chip
-from maskbench.demo_chips import demo_chips, write_demo_shards
-from maskbench.embed import BackboneEmbedder, make_embedder
-from maskbench import finetune as finetune_module
-from maskbench.finetune import (
+from maskbench.models.backbones import build_backbone
+from maskbench.io.chips import encode_chip
+from maskbench.faces.demo_chips import demo_chips, write_demo_shards
+from maskbench.models.embed import BackboneEmbedder, make_embedder
+from maskbench.training import finetune as finetune_module
+from maskbench.training.finetune import (
     CURVE_SCHEMA,
     UNMASKED,
     ChipSet,
@@ -35,9 +35,9 @@ from maskbench.finetune import (
     unmasked_val_pairs,
     val_pairs,
 )
-from maskbench.finetune_step import build_chipset, finetune_step, group_masked_paths, read_chips, read_split_parts
-from maskbench.losses import make_loss
-from maskbench.splits import SPLITS_SCHEMA
+from maskbench.stages.finetune import build_chipset, finetune_step, group_masked_paths, read_chips, read_split_parts
+from maskbench.training.losses import make_loss
+from maskbench.protocols.splits import SPLITS_SCHEMA
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from maskbench.fusion import FusionError, fuse, fuse_score_files, zscore
-from maskbench.manifests import SCORES_SCHEMA
-from maskbench.metrics import eer
+from maskbench.evaluation.fusion import FusionError, fuse, fuse_score_files, zscore
+from maskbench.io.manifests import SCORES_SCHEMA
+from maskbench.evaluation.metrics import eer
 
 
 def _scores_file(path, scores, genuine, status=None):

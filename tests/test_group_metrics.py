@@ -18,14 +18,14 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from conftest import REPO, copy_workflow, snakemake
-from maskbench import metrics
-from maskbench.attributes import DEFAULT_AGE_GROUPS, age_group
+from maskbench.evaluation import metrics
+from maskbench.attributes.heads import DEFAULT_AGE_GROUPS, age_group
 from maskbench.config import ConfigError, check_config
-from maskbench.group_metrics import (
+from maskbench.evaluation.group_metrics import (
     ACROSS_GROUPS, EXCLUDED, NO_GENUINE, NO_IMPOSTOR, OK, UNKNOWN, by_group_table, metrics_by_group,
 )
-from maskbench.manifests import INDEX_SCHEMA, SCORES_SCHEMA
-from maskbench.metrics_step import compute_metrics, write_metrics
+from maskbench.io.manifests import INDEX_SCHEMA, SCORES_SCHEMA
+from maskbench.stages.metrics import compute_metrics, write_metrics
 
 # ---------------------------------------------------------------------------------------------
 # a small population: 12 people, 3 images each; "asian" has one person (no impostor pairs), the
@@ -321,9 +321,9 @@ UNANNOTATED = N_IDS - 1  # the last person's images are missing from list_attr_c
 
 
 def fabricate_celeba(root: Path) -> tuple[Path, Path]:
-    """img_align_celeba_png/NNNNNN.png drawn with maskbench.demo, identity_CelebA.txt,
+    """img_align_celeba_png/NNNNNN.png drawn with maskbench.data.demo, identity_CelebA.txt,
     list_attr_celeba.txt (Male: even people 1, odd -1) and the drawing's landmarks."""
-    from maskbench.demo import demo_image, encode_png, landmark_header
+    from maskbench.data.demo import demo_image, encode_png, landmark_header
 
     images = root / "celeba"
     (images / "img_align_celeba_png").mkdir(parents=True)

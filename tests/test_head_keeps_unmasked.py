@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from lfw_mini_embeddings import MASKS, lfw_mini_embeddings
-from maskbench import metrics
-from maskbench.splits import identity_split
-from maskbench.train_head import EmbeddingSet, embed_with_head, train_projection_head
+from maskbench.evaluation import metrics
+from maskbench.protocols.splits import identity_split
+from maskbench.training.train_head import EmbeddingSet, embed_with_head, train_projection_head
 
 SEED = 2021
 SPEC = {"loss": {"kind": "supcon", "temperature": 0.1}, "epochs": 12}

@@ -13,17 +13,17 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from maskbench.config import ConfigError
-from maskbench.identification import IdentificationError, closed_set, open_set, top_candidates
-from maskbench.identification_protocol import (
+from maskbench.evaluation.identification import IdentificationError, closed_set, open_set, top_candidates
+from maskbench.protocols.galleries import (
     GALLERY_SCHEMA,
     PROBES_SCHEMA,
     IdentificationSet,
     check_identification,
     choose_identification,
 )
-from maskbench.identification_step import build_identification, identification_probe_variants, identify_step
-from maskbench.manifests import embedding_schema
-from maskbench.pairs import ProtocolError
+from maskbench.stages.identify import build_identification, identification_probe_variants, identify_step
+from maskbench.io.manifests import embedding_schema
+from maskbench.protocols.pairs import ProtocolError
 
 KINDS = ["neg_l2", "inv_l2", "cosine"]
 

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from maskbench.images import read_rgb
+from maskbench.io.images import read_rgb
 
 
 def save(img: Image.Image, path, **kw):

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maskbench.acquire import acquire_dataset
-from maskbench.index import mfr2_mask_types
-from maskbench.index import LAYOUTS, IndexLayoutError, build_index, evenly_spaced, parse_utkface_name, write_index
-from maskbench.manifests import INDEX_SCHEMA, shard_of
+from maskbench.data.acquire import acquire_dataset
+from maskbench.data.index import mfr2_mask_types
+from maskbench.data.index import LAYOUTS, IndexLayoutError, build_index, evenly_spaced, parse_utkface_name, write_index
+from maskbench.io.manifests import INDEX_SCHEMA, shard_of
 
 ATTRS = ("identity", "age", "sex", "race", "pose", "real_mask")
 

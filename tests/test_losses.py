@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskbench.losses import make_loss, pairwise_distances, semi_hard_negatives
+from maskbench.training.losses import make_loss, pairwise_distances, semi_hard_negatives
 
 torch.set_num_threads(1)
 

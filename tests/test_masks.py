@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskbench.masks import (
+from maskbench.faces.masks import (
     DEFAULT_MASKS,
     NOSE_LEVELS,
     SHAPES,
@@ -21,7 +21,7 @@ from maskbench.masks import (
     paint_mask,
 )
 
-from maskbench.landmarks import FRONTAL_CHIP_68 as FRONTAL
+from maskbench.faces.landmarks import FRONTAL_CHIP_68 as FRONTAL
 
 
 def turned(lm: np.ndarray, yaw_deg: float) -> np.ndarray:

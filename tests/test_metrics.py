@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from maskbench import metrics
+from maskbench.evaluation import metrics
 
 # ---------------------------------------------------------------------------------------------
 # brute-force references: every candidate threshold, every score compared, exact fractions

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from maskbench import metrics
-from maskbench.manifests import SCORES_SCHEMA
-from maskbench.metrics_step import FOLDS_TOO_SMALL, NO_VALIDATION, compute_metrics, write_metrics
+from maskbench.evaluation import metrics
+from maskbench.io.manifests import SCORES_SCHEMA
+from maskbench.stages.metrics import FOLDS_TOO_SMALL, NO_VALIDATION, compute_metrics, write_metrics
 
 # keys every metrics file had before the operating point was added; tables and figures read them
 EXISTING_KEYS = {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskbench.model_table import COLUMNS, model_figure, model_table, training_time_table
-from maskbench.tables import write_frame
+from maskbench.reporting.model_table import COLUMNS, model_figure, model_table, training_time_table
+from maskbench.reporting.tables import write_frame
 
 
 def _json(path: Path, value: dict) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskbench import metrics
-from maskbench.operating_point import (
+from maskbench.evaluation import metrics
+from maskbench.evaluation.operating_point import (
     choose_threshold,
     cross_validated_report,
     json_safe,

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskbench.atomic import write_table
-from maskbench.identification_step import build_identification
-from maskbench.pairs import ProtocolError
-from maskbench.pairs_step import build_pairs
-from maskbench.splits import identity_split, split_table
+from maskbench.io.atomic import write_table
+from maskbench.stages.identify import build_identification
+from maskbench.protocols.pairs import ProtocolError
+from maskbench.stages.pairs import build_pairs
+from maskbench.protocols.splits import identity_split, split_table
 
 COMPARISONS = [("unmasked", "unmasked"), ("unmasked", "surgical"), ("surgical", "surgical")]
 RATIOS = {"train": 0.4, "val": 0.2, "test": 0.4}

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskbench.manifests import PAIRS_SCHEMA
-from maskbench.pairs import (
+from maskbench.io.manifests import PAIRS_SCHEMA
+from maskbench.protocols.pairs import (
     ImagePair,
     ProtocolError,
     all_identities_pairs,

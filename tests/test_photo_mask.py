@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from maskbench.align import AlignResult, FaceAligner, map_points, unmap_points
-from maskbench.demo import demo_image
-from maskbench.landmarks import FRONTAL_CHIP_68
-from maskbench.manifests import INDEX_SCHEMA, SCORES_SCHEMA
-from maskbench.masks import DEFAULT_MASKS, MaskSpec, mask_coverage, paint_mask
-from maskbench.photo_mask import mask_photo, paint_on
+from maskbench.faces.align import AlignResult, FaceAligner, map_points, unmap_points
+from maskbench.data.demo import demo_image
+from maskbench.faces.landmarks import FRONTAL_CHIP_68
+from maskbench.io.manifests import INDEX_SCHEMA, SCORES_SCHEMA
+from maskbench.faces.masks import DEFAULT_MASKS, MaskSpec, mask_coverage, paint_mask
+from maskbench.faces.photo_mask import mask_photo, paint_on
 
 SURGICAL = DEFAULT_MASKS["surgical_blue"]
 
@@ -93,9 +93,9 @@ ALIGN = {"detector": "hog", "upsample": 1, "chip_size": 150, "padding": 0.25}
 
 
 def test_image_path_rechips_and_counts_failures_to_enrol(tmp_path):
-    from maskbench.align_step import align_shard
-    from maskbench.mask_step import mask_shard
-    from maskbench.summaries import coverage_row, status_counts
+    from maskbench.stages.align import align_shard
+    from maskbench.stages.mask import mask_shard
+    from maskbench.io.summaries import coverage_row, status_counts
 
     d = _demo_dataset(tmp_path)
     align_shard(str(d / "index.parquet"), str(d / "acquired.json"), "images", 0, ALIGN, None,
@@ -129,7 +129,7 @@ def test_image_path_rechips_and_counts_failures_to_enrol(tmp_path):
 
 
 def test_failures_to_enrol_count_as_false_non_matches(tmp_path):
-    from maskbench.metrics_step import compute_metrics
+    from maskbench.stages.metrics import compute_metrics
 
     rng = np.random.default_rng(0)
     impostor = rng.uniform(0.0, 0.5, 200)
@@ -196,7 +196,7 @@ def test_each_rendering_setting_changes_only_the_mask(setting, value, grow):
 
 
 def test_matched_blur_and_noise_bring_the_mask_close_to_the_photo():
-    from maskbench.mask_render import estimate_blur, estimate_noise
+    from maskbench.faces.mask_render import estimate_blur, estimate_noise
 
     chip, lm = _photo_chip(blur=2.0, noise=6.0)
     spec = MaskSpec.from_dict({**DEFAULT_MASKS["n95_white"], "ear_loops": False})
@@ -228,7 +228,7 @@ def test_same_seed_same_bytes_and_the_fit_varies_per_seed():
 
 
 def test_faces_found_elsewhere_replace_detection(tmp_path):
-    from maskbench.align_step import align_shard, read_faces
+    from maskbench.stages.align import align_shard, read_faces
 
     d = _demo_dataset(tmp_path, n=3)
     _, lm = demo_image(7, 1, 0, 160)

@@ -15,20 +15,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from maskbench.chips import encode_chip
+from maskbench.io.chips import encode_chip
 from maskbench.config import ConfigError, check_config, realism_protocol
-from maskbench.demo import demo_image, generate_demo
-from maskbench.embed_step import variant_statuses
-from maskbench.identification_step import build_identification, identification_comparisons, identify_step
-from maskbench.index import build_index
-from maskbench.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA, embedding_schema
-from maskbench.mask_step import mask_shard
-from maskbench.metrics_step import write_metrics
-from maskbench.pairs_step import build_pairs
-from maskbench.metrics import eer
-from maskbench.realism import COLUMNS, by_type_rows, realism_rows
-from maskbench.summaries import coverage_row, variant_status_counts
-from maskbench.tables import identification_rows
+from maskbench.data.demo import demo_image, generate_demo
+from maskbench.stages.embed import variant_statuses
+from maskbench.stages.identify import build_identification, identification_comparisons, identify_step
+from maskbench.data.index import build_index
+from maskbench.io.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA, embedding_schema
+from maskbench.stages.mask import mask_shard
+from maskbench.stages.metrics import write_metrics
+from maskbench.stages.pairs import build_pairs
+from maskbench.evaluation.metrics import eer
+from maskbench.reporting.realism import COLUMNS, by_type_rows, realism_rows
+from maskbench.io.summaries import coverage_row, variant_status_counts
+from maskbench.reporting.tables import identification_rows
 
 PEOPLE, BARE, REAL = 8, 4, 2
 COMPARISONS = [("unmasked", "unmasked"), ("unmasked", "surgical"), ("unmasked", "real"), ("real", "real"),
@@ -397,7 +397,7 @@ def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):
 
 
 def test_fine_tuning_takes_no_real_masked_photo_as_an_unmasked_example(tmp_path):
-    from maskbench.finetune_step import read_chips
+    from maskbench.stages.finetune import read_chips
 
     images = fixture_images()
     rows = [{"image_id": i, "identity": i.split("/")[0], "status": "ok", "reason": None, "detector": None,

@@ -122,13 +122,13 @@ def test_adding_a_model_runs_only_that_models_jobs(finished_run, tmp_path):
 def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run, tmp_path):
     work = copy_workflow(tmp_path / "wf")
     reuse_finished_run(work, finished_run)
-    mask_code = work / "src/maskbench/mask_step.py"
+    mask_code = work / "src/maskbench/stages/mask.py"
     mask_code.write_text(mask_code.read_text() + "\n# edited\n")
     jobs = planned_jobs(snakemake(work, "-n", TARGET).stdout)
     rules = {j["rule"] for j in jobs}
     assert "mask" in rules
     assert not rules & {"acquire", "index", "align", "align_summary", "pairs"}
-    assert any("mask_step.py" in j["reason"] for j in jobs if j["rule"] == "mask")
+    assert any("stages/mask.py" in j["reason"] for j in jobs if j["rule"] == "mask")
 
 
 def test_models_table_has_every_model_under_every_probe_variant(finished_run):
@@ -137,7 +137,7 @@ def test_models_table_has_every_model_under_every_probe_variant(finished_run):
 
     import pandas as pd
 
-    from maskbench.model_table import COLUMNS
+    from maskbench.reporting.model_table import COLUMNS
 
     root = finished_run / "results"
     models = pd.read_csv(root / "tables/models.csv", keep_default_na=False)

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from maskbench import metrics
-from maskbench.manifests import PAIRS_SCHEMA, SCORES_SCHEMA
-from maskbench.score_io import (
+from maskbench.evaluation import metrics
+from maskbench.io.manifests import PAIRS_SCHEMA, SCORES_SCHEMA
+from maskbench.io.score_files import (
     MISSING_SCORE,
     NAN_SCORE,
     ScoreFileError,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskbench.scoring import pair_scores
+from maskbench.evaluation.scoring import pair_scores
 
 
 def test_scores_are_similarities():

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from maskbench.atomic import write_table
-from maskbench.splits import (
+from maskbench.io.atomic import write_table
+from maskbench.protocols.splits import (
     SPLIT_NAMES,
     SPLITS_SCHEMA,
     STRATEGIES,

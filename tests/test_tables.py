@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from maskbench.tables import NOT_MEASURABLE, metric_table, provenance_footnotes, to_markdown, write_frame
+from maskbench.reporting.tables import NOT_MEASURABLE, metric_table, provenance_footnotes, to_markdown, write_frame
 
 
 def write_cells(root, values: dict[tuple[str, str], dict]) -> dict[tuple[str, str], str]:

@@ -12,15 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from maskbench import metrics, train_head
-from maskbench.heads import ProjectionHead, head_bytes, load_head, save_head
-from maskbench.manifests import embedding_schema
-from maskbench.splits import SPLITS_SCHEMA
-from maskbench.train_head import (EmbeddingSet, IdentityBatchSampler, masked_probe_pairs,
+from maskbench.evaluation import metrics
+
+from maskbench.training import train_head
+from maskbench.training.heads import ProjectionHead, head_bytes, load_head, save_head
+from maskbench.io.manifests import embedding_schema
+from maskbench.protocols.splits import SPLITS_SCHEMA
+from maskbench.training.train_head import (EmbeddingSet, IdentityBatchSampler, masked_probe_pairs,
                                   train_projection_head)
-from maskbench.train_step import (CURVE_SCHEMA, group_embedding_paths, project_shard, read_embedding_set,
+from maskbench.stages.train import (CURVE_SCHEMA, group_embedding_paths, project_shard, read_embedding_set,
                                   train_head_step)
-from maskbench.training_figures import training_curve_figure
+from maskbench.reporting.training_figures import training_curve_figure
 
 torch.set_num_threads(1)
 
@@ -255,7 +257,7 @@ def test_epoch_choice_never_gives_away_unmasked_accuracy(problem, monkeypatch):
 
 
 def test_choose_epoch_rules():
-    from maskbench.selection import choose_epoch
+    from maskbench.training.selection import choose_epoch
 
     # no unmasked pairs on val: masked EER alone
     assert choose_epoch([0, 1, 2], [0.3, 0.2, 0.25], [None] * 3, None, 0.002).epoch == 1

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from maskbench.backbones import build_backbone
-from maskbench.demo_chips import demo_chips
-from maskbench.embed import BackboneEmbedder, make_embedder
-from maskbench.finetune import FinetuneSpec
-from maskbench.upper_face import NOSE_BRIDGE, UpperFaceBackbone, blank_below, cut_fraction, with_region
+from maskbench.models.backbones import build_backbone
+from maskbench.faces.demo_chips import demo_chips
+from maskbench.models.embed import BackboneEmbedder, make_embedder
+from maskbench.training.finetune import FinetuneSpec
+from maskbench.models.upper_face import NOSE_BRIDGE, UpperFaceBackbone, blank_below, cut_fraction, with_region
 
 from test_finetune import dataset, part_of, run_step  # noqa: F401  (the 7-person demo shards fixture)
 

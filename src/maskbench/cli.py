@@ -11,13 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from maskbench.atomic import write_text
-from maskbench.index import printable
+from maskbench.io.atomic import write_text
+from maskbench.data.index import printable
 
 
 def load_mask_specs(config: str | None, names: list[str] | None) -> dict:
     """Mask types by name: from a workflow config if given, else the built-in defaults."""
-    from maskbench.masks import DEFAULT_MASKS, MaskSpec
+    from maskbench.faces.masks import DEFAULT_MASKS, MaskSpec
 
     available = DEFAULT_MASKS
     if config:
@@ -31,8 +31,8 @@ def load_mask_specs(config: str | None, names: list[str] | None) -> dict:
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
-    from maskbench.align import FaceAligner
-    from maskbench.mask_files import iter_images, mask_file
+    from maskbench.faces.align import FaceAligner
+    from maskbench.faces.mask_files import iter_images, mask_file
 
     path = Path(args.path)
     if not path.exists():
@@ -72,8 +72,8 @@ def cmd_masks(args: argparse.Namespace) -> int:
         d = spec.to_dict()
         print(f"{name:24s} " + " ".join(f"{k}={v}" for k, v in d.items() if v is not None))
     if args.sheet:
-        from maskbench.atomic import atomic_path
-        from maskbench.preview import preview_sheet
+        from maskbench.io.atomic import atomic_path
+        from maskbench.faces.preview import preview_sheet
 
         import cv2
 

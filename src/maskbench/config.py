@@ -24,7 +24,7 @@ def masks_for(config: dict[str, Any], dataset: str) -> list[str]:
 
 def has_real_masks(config: dict[str, Any], dataset: str) -> bool:
     """Whether a dataset holds photos of real masks (its layout says so, or the demo draws some)."""
-    from maskbench.index import REAL_MASK_LAYOUTS
+    from maskbench.data.index import REAL_MASK_LAYOUTS
 
     ds = config["datasets"][dataset]
     return ds["layout"] in REAL_MASK_LAYOUTS or bool((ds.get("generate") or {}).get("real_masks"))
@@ -112,7 +112,7 @@ def check_config(config: dict[str, Any]) -> None:
                         "the LFW-style pairs.txt"
                     )
         if ds.get("group_by"):
-            from maskbench.group_metrics import check_group_by  # only configs that group load it
+            from maskbench.evaluation.group_metrics import check_group_by  # only configs that group load it
 
             check_group_by(config, name)
         if ds["layout"] == "demo" and "generate" not in ds:
@@ -220,14 +220,14 @@ def check_training_spec(name: str, spec: dict[str, Any]) -> None:
     embedding. Imports torch, so it runs only for configs that train something."""
     try:
         if spec["kind"] == "finetune":
-            from maskbench.finetune import FinetuneSpec
+            from maskbench.training.finetune import FinetuneSpec
 
             FinetuneSpec.from_dict(training_code_spec(spec))
         else:
             import torch
 
-            from maskbench.losses import make_loss
-            from maskbench.train_head import resolve_spec
+            from maskbench.training.losses import make_loss
+            from maskbench.training.train_head import resolve_spec
 
             resolved = resolve_spec(training_code_spec(spec), base_dim=128)
             with torch.random.fork_rng(devices=[]):

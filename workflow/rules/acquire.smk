@@ -9,7 +9,7 @@ rule acquire:
     conda:
         "../../envs/data.yaml"
     input:
-        code=lambda wc: lib("acquire_step", "demo" if config["datasets"][wc.dataset]["layout"] == "demo" else "acquire"),
+        code=lambda wc: script_code("acquire", without=() if dataset_cfg(wc)["layout"] == "demo" else ("maskbench.data.demo",)),
     output:
         "resources/raw/{dataset}/acquired.json",
     params:
@@ -30,7 +30,7 @@ rule index:
         "../../envs/data.yaml"
     input:
         acquired="resources/raw/{dataset}/acquired.json",
-        code=lib("index", "manifests"),
+        code=script_code("index"),
     output:
         table="results/{dataset}/index.parquet",
         report="results/{dataset}/index.json",

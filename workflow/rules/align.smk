@@ -7,7 +7,7 @@ rule align:
     input:
         index="results/{dataset}/index.parquet",
         acquired="resources/raw/{dataset}/acquired.json",
-        code=lib("align", "detect", "align_step", "images", "chips"),
+        code=script_code("align"),
         faces=lambda wc: config["datasets"][wc.dataset].get("faces") or [],
     output:
         "results/{dataset}/aligned/shard-{shard}.parquet",
@@ -32,7 +32,7 @@ rule align_summary:
         "../../envs/data.yaml"
     input:
         shards=aligned_shards,
-        code=lib("summaries", "align_step"),
+        code=script_code("align_summary"),
     output:
         "results/{dataset}/aligned/summary.json",
     log:
@@ -57,7 +57,7 @@ rule mask_summary:
             mask=wc.mask,
             shard=shards(wc.dataset),
         ),
-        code=lib("summaries"),
+        code=script_code("status_summary"),
     output:
         "results/{dataset}/masked/{mask}/summary.json",
     params:
@@ -82,7 +82,7 @@ rule coverage:
             for d in config["datasets"]
             for m in masks_for(config, d)
         ],
-        code=lib("summaries", "tables"),
+        code=script_code("coverage"),
     output:
         csv=report(
             "results/tables/coverage.csv",

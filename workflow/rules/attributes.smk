@@ -9,7 +9,7 @@ attribute_targets = lambda: list(ATTRIBUTE_TABLES) if "attributes" in config els
 
 
 if "attributes" in config:
-    from maskbench.attributes_step import (
+    from maskbench.stages.attributes import (
         attribute_settings,
         check_attributes_config,
         train_variants,
@@ -61,7 +61,7 @@ if "attributes" in config:
             split="results/{dataset}/splits/{strategy}.parquet",
             index="results/{dataset}/index.parquet",
             embeddings=lambda wc: [p for paths in variant_embeddings(wc).values() for p in paths],
-            code=lib("attributes", "attributes_step", "embed_step", "seeds"),
+            code=script_code("attributes"),
         output:
             predictions=RUN_PREDICTIONS,
             metrics=RUN_METRICS,
@@ -104,8 +104,7 @@ if "attributes" in config:
                     for m in masks_for(config, wc.dataset)
                     for s in shards(wc.dataset)
                 ],
-                code=lib("attributes_cnn_step", "attributes_cnn", "attributes_step", "attributes", "finetune",
-                         "finetune_step", "backbones", "chips", "dlib_resnet", "dlib_dat", "seeds"),
+                code=script_code("attributes_cnn"),
             output:
                 predictions=RUN_PREDICTIONS,
                 metrics=RUN_METRICS,
@@ -140,7 +139,7 @@ if "attributes" in config:
             dataset="|".join(ATTR["datasets"]),
         input:
             metrics=lambda wc: [RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS if r["dataset"] == wc.dataset],
-            code=lib("attributes_step", "attributes"),
+            code=script_code("attributes_figures"),
         output:
             [
                 RUN_FIGURE.format(dataset="{dataset}", model=m, strategy=s, train=t, kind=kind)
@@ -174,7 +173,7 @@ if "attributes" in config:
             metrics=[RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS],
             # the tables are delivered with the figures of every run
             figures=[RUN_FIGURE.format(kind=kind, **r) for r in ATTRIBUTE_RUNS for kind in ATTRIBUTE_FIGURES],
-            code=lib("attributes_step", "attributes", "tables"),
+            code=script_code("attributes_table"),
         output:
             csv=ATTRIBUTE_TABLES[0],
             md="results/tables/attributes.md",
@@ -203,7 +202,7 @@ if "attributes" in config:
             "../../envs/evaluate.yaml"
         input:
             predictions=[RUN_PREDICTIONS.format(**r) for r in ATTRIBUTE_RUNS],
-            code=lib("attributes_privacy", "attributes_step", "attributes", "tables", "seeds"),
+            code=script_code("attributes_privacy"),
         output:
             csv=ATTRIBUTE_TABLES[2],
             md="results/tables/attributes_privacy.md",

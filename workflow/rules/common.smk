@@ -4,8 +4,9 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from maskbench.attributes import DEFAULT_AGE_GROUPS
-from maskbench.attributes_step import split_settings
+from maskbench.attributes.heads import DEFAULT_AGE_GROUPS
+from maskbench.stages.attributes import split_settings
+from maskbench.code_closure import closure
 from maskbench.config import (
     CHIP_KINDS,
     check_config,
@@ -24,7 +25,7 @@ from maskbench.config import (
     variants_for,
     verification_protocols,
 )
-from maskbench.splits import STRATEGIES
+from maskbench.protocols.splits import STRATEGIES
 
 # the config files in use (the default one unless --configfile named others), for error messages
 CONFIG_FILES = [str(f) for f in (workflow.overwrite_configfiles or ["config/config.yaml"])]
@@ -37,7 +38,6 @@ except Exception as exc:
     raise WorkflowError(f"invalid configuration ({', '.join(CONFIG_FILES)}): {exc}") from None
 
 SEED = config["seed"]
-LIB = "src/maskbench/"
 SPLIT_CFG = split_settings(config)
 AGE_GROUPS = list((config.get("attributes") or {}).get("age_groups") or DEFAULT_AGE_GROUPS)
 
@@ -68,9 +68,14 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def lib(*modules):
-    """Library files a rule runs, declared as inputs so editing one re-runs only its stages."""
-    return [f"{LIB}{m}.py" for m in modules]
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+LIBRARY = Path(workflow.basedir) / "src" / "maskbench"
+
+
+def script_code(script, without=()):
+    """Library files a rule's script runs (its import closure), declared as inputs so editing one
+    module re-runs exactly the stages that use it."""
+    return [str(f) for f in closure(SCRIPTS / f"{script}.py", tuple(without), LIBRARY)]
 
 
 def shards(dataset):
@@ -318,5 +323,4 @@ def mask_photo_inputs(wildcards):
     return {
         "index": f"results/{wildcards.dataset}/index.parquet",
         "acquired": f"resources/raw/{wildcards.dataset}/acquired.json",
-        "photo_code": lib("align", "detect", "align_step", "images", "index_step"),
     }

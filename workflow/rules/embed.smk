@@ -10,7 +10,7 @@ rule embed:
     input:
         chips=variant_chips,
         model_file=embed_model_files,
-        code=lib("embed", "embed_step", "chips", "dlib_resnet", "dlib_dat", "backbones", "checkpoints"),
+        code=script_code("embed"),
     output:
         "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
     params:

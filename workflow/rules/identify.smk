@@ -14,7 +14,7 @@ if IDENTIFICATION:
         input:
             aligned=aligned_shards,
             split=protocol_split_file,
-            code=lib("identification_protocol", "identification_step", "pairs_step", "pairs", "variant_pools", "seeds"),
+            code=script_code("identification_protocol"),
         output:
             gallery=f"{IDENTIFICATION_DIR}/gallery.parquet",
             probes=f"{IDENTIFICATION_DIR}/probes.parquet",
@@ -41,7 +41,7 @@ if IDENTIFICATION:
         input:
             aligned=aligned_shards,
             split=protocol_split_file,
-            code=lib("identification_protocol", "identification_step", "pairs_step", "pairs", "variant_pools", "seeds"),
+            code=script_code("identification_protocol"),
         output:
             gallery=f"{REAL_GALLERY_DIR}/gallery.parquet",
             probes=f"{REAL_GALLERY_DIR}/probes.parquet",
@@ -71,7 +71,7 @@ if IDENTIFICATION:
             gallery=f"{IDENTIFICATION_DIR}/gallery.parquet",
             probes=f"{IDENTIFICATION_DIR}/probes.parquet",
             embeddings=identification_embeddings,
-            code=lib("identification", "identification_step", "score_step", "metrics"),
+            code=script_code("identify"),
         output:
             IDENTIFY_RESULT,
         params:
@@ -98,7 +98,7 @@ if IDENTIFICATION:
             gallery=f"{REAL_GALLERY_DIR}/gallery.parquet",
             probes=f"{REAL_GALLERY_DIR}/probes.parquet",
             embeddings=real_gallery_embeddings,
-            code=lib("identification", "identification_step", "score_step", "metrics"),
+            code=script_code("identify"),
         output:
             IDENTIFY_REAL_RESULT,
         params:
@@ -122,7 +122,7 @@ if IDENTIFICATION:
             "../../envs/evaluate.yaml"
         input:
             results=[e["path"] for e in identification_entries()],
-            code=lib("tables"),
+            code=script_code("identification_table"),
         output:
             csv=report(
                 "results/tables/identification.csv",

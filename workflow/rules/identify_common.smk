@@ -1,6 +1,6 @@
 # Identification: which datasets and protocols search a gallery, and the input functions of
 # identify.smk (kept apart from the rules, as snakemake's linter asks).
-from maskbench.identification_step import (
+from maskbench.stages.identify import (
     DEFAULT_FPIR_TARGETS,
     DEFAULT_RANKS,
     identification_probe_variants,

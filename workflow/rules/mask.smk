@@ -11,7 +11,7 @@ rule mask:
     input:
         unpack(mask_photo_inputs),
         aligned="results/{dataset}/aligned/shard-{shard}.parquet",
-        code=lib("masks", "mask_step", "chips", "seeds", "mask_render", "photo_mask"),
+        code=script_code("mask"),
     output:
         "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
     params:

@@ -10,7 +10,7 @@ rule pairs:
         acquired="resources/raw/{dataset}/acquired.json",
         index="results/{dataset}/index.parquet",  # groups (videos): no genuine pair within one
         split=protocol_split_file,
-        code=lib("pairs", "pairs_step", "all_vs_all", "variant_pools", "seeds"),
+        code=script_code("pairs"),
     output:
         table="results/{dataset}/pairs/{protocol}.parquet",
         report="results/{dataset}/pairs/{protocol}.json",

@@ -10,7 +10,7 @@ if realism_entries():
             metrics=[e["metrics"] for e in realism_entries()],
             scores=[e["scores"] for e in realism_entries()],
             acquired=[v["acquired"] for v in realism_labelled_sets().values()],
-            code=lib("realism", "metrics", "figures", "tables", "index"),
+            code=script_code("realism"),
         output:
             csv=report(
                 "results/tables/realism.csv",

@@ -10,7 +10,7 @@ rule table:
         cells=lambda wc: list(table_cells(wc).values()),
         # a table is delivered with the ROC figures of its datasets
         figures=lambda wc: [f"results/figures/roc_{d}.png" for d in table_datasets(wc)],
-        code=lib("tables"),
+        code=script_code("table"),
     output:
         csv=report(
             "results/tables/{table}.csv",
@@ -40,7 +40,7 @@ rule all_metrics:
         "../../envs/evaluate.yaml"
     input:
         metrics=[e["path"] for e in metric_entries()],
-        code=lib("tables"),
+        code=script_code("all_metrics"),
     output:
         csv=report(
             "results/tables/all_metrics.csv",
@@ -67,7 +67,7 @@ rule metrics_by_group:
         "../../envs/evaluate.yaml"
     input:
         metrics=[e["path"] for e in metric_entries() if config["datasets"][e["dataset"]].get("group_by")],
-        code=lib("tables", "group_metrics"),
+        code=script_code("metrics_by_group"),
     output:
         csv=report(
             "results/tables/metrics_by_group.csv",
@@ -93,7 +93,7 @@ rule curve_figures:
         "../../envs/evaluate.yaml"
     input:
         scores=lambda wc: [c["path"] for c in roc_curves(wc)],
-        code=lib("figures", "metrics"),
+        code=script_code("curve_figures"),
     output:
         roc=report(
             "results/figures/roc_{dataset}.png",
@@ -131,7 +131,7 @@ rule mask_effect_figure:
         "../../envs/evaluate.yaml"
     input:
         metrics=lambda wc: [r["path"] for r in mask_effect_rows(wc)],
-        code=lib("figures"),
+        code=script_code("mask_effect_figure"),
     output:
         png=report(
             "results/figures/mask_effect_{dataset}.png",
@@ -161,7 +161,7 @@ rule models_table:
         metrics=[e["path"] for e in metric_entries()],
         identification=[e["path"] for e in identification_entries()],
         reports=expand("results/models/{model}/report.json", model=TRAINED_MODELS),
-        code=lib("model_table", "tables", "figures"),
+        code=script_code("models_table"),
     output:
         csv=report(
             "results/tables/models.csv",
@@ -191,7 +191,7 @@ rule training_time:
         "../../envs/evaluate.yaml"
     input:
         reports=expand("results/models/{model}/report.json", model=TRAINED_MODELS),
-        code=lib("model_table", "tables"),
+        code=script_code("training_time"),
     output:
         csv="results/benchmarks/training_time.csv",
         md="results/benchmarks/training_time.md",

@@ -9,7 +9,7 @@ rule score:
     input:
         pairs="results/{dataset}/pairs/{protocol}.parquet",
         embeddings=comparison_embeddings,
-        code=lib("score_step", "scoring"),
+        code=script_code("score"),
     output:
         "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
     params:
@@ -33,8 +33,7 @@ rule metrics:
         val_scores=validation_scores,
         # metrics per demographic group need the dataset's index (only where group_by is set)
         index=lambda wc: [f"results/{wc.dataset}/index.parquet"] if dataset_cfg(wc).get("group_by") else [],
-        code=lambda wc: lib("metrics", "metrics_step", "operating_point")
-        + (lib("group_metrics", "attributes") if dataset_cfg(wc).get("group_by") else []),
+        code=script_code("metrics"),
     output:
         "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
     params:

@@ -17,7 +17,7 @@ rule import_scores:
     input:
         scores=imported_score_file,
         pairs=imported_pairs,
-        code=lib("score_io"),
+        code=script_code("import_scores"),
     output:
         "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
     params:
@@ -40,7 +40,7 @@ rule export_scores:
     input:
         scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
         aligned=aligned_shards,
-        code=lib("score_io"),
+        code=script_code("export_scores"),
     output:
         "results/{dataset}/scores/{model}/{protocol}/{comparison}.{bob}.txt",
     params:

@@ -11,7 +11,7 @@ rule split:
     input:
         index="results/{dataset}/index.parquet",
         aligned=aligned_shards,
-        code=lib("splits", "attributes_step", "attributes", "seeds"),
+        code=script_code("split"),
     output:
         table="results/{dataset}/splits/{strategy}.parquet",
         report="results/{dataset}/splits/{strategy}.json",

@@ -10,7 +10,7 @@ rule train_head:
     input:
         embeddings=head_training_embeddings,
         splits=training_splits,
-        code=lib("train_step", "train_head", "heads", "losses", "metrics", "embed_step", "selection"),
+        code=script_code("train_head"),
     output:
         model=MODEL_FILE,
         curve="results/models/{model}/curve.parquet",
@@ -42,8 +42,7 @@ rule finetune:
         aligned=finetune_aligned_chips,
         masked=finetune_masked_chips,
         split=lambda wc: training_splits(wc)[0],
-        code=lib("finetune_step", "finetune", "backbones", "losses", "metrics", "chips", "dlib_resnet", "dlib_dat",
-                 "selection", "upper_face"),
+        code=script_code("finetune"),
     output:
         model=MODEL_FILE,
         curve="results/models/{model}/curve.parquet",
@@ -73,7 +72,7 @@ rule training_figure:
     input:
         curve="results/models/{model}/curve.parquet",
         report="results/models/{model}/report.json",
-        code=lib("training_figures"),
+        code=script_code("training_figure"),
     output:
         report(
             "results/figures/training_{model}.png",
@@ -100,7 +99,7 @@ rule project:
     input:
         base=projection_base_shard,
         head=MODEL_FILE,
-        code=lib("train_step", "heads"),
+        code=script_code("project"),
     output:
         "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
     log:
@@ -122,7 +121,7 @@ rule fuse:
     input:
         members=ensemble_member_scores,
         reference=ensemble_reference_scores,
-        code=lib("fusion"),
+        code=script_code("fuse"),
     output:
         "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
     params:

@@ -1,7 +1,7 @@
 """Acquire one dataset (download / local source / generated demo) into resources/raw/<dataset>/."""
 from pathlib import Path
 
-from maskbench.acquire_step import acquire
+from maskbench.stages.acquire import acquire
 from maskbench.errors import exit_on_user_error
 from maskbench.logs import log_to
 

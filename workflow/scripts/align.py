@@ -1,5 +1,5 @@
 """Align the images of one shard of a dataset."""
-from maskbench.align_step import align_shard
+from maskbench.stages.align import align_shard
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Count a dataset's alignment statuses; stop with one clear message if no face was usable at all."""
-from maskbench.align_step import write_align_summary
+from maskbench.stages.align import write_align_summary
 from maskbench.errors import exit_on_user_error
 from maskbench.logs import log_to
 

@@ -1,5 +1,5 @@
 """Train attribute heads on one train variant of one split, test them on every variant."""
-from maskbench.attributes_step import run_attributes
+from maskbench.stages.attributes import run_attributes
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Fine-tune the attribute CNN on one train variant of one split, test it on every variant."""
-from maskbench.attributes_cnn_step import run_attributes_cnn
-from maskbench.finetune_step import group_masked_paths
+from maskbench.stages.attributes_cnn import run_attributes_cnn
+from maskbench.stages.finetune import group_masked_paths
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

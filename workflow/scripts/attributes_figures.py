@@ -1,6 +1,6 @@
 """Confusion matrices, accuracy-coverage curves and age error by age group of each attribute run
 of one dataset and model."""
-from maskbench.attributes_step import attribute_figures
+from maskbench.stages.attributes import attribute_figures
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """The privacy table and figure: what a mask hides from an attacker, per attribute."""
-from maskbench.attributes_privacy import write_privacy
+from maskbench.attributes.privacy import write_privacy
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

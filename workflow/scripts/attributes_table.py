@@ -1,5 +1,5 @@
 """The attribute tables: headline metrics (wide) and metrics by sex and race group (long)."""
-from maskbench.attributes_step import attributes_tables
+from maskbench.stages.attributes import attributes_tables
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

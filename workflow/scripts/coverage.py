@@ -4,8 +4,8 @@ import json
 import pandas as pd
 
 from maskbench.logs import log_to
-from maskbench.summaries import coverage_row
-from maskbench.tables import write_frame
+from maskbench.io.summaries import coverage_row
+from maskbench.reporting.tables import write_frame
 
 
 def load(path):

@@ -1,5 +1,5 @@
 """ROC, DET and score-histogram figures of one dataset."""
-from maskbench.figures import det_figure, roc_figure, score_histograms
+from maskbench.reporting.figures import det_figure, roc_figure, score_histograms
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Embed one shard of chips (one variant) with one model."""
-from maskbench.embed_step import embed_shard
+from maskbench.stages.embed import embed_shard
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Export one scores Parquet file in Bob's 4- or 5-column text format."""
 from maskbench.logs import log_to
-from maskbench.score_io import export_score_file
+from maskbench.io.score_files import export_score_file
 
 with log_to(snakemake.log[0]):
     export_score_file(

@@ -1,5 +1,5 @@
 """Fine-tune a backbone on the train part of a split (masked chips mixed in), select on val."""
-from maskbench.finetune_step import finetune_step, group_masked_paths
+from maskbench.stages.finetune import finetune_step, group_masked_paths
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,5 +1,5 @@
 """Fuse the members' scores of one comparison into an ensemble's scores."""
-from maskbench.fusion import fuse_score_files
+from maskbench.evaluation.fusion import fuse_score_files
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

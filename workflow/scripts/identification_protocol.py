@@ -1,5 +1,5 @@
 """Choose the gallery and the probes of one identification protocol for one dataset."""
-from maskbench.identification_step import build_identification
+from maskbench.stages.identify import build_identification
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

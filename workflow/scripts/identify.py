@@ -1,5 +1,5 @@
 """Search one probe variant of an identification protocol against its gallery with one model."""
-from maskbench.identification_step import identify_step
+from maskbench.stages.identify import identify_step
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

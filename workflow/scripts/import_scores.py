@@ -1,6 +1,6 @@
 """Import a score file made elsewhere (Bob's 4/5 columns or CSV) as a scores Parquet file."""
 from maskbench.logs import log_to
-from maskbench.score_io import import_score_file
+from maskbench.io.score_files import import_score_file
 
 with log_to(snakemake.log[0]):
     pairs = snakemake.input.pairs

@@ -1,5 +1,5 @@
 """Index one dataset: a Parquet table of its images and a JSON of counts."""
-from maskbench.index_step import index_dataset
+from maskbench.stages.index import index_dataset
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Paint one mask type onto one shard of aligned chips."""
 from maskbench.logs import log_to
-from maskbench.mask_step import mask_shard
+from maskbench.stages.mask import mask_shard
 
 with log_to(snakemake.log[0]):
     mask_shard(

@@ -1,7 +1,7 @@
 """Bar chart of EER per variant comparison and model for one dataset."""
 import json
 
-from maskbench.figures import mask_effect_figure
+from maskbench.reporting.figures import mask_effect_figure
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

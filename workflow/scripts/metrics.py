@@ -1,6 +1,6 @@
 """Compute the verification metrics of one score file."""
 from maskbench.logs import log_to
-from maskbench.metrics_step import write_metrics
+from maskbench.stages.metrics import write_metrics
 
 
 def first(files):

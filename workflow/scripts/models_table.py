@@ -1,7 +1,7 @@
 """The ablation table (every model x probe variant) and its figure."""
 from maskbench.logs import log_to
-from maskbench.model_table import model_figure, model_table
-from maskbench.tables import write_frame
+from maskbench.reporting.model_table import model_figure, model_table
+from maskbench.reporting.tables import write_frame
 
 with log_to(snakemake.log[0]):
     frame = model_table(snakemake.params.metrics, snakemake.params.identification, dict(snakemake.params.reports))

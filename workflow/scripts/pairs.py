@@ -1,6 +1,6 @@
 """Build one verification protocol's pair manifest for one dataset."""
 from maskbench.logs import log_to
-from maskbench.pairs_step import build_pairs
+from maskbench.stages.pairs import build_pairs
 
 with log_to(snakemake.log[0]):
     split = getattr(snakemake.input, "split", None) or []

@@ -1,6 +1,6 @@
 """Project one embedding shard of the base model through a trained head."""
 from maskbench.logs import log_to
-from maskbench.train_step import project_shard
+from maskbench.stages.train import project_shard
 
 with log_to(snakemake.log[0]):
     project_shard(

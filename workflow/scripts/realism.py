@@ -2,11 +2,11 @@
 real per kind of real mask where the set labels them (MFR2)."""
 from pathlib import Path
 
-from maskbench.index import mfr2_mask_types
-from maskbench.index_step import load_acquired
+from maskbench.data.index import mfr2_mask_types
+from maskbench.stages.index import load_acquired
 from maskbench.logs import log_to
-from maskbench.realism import by_type_rows, realism_figure, realism_rows
-from maskbench.tables import write_frame
+from maskbench.reporting.realism import by_type_rows, realism_figure, realism_rows
+from maskbench.reporting.tables import write_frame
 
 with log_to(snakemake.log[0]):
     frame = realism_rows(snakemake.params.entries, snakemake.params.evaluation)

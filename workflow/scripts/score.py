@@ -1,6 +1,6 @@
 """Score one comparison of one protocol with one model."""
 from maskbench.logs import log_to
-from maskbench.score_step import score_comparison
+from maskbench.stages.score import score_comparison
 
 with log_to(snakemake.log[0]):
     ref, probe = snakemake.wildcards.comparison.split("-vs-")

@@ -1,6 +1,6 @@
 """Write one configured table (rows datasets, columns models) as CSV and Markdown."""
 from maskbench.logs import log_to
-from maskbench.tables import metric_table, provenance_footnotes, write_frame
+from maskbench.reporting.tables import metric_table, provenance_footnotes, write_frame
 
 with log_to(snakemake.log[0]):
     spec = snakemake.params.spec

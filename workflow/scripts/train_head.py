@@ -1,7 +1,7 @@
 """Train a projection head over a base model's cached embeddings (train part; val selects the
 epoch); the training_figure rule draws its curve."""
 from maskbench.logs import log_to
-from maskbench.train_step import group_embedding_paths, train_head_step
+from maskbench.stages.train import group_embedding_paths, train_head_step
 
 with log_to(snakemake.log[0]):
     datasets = list(snakemake.params.datasets)

@@ -2,7 +2,7 @@
 import json
 
 from maskbench.logs import log_to
-from maskbench.training_figures import training_curve_figure
+from maskbench.reporting.training_figures import training_curve_figure
 
 with log_to(snakemake.log[0]):
     with open(snakemake.input.report, encoding="utf-8") as f:

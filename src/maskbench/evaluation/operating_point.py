@@ -1,0 +1,152 @@
+"""Decisions at one operating threshold: confusion matrix and classification report.
+
+A deployed verifier accepts a pair when ``score >= threshold`` (as everywhere in maskbench), with
+the threshold fixed beforehand. Fixing it on the pairs it is then judged on would flatter it, so
+the threshold is always chosen on validation pairs — a separate validation set, or, under
+cross-validation, the other folds — and the test pairs only count the decisions it makes.
+
+Rules: ``eer`` takes the threshold of :func:`maskbench.evaluation.metrics.eer` on the validation scores;
+``fmr`` the lowest threshold whose validation FMR does not exceed ``target``
+(:func:`maskbench.evaluation.metrics.fnmr_at_fmr`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from maskbench.evaluation import metrics
+
+RULES = ("eer", "fmr")
+CLASS_NAMES = ("impostor", "genuine")  # label 0, label 1: the rows and columns of the matrix
+
+
+def _check_rule(rule: str, target: float | None) -> float | None:
+    if rule not in RULES:
+        raise ValueError(f"operating point rule must be one of {RULES}, got {rule!r}")
+    if rule == "eer":
+        if target is not None:
+            raise ValueError("the eer rule takes no target; use rule 'fmr' to fix a target FMR")
+        return None
+    if target is None:
+        raise ValueError("the fmr rule needs a target FMR, e.g. target=1e-3")
+    t = float(target)
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"target FMR must be within [0, 1], got {target!r}")
+    return t
+
+
+def choose_threshold(val_genuine, val_impostor, rule: str = "eer", target: float | None = None) -> dict:
+    """The threshold a rule picks on validation scores, with the validation rates there."""
+    target = _check_rule(rule, target)
+    if rule == "eer":
+        point = metrics.eer(val_genuine, val_impostor)
+        threshold, measurable = point.threshold, True
+    else:
+        op = metrics.fnmr_at_fmr(val_genuine, val_impostor, target)
+        threshold, measurable = op.threshold, op.measurable
+    fmr, fnmr = metrics.fixed_threshold_rates(val_genuine, val_impostor, threshold)
+    return {"threshold": float(threshold), "fmr": fmr, "fnmr": fnmr, "measurable": bool(measurable),
+            "n_genuine": int(np.size(val_genuine)), "n_impostor": int(np.size(val_impostor))}
+
+
+def _test_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels)
+    if s.ndim != 1 or y.shape != s.shape:
+        raise ValueError(f"test scores and labels must be 1-d of equal length, got {s.shape} and {y.shape}")
+    if s.size == 0:
+        raise ValueError("no test scores")
+    if not np.isfinite(s).all():
+        raise ValueError(f"{int((~np.isfinite(s)).sum())} test score(s) are not finite; drop unscored pairs first")
+    if y.dtype != bool:
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError("test labels must be booleans or 0/1 (1 = genuine)")
+        y = y.astype(bool)
+    return s, y
+
+
+def decisions(scores, threshold: float) -> np.ndarray:
+    """Accepted (genuine) where ``score >= threshold``."""
+    return np.asarray(scores, dtype=np.float64) >= threshold
+
+
+def _summary(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict:
+    """Confusion matrix, rates and sklearn's classification report of pooled test decisions."""
+    cm = confusion_matrix(y_true, y_pred, labels=[False, True])
+    (tn, fp), (fn, tp) = cm.tolist()
+    report = classification_report(y_true, y_pred, labels=[False, True], target_names=list(CLASS_NAMES),
+                                   output_dict=True, zero_division=np.nan)
+    gen, imp = scores[y_true], scores[~y_true]
+    return {
+        "labels": list(CLASS_NAMES),
+        "confusion_matrix": cm.tolist(),  # rows: true impostor, genuine; columns: decided so
+        "fmr": fp / (tn + fp) if tn + fp else None,
+        "fnmr": fn / (fn + tp) if fn + tp else None,
+        "accuracy": (tn + tp) / cm.sum(),
+        "classification_report": report,
+        # HKUST's "IoU": overlap of the genuine and impostor score histograms of the test pairs
+        "iou": metrics.histogram_overlap(gen, imp) if gen.size and imp.size else None,
+        "n_test": int(y_true.size),
+    }
+
+
+def operating_report(val_genuine, val_impostor, test_scores, test_labels, rule: str = "eer",
+                     target: float | None = None) -> dict:
+    """Threshold chosen on validation scores by ``rule``; decisions on the test pairs counted."""
+    s, y = _test_arrays(test_scores, test_labels)
+    chosen = choose_threshold(val_genuine, val_impostor, rule, target)
+    return {
+        "method": "validation", "rule": rule, "target_fmr": _check_rule(rule, target),
+        "threshold": chosen["threshold"],
+        "validation": {k: v for k, v in chosen.items() if k != "threshold"},
+        **_summary(y, decisions(s, chosen["threshold"]), s),
+    }
+
+
+def cross_validated_report(scores, labels, folds, rule: str = "eer", target: float | None = None) -> dict:
+    """Each fold's threshold chosen on the other folds; decisions pooled over the folds, so the
+    confusion matrix is the sum of the folds' matrices (each listed under ``folds``)."""
+    s, y = _test_arrays(scores, labels)
+    fold_of = np.asarray(folds)
+    if fold_of.shape != s.shape:
+        raise ValueError(f"folds has shape {fold_of.shape}, scores {s.shape}")
+    names = np.unique(fold_of)
+    if names.size < 2:
+        raise ValueError("cross-validation needs at least 2 folds")
+    target = _check_rule(rule, target)
+    pred = np.empty_like(y)
+    per_fold = []
+    for name in names.tolist():
+        test = fold_of == name
+        val_g, val_i = s[~test & y], s[~test & ~y]
+        if not val_g.size or not val_i.size:
+            raise ValueError(f"the folds other than {name!r} lack genuine or impostor pairs to choose a threshold on")
+        chosen = choose_threshold(val_g, val_i, rule, target)
+        pred[test] = decisions(s[test], chosen["threshold"])
+        per_fold.append({
+            "fold": name,
+            "threshold": chosen["threshold"], "validation_fmr": chosen["fmr"],
+            "validation_fnmr": chosen["fnmr"], "measurable": chosen["measurable"],
+            "confusion_matrix": confusion_matrix(y[test], pred[test], labels=[False, True]).tolist(),
+        })
+    return {"method": "cross_validation", "rule": rule, "target_fmr": target, "folds": per_fold,
+            **_summary(y, pred, s)}
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (NaN: undefined, e.g. precision without any
+    acceptance; inf: accept nothing) replaced by None, as JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

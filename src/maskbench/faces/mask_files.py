@@ -1,0 +1,99 @@
+"""Masking image files directly (the ``maskbench mask`` command): any size, one or all faces.
+
+Unlike the workflow, which paints onto aligned chips, this paints onto the original image at the
+face's own landmarks, so the output keeps the input's framing and resolution.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from maskbench.io.atomic import atomic_path
+from maskbench.io.images import read_rgb
+from maskbench.seeds import item_seed
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+@dataclass(frozen=True)
+class MaskedFile:
+    source: str
+    mask: str
+    status: str  # masked | no_face | unreadable | too_small | too_large | error
+    faces: int
+    output: str | None
+    reason: str | None
+
+
+def iter_images(path: Path) -> Iterator[Path]:
+    """``path`` itself if it is a file, else every image file below it, in sorted order."""
+    if path.is_file():
+        yield path
+        return
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def output_path(source: Path, root: Path, out_dir: Path, mask: str) -> Path:
+    relative = source.relative_to(root) if root.is_dir() else Path(source.name)
+    suffix = source.suffix.lower() if source.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+    return out_dir / mask / relative.with_suffix(suffix)
+
+
+def write_image(path: Path, rgb: np.ndarray) -> None:
+    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode {path.name}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    return np.concatenate([before, np.full((before.shape[0], 8, 3), 255, np.uint8), after], axis=1)
+
+
+def mask_file(source: Path, root: Path, out_dir: Path, masks: dict, aligner, seed: int,
+              all_faces: bool = False, preview: bool = False) -> list[MaskedFile]:
+    """Mask one file with each mask type; one record per (file, mask), never an exception."""
+    from maskbench.faces.masks import paint_mask
+
+    name = str(source)
+    read = read_rgb(source)
+    if read.image is None:
+        return [MaskedFile(name, m, read.status, 0, None, read.reason) for m in masks]
+    try:
+        faces = sorted(aligner.detect(read.image), key=lambda f: -f[0].area())
+        if not all_faces and faces:
+            from maskbench.faces.detect import Face, choose_face
+
+            chosen = choose_face([Face(r, s) for r, s in faces], read.image.shape,
+                                 getattr(aligner, "face_choice", "largest"))
+            faces = [(chosen.rect, chosen.score)]
+        landmarks = [aligner.landmarks(read.image, rect) for rect, _ in faces]
+    except Exception as exc:  # a detector failure on one file must not stop a folder
+        return [MaskedFile(name, m, "error", 0, None, f"{type(exc).__name__}: {exc}") for m in masks]
+    if not landmarks:
+        return [MaskedFile(name, m, "no_face", 0, None, "the detector found no face") for m in masks]
+    records = []
+    for mask_name, spec in masks.items():
+        try:
+            out = read.image
+            for k, points in enumerate(landmarks):
+                out = paint_mask(out, points, spec, seed=item_seed(seed, mask_name, name, str(k)))
+            dest = output_path(source, root, out_dir, mask_name)
+            write_image(dest, out)
+            if preview:
+                write_image(dest.with_name(dest.stem + "_preview.jpg"), side_by_side(read.image, out))
+            records.append(MaskedFile(name, mask_name, "masked", len(landmarks), str(dest), None))
+        except Exception as exc:
+            records.append(MaskedFile(name, mask_name, "error", len(landmarks), None, f"{type(exc).__name__}: {exc}"))
+    return records

@@ -1,0 +1,82 @@
+"""The embed stage for one (model, dataset, variant, shard): chips in, an embedding table out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from maskbench.io.atomic import write_table
+from maskbench.io.chips import decode_chip
+from maskbench.models.embed import make_embedder
+from maskbench.io.manifests import REAL_MASK_STATUS, REAL_VARIANT, UNMASKED_VARIANT, USABLE_STATUSES, embedding_schema
+
+log = logging.getLogger(__name__)
+
+# A chip row is embeddable if alignment succeeded (unmasked) or masking did (a mask variant).
+EMBEDDABLE = set(USABLE_STATUSES) | {"masked"}
+
+
+def variant_statuses(table: pa.Table, variant: str | None) -> list[str]:
+    """Chip statuses as the variant sees them: from an aligned shard, `unmasked` holds only bare
+    photos (a real-masked one gets status ``real_mask``) and `real` only real-masked photos (a
+    bare one gets ``not_real_mask``)."""
+    statuses = table["status"].to_pylist()
+    if variant not in (UNMASKED_VARIANT, REAL_VARIANT) or "real_mask" not in table.column_names:
+        if variant == REAL_VARIANT:
+            raise ValueError("variant real needs an aligned shard with a real_mask column; re-run align")
+        return statuses
+    real = [bool(r) for r in table["real_mask"].to_pylist()]
+    if variant == REAL_VARIANT:
+        return [s if r else "not_real_mask" for s, r in zip(statuses, real)]
+    return [REAL_MASK_STATUS if r else s for s, r in zip(statuses, real)]
+
+
+def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: str,
+                cache_dir: str | None = None, variant: str | None = None) -> dict[str, int]:
+    names = pq.read_schema(chips_path).names
+    table = pq.read_table(chips_path, columns=["image_id", "status", "chip",
+                                               *(["real_mask"] if "real_mask" in names else [])])
+    ids = table["image_id"].to_pylist()
+    statuses = variant_statuses(table, variant)
+    todo = [i for i, s in enumerate(statuses) if s in EMBEDDABLE]
+    embedder = make_embedder(model, threads=threads, cache_dir=cache_dir)
+    vectors: list[Any] = [None] * len(ids)
+    out_status = [("ok" if s in EMBEDDABLE else s if s in (REAL_MASK_STATUS, "not_real_mask") else "not_embedded")
+                  for s in statuses]
+    if todo:
+        chips = table["chip"].to_pylist()
+        batch = np.stack([decode_chip(chips[i]) for i in todo])
+        emb = embedder.embed(batch)
+        bad = ~np.isfinite(emb).all(axis=1)
+        for k, i in enumerate(todo):
+            if bad[k]:
+                out_status[i] = "non_finite"
+            else:
+                vectors[i] = emb[k].tolist()
+    result = pa.Table.from_pydict(
+        {"image_id": ids, "status": out_status, "embedding": vectors},
+        schema=embedding_schema(embedder.dim),
+    )
+    write_table(out_path, result)
+    counts = {s: out_status.count(s) for s in sorted(set(out_status))}
+    log.info("embedded %d of %d chips: %s", len(todo), len(ids), counts)
+    return counts
+
+
+def load_embeddings(paths: list[str]) -> dict[str, np.ndarray]:
+    """image_id -> vector, over shard files, for rows embedded successfully."""
+    out: dict[str, np.ndarray] = {}
+    for path in paths:
+        table = pq.read_table(path)
+        ok = pa.compute.equal(table["status"], "ok")
+        table = table.filter(ok)
+        if table.num_rows == 0:
+            continue
+        dim = table.schema.field("embedding").type.list_size
+        matrix = np.asarray(table["embedding"].combine_chunks().flatten(), dtype=np.float32).reshape(-1, dim)
+        out.update(zip(table["image_id"].to_pylist(), matrix))
+    return out

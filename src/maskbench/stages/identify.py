@@ -1,0 +1,204 @@
+"""The identification stages: the protocol's manifests for a dataset, then one model's searches
+with one probe variant (closed-set rank-k and CMC, open-set FNIR at FPIR targets).
+
+The gallery is enrolled unmasked; ``[real, real]`` adds a second gallery enrolled from the
+real-masked photos, searched with the people's other real-masked photos."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from maskbench.evaluation import identification as ident
+from maskbench.io.atomic import write_json, write_table
+from maskbench.config import UNMASKED, ConfigError, comparison_pairs
+from maskbench.protocols.galleries import (
+    IdentificationSet,
+    check_identification,
+    choose_identification,
+    gallery_table,
+    identification_report,
+    probes_table,
+)
+from maskbench.protocols.pairs import ProtocolError
+from maskbench.stages.pairs import read_aligned_identities, restrict_to_split
+from maskbench.stages.score import embedding_matrix
+from maskbench.protocols.variant_pools import BARE, REAL, read_real_masked, split_pools
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANKS = (1, 5)
+DEFAULT_FPIR_TARGETS = (0.1, 0.01)
+KIND = "identification"
+REAL_GALLERY = (REAL, REAL)
+
+
+def identification_protocols(config: dict[str, Any], dataset: str) -> list[str]:
+    """The dataset's protocols of kind identification (the others are verification protocols)."""
+    return [p for p in config["datasets"][dataset]["protocols"] if config["protocols"][p]["kind"] == KIND]
+
+
+def identification_comparisons(config: dict[str, Any], dataset: str, protocol: str) -> list[tuple[str, str]]:
+    """(gallery variant, probe variant) of an identification protocol's comparisons: the gallery is
+    enrolled unmasked, or from the real-masked photos for ``[real, real]``."""
+    out: list[tuple[str, str]] = []
+    for ref, probe in comparison_pairs(config, dataset, protocol):
+        if ref != UNMASKED and (ref, probe) != REAL_GALLERY:
+            raise ConfigError(f"protocols.{protocol}.comparisons: an identification gallery is enrolled "
+                              f"unmasked, so every comparison must start with unmasked, or be [real, real] "
+                              f"(a gallery of real-masked photos); got [{ref}, {probe}]")
+        if (ref, probe) not in out:
+            out.append((ref, probe))
+    return out
+
+
+def identification_probe_variants(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
+    """Probe variants searched in the unmasked gallery: the probe sides of the comparisons that
+    start with ``unmasked`` (``[real, real]`` has its own gallery, see real_gallery_wanted)."""
+    return [probe for ref, probe in identification_comparisons(config, dataset, protocol) if ref == UNMASKED]
+
+
+def real_gallery_wanted(config: dict[str, Any], dataset: str, protocol: str) -> bool:
+    """Whether the protocol asks for ``[real, real]``: a gallery enrolled from real-masked photos."""
+    return REAL_GALLERY in identification_comparisons(config, dataset, protocol)
+
+
+def with_real_probes(chosen: IdentificationSet, real: dict[str, str]) -> tuple[IdentificationSet, pa.Table]:
+    """The set with every real-masked photo of its people added as a probe (mated when the person
+    is enrolled), and the probes table with a ``real_mask`` column telling the two pools apart.
+    The gallery stays bare, so a real-masked probe never meets an enrolled copy of itself."""
+    people = {n for _, n in chosen.gallery} | {n for _, n, _ in chosen.probes}
+    enrolled = {n for _, n in chosen.gallery}
+    extra = [(i, n, n in enrolled) for i, n in sorted(real.items(), key=lambda kv: (kv[1], kv[0])) if n in people]
+    chosen = IdentificationSet(chosen.gallery, [*chosen.probes, *extra], chosen.notes)
+    table = probes_table(chosen)
+    flags = [False] * (table.num_rows - len(extra)) + [True] * len(extra)
+    return chosen, table.append_column("real_mask", pa.array(flags, pa.bool_()))
+
+
+def build_identification(aligned_paths: list[str], protocol: dict[str, Any], seed: int, gallery_path: str,
+                         probes_path: str, report_path: str, split_path: str | None = None,
+                         gallery_variant: str = UNMASKED) -> dict:
+    """Write the gallery and probe manifests of one identification protocol, and their counts.
+
+    ``gallery_variant`` ``real`` writes the ``[real, real]`` set instead: each person's
+    real-masked photos chosen as the bare gallery's are, the same people left unknown."""
+    if protocol["kind"] != "identification":
+        raise ValueError(f"protocol kind {protocol['kind']!r} is not identification")
+    if gallery_variant not in (UNMASKED, REAL):
+        raise ValueError(f"an identification gallery is enrolled unmasked or real-masked, not {gallery_variant!r}")
+    usable, _ = read_aligned_identities(aligned_paths)
+    images, _, split_entry = restrict_to_split(usable, protocol, split_path)
+    real = read_real_masked(aligned_paths) & set(images)
+    if gallery_variant == REAL and not real:
+        raise ProtocolError("identification [real, real]: no usable real-masked photo of a person with bare photos")
+    pools, pool_notes = split_pools(images, real) if real else ({BARE: images}, None)
+    chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
+                                   protocol.get("unknown_fraction", 0.0))
+    check_identification(chosen, pools[BARE])
+    if gallery_variant == REAL:
+        # the bare set's people only (its unknown ones unknown again), so the two galleries compare
+        people = {n for _, n in chosen.gallery} | {n for _, n, _ in chosen.probes}
+        unknown = {n for _, n, mated in chosen.probes if not mated}
+        pool = {i: n for i, n in pools[REAL].items() if n in people}
+        chosen = choose_identification(pool, seed, protocol.get("gallery_size", 1),
+                                       protocol.get("unknown_fraction", 0.0), unknown=unknown)
+        check_identification(chosen, pool)
+    report = identification_report(chosen)
+    probes = probes_table(chosen)
+    if gallery_variant == REAL:
+        report |= {"gallery_variant": REAL, "probe_variant": REAL, "pools": pool_notes,
+                   "real_images_of_people_outside_the_bare_set": len(pools[REAL]) - len(pool)}
+    elif real:
+        chosen, probes = with_real_probes(chosen, pools[REAL])
+        report |= {"real_probes": probes.num_rows - report["probes"], "pools": pool_notes}
+    if split_entry:
+        report["split"] = split_entry
+    write_table(gallery_path, gallery_table(chosen))
+    write_table(probes_path, probes)
+    write_json(report_path, report)
+    log.info("identification: %d gallery images, %d mated and %d non-mated probes", report["gallery_images"],
+             report["mated_probes"], report["non_mated_probes"])
+    return report
+
+
+def _embedded(table: pa.Table, ids: pa.Array, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of ``table`` with an embedding, their embeddings)."""
+    rows = pc.index_in(table["image_id"], value_set=ids)
+    have = pc.is_valid(rows).to_numpy(zero_copy_only=False)
+    return have, matrix[rows.fill_null(0).to_numpy()[have]] if have.any() else matrix[:0]
+
+
+def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str, list[str]], score_kind: str,
+                  out_json: str, ranks: Sequence[int] = DEFAULT_RANKS,
+                  fpir_targets: Sequence[float] = DEFAULT_FPIR_TARGETS, probe_variant: str | None = None,
+                  gallery_variant: str = UNMASKED) -> dict:
+    """Search every probe (in ``probe_variant``) against the gallery (in ``gallery_variant``,
+    unmasked unless the ``[real, real]`` set is given); write the metrics.
+
+    ``embedding_paths`` maps variant -> embedding shards: the gallery variant's, and the
+    probe variant's (inferred when it is the only other key). Gallery images and probes without an
+    embedding are counted and left out; so is a mated probe whose whole gallery entry is.
+    """
+    if probe_variant is None:
+        others = sorted(set(embedding_paths) - {gallery_variant})
+        if len(others) > 1:
+            raise ValueError(f"several probe variants {others} given: name one as probe_variant")
+        probe_variant = others[0] if others else gallery_variant
+    for variant in {gallery_variant, probe_variant}:
+        if variant not in embedding_paths:
+            raise ValueError(f"no embedding files given for variant {variant!r}")
+    gallery = pq.read_table(gallery_path)
+    probes = pq.read_table(probes_path)
+    if "real_mask" in probes.column_names:  # a set with real masks: the probes of this variant's pool
+        probes = probes.filter(pc.equal(probes["real_mask"], probe_variant == REAL))
+    g_ids, g_matrix = embedding_matrix(embedding_paths[gallery_variant])
+    if probe_variant == gallery_variant:
+        p_ids, p_matrix = g_ids, g_matrix
+    else:
+        p_ids, p_matrix = embedding_matrix(embedding_paths[probe_variant])
+    g_have, g_emb = _embedded(gallery, g_ids, g_matrix)
+    p_have, p_emb = _embedded(probes, p_ids, p_matrix)
+    g_identity = np.asarray(gallery["identity"].to_pylist(), dtype=str)[g_have]
+    if g_emb.shape[0] == 0:
+        raise ident.IdentificationError(
+            f"{gallery_path}: the gallery is empty after dropping images without an embedding in {gallery_variant} "
+            f"({gallery.num_rows} enrolled); check the embed stage's statuses"
+        )
+    p_identity = np.asarray(probes["identity"].to_pylist(), dtype=str)[p_have]
+    listed_mated = probes["mated"].to_numpy(zero_copy_only=False)[p_have]
+    enrolled = np.isin(p_identity, np.unique(g_identity))
+    mate_lost = listed_mated & ~enrolled
+    use = ~mate_lost
+    p_emb, p_identity, mated = p_emb[use], p_identity[use], listed_mated[use]
+    counts = {
+        "gallery_images": gallery.num_rows,
+        "gallery_images_embedded": int(g_have.sum()),
+        "gallery_identities": int(np.unique(g_identity).size),
+        "probes": probes.num_rows,
+        "probes_missing_embedding": int((~p_have).sum()),
+        "probes_whose_mate_has_no_embedding": int(mate_lost.sum()),
+        "mated_searches": int(mated.sum()),
+        "non_mated_searches": int((~mated).sum()),
+    }
+    result: dict[str, Any] = {
+        "gallery_variant": gallery_variant,
+        "probe_variant": probe_variant,
+        "score": score_kind,
+        "counts": counts,
+        "closed_set": ident.closed_set(g_emb, g_identity, p_emb[mated], p_identity[mated], score_kind, ranks),
+        "open_set": None,
+    }
+    if counts["non_mated_searches"]:
+        top_ids, top_scores = ident.top_candidates(g_emb, g_identity, p_emb, score_kind)
+        result["open_set"] = ident.open_set(top_ids, top_scores, p_identity, mated, fpir_targets)
+    write_json(out_json, result)
+    log.info("%s probes: rank-1 %.4f over %d mated searches; %d non-mated", probe_variant,
+             result["closed_set"]["rank_1"] if 1 in ranks else float("nan"), counts["mated_searches"],
+             counts["non_mated_searches"])
+    return result

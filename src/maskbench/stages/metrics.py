@@ -1,0 +1,199 @@
+"""The metrics stage: every verification metric of one score file, as JSON."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from maskbench.evaluation import metrics
+from maskbench.io.atomic import write_json
+from maskbench.evaluation.operating_point import cross_validated_report, json_safe, operating_report
+
+log = logging.getLogger(__name__)
+
+FMR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 0.0)
+
+
+def fmr_key(target: float) -> str:
+    return "fnmr_at_fmr_0" if target == 0 else f"fnmr_at_fmr_{target:.0e}".replace("e-0", "e-")
+
+
+def read_scored_pairs(path: str):
+    """The scored pairs of a score file (a DataFrame), and how many pairs had no score."""
+    table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
+    ok = table["status"] == "ok"
+    return table[ok], int((~ok).sum())
+
+
+def unscored_counts(path: str) -> tuple[int, int]:
+    """(genuine, impostor) pairs without a score: a side failed to enrol (no face found on the
+    masked photo, a chip that could not be masked or embedded)."""
+    table = pq.read_table(path, columns=["genuine", "status"]).to_pandas()
+    missing = table["status"] != "ok"
+    return int((missing & table["genuine"]).sum()), int((missing & ~table["genuine"]).sum())
+
+
+def with_failures_to_enrol(genuine: np.ndarray, impostor: np.ndarray, fte_genuine: int,
+                           fte_impostor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores with every failure to enrol as a score below all others, as NIST FRVT counts them:
+    a genuine pair that failed is a false non-match at every threshold, an impostor pair a
+    correct rejection. Metrics that depend only on the order of scores are then exact."""
+    if not (fte_genuine or fte_impostor):
+        return genuine, impostor
+    scores = np.concatenate([genuine, impostor])
+    floor = (scores.min() if scores.size else 0.0) - 1.0
+    return (np.concatenate([genuine, np.full(fte_genuine, floor)]),
+            np.concatenate([impostor, np.full(fte_impostor, floor)]))
+
+
+def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Genuine and impostor scores of the scored pairs, and how many pairs had no score."""
+    table = pq.read_table(path, columns=["score", "genuine", "status"]).to_pandas()
+    ok = table["status"] == "ok"
+    scored = table[ok]
+    genuine = scored.loc[scored["genuine"], "score"].to_numpy(np.float64)
+    impostor = scored.loc[~scored["genuine"], "score"].to_numpy(np.float64)
+    return genuine, impostor, int((~ok).sum())
+
+
+def _value(x: float | None) -> float | None:
+    """A JSON-safe float: exact (thresholds must round-trip), None where not finite."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+NO_VALIDATION = "no validation pairs: set folds > 1 or a validation protocol"
+FOLDS_TOO_SMALL = ("the folds are too small to choose a threshold on the others (a fold holds one person, so "
+                   "its impostor pairs lie between folds): use fewer folds or a validation protocol")
+
+
+def cross_validatable(in_folds) -> bool:
+    """Whether, for every fold, the other folds hold both genuine and impostor pairs (folds go by
+    person, so on a small set a fold may hold one person and no impostor pair of its own)."""
+    counts = in_folds.groupby("fold")["genuine"].agg(["sum", "count"])
+    genuine, total = int(counts["sum"].sum()), int(counts["count"].sum())
+    impostor = total - genuine
+    return bool(((genuine - counts["sum"] > 0) & (impostor - (counts["count"] - counts["sum"]) > 0)).all())
+OPERATING_KEYS = ("fmr", "fnmr", "accuracy")
+
+
+def operating_point(pairs, val_scores_path: str | None = None, settings: dict | None = None) -> dict:
+    """Confusion matrix and classification report at a threshold never chosen on the test pairs.
+
+    With ``val_scores_path`` (scores of the same model and comparison on a validation protocol)
+    the threshold comes from those scores; otherwise, with several folds, each fold's comes from
+    the other folds (pairs between two folds, fold -1, are in none: their people are in both); with one fold there is nothing to choose it on and a status says so.
+    ``settings``: ``{"rule": "eer" | "fmr", "target": FMR}`` (default: the EER threshold).
+    """
+    settings = settings or {}
+    rule, target = settings.get("rule", "eer"), settings.get("target")
+    scores = pairs["score"].to_numpy(np.float64)
+    labels = pairs["genuine"].to_numpy(bool)
+    if val_scores_path:
+        val_genuine, val_impostor, _ = read_scores(val_scores_path)
+        if not val_genuine.size or not val_impostor.size:
+            raise ValueError(f"validation scores {val_scores_path} need scored genuine and impostor pairs; "
+                             f"found {val_genuine.size} genuine and {val_impostor.size} impostor")
+        return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target)}
+    in_folds = pairs[pairs["fold"] >= 0]
+    if in_folds["fold"].nunique() > 1 and not cross_validatable(in_folds):
+        return {"status": FOLDS_TOO_SMALL}
+    if in_folds["fold"].nunique() > 1:
+        report = cross_validated_report(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(bool),
+                                        in_folds["fold"].to_numpy(), rule, target)
+        return {"status": "ok", **report, "n_between_folds": int(len(pairs) - len(in_folds))}
+    return {"status": NO_VALIDATION}
+
+
+def compute_metrics(scores_path: str, baseline_path: str | None = None,
+                    evaluation: dict | None = None, val_scores_path: str | None = None,
+                    index_path: str | None = None, group_by: list[str] | None = None,
+                    age_groups: list[int] | None = None) -> dict:
+    """All verification metrics of one score file.
+
+    ``baseline_path`` (the unmasked-vs-unmasked scores of the same protocol) enables NIST's
+    masked-probe method: the threshold fixed on unmasked impostors, applied to the masked pairs.
+    ``val_scores_path`` supplies validation pairs for the operating-point report (see
+    :func:`operating_point`). ``group_by`` (attributes of the dataset's ``index_path``) adds
+    ``by_group``: the metrics per demographic group (see :mod:`maskbench.evaluation.group_metrics`), age
+    groups cut at ``age_groups``.
+    """
+    evaluation = evaluation or {}
+    pairs, unscored = read_scored_pairs(scores_path)
+    genuine = pairs.loc[pairs["genuine"], "score"].to_numpy(np.float64)
+    impostor = pairs.loc[~pairs["genuine"], "score"].to_numpy(np.float64)
+    eer = metrics.eer(genuine, impostor)
+    accuracy, accuracy_threshold = metrics.best_accuracy(genuine, impostor)
+    out = {
+        "n_genuine": int(genuine.size),
+        "n_impostor": int(impostor.size),
+        "n_unscored": unscored,
+        "eer": _value(eer.eer),
+        "eer_threshold": _value(eer.threshold),
+        "eer_rocch": _value(metrics.eer_convex_hull(genuine, impostor)),
+        "auc": _value(metrics.roc_auc(genuine, impostor)),
+        "d_prime": _value(metrics.d_prime(genuine, impostor)),
+        "best_accuracy": _value(accuracy),
+        "best_accuracy_threshold": _value(accuracy_threshold),
+        "histogram_overlap": _value(metrics.histogram_overlap(genuine, impostor)),
+    }
+    fte_genuine, fte_impostor = unscored_counts(scores_path)
+    genuine_fte, impostor_fte = with_failures_to_enrol(genuine, impostor, fte_genuine, fte_impostor)
+    out["n_failure_to_enrol_genuine"], out["n_failure_to_enrol_impostor"] = fte_genuine, fte_impostor
+    out["eer_with_fte"] = _value(metrics.eer(genuine_fte, impostor_fte).eer) if genuine_fte.size else None
+    # FNMR counts failures to enrol as false non-matches (NIST FRVT); EER above is over scored pairs
+    for point in metrics.fnmr_at_fmr_many(genuine_fte, impostor_fte, FMR_TARGETS):
+        key = fmr_key(point.target_fmr)
+        out[key] = _value(point.fnmr) if point.measurable else None
+        out[f"{key}_threshold"] = _value(point.threshold)
+        out[f"{key}_measurable"] = bool(point.measurable)
+    in_folds = pairs[pairs["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
+    if in_folds["fold"].nunique() > 1 and cross_validatable(in_folds):
+        kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(), in_folds["genuine"].to_numpy(),
+                                       in_folds["fold"].to_numpy())
+        out["kfold_accuracy"] = _value(kfold.mean)
+        out["kfold_accuracy_se"] = _value(kfold.std_error)
+    n_boot = evaluation.get("bootstrap", 0)
+    if n_boot:
+        alpha = evaluation.get("alpha", 0.05)
+        seed = evaluation.get("seed", 0)
+        low, high = metrics.bootstrap_ci(genuine, impostor, lambda g, i: metrics.eer(g, i).eer, n_boot, alpha, seed)
+        out["eer_ci_low"], out["eer_ci_high"] = _value(low), _value(high)
+        if impostor.size >= 100:
+            low, high = metrics.bootstrap_ci(
+                genuine, impostor, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
+            out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"] = _value(low), _value(high)
+    nist_targets = evaluation.get("nist_fmr", [1e-2, 1e-3])
+    base_impostor = read_scores(baseline_path)[1] if baseline_path else None
+    if baseline_path:
+        for target in nist_targets:
+            result = metrics.nist_masked_probe(base_impostor, genuine_fte, impostor_fte, target)
+            key = f"nist_{fmr_key(target)}"
+            out[key] = _value(result.fnmr) if result.measurable else None
+            out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None
+    point = json_safe(operating_point(pairs, val_scores_path, evaluation.get("operating_point")))
+    out["operating_point"] = point
+    for key in OPERATING_KEYS:  # flat copies for tables; None when no threshold could be chosen
+        out[f"operating_{key}"] = point.get(key)
+    if group_by:
+        if not index_path:
+            raise ValueError(f"{scores_path}: metrics by {group_by} need the dataset's index (index_path)")
+        from maskbench.attributes.heads import DEFAULT_AGE_GROUPS
+        from maskbench.evaluation.group_metrics import group_metrics_of_file
+
+        out["by_group"] = group_metrics_of_file(scores_path, index_path, group_by, age_groups or DEFAULT_AGE_GROUPS,
+                                                nist_targets, base_impostor)
+    return out
+
+
+def write_metrics(scores_path: str, out_path: str, baseline_path: str | None = None,
+                  evaluation: dict | None = None, val_scores_path: str | None = None,
+                  index_path: str | None = None, group_by: list[str] | None = None,
+                  age_groups: list[int] | None = None) -> dict:
+    result = compute_metrics(scores_path, baseline_path, evaluation, val_scores_path, index_path, group_by,
+                             age_groups)
+    write_json(out_path, result)
+    log.info("%s: EER %.4f over %d genuine / %d impostor", scores_path, result["eer"] or float("nan"),
+             result["n_genuine"], result["n_impostor"])
+    return result

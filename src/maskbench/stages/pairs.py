@@ -1,0 +1,152 @@
+"""The pairs stage: one protocol's manifest for one dataset, from its aligned shards.
+
+A protocol with ``split: {strategy, part}`` is built on the images of that part only (the split
+manifest of maskbench.protocols.splits gives each image's part): this is how a model trained on the
+train part of an identity split is tested on people it never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from maskbench.protocols.all_vs_all import prepare as prepare_all_vs_all
+from maskbench.protocols.all_vs_all import write_all_vs_all
+from maskbench.io.atomic import write_json, write_table
+from maskbench.stages.index import load_acquired
+from maskbench.io.manifests import USABLE_STATUSES
+from maskbench.protocols.pairs import (
+    ProtocolError,
+    all_identities_pairs,
+    check_pairs,
+    dicta_pairs,
+    lfw_view2_pairs,
+    pairs_report,
+    pairs_table,
+)
+from maskbench.protocols.variant_pools import build_pool_pairs, read_real_masked
+
+log = logging.getLogger(__name__)
+
+VERIFICATION_KINDS = ("all_identities", "dicta1000", "lfw_view2", "all_vs_all")
+
+
+def read_aligned_identities(paths: list[str]) -> tuple[dict[str, str], list[str]]:
+    """(usable image -> identity, every image id) over a dataset's aligned shards."""
+    usable: dict[str, str] = {}
+    every: list[str] = []
+    for path in paths:
+        table = pq.read_table(path, columns=["image_id", "identity", "status"])
+        for image_id, identity, status in zip(*(table[c].to_pylist() for c in ("image_id", "identity", "status"))):
+            every.append(image_id)
+            if status in USABLE_STATUSES:
+                usable[image_id] = identity
+    return usable, every
+
+
+def read_groups(index_path: str | None) -> dict[str, str | None] | None:
+    """image -> group (video, session) from the dataset's index, or None where it has none."""
+    if not index_path:
+        return None
+    table = pq.read_table(index_path)
+    if "group" not in table.column_names:
+        return None
+    groups = dict(zip(table["image_id"].to_pylist(), table["group"].to_pylist()))
+    return groups if any(g is not None for g in groups.values()) else None
+
+
+def split_part_images(split_path: str, part: str) -> set[str]:
+    """The image ids a split manifest (SPLITS_SCHEMA of maskbench.protocols.splits) puts in ``part``."""
+    table = pq.read_table(split_path, columns=["image_id", "split"])
+    return {i for i, s in zip(table["image_id"].to_pylist(), table["split"].to_pylist()) if s == part}
+
+
+def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
+                      split_path: str | None) -> tuple[dict[str, str], set[str] | None, dict]:
+    """(usable images of the protocol's split part, that part's image set or None, report entry).
+
+    A protocol without ``split`` keeps every usable image; one with it needs the manifest."""
+    spec = protocol.get("split")
+    if not spec:
+        if split_path:
+            raise ProtocolError(f"a split manifest ({split_path}) was given, but the protocol has no "
+                                "`split: {strategy, part}`")
+        return usable, None, {}
+    if not split_path:
+        raise ProtocolError(
+            f"the protocol is restricted to split {spec['strategy']}/{spec['part']}: pass its manifest "
+            f"(results/<dataset>/splits/{spec['strategy']}.parquet)"
+        )
+    part = split_part_images(split_path, spec["part"])
+    kept = {k: v for k, v in usable.items() if k in part}
+    if not kept:
+        raise ProtocolError(f"{split_path}: no usable image is in part {spec['part']!r}; "
+                            "was the split made from this dataset's aligned images?")
+    entry = {"strategy": spec["strategy"], "part": spec["part"], "usable_images_in_part": len(kept),
+             "usable_images_left_out": len(usable) - len(kept)}
+    return kept, part, entry
+
+
+def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
+                  in_split: set[str] | None):
+    key = protocol.get("pairs_file", "pairs")
+    entry = load_acquired(acquired_json).get(key)
+    if entry is None:
+        raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
+    return lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every, in_split)
+
+
+def build_pairs(
+    aligned_paths: list[str],
+    protocol: dict[str, Any],
+    comparisons: list[tuple[str, str]],
+    seed: int,
+    acquired_json: str,
+    table_path: str,
+    report_path: str,
+    split_path: str | None = None,
+    index_path: str | None = None,
+) -> dict:
+    """Write one protocol's manifest and its report. ``index_path`` gives the images' groups
+    (videos): genuine pairs never within a group unless the protocol sets ``same_group_genuine``."""
+    usable, every = read_aligned_identities(aligned_paths)
+    images, in_split, split_entry = restrict_to_split(usable, protocol, split_path)
+    kind = protocol["kind"]
+    folds = protocol.get("folds", 1)
+    groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
+    real = read_real_masked(aligned_paths) & set(images)
+    if real:  # photos of real masks: each side of a comparison draws from its variant's pool
+        listed, listed_dropped = None, Counter()
+        if kind == "lfw_view2":
+            listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
+        report = build_pool_pairs(images, real, protocol, comparisons, seed, table_path, listed, listed_dropped,
+                                  groups)
+    elif kind == "all_vs_all":
+        prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"), groups)
+        report = write_all_vs_all(prepared, comparisons, table_path)
+    else:
+        dropped: Counter = Counter()
+        if kind == "all_identities":
+            pairs = all_identities_pairs(images, seed, folds, groups)
+        elif kind == "dicta1000":
+            pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds, groups)
+        elif kind == "lfw_view2":
+            pairs, dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
+        else:
+            raise ProtocolError(f"unknown verification protocol kind {kind!r}; known: {list(VERIFICATION_KINDS)}")
+        check_pairs(pairs, images)
+        write_table(table_path, pairs_table(pairs, comparisons))
+        report = pairs_report(pairs, comparisons, dropped)
+    if split_entry:
+        report["split"] = split_entry
+    if groups is not None:
+        report["genuine_pairs_within_a_group"] = False
+    report["kind"] = kind
+    write_json(report_path, report)
+    log.info("%s: %d image pairs x %d comparisons; dropped %s", kind, report["image_pairs"],
+             len(comparisons), report["dropped"])
+    return report
