@@ -23,7 +23,7 @@ import torch
 
 from maskbench.attributes import heads as attr
 from maskbench.attributes.cnn import TaskCoding, build_network, train_cache, train_epoch
-from maskbench.stages.attributes import CnnSpec
+from maskbench.attributes.settings import CnnSpec
 from maskbench.io.chips import encode_chip
 from maskbench.faces.demo_chips import demo_chips
 from maskbench.training.finetune import ChipSet

@@ -18,13 +18,8 @@ from snakemake.utils import validate
 from conftest import REPO, copy_workflow, snakemake
 from maskbench.attributes import heads as attr
 from maskbench.io.atomic import write_table
-from maskbench.stages.attributes import (
-    PREDICTIONS_SCHEMA,
-    attribute_figures,
-    attributes_tables,
-    check_attributes_config,
-    run_attributes,
-)
+from maskbench.stages.attributes import PREDICTIONS_SCHEMA, attribute_figures, attributes_tables, run_attributes
+from maskbench.attributes.settings import check_attributes_config
 from maskbench.config import ConfigError
 from maskbench.stages.embed import load_embeddings
 from maskbench.io.manifests import INDEX_SCHEMA, embedding_schema
@@ -393,7 +388,7 @@ def test_attribute_study_takes_only_models_with_embeddings_and_never_a_leaky_spl
 
     import yaml
 
-    from maskbench.stages.attributes import attribute_settings, check_attributes_config
+    from maskbench.attributes.settings import attribute_settings, check_attributes_config
     from maskbench.config import ConfigError
     from conftest import REPO
 

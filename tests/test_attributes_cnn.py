@@ -31,15 +31,8 @@ from maskbench.attributes.cnn import (
     train_attribute_cnn,
 )
 from maskbench.stages.attributes_cnn import run_attributes_cnn, train_chipset
-from maskbench.stages.attributes import (
-    PREDICTIONS_SCHEMA,
-    CnnSpec,
-    attribute_figures,
-    attribute_settings,
-    attributes_tables,
-    check_attributes_config,
-    run_attributes,
-)
+from maskbench.stages.attributes import PREDICTIONS_SCHEMA, attribute_figures, attributes_tables, run_attributes
+from maskbench.attributes.settings import CnnSpec, attribute_settings, check_attributes_config
 from maskbench.io.chips import encode_chip
 from maskbench.config import ConfigError
 from maskbench.faces.demo_chips import demo_chips, write_demo_shards

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import REPO, copy_workflow, snakemake
 from maskbench.evaluation import metrics
-from maskbench.attributes.heads import DEFAULT_AGE_GROUPS, age_group
+from maskbench.attributes.labels import DEFAULT_AGE_GROUPS, age_group
 from maskbench.config import ConfigError, check_config
 from maskbench.evaluation.group_metrics import (
     ACROSS_GROUPS, EXCLUDED, NO_GENUINE, NO_IMPOSTOR, OK, UNKNOWN, by_group_table, metrics_by_group,

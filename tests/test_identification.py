@@ -21,7 +21,8 @@ from maskbench.protocols.galleries import (
     check_identification,
     choose_identification,
 )
-from maskbench.stages.identify import build_identification, identification_probe_variants, identify_step
+from maskbench.stages.identify import build_identification, identify_step
+from maskbench.config import identification_probe_variants
 from maskbench.io.manifests import embedding_schema
 from maskbench.protocols.pairs import ProtocolError
 

@@ -19,7 +19,8 @@ from maskbench.io.chips import encode_chip
 from maskbench.config import ConfigError, check_config, realism_protocol
 from maskbench.data.demo import demo_image, generate_demo
 from maskbench.stages.embed import variant_statuses
-from maskbench.stages.identify import build_identification, identification_comparisons, identify_step
+from maskbench.stages.identify import build_identification, identify_step
+from maskbench.config import identification_comparisons
 from maskbench.data.index import build_index
 from maskbench.io.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA, embedding_schema
 from maskbench.stages.mask import mask_shard

@@ -10,20 +10,8 @@ import pytest
 
 from maskbench.evaluation import metrics
 from maskbench.io.manifests import PAIRS_SCHEMA, SCORES_SCHEMA
-from maskbench.io.score_files import (
-    MISSING_SCORE,
-    NAN_SCORE,
-    ScoreFileError,
-    export_bob4,
-    export_bob5,
-    export_score_file,
-    format_score,
-    import_score_file,
-    import_scores,
-    imported_score_path,
-    read_bob,
-    read_csv_scores,
-)
+from maskbench.io.score_files import MISSING_SCORE, NAN_SCORE, ScoreFileError, export_bob4, export_bob5, export_score_file, format_score, import_score_file, import_scores, read_bob, read_csv_scores
+from maskbench.config import imported_score_path
 
 
 def write(path, text: str) -> str:

@@ -14,18 +14,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from maskbench.io.atomic import write_table
-from maskbench.protocols.splits import (
-    SPLIT_NAMES,
-    SPLITS_SCHEMA,
-    STRATEGIES,
-    Split,
-    SplitError,
-    check_split,
-    make_split,
-    merge_rare_strata,
-    per_identity_split,
-    split_table,
-)
+from maskbench.protocols.splits import SPLITS_SCHEMA, Split, check_split, make_split, merge_rare_strata, per_identity_split, split_table
+from maskbench.protocols.split_spec import SPLIT_NAMES, STRATEGIES, SplitError
 
 RATIOS = {"train": 0.7, "val": 0.1, "test": 0.2}
 SEXES = ("male", "female")

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from maskbench.training.specs import FinetuneSpec, loss_options, resolve_spec
+
 UNMASKED = "unmasked"
 MASKED = "masked"  # in a comparison: each of the dataset's mask types in turn
 REAL = "real"  # in a comparison: a dataset's photos of real masks (never painted over)
+
+
+# group attribute (datasets.<d>.group_by) -> the index column it comes from
+GROUP_COLUMNS = {"sex": "sex", "race": "race", "age_group": "age"}
 
 
 class ConfigError(ValueError):
@@ -112,8 +118,6 @@ def check_config(config: dict[str, Any]) -> None:
                         "the LFW-style pairs.txt"
                     )
         if ds.get("group_by"):
-            from maskbench.evaluation.group_metrics import check_group_by  # only configs that group load it
-
             check_group_by(config, name)
         if ds["layout"] == "demo" and "generate" not in ds:
             raise ConfigError(f"datasets.{name}: the demo layout needs a `generate` entry")
@@ -217,21 +221,12 @@ def training_code_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 def check_training_spec(name: str, spec: dict[str, Any]) -> None:
     """Parse a trained model's settings now, so a bad one fails at start-up, not after hours of
-    embedding. Imports torch, so it runs only for configs that train something."""
+    embedding (no torch: maskbench.training.specs parses without it)."""
     try:
         if spec["kind"] == "finetune":
-            from maskbench.training.finetune import FinetuneSpec
-
             FinetuneSpec.from_dict(training_code_spec(spec))
         else:
-            import torch
-
-            from maskbench.training.losses import make_loss
-            from maskbench.training.train_head import resolve_spec
-
-            resolved = resolve_spec(training_code_spec(spec), base_dim=128)
-            with torch.random.fork_rng(devices=[]):
-                make_loss(resolved["loss"], resolved["dim"], 2)
+            loss_options(resolve_spec(training_code_spec(spec), base_dim=128)["loss"])
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"models.{name}.train: {exc}") from None
 
@@ -392,3 +387,73 @@ def train_masks(config: dict[str, Any], model: str, dataset: str) -> list[str]:
     for variant in wanted:
         out.extend(m for m in _expand_variant(config, dataset, variant) if m not in out)
     return out
+
+
+def check_group_by(config: dict[str, Any], dataset: str) -> None:
+    """Raise ConfigError when a dataset's ``group_by`` names an attribute its layout cannot give,
+    or the dataset has no verification pairs to group."""
+    from maskbench.data.index import CELEBA_ATTRIBUTE_FILE, layout_attributes
+
+    ds = config["datasets"][dataset]
+    if not verification_protocols(config, dataset):
+        raise ConfigError(f"datasets.{dataset}.group_by: {dataset!r} has no verification protocol, so no pairs "
+                          "to group; remove group_by or give it a verification protocol")
+    given = layout_attributes(ds["layout"], ds.get("index_options"))
+    for attribute in ds["group_by"]:
+        if GROUP_COLUMNS[attribute] in given:
+            continue
+        if ds["layout"] == "celeba" and attribute == "sex":
+            raise ConfigError(f"datasets.{dataset}.group_by: sex comes from CelebA's {CELEBA_ATTRIBUTE_FILE}; "
+                              f"set datasets.{dataset}.index_options.attribute_file to its path")
+        raise ConfigError(f"datasets.{dataset}.group_by: the {ds['layout']!r} layout gives no {attribute!r} "
+                          f"(it gives: {', '.join(sorted(given)) or 'no attributes'}); remove {attribute!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# identification protocols
+
+DEFAULT_RANKS = (1, 5)
+DEFAULT_FPIR_TARGETS = (0.1, 0.01)
+IDENTIFICATION = "identification"
+REAL_GALLERY = (REAL, REAL)
+
+
+def identification_protocols(config: dict[str, Any], dataset: str) -> list[str]:
+    """The dataset's protocols of kind identification (the others are verification protocols)."""
+    return [p for p in config["datasets"][dataset]["protocols"] if config["protocols"][p]["kind"] == IDENTIFICATION]
+
+
+def identification_comparisons(config: dict[str, Any], dataset: str, protocol: str) -> list[tuple[str, str]]:
+    """(gallery variant, probe variant) of an identification protocol's comparisons: the gallery is
+    enrolled unmasked, or from the real-masked photos for ``[real, real]``."""
+    out: list[tuple[str, str]] = []
+    for ref, probe in comparison_pairs(config, dataset, protocol):
+        if ref != UNMASKED and (ref, probe) != REAL_GALLERY:
+            raise ConfigError(f"protocols.{protocol}.comparisons: an identification gallery is enrolled "
+                              f"unmasked, so every comparison must start with unmasked, or be [real, real] "
+                              f"(a gallery of real-masked photos); got [{ref}, {probe}]")
+        if (ref, probe) not in out:
+            out.append((ref, probe))
+    return out
+
+
+def identification_probe_variants(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
+    """Probe variants searched in the unmasked gallery: the probe sides of the comparisons that
+    start with ``unmasked`` (``[real, real]`` has its own gallery, see real_gallery_wanted)."""
+    return [probe for ref, probe in identification_comparisons(config, dataset, protocol) if ref == UNMASKED]
+
+
+def real_gallery_wanted(config: dict[str, Any], dataset: str, protocol: str) -> bool:
+    """Whether the protocol asks for ``[real, real]``: a gallery enrolled from real-masked photos."""
+    return REAL_GALLERY in identification_comparisons(config, dataset, protocol)
+
+
+def imported_score_path(template: str, dataset: str, protocol: str, comparison: str) -> str:
+    """An imported model's score file: its ``scores`` template with ``{dataset}``, ``{protocol}``
+    and ``{comparison}`` filled in."""
+    try:
+        return template.format(dataset=dataset, protocol=protocol, comparison=comparison)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"score file template {template!r} cannot be filled ({type(exc).__name__}: {exc}); it may use "
+            "only {dataset}, {protocol} and {comparison} (write {{ and }} for literal braces)") from None

@@ -9,11 +9,7 @@ attribute_targets = lambda: list(ATTRIBUTE_TABLES) if "attributes" in config els
 
 
 if "attributes" in config:
-    from maskbench.stages.attributes import (
-        attribute_settings,
-        check_attributes_config,
-        train_variants,
-    )
+    from maskbench.attributes.settings import attribute_settings, check_attributes_config, train_variants
 
     validate({"attributes": config["attributes"]}, schema="../schemas/attributes.schema.yaml")
     check_attributes_config(config)

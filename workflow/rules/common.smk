@@ -4,8 +4,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from maskbench.attributes.heads import DEFAULT_AGE_GROUPS
-from maskbench.stages.attributes import split_settings
+from maskbench.attributes.labels import DEFAULT_AGE_GROUPS
+from maskbench.attributes.settings import split_settings
 from maskbench.code_closure import closure
 from maskbench.config import (
     CHIP_KINDS,
@@ -25,7 +25,7 @@ from maskbench.config import (
     variants_for,
     verification_protocols,
 )
-from maskbench.protocols.splits import STRATEGIES
+from maskbench.protocols.split_spec import STRATEGIES
 
 # the config files in use (the default one unless --configfile named others), for error messages
 CONFIG_FILES = [str(f) for f in (workflow.overwrite_configfiles or ["config/config.yaml"])]

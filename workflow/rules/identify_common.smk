@@ -1,6 +1,6 @@
 # Identification: which datasets and protocols search a gallery, and the input functions of
 # identify.smk (kept apart from the rules, as snakemake's linter asks).
-from maskbench.stages.identify import (
+from maskbench.config import (
     DEFAULT_FPIR_TARGETS,
     DEFAULT_RANKS,
     identification_probe_variants,

@@ -1,5 +1,5 @@
 # Input functions of the score import/export rules (score_io.smk).
-from maskbench.io.score_files import imported_score_path
+from maskbench.config import imported_score_path
 
 
 def imported_score_file(wildcards):

@@ -44,7 +44,7 @@ from torch import nn
 
 from maskbench.attributes import heads as attr
 from maskbench.io.atomic import write_bytes
-from maskbench.stages.attributes import CnnSpec
+from maskbench.attributes.settings import CnnSpec
 from maskbench.models.backbones import Backbone, build_backbone
 from maskbench.io.chips import decode_chip
 from maskbench.models.dlib_resnet import DlibResNet, resolve_device, torch_threads

@@ -151,7 +151,7 @@ def privacy_figure(table: pd.DataFrame, png_path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskbench.stages.attributes import _save
+    from maskbench.reporting.figure_files import save_figure
 
     overall = table[table["group_by"] == "all"]
     keys = list(dict.fromkeys(map(tuple, overall[["dataset", "model", "head", "split"]].to_numpy())))
@@ -181,7 +181,7 @@ def privacy_figure(table: pd.DataFrame, png_path: str) -> None:
             ax.set_title(f"{task}: {' '.join(key[1:])}", fontsize=7)
             ax.legend(fontsize=6)
     fig.suptitle("what a mask hides (paired bootstrap intervals)", fontsize=8)
-    _save(fig, png_path)
+    save_figure(fig, png_path, pdf=False)
 
 
 def write_privacy(entries: Sequence[dict[str, str]], masks: dict[str, Sequence[str]], tasks: Sequence[str],

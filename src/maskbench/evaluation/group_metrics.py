@@ -36,14 +36,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from maskbench.config import GROUP_COLUMNS
 from maskbench.evaluation import metrics
-from maskbench.attributes.heads import DEFAULT_AGE_GROUPS, age_group, task_classes
-from maskbench.stages.metrics import fmr_key  # the names of the whole-comparison metrics file
+from maskbench.attributes.labels import DEFAULT_AGE_GROUPS, age_group, task_classes
+from maskbench.evaluation.metrics import fmr_key  # the names of the whole-comparison metrics file
 
 log = logging.getLogger(__name__)
 
-# group attribute -> the index column it comes from
-GROUP_COLUMNS = {"sex": "sex", "race": "race", "age_group": "age"}
 CORE_FMR = (1e-2, 1e-3)
 UNKNOWN = "unknown"
 ACROSS_GROUPS = "across_groups"
@@ -53,27 +52,6 @@ NO_GENUINE = "no genuine pairs"
 NO_IMPOSTOR = "no impostor pairs"
 NO_SCORES = "no scored pairs"
 EXCLUDED = "excluded: across groups (NIST FRVT same-group impostors)"
-
-
-def check_group_by(config: dict[str, Any], dataset: str) -> None:
-    """Raise ConfigError when a dataset's ``group_by`` names an attribute its layout cannot give,
-    or the dataset has no verification pairs to group."""
-    from maskbench.config import ConfigError, verification_protocols
-    from maskbench.data.index import CELEBA_ATTRIBUTE_FILE, layout_attributes
-
-    ds = config["datasets"][dataset]
-    if not verification_protocols(config, dataset):
-        raise ConfigError(f"datasets.{dataset}.group_by: {dataset!r} has no verification protocol, so no pairs "
-                          "to group; remove group_by or give it a verification protocol")
-    given = layout_attributes(ds["layout"], ds.get("index_options"))
-    for attribute in ds["group_by"]:
-        if GROUP_COLUMNS[attribute] in given:
-            continue
-        if ds["layout"] == "celeba" and attribute == "sex":
-            raise ConfigError(f"datasets.{dataset}.group_by: sex comes from CelebA's {CELEBA_ATTRIBUTE_FILE}; "
-                              f"set datasets.{dataset}.index_options.attribute_file to its path")
-        raise ConfigError(f"datasets.{dataset}.group_by: the {ds['layout']!r} layout gives no {attribute!r} "
-                          f"(it gives: {', '.join(sorted(given)) or 'no attributes'}); remove {attribute!r}")
 
 
 # ----------------------------------------------------------------------------------------------

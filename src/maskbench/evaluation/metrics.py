@@ -635,3 +635,21 @@ def rank_k_accuracy(gallery_emb, gallery_ids, probe_emb, probe_ids, ks: Sequence
     # the list is nearer: then the list already holds `depth` other identities, rank > depth
     ranks = 1 + (first & ~own & (dist < d_own[:, None])).sum(axis=1)
     return {k: float(np.mean(ranks <= k)) for k in ks}
+
+
+def fmr_key(target: float) -> str:
+    """The name of FNMR at one FMR target in metrics files (``fnmr_at_fmr_1e-3``, ``fnmr_at_fmr_0``)."""
+    return "fnmr_at_fmr_0" if target == 0 else f"fnmr_at_fmr_{target:.0e}".replace("e-0", "e-")
+
+
+def with_failures_to_enrol(genuine: np.ndarray, impostor: np.ndarray, fte_genuine: int,
+                           fte_impostor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores with every failure to enrol as a score below all others, as NIST FRVT counts them:
+    a genuine pair that failed is a false non-match at every threshold, an impostor pair a
+    correct rejection. Metrics that depend only on the order of scores are then exact."""
+    if not (fte_genuine or fte_impostor):
+        return genuine, impostor
+    scores = np.concatenate([genuine, impostor])
+    floor = (scores.min() if scores.size else 0.0) - 1.0
+    return (np.concatenate([genuine, np.full(fte_genuine, floor)]),
+            np.concatenate([impostor, np.full(fte_impostor, floor)]))

@@ -471,12 +471,26 @@ def export_score_file(scores_path: str, aligned_paths: list[str], out_path: str,
     return counts
 
 
-def imported_score_path(template: str, dataset: str, protocol: str, comparison: str) -> str:
-    """An imported model's score file: its ``scores`` template with ``{dataset}``, ``{protocol}``
-    and ``{comparison}`` filled in."""
-    try:
-        return template.format(dataset=dataset, protocol=protocol, comparison=comparison)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"score file template {template!r} cannot be filled ({type(exc).__name__}: {exc}); it may use "
-            "only {dataset}, {protocol} and {comparison} (write {{ and }} for literal braces)") from None
+def read_scored_pairs(path: str):
+    """The scored pairs of a score file (a DataFrame), and how many pairs had no score."""
+    table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
+    ok = table["status"] == "ok"
+    return table[ok], int((~ok).sum())
+
+
+def unscored_counts(path: str) -> tuple[int, int]:
+    """(genuine, impostor) pairs without a score: a side failed to enrol (no face found on the
+    masked photo, a chip that could not be masked or embedded)."""
+    table = pq.read_table(path, columns=["genuine", "status"]).to_pandas()
+    missing = table["status"] != "ok"
+    return int((missing & table["genuine"]).sum()), int((missing & ~table["genuine"]).sum())
+
+
+def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Genuine and impostor scores of the scored pairs, and how many pairs had no score."""
+    table = pq.read_table(path, columns=["score", "genuine", "status"]).to_pandas()
+    ok = table["status"] == "ok"
+    scored = table[ok]
+    genuine = scored.loc[scored["genuine"], "score"].to_numpy(np.float64)
+    impostor = scored.loc[~scored["genuine"], "score"].to_numpy(np.float64)
+    return genuine, impostor, int((~ok).sum())

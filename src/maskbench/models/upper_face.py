@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from maskbench.models.backbones import Backbone
+from maskbench.training.specs import REGIONS
 
 __all__ = ["NOSE_BRIDGE", "REGIONS", "cut_fraction", "blank_below", "UpperFaceBackbone", "with_region"]
 
 NOSE_BRIDGE = 28  # 68-point scheme, 0-based: 27 top of the nose bridge ... 30 nose tip
-REGIONS = ("full", "upper")
 
 
 def cut_fraction(landmarks: Iterable[np.ndarray], chip_size: int) -> float:

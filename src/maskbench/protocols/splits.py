@@ -24,9 +24,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sklearn.model_selection import train_test_split
 
 from maskbench.seeds import item_seed
+from maskbench.protocols.split_spec import SPLIT_NAMES, STRATEGIES, SplitError, check_ratios
 
 SPLITS_SCHEMA = pa.schema(
     [
@@ -36,15 +36,6 @@ SPLITS_SCHEMA = pa.schema(
     ]
 )
 
-SPLIT_NAMES = ("train", "val", "test")
-STRATEGIES = ("identity", "uniform", "random", "per_identity")
-DEFAULT_RATIOS = {"train": 0.7, "val": 0.1, "test": 0.2}
-
-
-class SplitError(ValueError):
-    """A split that cannot be made from the data, or one that breaks an invariant."""
-
-
 @dataclass
 class Split:
     """image_id -> split name, plus what the strategy did (for the report)."""
@@ -52,18 +43,6 @@ class Split:
     strategy: str
     assignment: dict[str, str]
     notes: dict[str, Any] = field(default_factory=dict)
-
-
-def check_ratios(ratios: dict[str, float]) -> dict[str, float]:
-    """Ratios of train, val and test: non-negative, train and test positive, summing to 1."""
-    if set(ratios) != set(SPLIT_NAMES):
-        raise SplitError(f"split ratios need exactly {list(SPLIT_NAMES)}; got {sorted(ratios)}")
-    out = {k: float(ratios[k]) for k in SPLIT_NAMES}
-    if any(v < 0 for v in out.values()) or out["train"] <= 0 or out["test"] <= 0:
-        raise SplitError(f"split ratios must be >= 0 with train and test > 0; got {out}")
-    if not math.isclose(sum(out.values()), 1.0, abs_tol=1e-6):
-        raise SplitError(f"split ratios must sum to 1; got {out} (sum {sum(out.values())})")
-    return out
 
 
 def _rng(seed: int, *keys: str) -> np.random.Generator:
@@ -141,6 +120,8 @@ def _stratified_cut(ids: list[str], keys: list[tuple[str, ...]], fraction: float
     one of each in both parts; if sklearn still refuses (tiny sets), the key is shortened and in
     the end the cut is plain random. The notes say what was used.
     """
+    from sklearn.model_selection import train_test_split  # only where a split is made
+
     if fraction <= 0 or not ids:
         return list(ids), [], {"stratified_on": 0, "strata": 0}
     smaller = min(fraction, 1.0 - fraction)

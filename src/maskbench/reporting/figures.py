@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import matplotlib
 
@@ -11,12 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from maskbench.evaluation import metrics  # noqa: E402
-from maskbench.io.atomic import atomic_path  # noqa: E402
-from maskbench.stages.metrics import read_scores  # noqa: E402
+from maskbench.reporting.figure_files import save_figure  # noqa: E402
+from maskbench.io.score_files import read_scores  # noqa: E402
 
 # Fixed metadata: the same scores give the same bytes.
-_PNG_META = {"Software": None}
-_PDF_META = {"Creator": None, "Producer": None, "CreationDate": None}
 
 
 # Curves a reader can tell apart: one colour per mask type, one line style per model (and kind of
@@ -97,7 +94,7 @@ def _draw_curves(curves: list[dict[str, str]], title: str, png_path: str, draw, 
         if panel_title:
             ax.set_title(panel_title, fontsize=9)
         _legend_outside(ax)
-    _save(fig, png_path)
+    save_figure(fig, png_path)
 
 
 def roc_figure(curves: list[dict[str, str]], title: str, png_path: str) -> None:
@@ -120,16 +117,6 @@ def roc_figure(curves: list[dict[str, str]], title: str, png_path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
 
     _draw_curves(curves, title, png_path, draw, setup)
-
-
-def _save(fig, png_path: str) -> None:
-    """PNG and a PDF beside it, atomically, with fixed metadata."""
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", metadata=_PNG_META)
-    with atomic_path(Path(png_path).with_suffix(".pdf")) as tmp:
-        fig.savefig(tmp, format="pdf", metadata=_PDF_META)
-    plt.close(fig)
 
 
 _DET_TICKS = np.array([1e-4, 1e-3, 1e-2, 5e-2, 0.2, 0.5, 0.8, 0.95])
@@ -176,7 +163,7 @@ def score_histograms(curves: list[dict[str, str]], title: str, png_path: str) ->
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(title)
-    _save(fig, png_path)
+    save_figure(fig, png_path)
 
 
 def mask_effect_figure(rows: list[dict], title: str, png_path: str, metric: str = "eer") -> None:
@@ -197,4 +184,4 @@ def mask_effect_figure(rows: list[dict], title: str, png_path: str, metric: str 
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     _legend_outside(ax)
-    _save(fig, png_path)
+    save_figure(fig, png_path)

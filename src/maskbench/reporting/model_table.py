@@ -110,7 +110,7 @@ def model_figure(frame: pd.DataFrame, png_path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from maskbench.reporting.figures import _save  # PNG + PDF, atomic, fixed metadata
+    from maskbench.reporting.figure_files import save_figure
 
     panels = list(dict.fromkeys(zip(frame["dataset"], frame["protocol"]))) or [("", "")]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8.6, 3.2 * len(panels)), dpi=120, squeeze=False)
@@ -131,4 +131,4 @@ def model_figure(frame: pd.DataFrame, png_path: str) -> None:
         if models:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
-    _save(fig, png_path)
+    save_figure(fig, png_path)

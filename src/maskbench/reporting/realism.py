@@ -32,7 +32,7 @@ def _load(path: str) -> dict:
 
 
 def _scores(path: str) -> tuple[np.ndarray, np.ndarray]:
-    from maskbench.stages.metrics import read_scores
+    from maskbench.io.score_files import read_scores
 
     genuine, impostor, _ = read_scores(path)
     return genuine, impostor
@@ -140,7 +140,7 @@ def by_type_rows(entries: Sequence[dict[str, str]], types: dict[str, dict[str, s
 def realism_figure(frame: pd.DataFrame, png_path: str) -> None:
     """EER with its interval per probe variant, real-masked probes first and drawn apart; one
     panel per dataset, one marker per model. Written as PNG and PDF."""
-    from maskbench.reporting.figures import _save, plt
+    from maskbench.reporting.figure_files import plt, save_figure
 
     datasets = list(dict.fromkeys(frame["dataset"]))
     fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5 * max(len(datasets), 1), 4), squeeze=False)
@@ -166,4 +166,4 @@ def realism_figure(frame: pd.DataFrame, png_path: str) -> None:
         ax.set_title(f"{dataset}: real vs synthetic masks")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, png_path)
+    save_figure(fig, png_path)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd
 import pyarrow.parquet as pq  # noqa: E402
 
-from maskbench.reporting.figures import _save  # noqa: E402  (PNG + PDF, atomic, fixed metadata)
+from maskbench.reporting.figure_files import save_figure  # noqa: E402
 
 
 def training_curve_figure(curve_path: str, title: str, png_path: str, kept_epoch: int | None = None,
@@ -55,4 +55,4 @@ def training_curve_figure(curve_path: str, title: str, png_path: str, kept_epoch
         ax_eer.set_ylim(bottom=0.0)
     ax_eer.grid(True, alpha=0.3)
     ax_eer.legend(fontsize=7, loc="upper right")
-    _save(fig, png_path)
+    save_figure(fig, png_path)

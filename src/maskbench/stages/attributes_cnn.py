@@ -23,18 +23,8 @@ from maskbench.attributes.cnn import (
     save_attribute_cnn,
     train_attribute_cnn,
 )
-from maskbench.stages.attributes import (
-    MIXED,
-    PREDICTIONS_SCHEMA,
-    CnnSpec,
-    Study,
-    evaluate_variants,
-    headlines,
-    read_labels,
-    read_split,
-    result_header,
-    val_metric,
-)
+from maskbench.stages.attributes import PREDICTIONS_SCHEMA, Study, evaluate_variants, headlines, read_labels, read_split, result_header, val_metric
+from maskbench.attributes.settings import MIXED, CnnSpec
 from maskbench.config import UNMASKED
 from maskbench.models.dlib_resnet import torch_threads
 from maskbench.training.finetune import ChipSet

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from maskbench.evaluation import identification as ident
 from maskbench.io.atomic import write_json, write_table
-from maskbench.config import UNMASKED, ConfigError, comparison_pairs
+from maskbench.config import DEFAULT_FPIR_TARGETS, DEFAULT_RANKS, UNMASKED
 from maskbench.protocols.galleries import (
     IdentificationSet,
     check_identification,
@@ -31,42 +31,6 @@ from maskbench.stages.score import embedding_matrix
 from maskbench.protocols.variant_pools import BARE, REAL, read_real_masked, split_pools
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RANKS = (1, 5)
-DEFAULT_FPIR_TARGETS = (0.1, 0.01)
-KIND = "identification"
-REAL_GALLERY = (REAL, REAL)
-
-
-def identification_protocols(config: dict[str, Any], dataset: str) -> list[str]:
-    """The dataset's protocols of kind identification (the others are verification protocols)."""
-    return [p for p in config["datasets"][dataset]["protocols"] if config["protocols"][p]["kind"] == KIND]
-
-
-def identification_comparisons(config: dict[str, Any], dataset: str, protocol: str) -> list[tuple[str, str]]:
-    """(gallery variant, probe variant) of an identification protocol's comparisons: the gallery is
-    enrolled unmasked, or from the real-masked photos for ``[real, real]``."""
-    out: list[tuple[str, str]] = []
-    for ref, probe in comparison_pairs(config, dataset, protocol):
-        if ref != UNMASKED and (ref, probe) != REAL_GALLERY:
-            raise ConfigError(f"protocols.{protocol}.comparisons: an identification gallery is enrolled "
-                              f"unmasked, so every comparison must start with unmasked, or be [real, real] "
-                              f"(a gallery of real-masked photos); got [{ref}, {probe}]")
-        if (ref, probe) not in out:
-            out.append((ref, probe))
-    return out
-
-
-def identification_probe_variants(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
-    """Probe variants searched in the unmasked gallery: the probe sides of the comparisons that
-    start with ``unmasked`` (``[real, real]`` has its own gallery, see real_gallery_wanted)."""
-    return [probe for ref, probe in identification_comparisons(config, dataset, protocol) if ref == UNMASKED]
-
-
-def real_gallery_wanted(config: dict[str, Any], dataset: str, protocol: str) -> bool:
-    """Whether the protocol asks for ``[real, real]``: a gallery enrolled from real-masked photos."""
-    return REAL_GALLERY in identification_comparisons(config, dataset, protocol)
-
 
 def with_real_probes(chosen: IdentificationSet, real: dict[str, str]) -> tuple[IdentificationSet, pa.Table]:
     """The set with every real-masked photo of its people added as a probe (mated when the person

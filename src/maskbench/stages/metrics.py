@@ -5,57 +5,16 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from maskbench.evaluation import metrics
+from maskbench.evaluation.metrics import fmr_key, with_failures_to_enrol
 from maskbench.io.atomic import write_json
+from maskbench.io.score_files import read_scored_pairs, read_scores, unscored_counts
 from maskbench.evaluation.operating_point import cross_validated_report, json_safe, operating_report
 
 log = logging.getLogger(__name__)
 
 FMR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 0.0)
-
-
-def fmr_key(target: float) -> str:
-    return "fnmr_at_fmr_0" if target == 0 else f"fnmr_at_fmr_{target:.0e}".replace("e-0", "e-")
-
-
-def read_scored_pairs(path: str):
-    """The scored pairs of a score file (a DataFrame), and how many pairs had no score."""
-    table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
-    ok = table["status"] == "ok"
-    return table[ok], int((~ok).sum())
-
-
-def unscored_counts(path: str) -> tuple[int, int]:
-    """(genuine, impostor) pairs without a score: a side failed to enrol (no face found on the
-    masked photo, a chip that could not be masked or embedded)."""
-    table = pq.read_table(path, columns=["genuine", "status"]).to_pandas()
-    missing = table["status"] != "ok"
-    return int((missing & table["genuine"]).sum()), int((missing & ~table["genuine"]).sum())
-
-
-def with_failures_to_enrol(genuine: np.ndarray, impostor: np.ndarray, fte_genuine: int,
-                           fte_impostor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores with every failure to enrol as a score below all others, as NIST FRVT counts them:
-    a genuine pair that failed is a false non-match at every threshold, an impostor pair a
-    correct rejection. Metrics that depend only on the order of scores are then exact."""
-    if not (fte_genuine or fte_impostor):
-        return genuine, impostor
-    scores = np.concatenate([genuine, impostor])
-    floor = (scores.min() if scores.size else 0.0) - 1.0
-    return (np.concatenate([genuine, np.full(fte_genuine, floor)]),
-            np.concatenate([impostor, np.full(fte_impostor, floor)]))
-
-
-def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Genuine and impostor scores of the scored pairs, and how many pairs had no score."""
-    table = pq.read_table(path, columns=["score", "genuine", "status"]).to_pandas()
-    ok = table["status"] == "ok"
-    scored = table[ok]
-    genuine = scored.loc[scored["genuine"], "score"].to_numpy(np.float64)
-    impostor = scored.loc[~scored["genuine"], "score"].to_numpy(np.float64)
-    return genuine, impostor, int((~ok).sum())
 
 
 def _value(x: float | None) -> float | None:
@@ -179,7 +138,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     if group_by:
         if not index_path:
             raise ValueError(f"{scores_path}: metrics by {group_by} need the dataset's index (index_path)")
-        from maskbench.attributes.heads import DEFAULT_AGE_GROUPS
+        from maskbench.attributes.labels import DEFAULT_AGE_GROUPS
         from maskbench.evaluation.group_metrics import group_metrics_of_file
 
         out["by_group"] = group_metrics_of_file(scores_path, index_path, group_by, age_groups or DEFAULT_AGE_GROUPS,

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,13 +44,13 @@ from maskbench.training.losses import make_loss
 from maskbench.evaluation.metrics import eer
 from maskbench.evaluation.scoring import pair_scores
 from maskbench.seeds import item_seed
-from maskbench.models.upper_face import REGIONS, UpperFaceBackbone, cut_fraction, with_region
-from maskbench.training.selection import DEFAULT_UNMASKED_TOLERANCE, check_tolerance, choose_epoch
+from maskbench.models.upper_face import UpperFaceBackbone, cut_fraction, with_region
+from maskbench.training.selection import choose_epoch
+from maskbench.training.specs import FinetuneSpec
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "maskbench.finetuned/1"
-TRAINABLE_ARCHS = ("dlib_resnet", "resnet50")
 UNMASKED = "unmasked"
 PAIR_LOSSES = ("supcon", "triplet")  # losses that need two samples of a person in a batch
 
@@ -65,90 +65,6 @@ CURVE_SCHEMA = pa.schema(
 
 
 # --- specification -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FinetuneSpec:
-    """One fine-tuning config entry; validated on construction so a bad config fails first."""
-
-    arch: str
-    loss: dict
-    pretrained: bool = True
-    weights: str | None = None  # resnet50: ImageNet .pth (default: torch's hub cache)
-    input_size: int | None = None  # resnet50 only (default 224)
-    dim: int | None = None  # resnet50: a linear projection of the 2048-d feature to this size
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    epochs: int = 5
-    batch_size: int = 32
-    samples_per_identity: int = 4
-    flip: bool = True
-    val_score: str = "cosine"
-    val_impostors: int = 10000
-    val_max_genuine: int = 20000
-    unmasked_tolerance: float = DEFAULT_UNMASKED_TOLERANCE
-    region: str = "full"  # upper: the chip above the nose bridge only (maskbench.models.upper_face)
-
-    def __post_init__(self) -> None:
-        if self.arch not in TRAINABLE_ARCHS:
-            raise ValueError(
-                f"finetune key 'arch': {self.arch!r} cannot be fine-tuned; use one of {list(TRAINABLE_ARCHS)}")
-        if not isinstance(self.loss, dict) or "kind" not in self.loss:
-            raise ValueError("finetune key 'loss' must be a mapping with a 'kind' (supcon, arcface or triplet)")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"finetune key 'optimizer': {self.optimizer!r}; use adam or sgd")
-        if self.val_score not in ("cosine", "neg_l2", "inv_l2"):
-            raise ValueError(f"finetune key 'val_score': {self.val_score!r}; use cosine, neg_l2 or inv_l2")
-        for key in ("pretrained", "flip"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"finetune key {key!r}: {getattr(self, key)!r} must be true or false")
-        for key, low in (("epochs", 1), ("batch_size", 2), ("samples_per_identity", 1),
-                         ("val_impostors", 1), ("val_max_genuine", 1)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"finetune key {key!r}: {value!r} must be an integer >= {low}")
-        for key in ("lr", "weight_decay", "momentum"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"finetune key {key!r}: {value!r} must be a number >= 0")
-        check_tolerance(self.unmasked_tolerance)
-        if self.region not in REGIONS:
-            raise ValueError(f"finetune key 'region': {self.region!r}; use one of {list(REGIONS)}")
-        if not self.lr > 0:
-            raise ValueError(f"finetune key 'lr': {self.lr!r} must be > 0")
-        if self.arch == "dlib_resnet":
-            for key in ("weights", "input_size"):
-                if getattr(self, key) is not None:
-                    raise ValueError(f"finetune key {key!r} applies to resnet50 only; drop it for dlib_resnet")
-            if self.dim not in (None, 128):
-                raise ValueError("dlib_resnet gives 128-d embeddings; drop 'dim' (a projection is for resnet50)")
-        if self.dim is not None and (isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1):
-            raise ValueError(f"finetune key 'dim': {self.dim!r} must be a positive integer")
-        with torch.random.fork_rng(devices=[]):  # check the loss options now; keep the caller's RNG
-            make_loss(self.loss, 8, 2)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FinetuneSpec":
-        """Parse a config entry, naming an unknown or missing key."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a finetune spec must be a mapping, not {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown finetune keys {unknown}; known: {sorted(known)}")
-        for key in ("arch", "loss"):
-            if key not in d:
-                raise ValueError(f"finetune key {key!r} is missing")
-        values = dict(d)
-        for key in ("lr", "weight_decay", "momentum", "unmasked_tolerance"):
-            if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
-                values[key] = float(values[key])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --- data --------------------------------------------------------------------------------------

@@ -16,21 +16,16 @@ centre per class), the pair losses only compare them.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskbench.training.specs import LOSS_DEFAULTS, MININGS, loss_options
+
 __all__ = ["ArcFaceLoss", "SupConLoss", "TripletLoss", "LOSS_DEFAULTS", "make_loss",
            "pairwise_distances", "semi_hard_negatives"]
 
-LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
-    "supcon": {"temperature": 0.1},
-    "arcface": {"margin": 0.5, "scale": 30.0, "focal_gamma": 0.0},
-    "triplet": {"margin": 0.2, "mining": "batch_hard"},
-}
-MININGS = ("batch_hard", "semi_hard")
 
 
 def make_loss(spec: dict, dim: int, n_classes: int) -> nn.Module:
@@ -39,15 +34,7 @@ def make_loss(spec: dict, dim: int, n_classes: int) -> nn.Module:
     ``dim`` is the embedding size; ``n_classes`` the number of training identities (used by
     ArcFace's class centres, ignored by the pair losses).
     """
-    if not isinstance(spec, dict) or "kind" not in spec:
-        raise ValueError(f"loss spec must be a dict with a 'kind' (one of {sorted(LOSS_DEFAULTS)}), got {spec!r}")
-    kind = spec["kind"]
-    if kind not in LOSS_DEFAULTS:
-        raise ValueError(f"unknown loss kind {kind!r}: use one of {sorted(LOSS_DEFAULTS)}")
-    unknown = sorted(set(spec) - {"kind"} - set(LOSS_DEFAULTS[kind]))
-    if unknown:
-        raise ValueError(f"loss {kind!r} has no option(s) {unknown}; its options are {sorted(LOSS_DEFAULTS[kind])}")
-    args = {**LOSS_DEFAULTS[kind], **{k: v for k, v in spec.items() if k != "kind"}}
+    kind, args = loss_options(spec)
     if int(dim) < 1:
         raise ValueError(f"embedding dim must be positive, got {dim!r}")
     if kind == "supcon":

@@ -32,9 +32,10 @@ from torch import nn
 
 from maskbench.evaluation import metrics
 from maskbench.training.heads import ProjectionHead
-from maskbench.training.losses import LOSS_DEFAULTS, make_loss
+from maskbench.training.losses import make_loss
 from maskbench.seeds import item_seed
-from maskbench.training.selection import DEFAULT_UNMASKED_TOLERANCE, check_tolerance, choose_epoch
+from maskbench.training.selection import choose_epoch
+from maskbench.training.specs import TRAIN_DEFAULTS, resolve_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +44,6 @@ __all__ = ["EmbeddingSet", "TrainResult", "MaskedProbePairs", "IdentityBatchSamp
            "embed_with_head", "train_projection_head", "unmasked_pairs"]
 
 UNMASKED = "unmasked"
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "dim": None,  # None: the base embedding's dimension
-    "hidden": 512,
-    "epochs": 20,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "identities_per_batch": 32,
-    "samples_per_identity": 4,
-    "batches_per_epoch": None,  # None: enough to see every image (and every identity) once
-    "unmasked_tolerance": DEFAULT_UNMASKED_TOLERANCE,  # val unmasked EER may rise this much at most
-    "unmasked_weight": 10.0,  # weight of the term keeping unmasked faces' similarities those of the base
-}
-# keys of a model's `train:` config that the workflow reads (which data), not the training loop
-WORKFLOW_KEYS = frozenset({"datasets", "split", "variants"})
-FINETUNE_KEYS = frozenset({"arch", "pretrained", "optimizer", "momentum", "flip", "weights", "input_size",
-                           "val_score", "val_impostors", "val_max_genuine", "region"})
 IMPOSTORS_PER_GENUINE = 20
 MAX_VAL_GENUINE = 50_000  # a seeded subset beyond this keeps the per-epoch check to seconds
 # no wall-clock time in outputs (it would change their bytes on every run): timings go to the log
@@ -125,48 +110,6 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------
 # settings
-
-
-def resolve_spec(spec: dict[str, Any], base_dim: int) -> dict[str, Any]:
-    """The training config with defaults filled in; unknown keys are an error naming them."""
-    if not isinstance(spec, dict) or "loss" not in spec:
-        raise ValueError(f"train spec must be a dict with a 'loss' entry, got {spec!r}")
-    finetune_only = sorted(set(spec) & FINETUNE_KEYS)
-    if finetune_only:
-        raise ValueError(f"train options {finetune_only} are for finetune models, not projection heads")
-    unknown = sorted(set(spec) - set(TRAIN_DEFAULTS) - WORKFLOW_KEYS - {"loss", "batch_size"})
-    if unknown:
-        raise ValueError(f"unknown train option(s) {unknown}; known: {sorted({*TRAIN_DEFAULTS, 'loss', 'batch_size'})}")
-    out = {**TRAIN_DEFAULTS, **{k: v for k, v in spec.items() if k in TRAIN_DEFAULTS}}
-    loss = dict(spec["loss"])
-    if loss.get("kind") in LOSS_DEFAULTS:
-        loss = {**LOSS_DEFAULTS[loss["kind"]], **loss}
-    out["loss"] = loss
-    if "batch_size" in spec:  # P x K: batch_size fixes P unless P is given too
-        k = int(out["samples_per_identity"])
-        if "identities_per_batch" not in spec:
-            out["identities_per_batch"] = max(2, int(spec["batch_size"]) // k)
-        elif int(spec["identities_per_batch"]) * k != int(spec["batch_size"]):
-            raise ValueError(f"batch_size {spec['batch_size']} != identities_per_batch "
-                             f"{spec['identities_per_batch']} x samples_per_identity {k}; give two of them")
-    if out["dim"] is None:
-        out["dim"] = int(base_dim)
-    for key in ("dim", "hidden", "epochs"):
-        if int(out[key]) != out[key] or out[key] < 1:
-            raise ValueError(f"train.{key} must be a positive integer, got {out[key]!r}")
-    for key in ("identities_per_batch", "samples_per_identity"):
-        if int(out[key]) != out[key] or out[key] < 2:
-            raise ValueError(f"train.{key} must be an integer >= 2, got {out[key]!r}")
-    if out["batches_per_epoch"] is not None and (int(out["batches_per_epoch"]) != out["batches_per_epoch"]
-                                                 or out["batches_per_epoch"] < 1):
-        raise ValueError(f"train.batches_per_epoch must be a positive integer, got {out['batches_per_epoch']!r}")
-    out["unmasked_tolerance"] = check_tolerance(out["unmasked_tolerance"])
-    weight = out["unmasked_weight"]
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"train.unmasked_weight must be a number >= 0, got {weight!r}")
-    if not float(out["lr"]) > 0 or not float(out["weight_decay"]) >= 0:
-        raise ValueError(f"train.lr must be > 0 and weight_decay >= 0, got {out['lr']!r}, {out['weight_decay']!r}")
-    return out
 
 
 @contextlib.contextmanager

@@ -1,0 +1,126 @@
+"""The package's layers hold: what may import what (README, "Layout").
+
+Static: read from the source with ``ast`` (imports inside functions count), so a lazy import can
+neither hide a cycle nor smuggle torch into a layer that must not need it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from maskbench.code_closure import PACKAGE_DIR, closure, imported_modules
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+HEAVY = {"torch", "torchvision", "cv2", "dlib", "mediapipe", "safetensors"}
+# layer -> what it must never reach: evaluation and reporting work on scores, protocols on identities;
+# io may decode chips (cv2) but never needs a network
+FORBIDDEN = {"evaluation": HEAVY, "protocols": HEAVY, "reporting": HEAVY, "io": {"torch", "torchvision", "safetensors"}}
+PURE_AT_PARSE = ("maskbench.config", "maskbench.attributes.settings", "maskbench.attributes.labels",
+                 "maskbench.code_closure", "maskbench.protocols.split_spec", "maskbench.training.specs")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE_DIR.rglob("*.py"):
+        parts = path.relative_to(PACKAGE_DIR).with_suffix("").parts
+        out[".".join(("maskbench", *parts)).removesuffix(".__init__")] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _third_party(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found - {"maskbench"}
+
+
+def _closure_of(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(imported_modules(MODULES[m]) - seen)
+    return seen
+
+
+def test_no_import_cycles():
+    graph = {m: {d for d in imported_modules(p) if d != m and not p.name == "__init__.py"} for m, p in MODULES.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(m, stack):
+        state[m] = 1
+        for d in sorted(graph.get(d_ := m, ())):
+            if state.get(d) == 1:
+                cycles.append(stack[stack.index(d):] + [d] if d in stack else [m, d])
+            elif d not in state:
+                visit(d, stack + [d])
+        state[d_] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, f"import cycles: {cycles[:5]}"
+
+
+def test_only_stages_import_stages():
+    leaks = [(m, d) for m, p in MODULES.items() if not m.startswith("maskbench.stages")
+             for d in imported_modules(p) if d.startswith("maskbench.stages")]
+    assert not leaks, f"a lower layer imports a stage module: {leaks}"
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layers_without_tensors_never_reach_torch_or_cv2(layer):
+    bad = {}
+    for m in MODULES:
+        if m.startswith(f"maskbench.{layer}.") or m == f"maskbench.{layer}":
+            reached = {x: FORBIDDEN[layer] & _third_party(MODULES[x]) for x in _closure_of(m)}
+            reached = {x: h for x, h in reached.items() if h}
+            if reached:
+                bad[m] = reached
+    assert not bad, f"maskbench.{layer} reaches {sorted(FORBIDDEN[layer])} through: {bad}"
+
+
+@pytest.mark.parametrize("module", PURE_AT_PARSE)
+def test_what_the_workflow_imports_at_parse_time_is_light(module):
+    """The Snakefile imports these to build its DAG: no torch, sklearn, cv2 or scipy behind them."""
+    heavy = {x: (HEAVY | {"sklearn", "scipy", "matplotlib"}) & _third_party(MODULES[x]) for x in _closure_of(module)}
+    assert not {x: h for x, h in heavy.items() if h}
+
+
+def test_nothing_in_the_library_imports_snakemake():
+    assert not [m for m, p in MODULES.items() if "snakemake" in _third_party(p)]
+
+
+def test_scripts_import_no_script_and_rules_read_their_import_closure():
+    for script in SCRIPTS.glob("*.py"):
+        assert not [x for x in _third_party(script) if (SCRIPTS / f"{x}.py").exists()], script
+        files = closure(script)
+        assert files, f"{script.name} runs no library code"
+        assert all(f.is_relative_to(PACKAGE_DIR) for f in files)
+
+
+def test_closure_follows_imports_inside_functions_and_stops_at_exclusions(tmp_path):
+    pkg = tmp_path / "maskbench"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from maskbench.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from . import c\n")
+    (pkg / "sub" / "c.py").write_text("import os\n")
+    (pkg / "d.py").write_text("")
+    script = tmp_path / "s.py"
+    script.write_text("from maskbench.a import f\nimport maskbench.d\n")
+    names = lambda files: sorted(str(f.relative_to(pkg)) for f in files)  # noqa: E731
+    assert names(closure(script, package_dir=pkg)) == ["a.py", "d.py", "sub/b.py", "sub/c.py"]
+    assert names(closure(script, ("maskbench.sub.b",), package_dir=pkg)) == ["a.py", "d.py"]
