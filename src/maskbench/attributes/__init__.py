@@ -1,0 +1,1 @@
+"""The attribute study: what a masked face still gives away (sex, race, age)."""

@@ -1,0 +1,1 @@
+"""Getting a dataset: acquire, index, and the procedurally drawn demo set."""

@@ -1,0 +1,1 @@
+"""Faces in images: detection, landmarks, alignment, synthetic masks and their rendering."""

@@ -1,0 +1,1 @@
+"""Files: every Parquet schema, atomic writes, the chip codec, image reading, score files."""

@@ -1,0 +1,1 @@
+"""Networks that turn aligned chips into embeddings."""

@@ -1,0 +1,1 @@
+"""Who is compared with whom: splits, verification pairs, identification galleries."""

@@ -1,0 +1,1 @@
+"""Tables and figures (no torch, no cv2)."""

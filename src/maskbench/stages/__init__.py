@@ -1,0 +1,1 @@
+"""One module per workflow stage: the entry points the workflow scripts call."""

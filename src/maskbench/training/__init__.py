@@ -1,0 +1,1 @@
+"""Training for masks: losses, projection heads, fine-tuning, epoch choice, settings."""
