@@ -47,6 +47,7 @@ class MaskSpec:
     jpeg_quality: int | None = None  # re-encode the mask region as JPEG at this quality
     match_shading: float = 0.0  # light the mask as the skin around it is lit, with fabric folds
     fabric_variety: float = 0.0  # a procedural weave drawn per image (kind, scale, angle, contrast)
+    rendering: str | None = None  # a named preset of the settings above (maskbench.rendering_presets)
 
     def __post_init__(self) -> None:
         _check_choice("shape", self.shape, SHAPES)
@@ -63,6 +64,10 @@ class MaskSpec:
                 raise ValueError(f"mask key {key!r}: {getattr(self, key)!r} must be true or false")
         if self.paint_on is not None:
             _check_choice("paint_on", self.paint_on, ("chip", "image"))
+        if self.rendering is not None:
+            from maskbench.rendering_presets import RENDERING_PRESETS
+
+            _check_choice("rendering", self.rendering, tuple(RENDERING_PRESETS))
         q = self.jpeg_quality
         if q is not None and (isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100):
             raise ValueError(f"mask key 'jpeg_quality': {q!r} must be an integer from 1 to 100 or null")
@@ -83,7 +88,9 @@ class MaskSpec:
         for key in ("shape", "color"):
             if key not in d:
                 raise ValueError(f"mask key {key!r} is missing")
-        values = dict(d)
+        from maskbench.rendering_presets import apply_preset
+
+        values = apply_preset(d)
         for key in ("opacity", "shading", "color_jitter", "fit_jitter", "match_shading", "fabric_variety"):
             if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
                 values[key] = float(values[key])
