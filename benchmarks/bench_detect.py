@@ -41,7 +41,7 @@ GRID_MASKS = ("surgical_blue", "n95_white", "cloth_black")  # the synthetic type
 CAMERA = {"match_blur": True, "match_noise": True, "jpeg_quality": 75}
 GRID = {
     "match_shading": (0.0, 0.5, 1.0),
-    "fabric_variety": (0.0, 1.0),
+    "fabric_variety": (0.0, 0.5, 1.0),
     "camera": (False, True),  # blur and noise matched to the photo, mask re-encoded at JPEG 75
     "fit_jitter": (0.0, 0.5),
 }

@@ -11,7 +11,8 @@ rule mask:
     input:
         unpack(mask_photo_inputs),
         aligned="results/{dataset}/aligned/shard-{shard}.parquet",
-        code=lib("masks", "mask_step", "chips", "seeds", "mask_render", "photo_mask"),
+        code=lib("masks", "mask_step", "chips", "seeds", "mask_render", "photo_mask", "mask_shading",
+                 "rendering_presets"),
     output:
         "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
     params:
