@@ -41,4 +41,5 @@ rule all:
         attribute_targets(),
         identification_targets(),
         realism_targets(),
+        contact_sheet_targets(),
     default_target: True

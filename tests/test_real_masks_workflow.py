@@ -5,19 +5,24 @@ those of the metrics files it names."""
 from __future__ import annotations
 
 import json
+import re
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from conftest import copy_workflow, snakemake
+from maskbench.io.chips import decode_chip
 
 pytestmark = pytest.mark.slow
 
 CONFIG = {
     "seed": 5,
     "align": {"detector": "hog", "upsample": 1, "chip_size": 150, "padding": 0.25},
-    "masks": {"surgical_blue": {"shape": "surgical", "color": "#1ca0f4", "pattern": "pleats"}},
+    "masks": {"surgical_blue": {"shape": "surgical", "color": "#1ca0f4", "pattern": "pleats",
+                                "rendering": "realistic"}},
     "models": {"dlib_resnet": {"kind": "dlib_resnet", "backend": "torch", "score": "neg_l2"}},
     "datasets": {"demo": {"layout": "demo", "shards": 1, "protocols": ["every_pair", "search"],
                           "generate": {"identities": 10, "images_per_identity": 5, "size": 150, "real_masks": 2}}},
@@ -35,7 +40,7 @@ def real_run(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("real") / "wf")
     (work / "real.yaml").write_text(yaml.safe_dump(CONFIG))
     snakemake(work, "results/tables/realism.csv", "results/tables/coverage.csv", "results/tables/identification.csv",
-              "--cores", "2",
+              "results/figures/contact_sheet_demo.png", "--cores", "2",
               "--configfile", "real.yaml")
     return work
 
@@ -100,3 +105,22 @@ def test_identification_searches_a_real_masked_gallery_apart(real_run):
         result = json.loads((real_run / f"results/demo/identification/dlib_resnet/search/{name}.json").read_text())
         assert (result["gallery_variant"], result["probe_variant"]) == (g, p)
         assert got[(g, p)] == result["counts"]["mated_searches"]
+
+
+def test_contact_sheet_sets_real_masks_beside_synthetic_ones(real_run):
+    """One row of real-masked chips, one per mask type, a column per person; made by `all` only
+    for a config with real masks."""
+    sheet = cv2.cvtColor(cv2.imread(str(real_run / "results/figures/contact_sheet_demo.png")), cv2.COLOR_BGR2RGB)
+    cell, label = 96, 120
+    assert sheet.shape == (2 * cell, label + 8 * cell, 3)  # real + surgical_blue; 8 of the 10 people
+    aligned = pd.read_parquet(real_run / "results/demo/aligned/shard-0.parquet").set_index("image_id").sort_index()
+    masked = pd.read_parquet(real_run / "results/demo/masked/surgical_blue/shard-0.parquet").set_index("image_id")
+    real = aligned["real_mask"].fillna(False).astype(bool)
+    mine = aligned["identity"] == sorted(aligned.loc[real, "identity"])[0]  # the first column's person
+    first = {0: aligned.loc[mine & real, "chip"].iloc[0], 1: masked.loc[aligned.index[mine & ~real][0], "chip"]}
+    for row, chip in first.items():
+        want = cv2.resize(decode_chip(chip), (cell, cell), interpolation=cv2.INTER_AREA)
+        assert np.array_equal(sheet[row * cell:(row + 1) * cell, label:label + cell], want)
+    # `all` makes it for a config with real masks (the default config's dry run has no such job)
+    listed = snakemake(real_run, "-n", "all", "--forcerun", "contact_sheet", "--configfile", "real.yaml").stdout
+    assert re.search(r"^contact_sheet\s+1$", listed.split("Job stats:", 1)[1], re.M)

@@ -40,3 +40,32 @@ if realism_entries():
             runtime=lambda wc, attempt: 20 * attempt,
         script:
             "../scripts/realism.py"
+
+
+# real-masked photos beside the same people's bare photos masked with each synthetic type
+rule contact_sheet:
+    conda:
+        "../../envs/faces.yaml"
+    wildcard_constraints:
+        dataset=one_of(contact_sheet_datasets()),
+    input:
+        unpack(contact_sheet_inputs),
+        code=script_code("contact_sheet"),
+    output:
+        report(
+            "results/figures/contact_sheet_{dataset}.png",
+            caption="../report/contact_sheet.rst",
+            category="Figures",
+            labels={"figure": "contact sheet", "dataset": "{dataset}"},
+        ),
+    params:
+        masks=lambda wc: masks_for(config, wc.dataset),
+        shards=lambda wc: len(shards(wc.dataset)),
+    log:
+        "results/logs/figures/contact_sheet_{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=lambda wc, attempt: 10 * attempt,
+    script:
+        "../scripts/contact_sheet.py"

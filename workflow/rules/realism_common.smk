@@ -1,6 +1,6 @@
 # The realism table's inputs: which metrics it puts side by side (kept apart from the rule, as
 # snakemake's linter asks).
-from maskbench.config import realism_protocol
+from maskbench.config import has_real_masks, masks_for, realism_protocol
 
 
 def realism_entries():
@@ -36,3 +36,21 @@ def realism_labelled_sets():
                 "images": config["datasets"][d].get("images", "images"),
                 "options": config["datasets"][d].get("index_options", {})}
             for d in sorted(datasets) if config["datasets"][d]["layout"] == "mfr2"}
+
+
+def contact_sheet_datasets():
+    """Datasets with photos of real masks and at least one synthetic mask type."""
+    return [d for d in config["datasets"] if has_real_masks(config, d) and masks_for(config, d)]
+
+
+def contact_sheet_inputs(wildcards):
+    masks = masks_for(config, wildcards.dataset)
+    return {
+        "aligned": aligned_shards(wildcards),
+        "masked": [f"results/{wildcards.dataset}/masked/{m}/shard-{s}.parquet"
+                   for m in masks for s in shards(wildcards.dataset)],
+    }
+
+
+def contact_sheet_targets():
+    return [f"results/figures/contact_sheet_{d}.png" for d in contact_sheet_datasets()]

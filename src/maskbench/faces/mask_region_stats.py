@@ -25,6 +25,7 @@ class ChipStats:
     contrast: float  # luminance std in the mask region over that of the uncovered upper face
     blur_ratio: float  # blur estimate in the mask region over that of the upper face
     noise_ratio: float  # noise estimate in the mask region over that of the upper face
+    rel_luminance: float = float("nan")  # median luminance of the mask region over the upper face's
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -60,6 +61,8 @@ def chip_stats(chip: np.ndarray, landmarks: np.ndarray) -> ChipStats:
         contrast=ratio(float(lum[region].std()), float(lum[upper].std())) if region.any() else float("nan"),
         blur_ratio=ratio(estimate_blur(lum, region), estimate_blur(lum, upper)),
         noise_ratio=ratio(estimate_noise(lum, region), estimate_noise(lum, upper)),
+        rel_luminance=ratio(float(np.median(lum[region])), float(np.median(lum[upper])))
+        if region.any() and upper.any() else float("nan"),
     )
 
 

@@ -45,6 +45,9 @@ class MaskSpec:
     match_blur: bool = False  # blur the mask as much as the photo is blurred
     match_noise: bool = False  # add the photo's sensor noise to the mask
     jpeg_quality: int | None = None  # re-encode the mask region as JPEG at this quality
+    match_shading: float = 0.0  # light the mask as the skin around it is lit, with fabric folds
+    fabric_variety: float = 0.0  # a procedural weave drawn per image (kind, scale, angle, contrast)
+    rendering: str | None = None  # a named preset of the settings above (maskbench.faces.rendering_presets)
 
     def __post_init__(self) -> None:
         _check_choice("shape", self.shape, SHAPES)
@@ -52,7 +55,7 @@ class MaskSpec:
             raise ValueError(f"mask key 'color': {self.color!r} is not a hex colour like '#1ca0f4'")
         _check_choice("pattern", self.pattern, PATTERNS)
         _check_choice("nose_coverage", self.nose_coverage, NOSE_LEVELS)
-        for key in ("opacity", "shading", "color_jitter", "fit_jitter"):
+        for key in ("opacity", "shading", "color_jitter", "fit_jitter", "match_shading", "fabric_variety"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"mask key {key!r}: {value!r} must be a number between 0 and 1")
@@ -61,6 +64,10 @@ class MaskSpec:
                 raise ValueError(f"mask key {key!r}: {getattr(self, key)!r} must be true or false")
         if self.paint_on is not None:
             _check_choice("paint_on", self.paint_on, ("chip", "image"))
+        if self.rendering is not None:
+            from maskbench.faces.rendering_presets import RENDERING_PRESETS
+
+            _check_choice("rendering", self.rendering, tuple(RENDERING_PRESETS))
         q = self.jpeg_quality
         if q is not None and (isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100):
             raise ValueError(f"mask key 'jpeg_quality': {q!r} must be an integer from 1 to 100 or null")
@@ -81,8 +88,10 @@ class MaskSpec:
         for key in ("shape", "color"):
             if key not in d:
                 raise ValueError(f"mask key {key!r} is missing")
-        values = dict(d)
-        for key in ("opacity", "shading", "color_jitter", "fit_jitter"):
+        from maskbench.faces.rendering_presets import apply_preset
+
+        values = apply_preset(d)
+        for key in ("opacity", "shading", "color_jitter", "fit_jitter", "match_shading", "fabric_variety"):
             if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
                 values[key] = float(values[key])
         return cls(**values)
@@ -468,7 +477,7 @@ def _pleat_factor(inside: np.ndarray, top_line: np.ndarray) -> np.ndarray:
 
 
 def _lighting(region: np.ndarray, inside: np.ndarray, dist: np.ndarray, height: float,
-              shading: float) -> np.ndarray:
+              shading: float, absolute: bool = True) -> np.ndarray:
     """Multiplicative lighting taken from the face under the mask (blurred) and a rounded rim."""
     lum = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY).astype(np.float32)
     h, w = lum.shape
@@ -477,7 +486,8 @@ def _lighting(region: np.ndarray, inside: np.ndarray, dist: np.ndarray, height: 
     light = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     ref = float(light[inside].mean()) if inside.any() else 128.0
     ref = max(ref, 1.0)
-    overall = float(np.clip((ref / 130.0) ** 0.4, 0.7, 1.2))
+    # the face's overall brightness; left to match_shading's field when that is on
+    overall = float(np.clip((ref / 130.0) ** 0.4, 0.7, 1.2)) if absolute else 1.0
     rim = 1.0 - 0.2 * (1.0 - np.clip(dist / (0.1 * height), 0.0, 1.0)) ** 2
     factor = np.clip(light / ref, 0.6, 1.3) * overall * rim
     return np.clip(1.0 + shading * (factor - 1.0), 0.3, 1.8)
@@ -579,7 +589,7 @@ def paint_mask(chip: np.ndarray, landmarks: np.ndarray, spec: MaskSpec, seed: in
     layer = _colour_layer(spec, colour, rng, box, size, inside, top_line.astype(np.float32))
     if spec.shading > 0:  # shading 0 is a flat fill, as the NIST and DICTA masks are
         dist = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
-        light = _lighting(region, inside, dist, frame.height, spec.shading)
+        light = _lighting(region, inside, dist, frame.height, spec.shading, absolute=not spec.match_shading)
         if spec.shape in ("surgical", "n95"):  # bound edge / moulded rim
             light = light * np.where(dist < 2.0, np.float32(0.92), np.float32(1.0))
         if spec.shape == "kn95":
@@ -589,6 +599,13 @@ def paint_mask(chip: np.ndarray, landmarks: np.ndarray, spec: MaskSpec, seed: in
         # light colours keep some headroom so highlights do not clip to a flat sticker
         headroom = 1.0 - 0.12 * spec.shading * float(colour.max()) / 255.0
         layer = layer * (light[..., None] * headroom) + lift * (light[..., None] - 1.0)
+    if spec.match_shading or spec.fabric_variety:
+        from maskbench.faces.mask_shading import shade_layer
+
+        footprint = np.zeros(size, bool)
+        footprint[y0:y1, x0:x1] = inside
+        layer = shade_layer(layer, colour, chip, lm, footprint, box, frame.height, spec.match_shading,
+                            spec.fabric_variety, seed)
     alpha = (alpha8.astype(np.float32) * np.float32(spec.opacity / 255.0))[..., None]
     painted = region.astype(np.float32) * (1 - alpha) + np.clip(layer, 0, 255) * alpha
     out[y0:y1, x0:x1] = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
