@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mask_aware_embeddings import MASK_NAMES, lfw_full_and_upper, rwmfd_embeddings
+
 from maskbench.fusion import moments, zscore
 from maskbench.mask_classifier import fit_mask_classifier
 from maskbench.mask_fusion import ValComparison, choose_weights

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from maskbench.atomic import write_json
 
@@ -64,7 +62,7 @@ class MaskClassifier:
                 "report": self.report}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MaskClassifier":
+    def from_dict(cls, data: dict[str, Any]) -> MaskClassifier:
         try:
             coef = np.asarray(data["coef"], dtype=np.float64)
             out = cls(mean=np.asarray(data["mean"], dtype=np.float64), scale=np.asarray(data["scale"], dtype=np.float64),
@@ -110,6 +108,8 @@ def _check(vectors: np.ndarray, masked: np.ndarray, part: str) -> tuple[np.ndarr
 
 
 def _rates(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import balanced_accuracy_score, log_loss
+
     called = p >= threshold
     return {"masked_called_masked": float(called[y].mean()), "bare_called_bare": float((~called[~y]).mean()),
             "balanced_accuracy": float(balanced_accuracy_score(y, called)),
@@ -120,6 +120,8 @@ def fit_mask_classifier(train_vectors: np.ndarray, train_masked: np.ndarray, val
                         val_masked: np.ndarray, c: float = 1.0) -> MaskClassifier:
     """Fit on train (bare = False, masked = True), calibrate on val; both are people of their own
     split part. Deterministic (lbfgs, no random state involved)."""
+    from sklearn.linear_model import LogisticRegression
+
     x, y = _check(train_vectors, train_masked, "train")
     xv, yv = _check(val_vectors, val_masked, "val")
     if xv.shape[1] != x.shape[1]:

@@ -16,11 +16,13 @@ never gives away unmasked accuracy on val.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,14 +32,29 @@ from maskbench.atomic import write_json, write_table
 from maskbench.embed_step import load_embeddings
 from maskbench.fusion import FusionError, moments, zscore
 from maskbench.manifests import SCORES_SCHEMA, UNMASKED_VARIANT
-from maskbench.mask_classifier import MaskClassifier, fit_mask_classifier, load_mask_classifier
+from maskbench.mask_classifier import (
+    MaskClassifier,
+    fit_mask_classifier,
+    load_mask_classifier,
+)
 from maskbench.metrics import eer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULTS", "ValComparison", "WeightChoice", "probe_weight", "mask_aware_fuse", "choose_weights",
-           "train_mask_classifier_step", "probe_probabilities", "select_weights_step", "fuse_mask_aware_step",
-           "check_mask_aware_model", "selection_protocol"]
+__all__ = [
+    "DEFAULTS",
+    "ValComparison",
+    "WeightChoice",
+    "check_mask_aware_model",
+    "choose_weights",
+    "fuse_mask_aware_step",
+    "mask_aware_fuse",
+    "probe_probabilities",
+    "probe_weight",
+    "select_weights_step",
+    "selection_protocol",
+    "train_mask_classifier_step",
+]
 
 DEFAULTS = {"weight_step": 0.05, "unmasked_tolerance": 0.002, "C": 1.0}
 NO_PROBABILITY = "no_mask_probability"
@@ -98,7 +115,7 @@ class WeightChoice:
 def _grid(step: float) -> np.ndarray:
     if not 0 < step <= 1:
         raise ValueError(f"weight_step must lie in (0, 1], got {step}")
-    n = int(round(1.0 / step))
+    n = round(1.0 / step)
     if not np.isclose(n * step, 1.0):
         raise ValueError(f"weight_step must divide 1 (e.g. 0.05, 0.1), got {step}")
     return np.round(np.linspace(0.0, 1.0, n + 1), 10)
@@ -251,6 +268,7 @@ def select_weights_step(member_scores: dict[str, list[str]], reference_paths: li
             continue
         table, z_full, z_upper = _member_z(member_scores[comparison], reference_paths)
         p = _probe_p(table, probe_probabilities(classifier, probe_embeddings[probe]))
+        # a probe the base model could not embed counts as its variant says (bare or masked)
         item = ValComparison(comparison, z_full, z_upper, np.nan_to_num(p, nan=0.0) if probe == UNMASKED_VARIANT else p,
                              np.asarray(table["genuine"].to_pylist(), dtype=bool))
         if probe == UNMASKED_VARIANT:
@@ -273,8 +291,6 @@ def fuse_mask_aware_step(member_paths: list[str], members: list[str], reference_
                          out_path: str) -> dict[str, int]:
     """Fuse one comparison's member scores with the chosen weights; a pair a member could not
     score keeps ``missing_member_score``, one whose probe has no P(masked) gets ``no_mask_probability``."""
-    import json
-
     with open(weights_path, encoding="utf-8") as f:
         weights = json.load(f)
     table, z_full, z_upper = _member_z(member_paths, reference_paths)
