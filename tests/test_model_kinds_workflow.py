@@ -44,7 +44,7 @@ def small_config(weights: dict[str, str]) -> dict:
         "protocols": {TEST: {"kind": "all_vs_all", "split": {"strategy": "identity", "part": "test"},
                              "comparisons": [["unmasked", "unmasked"], ["unmasked", "masked"]]},
                       "val_pairs": {"kind": "all_vs_all", "split": {"strategy": "identity", "part": "val"},
-                                    "comparisons": [["unmasked", "unmasked"]]}},
+                                    "comparisons": [["unmasked", "unmasked"], ["unmasked", "masked"]]}},
         "splits": {"ratios": {"train": 0.5, "val": 0.25, "test": 0.25}},
         "models": {
             "dlib_resnet": {"kind": "dlib_resnet", "score": "neg_l2"},
@@ -59,6 +59,9 @@ def small_config(weights: dict[str, str]) -> dict:
                                  "train": {"datasets": ["demo"], "epochs": 3, "loss": {"kind": "triplet",
                                                                                        "mining": "semi_hard"}}},
             "ensemble": {"kind": "ensemble", "members": ["dlib_resnet", "dlib_finetuned"], "normalise_on": "val_pairs"},
+            "mask_aware": {"kind": "ensemble", "members": ["dlib_masked_head", "dlib_finetuned"],
+                           "normalise_on": "val_pairs", "mask_aware": {"base": "dlib_resnet", "datasets": ["demo"],
+                                                                       "weight_step": 0.25}},
         },
         "tables": {
             "benchmark1": {"metric": "eer", "ref_variant": "unmasked", "probe_variant": PROBE,
@@ -90,6 +93,26 @@ def test_every_kind_fills_its_benchmark_table(kinds_run):
     dims = {m: pd.read_parquet(next((embeddings / m / "unmasked").glob("*.parquet"))).embedding.iloc[0].size
             for m in ("imagenet_mobilenet_v2", "dicta_cp", "dlib_finetuned", "dlib_masked_head")}
     assert dims == {"imagenet_mobilenet_v2": 1280, "dicta_cp": 2048, "dlib_finetuned": 128, "dlib_masked_head": 128}
+
+
+def test_mask_aware_ensemble_learns_on_train_chooses_on_val_and_is_tabled(kinds_run):
+    """The mask classifier counts exactly the train and val images (bare and masked), the weights
+    are chosen on val pairs within the unmasked tolerance, and the model has its rows in models.csv."""
+    work, config = kinds_run
+    splits = pd.read_parquet(work / "results/demo/splits/identity.parquet")
+    images = splits.groupby("split").image_id.nunique().to_dict()
+    classifier = json.loads((work / "results/models/mask_aware/mask_classifier.json").read_text())
+    for part in ("train", "val"):
+        assert classifier["report"][part]["bare"] == classifier["report"][part]["masked"] == images[part]
+    weights = json.loads((work / f"results/demo/fusion/mask_aware/{TEST}.json").read_text())
+    assert {weights["w_masked"], weights["w_unmasked"]} <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert weights["val_unmasked_eer"] <= weights["unmasked_limit"]
+    assert weights["val_masked_eer"] <= weights["full_val_masked_eer"]
+    models = pd.read_csv(work / "results/tables/models.csv")
+    rows = models[(models.model == "mask_aware") & (models.protocol == TEST)]
+    assert sorted(rows.probe_variant) == sorted(["unmasked", PROBE]) and rows.eer.between(0, 1).all()
+    scores = pd.read_parquet(work / f"results/demo/scores/mask_aware/{TEST}/unmasked-vs-{PROBE}.parquet")
+    assert (scores.status == "ok").all() and scores.score.notna().all()
 
 
 def test_trained_models_learn_only_from_train_and_val(kinds_run):

@@ -177,6 +177,10 @@ def check_config(config: dict[str, Any]) -> None:
             for model in models_of_kind(config, "ensemble"):
                 if evaluable(config, model, name, protocol):
                     normalisation_protocol(config, model, protocol)
+                    if config["models"][model].get("mask_aware"):
+                        from maskbench.mask_fusion import check_mask_aware_selection
+
+                        check_mask_aware_selection(config, model, name, protocol)
     for table, spec in config["tables"].items():
         for dataset in spec.get("datasets") or list(config["datasets"]):
             if not verification_protocols(config, dataset):
@@ -266,6 +270,9 @@ def trained_on(config: dict[str, Any], model: str) -> dict[str, str]:
     if spec["kind"] == "ensemble":
         for member in spec["members"]:
             out.update(trained_on(config, member))
+    if spec.get("mask_aware"):  # its mask classifier learns on the train identities of its datasets
+        out.update({d: "identity" for d in spec["mask_aware"]["datasets"]})
+        out.update(trained_on(config, spec["mask_aware"]["base"]))
     return out
 
 
@@ -317,6 +324,10 @@ def check_models(config: dict[str, Any]) -> None:
             weights = spec.get("member_weights")
             if weights is not None and len(weights) != len(spec["members"]):
                 raise ConfigError(f"models.{name}.member_weights: one weight per member ({len(spec['members'])})")
+            if spec.get("mask_aware"):
+                from maskbench.mask_fusion import check_mask_aware_model
+
+                check_mask_aware_model(config, name)
         if kind == "ensemble":
             for member in spec["members"]:
                 member_spec = models[member]

@@ -1,0 +1,81 @@
+# Mask-aware ensembles (`mask_aware:`): a mask classifier on a base model's embeddings (train
+# identities; calibrated on val), two fusion weights chosen on val pairs, then the fused scores.
+
+
+rule train_mask_classifier:
+    conda:
+        "../../envs/embed.yaml"
+    wildcard_constraints:
+        model=one_of(MASK_AWARE_MODELS),
+    input:
+        embeddings=mask_classifier_embeddings,
+        splits=mask_classifier_splits,
+        code=lib("mask_fusion", "mask_classifier", "embed_step"),
+    output:
+        "results/models/{model}/mask_classifier.json",
+    params:
+        datasets=lambda wc: list(config["models"][wc.model]["mask_aware"]["datasets"]),
+        base=lambda wc: config["models"][wc.model]["mask_aware"]["base"],
+        c=lambda wc: mask_aware_settings(config["models"][wc.model])["C"],
+    log:
+        "results/logs/train/{model}_mask_classifier.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc, attempt: 20 * attempt,
+    script:
+        "../scripts/train_mask_classifier.py"
+
+
+rule mask_aware_weights:
+    conda:
+        "../../envs/evaluate.yaml"
+    wildcard_constraints:
+        model=one_of(MASK_AWARE_MODELS),
+    input:
+        scores=mask_aware_selection_scores,
+        reference=ensemble_reference_scores,
+        classifier="results/models/{model}/mask_classifier.json",
+        probes=mask_aware_selection_probes,
+        code=lib("mask_fusion", "mask_classifier", "fusion", "metrics"),
+    output:
+        "results/{dataset}/fusion/{model}/{protocol}.json",
+    params:
+        settings=lambda wc: mask_aware_settings(config["models"][wc.model]),
+    log:
+        "results/logs/fuse/{dataset}/{model}/{protocol}/weights.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc, attempt: 60 * attempt,
+    script:
+        "../scripts/mask_aware_weights.py"
+
+
+ruleorder: fuse_mask_aware > fuse
+
+
+rule fuse_mask_aware:
+    conda:
+        "../../envs/evaluate.yaml"
+    wildcard_constraints:
+        model=one_of(MASK_AWARE_MODELS),
+    input:
+        members=ensemble_member_scores,
+        reference=ensemble_reference_scores,
+        weights="results/{dataset}/fusion/{model}/{protocol}.json",
+        classifier="results/models/{model}/mask_classifier.json",
+        probes=mask_aware_comparison_probes,
+        code=lib("mask_fusion", "mask_classifier", "fusion"),
+    output:
+        "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+    params:
+        members=lambda wc: config["models"][wc.model]["members"],
+    log:
+        "results/logs/fuse/{dataset}/{model}/{protocol}/{comparison}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc, attempt: 20 * attempt,
+    script:
+        "../scripts/fuse_mask_aware.py"

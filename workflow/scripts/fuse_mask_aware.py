@@ -1,0 +1,14 @@
+"""Fuse a mask-aware ensemble's two members' scores of one comparison with its chosen weights."""
+from maskbench.logs import log_to
+from maskbench.mask_fusion import fuse_mask_aware_step
+
+with log_to(snakemake.log[0]):
+    fuse_mask_aware_step(
+        member_paths=list(snakemake.input.members),
+        members=list(snakemake.params.members),
+        reference_paths=list(snakemake.input.reference),
+        weights_path=snakemake.input.weights,
+        classifier_path=snakemake.input.classifier,
+        probe_embedding_paths=list(snakemake.input.probes),
+        out_path=snakemake.output[0],
+    )
