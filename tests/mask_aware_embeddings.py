@@ -53,14 +53,14 @@ def _cached(path: Path, build) -> dict[str, np.ndarray]:
 
 
 def _build_lfw(tarball: Path) -> dict[str, np.ndarray]:
-    from maskbench.align import FaceAligner
-    from maskbench.backbones import build_backbone
-    from maskbench.dlib_resnet import embed_chips
-    from maskbench.embed import BackboneEmbedder
-    from maskbench.images import iter_tar_images
-    from maskbench.masks import MaskSpec, paint_mask
+    from maskbench.faces.align import FaceAligner
+    from maskbench.models.backbones import build_backbone
+    from maskbench.models.dlib_resnet import embed_chips
+    from maskbench.models.embed import BackboneEmbedder
+    from maskbench.io.images import iter_tar_images
+    from maskbench.faces.masks import MaskSpec, paint_mask
     from maskbench.seeds import item_seed
-    from maskbench.upper_face import cut_fraction, with_region
+    from maskbench.models.upper_face import cut_fraction, with_region
 
     aligner = FaceAligner(upsample=1)
     specs = {m: MaskSpec.from_dict(d) for m, d in lfw_masks().items()}
@@ -94,15 +94,15 @@ def lfw_full_and_upper(shared_data: Path, cache_dir: Path) -> dict[str, np.ndarr
 
 
 def detector_name() -> str:
-    from maskbench.detect import mediapipe_available
+    from maskbench.faces.detect import mediapipe_available
 
     return "mediapipe" if mediapipe_available() else "hog"
 
 
 def _build_rwmfd(tarball: Path, detector: str) -> dict[str, np.ndarray]:
-    from maskbench.align import FaceAligner
-    from maskbench.dlib_resnet import embed_chips
-    from maskbench.images import iter_tar_images
+    from maskbench.faces.align import FaceAligner
+    from maskbench.models.dlib_resnet import embed_chips
+    from maskbench.io.images import iter_tar_images
 
     aligner = FaceAligner(detector=detector, upsample=1)
     ids, chips, photos = [], [], 0

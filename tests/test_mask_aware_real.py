@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from mask_aware_embeddings import MASK_NAMES, lfw_full_and_upper, rwmfd_embeddings
 
-from maskbench.fusion import moments, zscore
-from maskbench.mask_classifier import fit_mask_classifier
-from maskbench.mask_fusion import ValComparison, choose_weights
-from maskbench.splits import identity_split
+from maskbench.evaluation.fusion import moments, zscore
+from maskbench.evaluation.mask_classifier import fit_mask_classifier
+from maskbench.stages.mask_aware import ValComparison, choose_weights
+from maskbench.protocols.splits import identity_split
 
 SEED = 2021
 

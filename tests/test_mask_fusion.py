@@ -14,10 +14,10 @@ import yaml
 from conftest import REPO
 
 from maskbench.config import ConfigError, check_config, evaluable, trained_on
-from maskbench.fusion import FusionError
-from maskbench.manifests import SCORES_SCHEMA, embedding_schema
-from maskbench.mask_classifier import fit_mask_classifier, load_mask_classifier
-from maskbench.mask_fusion import (
+from maskbench.evaluation.fusion import FusionError
+from maskbench.io.manifests import SCORES_SCHEMA, embedding_schema
+from maskbench.evaluation.mask_classifier import fit_mask_classifier, load_mask_classifier
+from maskbench.stages.mask_aware import (
     ValComparison,
     choose_weights,
     fuse_mask_aware_step,

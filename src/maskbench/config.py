@@ -178,7 +178,7 @@ def check_config(config: dict[str, Any]) -> None:
                 if evaluable(config, model, name, protocol):
                     normalisation_protocol(config, model, protocol)
                     if config["models"][model].get("mask_aware"):
-                        from maskbench.mask_fusion import check_mask_aware_selection
+                        from maskbench.stages.mask_aware import check_mask_aware_selection
 
                         check_mask_aware_selection(config, model, name, protocol)
     for table, spec in config["tables"].items():
@@ -325,7 +325,7 @@ def check_models(config: dict[str, Any]) -> None:
             if weights is not None and len(weights) != len(spec["members"]):
                 raise ConfigError(f"models.{name}.member_weights: one weight per member ({len(spec['members'])})")
             if spec.get("mask_aware"):
-                from maskbench.mask_fusion import check_mask_aware_model
+                from maskbench.stages.mask_aware import check_mask_aware_model
 
                 check_mask_aware_model(config, name)
         if kind == "ensemble":

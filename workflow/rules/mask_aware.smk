@@ -10,7 +10,7 @@ rule train_mask_classifier:
     input:
         embeddings=mask_classifier_embeddings,
         splits=mask_classifier_splits,
-        code=lib("mask_fusion", "mask_classifier", "embed_step"),
+        code=script_code("train_mask_classifier"),
     output:
         "results/models/{model}/mask_classifier.json",
     params:
@@ -37,7 +37,7 @@ rule mask_aware_weights:
         reference=ensemble_reference_scores,
         classifier="results/models/{model}/mask_classifier.json",
         probes=mask_aware_selection_probes,
-        code=lib("mask_fusion", "mask_classifier", "fusion", "metrics"),
+        code=script_code("mask_aware_weights"),
     output:
         "results/{dataset}/fusion/{model}/{protocol}.json",
     params:
@@ -66,7 +66,7 @@ rule fuse_mask_aware:
         weights="results/{dataset}/fusion/{model}/{protocol}.json",
         classifier="results/models/{model}/mask_classifier.json",
         probes=mask_aware_comparison_probes,
-        code=lib("mask_fusion", "mask_classifier", "fusion"),
+        code=script_code("fuse_mask_aware"),
     output:
         "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
     params:

@@ -1,6 +1,6 @@
 # Input functions of the mask-aware ensembles' rules (mask_aware.smk).
-from maskbench.mask_fusion import selection_protocol
-from maskbench.mask_fusion import settings as mask_aware_settings
+from maskbench.stages.mask_aware import selection_protocol
+from maskbench.stages.mask_aware import settings as mask_aware_settings
 
 MASK_AWARE_MODELS = [m for m in ENSEMBLE_MODELS if config["models"][m].get("mask_aware")]
 

@@ -1,6 +1,6 @@
 """Fuse a mask-aware ensemble's two members' scores of one comparison with its chosen weights."""
 from maskbench.logs import log_to
-from maskbench.mask_fusion import fuse_mask_aware_step
+from maskbench.stages.mask_aware import fuse_mask_aware_step
 
 with log_to(snakemake.log[0]):
     fuse_mask_aware_step(

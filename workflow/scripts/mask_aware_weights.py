@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from maskbench.logs import log_to
-from maskbench.mask_fusion import select_weights_step
+from maskbench.stages.mask_aware import select_weights_step
 
 with log_to(snakemake.log[0]):
     scores = list(snakemake.input.scores)

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from maskbench.logs import log_to
-from maskbench.mask_fusion import train_mask_classifier_step
+from maskbench.stages.mask_aware import train_mask_classifier_step
 
 with log_to(snakemake.log[0]):
     datasets = list(snakemake.params.datasets)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from maskbench.atomic import write_json
+from maskbench.io.atomic import write_json
 
 __all__ = ["MaskClassifier", "fit_mask_classifier", "load_mask_classifier"]
 

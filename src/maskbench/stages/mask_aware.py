@@ -2,11 +2,11 @@
 
 A full-face model is best on bare faces and hurt by a mask; an upper-face model never sees the
 mask but has less face to go on. An ensemble with ``mask_aware:`` fuses its two members
-``[full, upper]`` (z-normalised with their val scores, as :mod:`maskbench.fusion` does) as
+``[full, upper]`` (z-normalised with their val scores, as :mod:`maskbench.evaluation.fusion` does) as
 
     s = w * z_full + (1 - w) * z_upper,   w = (1 - p) * w_unmasked + p * w_masked,
 
-where p is the probe's calibrated P(masked) from :mod:`maskbench.mask_classifier`. The two
+where p is the probe's calibrated P(masked) from :mod:`maskbench.evaluation.mask_classifier`. The two
 weights are chosen on val identities only, on a grid: ``w_unmasked`` gives the lowest unmasked
 val EER, then ``w_masked`` the lowest mean masked-probe val EER (over the mask types) among the
 weights whose unmasked val EER is at most the full-face member's plus a tolerance (default
@@ -28,16 +28,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maskbench.atomic import write_json, write_table
-from maskbench.embed_step import load_embeddings
-from maskbench.fusion import FusionError, moments, zscore
-from maskbench.manifests import SCORES_SCHEMA, UNMASKED_VARIANT
-from maskbench.mask_classifier import (
+from maskbench.io.atomic import write_json, write_table
+from maskbench.stages.embed import load_embeddings
+from maskbench.evaluation.fusion import FusionError, moments, zscore
+from maskbench.io.manifests import SCORES_SCHEMA, UNMASKED_VARIANT
+from maskbench.evaluation.mask_classifier import (
     MaskClassifier,
     fit_mask_classifier,
     load_mask_classifier,
 )
-from maskbench.metrics import eer
+from maskbench.evaluation.metrics import eer
 
 log = logging.getLogger(__name__)
 
