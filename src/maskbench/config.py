@@ -178,8 +178,6 @@ def check_config(config: dict[str, Any]) -> None:
                 if evaluable(config, model, name, protocol):
                     normalisation_protocol(config, model, protocol)
                     if config["models"][model].get("mask_aware"):
-                        from maskbench.stages.mask_aware import check_mask_aware_selection
-
                         check_mask_aware_selection(config, model, name, protocol)
     for table, spec in config["tables"].items():
         for dataset in spec.get("datasets") or list(config["datasets"]):
@@ -325,8 +323,6 @@ def check_models(config: dict[str, Any]) -> None:
             if weights is not None and len(weights) != len(spec["members"]):
                 raise ConfigError(f"models.{name}.member_weights: one weight per member ({len(spec['members'])})")
             if spec.get("mask_aware"):
-                from maskbench.stages.mask_aware import check_mask_aware_model
-
                 check_mask_aware_model(config, name)
         if kind == "ensemble":
             for member in spec["members"]:
@@ -468,3 +464,69 @@ def imported_score_path(template: str, dataset: str, protocol: str, comparison: 
         raise ValueError(
             f"score file template {template!r} cannot be filled ({type(exc).__name__}: {exc}); it may use "
             "only {dataset}, {protocol} and {comparison} (write {{ and }} for literal braces)") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# mask-aware ensembles
+
+MASK_AWARE_DEFAULTS = {"weight_step": 0.05, "unmasked_tolerance": 0.002, "C": 1.0}
+
+
+def check_weight_step(step: float) -> int:
+    """A fusion weight grid step that divides 1 (0.05, 0.1, ...): the number of steps."""
+    if not 0 < step <= 1:
+        raise ValueError(f"weight_step must lie in (0, 1], got {step}")
+    n = round(1.0 / step)
+    if abs(n * step - 1.0) > 1e-8:
+        raise ValueError(f"weight_step must divide 1 (e.g. 0.05, 0.1), got {step}")
+    return n
+
+
+def mask_aware_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """A mask-aware ensemble's `mask_aware:` block with its defaults."""
+    return {**MASK_AWARE_DEFAULTS, **(spec.get("mask_aware") or {})}
+
+
+def selection_protocol(config: dict[str, Any], model: str, protocol: str) -> str:
+    """The val protocol a mask-aware ensemble tested on ``protocol`` chooses its weights on: its
+    `mask_aware.select_on`, else the protocol its members' scores are normalised on."""
+    return mask_aware_settings(config["models"][model]).get("select_on") or normalisation_protocol(config, model, protocol)
+
+
+def check_mask_aware_model(config: dict[str, Any], name: str) -> None:
+    """A mask-aware ensemble: two members, no member weights, a classifier base with embeddings,
+    known training datasets."""
+    spec = config["models"][name]
+    block = mask_aware_settings(spec)
+    if len(spec["members"]) != 2:
+        raise ConfigError(f"models.{name}.members: a mask-aware ensemble has two members, [full face, upper face]")
+    if spec.get("member_weights") is not None:
+        raise ConfigError(f"models.{name}.member_weights: a mask-aware ensemble chooses its weights on val; "
+                          "remove member_weights")
+    if block["base"] not in embedding_models(config):
+        raise ConfigError(f"models.{name}.mask_aware.base: {block['base']!r} must name a model with embeddings "
+                          f"(one of {embedding_models(config)})")
+    for dataset in block["datasets"]:
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"models.{name}.mask_aware.datasets: unknown dataset {dataset!r}")
+    select = block.get("select_on")
+    if select is not None:
+        part = protocol_part(config, select) if select in config["protocols"] else None
+        if part is None or part[1] == "test" or config["protocols"][select]["kind"] == "identification":
+            raise ConfigError(f"models.{name}.mask_aware.select_on: {select!r} must name a pair protocol restricted "
+                              "to the val (or train) part of a split: weights are never chosen on test pairs")
+    try:
+        check_weight_step(float(block["weight_step"]))
+    except ValueError as exc:
+        raise ConfigError(f"models.{name}.mask_aware: {exc}") from None
+
+
+def check_mask_aware_selection(config: dict[str, Any], model: str, dataset: str, protocol: str) -> None:
+    """The selection protocol compares unmasked with unmasked and with at least one mask type."""
+    select = selection_protocol(config, model, protocol)
+    comparisons = comparisons_for(config, dataset, select)
+    if "unmasked-vs-unmasked" not in comparisons or not any(
+            c.startswith("unmasked-vs-") and c != "unmasked-vs-unmasked" for c in comparisons):
+        raise ConfigError(
+            f"models.{model}: the mask-aware weights are chosen on {select!r}, which must compare "
+            f"[unmasked, unmasked] and [unmasked, masked] on {dataset!r} (its comparisons: {comparisons})")

@@ -1,6 +1,5 @@
 # Input functions of the mask-aware ensembles' rules (mask_aware.smk).
-from maskbench.stages.mask_aware import selection_protocol
-from maskbench.stages.mask_aware import settings as mask_aware_settings
+from maskbench.config import mask_aware_settings, selection_protocol
 
 MASK_AWARE_MODELS = [m for m in ENSEMBLE_MODELS if config["models"][m].get("mask_aware")]
 

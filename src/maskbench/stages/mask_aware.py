@@ -22,7 +22,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,25 +37,22 @@ from maskbench.evaluation.mask_classifier import (
     load_mask_classifier,
 )
 from maskbench.evaluation.metrics import eer
+from maskbench.config import check_weight_step
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULTS",
     "ValComparison",
     "WeightChoice",
-    "check_mask_aware_model",
     "choose_weights",
     "fuse_mask_aware_step",
     "mask_aware_fuse",
     "probe_probabilities",
     "probe_weight",
     "select_weights_step",
-    "selection_protocol",
     "train_mask_classifier_step",
 ]
 
-DEFAULTS = {"weight_step": 0.05, "unmasked_tolerance": 0.002, "C": 1.0}
 NO_PROBABILITY = "no_mask_probability"
 """Status of a pair whose probe the classifier's base model could not embed (p unknown)."""
 
@@ -113,11 +109,7 @@ class WeightChoice:
 
 
 def _grid(step: float) -> np.ndarray:
-    if not 0 < step <= 1:
-        raise ValueError(f"weight_step must lie in (0, 1], got {step}")
-    n = round(1.0 / step)
-    if not np.isclose(n * step, 1.0):
-        raise ValueError(f"weight_step must divide 1 (e.g. 0.05, 0.1), got {step}")
+    n = check_weight_step(step)
     return np.round(np.linspace(0.0, 1.0, n + 1), 10)
 
 
@@ -316,54 +308,3 @@ def fuse_mask_aware_step(member_paths: list[str], members: list[str], reference_
 # configuration
 
 
-def settings(spec: dict[str, Any]) -> dict[str, Any]:
-    """A mask-aware ensemble's `mask_aware:` block with its defaults."""
-    return {**DEFAULTS, **(spec.get("mask_aware") or {})}
-
-
-def selection_protocol(config: dict[str, Any], model: str, protocol: str) -> str:
-    """The val protocol a mask-aware ensemble tested on ``protocol`` chooses its weights on: its
-    `mask_aware.select_on`, else the protocol its members' scores are normalised on."""
-    from maskbench.config import normalisation_protocol
-
-    return settings(config["models"][model]).get("select_on") or normalisation_protocol(config, model, protocol)
-
-
-def check_mask_aware_model(config: dict[str, Any], name: str) -> None:
-    """A mask-aware ensemble: two members, no member weights, a classifier base with embeddings,
-    known training datasets."""
-    from maskbench.config import ConfigError, embedding_models, protocol_part
-
-    spec = config["models"][name]
-    block = settings(spec)
-    if len(spec["members"]) != 2:
-        raise ConfigError(f"models.{name}.members: a mask-aware ensemble has two members, [full face, upper face]")
-    if spec.get("member_weights") is not None:
-        raise ConfigError(f"models.{name}.member_weights: a mask-aware ensemble chooses its weights on val; "
-                          "remove member_weights")
-    if block["base"] not in embedding_models(config):
-        raise ConfigError(f"models.{name}.mask_aware.base: {block['base']!r} must name a model with embeddings "
-                          f"(one of {embedding_models(config)})")
-    for dataset in block["datasets"]:
-        if dataset not in config["datasets"]:
-            raise ConfigError(f"models.{name}.mask_aware.datasets: unknown dataset {dataset!r}")
-    select = block.get("select_on")
-    if select is not None:
-        part = protocol_part(config, select) if select in config["protocols"] else None
-        if part is None or part[1] == "test" or config["protocols"][select]["kind"] == "identification":
-            raise ConfigError(f"models.{name}.mask_aware.select_on: {select!r} must name a pair protocol restricted "
-                              "to the val (or train) part of a split: weights are never chosen on test pairs")
-    _grid(float(block["weight_step"]))
-
-
-def check_mask_aware_selection(config: dict[str, Any], model: str, dataset: str, protocol: str) -> None:
-    """The selection protocol compares unmasked with unmasked and with at least one mask type."""
-    from maskbench.config import ConfigError, comparisons_for
-
-    select = selection_protocol(config, model, protocol)
-    comparisons = comparisons_for(config, dataset, select)
-    if "unmasked-vs-unmasked" not in comparisons or not any(
-            c.startswith("unmasked-vs-") and c != "unmasked-vs-unmasked" for c in comparisons):
-        raise ConfigError(
-            f"models.{model}: the mask-aware weights are chosen on {select!r}, which must compare "
-            f"[unmasked, unmasked] and [unmasked, masked] on {dataset!r} (its comparisons: {comparisons})")
