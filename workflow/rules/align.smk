@@ -29,7 +29,7 @@ rule align:
 
 rule align_summary:
     conda:
-        "../../envs/data.yaml"
+        "../../envs/faces.yaml"
     input:
         shards=aligned_shards,
         code=script_code("align_summary"),

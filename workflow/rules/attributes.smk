@@ -35,7 +35,7 @@ if "attributes" in config:
 
     rule attributes:
         conda:
-            "../../envs/evaluate.yaml"
+            "../../envs/embed.yaml"
         wildcard_constraints:
             dataset="|".join(ATTR["datasets"]),
             model="|".join(ATTR["models"]),
@@ -115,7 +115,7 @@ if "attributes" in config:
     # one job draws the figures of every run (heads and CNN) of a dataset
     rule attributes_figures:
         conda:
-            "../../envs/evaluate.yaml"
+            "../../envs/embed.yaml"
         wildcard_constraints:
             dataset="|".join(ATTR["datasets"]),
         input:
@@ -144,7 +144,7 @@ if "attributes" in config:
 
     rule attributes_table:
         conda:
-            "../../envs/evaluate.yaml"
+            "../../envs/embed.yaml"
         input:
             metrics=[RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS],
             # the tables are delivered with the figures of every run

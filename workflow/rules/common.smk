@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints and the input functions every stage shares.
+import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -118,6 +119,8 @@ def path(name, /, **wildcards):
 
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+# the checkout each conda env installs maskbench from (envs/*.post-deploy.sh)
+os.environ["MASKBENCH_ROOT"] = str(Path(workflow.basedir).resolve())
 LIBRARY = Path(workflow.basedir) / "src" / "maskbench"
 
 

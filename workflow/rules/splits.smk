@@ -5,7 +5,7 @@
 
 rule split:
     conda:
-        "../../envs/evaluate.yaml"
+        "../../envs/embed.yaml"
     wildcard_constraints:
         strategy="|".join(STRATEGIES),
     input:
