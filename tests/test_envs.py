@@ -155,7 +155,7 @@ def test_every_env_installs_maskbench_from_the_workflow_checkout():
     """A post-deploy script beside each env installs this checkout (no dependencies: the env file
     lists them), from the path the workflow exports as MASKBENCH_ROOT."""
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    assert re.search(r'os\.environ\["MASKBENCH_ROOT"\] = .*workflow\.basedir', common)
+    assert re.search(r"os\.environ\.update\(MASKBENCH_ROOT=.*workflow\.basedir", common)
     for env in sorted({r["env"] for r in all_rules().values()}):
         deploy = env.with_name(env.name.removesuffix(".yaml") + ".post-deploy.sh")
         assert deploy.is_file(), f"{env.name}: no {deploy.name} installing maskbench"

@@ -120,7 +120,7 @@ def path(name, /, **wildcards):
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # the checkout each conda env installs maskbench from (envs/*.post-deploy.sh)
-os.environ["MASKBENCH_ROOT"] = str(Path(workflow.basedir).resolve())
+os.environ.update(MASKBENCH_ROOT=str(Path(workflow.basedir).resolve()))
 LIBRARY = Path(workflow.basedir) / "src" / "maskbench"
 
 
