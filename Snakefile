@@ -18,9 +18,6 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/identify_common.smk"
-include: "workflow/rules/realism_common.smk"
-include: "workflow/rules/mask_aware_common.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/mask.smk"

@@ -114,3 +114,23 @@ def test_members_with_the_same_pair_ids_but_other_images_are_refused(tmp_path):
     pq.write_table(table, b)
     with pytest.raises(FusionError, match="pair id, images, genuine"):
         fuse_score_files([a, str(b)], ["a", "b"], str(tmp_path / "out.parquet"))
+
+
+def test_fuse_step_pairs_each_member_with_its_own_reference_scores(tmp_path):
+    from maskbench.stages.fuse import fuse_step
+
+    rng = np.random.default_rng(4)
+    genuine = np.repeat([True, False], 100)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    ref_a, ref_b = rng.normal(loc=5.0, size=200), rng.normal(scale=3.0, size=200)
+    files = {n: _scores_file(tmp_path / f"{n}.parquet", s, genuine)
+             for n, s in {"a": a, "b": b, "ra": ref_a, "rb": ref_b}.items()}
+    # members given in another order than their reference files: each still gets its own moments
+    fuse_step({"b": files["b"], "a": files["a"]}, str(tmp_path / "by_name.parquet"),
+              reference_scores={"b": files["rb"], "a": files["ra"]})
+    fuse_score_files([files["a"], files["b"]], ["a", "b"], str(tmp_path / "direct.parquet"),
+                     reference_paths=[files["ra"], files["rb"]])
+    np.testing.assert_allclose(pq.read_table(tmp_path / "by_name.parquet")["score"].to_numpy(),
+                               pq.read_table(tmp_path / "direct.parquet")["score"].to_numpy())
+    with pytest.raises(ValueError, match="reference scores are of"):
+        fuse_step({"a": files["a"], "b": files["b"]}, str(tmp_path / "x.parquet"), reference_scores={"a": files["ra"]})

@@ -124,3 +124,29 @@ def test_closure_follows_imports_inside_functions_and_stops_at_exclusions(tmp_pa
     names = lambda files: sorted(str(f.relative_to(pkg)) for f in files)  # noqa: E731
     assert names(closure(script, package_dir=pkg)) == ["a.py", "d.py", "sub/b.py", "sub/c.py"]
     assert names(closure(script, ("maskbench.sub.b",), package_dir=pkg)) == ["a.py", "d.py"]
+
+
+# what a script may import besides the stage layer: its log and error handling, and the standard library
+SCRIPT_HELPERS = {"maskbench.logs", "maskbench.errors"}
+
+
+def _script_imports(script: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_scripts_call_only_the_stage_layer():
+    """A rule's script calls one stage (maskbench.stages.*), never a lower layer, and no third-party code."""
+    bad = {}
+    for script in sorted(SCRIPTS.glob("*.py")):
+        imports = _script_imports(script)
+        wrong = sorted(m for m in imports if not m.startswith("maskbench.stages.") and m not in SCRIPT_HELPERS
+                       and m.split(".")[0] not in {"pathlib", "json", "sys", "os"})
+        if wrong or not any(m.startswith("maskbench.stages.") for m in imports):
+            bad[script.name] = wrong or "no stage"
+    assert not bad, f"scripts reaching past the stage layer: {bad}"

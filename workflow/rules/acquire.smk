@@ -11,7 +11,7 @@ rule acquire:
     input:
         code=lambda wc: script_code("acquire", without=() if dataset_cfg(wc)["layout"] == "demo" else ("maskbench.data.demo",)),
     output:
-        "resources/raw/{dataset}/acquired.json",
+        PATHS["acquired"],
     params:
         dataset=dataset_cfg,
         seed=SEED,
@@ -29,14 +29,14 @@ rule index:
     conda:
         "../../envs/data.yaml"
     input:
-        acquired="resources/raw/{dataset}/acquired.json",
+        acquired=PATHS["acquired"],
         code=script_code("index"),
     output:
-        table="results/{dataset}/index.parquet",
-        report="results/{dataset}/index.json",
+        table=PATHS["index"],
+        report=PATHS["index_report"],
     params:
         layout=lambda wc: config["datasets"][wc.dataset]["layout"],
-        images=lambda wc: config["datasets"][wc.dataset].get("images", "images"),
+        images=dataset_images,
         shards=lambda wc: config["datasets"][wc.dataset]["shards"],
         options=lambda wc: config["datasets"][wc.dataset].get("index_options", {}),
     log:

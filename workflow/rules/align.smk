@@ -5,15 +5,15 @@ rule align:
     conda:
         "../../envs/faces.yaml"
     input:
-        index="results/{dataset}/index.parquet",
-        acquired="resources/raw/{dataset}/acquired.json",
+        index=PATHS["index"],
+        acquired=PATHS["acquired"],
         code=script_code("align"),
         faces=lambda wc: config["datasets"][wc.dataset].get("faces") or [],
     output:
-        "results/{dataset}/aligned/shard-{shard}.parquet",
+        PATHS["aligned"],
     params:
         align=config["align"],
-        images=lambda wc: config["datasets"][wc.dataset].get("images", "images"),
+        images=dataset_images,
         fallback_box=lambda wc: config["datasets"][wc.dataset].get("fallback_box"),
     log:
         "results/logs/align/{dataset}/shard-{shard}.log",
@@ -29,12 +29,12 @@ rule align:
 
 rule align_summary:
     conda:
-        "../../envs/data.yaml"
+        "../../envs/faces.yaml"
     input:
         shards=aligned_shards,
         code=script_code("align_summary"),
     output:
-        "results/{dataset}/aligned/summary.json",
+        PATHS["aligned_summary"],
     log:
         "results/logs/align/{dataset}/summary.log",
     threads: 1
@@ -51,15 +51,10 @@ rule mask_summary:
     conda:
         "../../envs/data.yaml"
     input:
-        shards=lambda wc: expand(
-            "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
-            dataset=wc.dataset,
-            mask=wc.mask,
-            shard=shards(wc.dataset),
-        ),
+        shards=masked_summary_shards,
         code=script_code("status_summary"),
     output:
-        "results/{dataset}/masked/{mask}/summary.json",
+        PATHS["masked_summary"],
     params:
         usable=["masked"],
     log:
@@ -76,23 +71,19 @@ rule coverage:
     conda:
         "../../envs/data.yaml"
     input:
-        aligned=expand("results/{dataset}/aligned/summary.json", dataset=config["datasets"]),
-        masked=[
-            f"results/{d}/masked/{m}/summary.json"
-            for d in config["datasets"]
-            for m in masks_for(config, d)
-        ],
+        aligned=[s["aligned"] for s in coverage_summaries().values()],
+        masked=[p for s in coverage_summaries().values() for p in s["masked"].values()],
         code=script_code("coverage"),
     output:
         csv=report(
-            "results/tables/coverage.csv",
+            path("table", table="coverage"),
             caption="../report/coverage.rst",
             category="Tables",
             labels={"table": "coverage"},
         ),
-        md="results/tables/coverage.md",
+        md=path("table_md", table="coverage"),
     params:
-        datasets={d: masks_for(config, d) for d in config["datasets"]},
+        summaries=coverage_summaries(),
     log:
         "results/logs/tables/coverage.log",
     threads: 1

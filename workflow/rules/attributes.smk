@@ -1,13 +1,6 @@
 # Attribute prediction on masked faces (AJCAI 2021): heads on embeddings and a fine-tuned CNN, tables.
 # Built only when the config has an `attributes:` section, so other configs keep their DAG.
 
-ATTRIBUTE_TABLES = ["results/tables/attributes.csv", "results/tables/attributes_by_group.csv",
-                    "results/tables/attributes_privacy.csv"]
-
-# The attribute tables (they bring their figures), or nothing without `attributes:`.
-attribute_targets = lambda: list(ATTRIBUTE_TABLES) if "attributes" in config else []
-
-
 if "attributes" in config:
     from maskbench.attributes.settings import attribute_settings, check_attributes_config, train_variants
 
@@ -15,12 +8,12 @@ if "attributes" in config:
     check_attributes_config(config)
     ATTR = attribute_settings(config)
     ATTRIBUTE_FIGURES = ("confusion", "coverage", "age_error")
-    RUN_METRICS = "results/{dataset}/attributes/{model}/{strategy}/{train}/metrics.json"
-    RUN_PREDICTIONS = "results/{dataset}/attributes/{model}/{strategy}/{train}/predictions.parquet"
-    RUN_FIGURE = "results/figures/attributes/{dataset}/{model}/{strategy}/{train}/{kind}.png"
-    RUN_MODEL = "results/{dataset}/attributes/{model}/{strategy}/{train}/model.safetensors"
+    RUN_METRICS = PATHS["attribute_metrics"]
+    RUN_PREDICTIONS = PATHS["attribute_predictions"]
+    RUN_FIGURE = PATHS["attribute_figure"]
+    RUN_MODEL = PATHS["attribute_model"]
     # seconds per epoch and per 1,000 chips: kept apart from metrics.json, whose bytes a config fixes
-    RUN_TIMING = "results/{dataset}/attributes/{model}/{strategy}/{train}/timing.json"
+    RUN_TIMING = PATHS["attribute_timing"]
     # the fine-tuned CNN, filed as one more model (cnn_<arch>) beside the embedding models
     CNN = ATTR["cnn"]
     CNN_TRAIN_VARIANTS = CNN["train_variants"] if CNN else []
@@ -39,24 +32,19 @@ if "attributes" in config:
     ]
     # (model, strategy, train) of every run: the same for every dataset
     RUN_KEYS = list(dict.fromkeys((r["model"], r["strategy"], r["train"]) for r in ATTRIBUTE_RUNS))
-    # variant -> embedding shards of a dataset for a model (a head is tested on every variant)
-    variant_embeddings = lambda wc: {
-        v: [f"results/{wc.dataset}/embeddings/{wc.model}/{v}/shard-{s}.parquet" for s in shards(wc.dataset)]
-        for v in variants_for(config, wc.dataset)
-    }
 
     rule attributes:
         conda:
-            "../../envs/evaluate.yaml"
+            "../../envs/embed.yaml"
         wildcard_constraints:
             dataset="|".join(ATTR["datasets"]),
             model="|".join(ATTR["models"]),
             strategy="|".join(ATTR["splits"]),
             train="|".join(ATTR["train_variants"]),
         input:
-            split="results/{dataset}/splits/{strategy}.parquet",
-            index="results/{dataset}/index.parquet",
-            embeddings=lambda wc: [p for paths in variant_embeddings(wc).values() for p in paths],
+            split=PATHS["split"],
+            index=PATHS["index"],
+            embeddings=all_variant_embeddings,
             code=script_code("attributes"),
         output:
             predictions=RUN_PREDICTIONS,
@@ -92,14 +80,10 @@ if "attributes" in config:
                 strategy="|".join(CNN["splits"]),
                 train="|".join(CNN_TRAIN_VARIANTS),
             input:
-                split="results/{dataset}/splits/{strategy}.parquet",
-                index="results/{dataset}/index.parquet",
-                aligned=lambda wc: [f"results/{wc.dataset}/aligned/shard-{s}.parquet" for s in shards(wc.dataset)],
-                masked=lambda wc: [
-                    f"results/{wc.dataset}/masked/{m}/shard-{s}.parquet"
-                    for m in masks_for(config, wc.dataset)
-                    for s in shards(wc.dataset)
-                ],
+                split=PATHS["split"],
+                index=PATHS["index"],
+                aligned=aligned_shards,
+                masked=all_masked_shards,
                 code=script_code("attributes_cnn"),
             output:
                 predictions=RUN_PREDICTIONS,
@@ -107,6 +91,7 @@ if "attributes" in config:
                 model=RUN_MODEL,
                 timing=RUN_TIMING,
             params:
+                masked=masked_shard_groups,
                 train_on=lambda wc: train_variants(config, wc.dataset, wc.train),
                 test_on=lambda wc: variants_for(config, wc.dataset),
                 tasks=ATTR["tasks"],
@@ -114,7 +99,7 @@ if "attributes" in config:
                 thresholds=ATTR["thresholds"],
                 spec=CNN["spec"],
                 seed=SEED,
-                cache_dir="results/cache/models",
+                cache_dir=PATHS["model_cache"],
                 torch_threads=CNN["threads"],
             log:
                 "results/logs/attributes/{dataset}/{model}/{strategy}/{train}.log",
@@ -130,11 +115,11 @@ if "attributes" in config:
     # one job draws the figures of every run (heads and CNN) of a dataset
     rule attributes_figures:
         conda:
-            "../../envs/evaluate.yaml"
+            "../../envs/embed.yaml"
         wildcard_constraints:
             dataset="|".join(ATTR["datasets"]),
         input:
-            metrics=lambda wc: [RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS if r["dataset"] == wc.dataset],
+            metrics=dataset_attribute_metrics,
             code=script_code("attributes_figures"),
         output:
             [
@@ -143,12 +128,7 @@ if "attributes" in config:
                 for kind in ATTRIBUTE_FIGURES
             ],
         params:
-            runs=lambda wc: [
-                {"metrics": RUN_METRICS.format(**r),
-                 "figures": {kind: RUN_FIGURE.format(kind=kind, **r) for kind in ATTRIBUTE_FIGURES}}
-                for r in ATTRIBUTE_RUNS
-                if r["dataset"] == wc.dataset
-            ],
+            runs=dataset_attribute_figures,
         log:
             "results/logs/figures/attributes/{dataset}.log",
         threads: 1
@@ -164,7 +144,7 @@ if "attributes" in config:
 
     rule attributes_table:
         conda:
-            "../../envs/evaluate.yaml"
+            "../../envs/embed.yaml"
         input:
             metrics=[RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS],
             # the tables are delivered with the figures of every run
@@ -172,9 +152,9 @@ if "attributes" in config:
             code=script_code("attributes_table"),
         output:
             csv=ATTRIBUTE_TABLES[0],
-            md="results/tables/attributes.md",
+            md=path("table_md", table="attributes"),
             by_group=ATTRIBUTE_TABLES[1],
-            by_group_md="results/tables/attributes_by_group.md",
+            by_group_md=path("table_md", table="attributes_by_group"),
         params:
             entries=[
                 {"dataset": r["dataset"], "model": r["model"], "split": r["strategy"],
@@ -201,8 +181,8 @@ if "attributes" in config:
             code=script_code("attributes_privacy"),
         output:
             csv=ATTRIBUTE_TABLES[2],
-            md="results/tables/attributes_privacy.md",
-            figure="results/figures/attributes_privacy.png",
+            md=path("table_md", table="attributes_privacy"),
+            figure=path("figure_any", name="attributes_privacy"),
         params:
             entries=[
                 {"dataset": r["dataset"], "model": r["model"], "split": r["strategy"],

@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints and the input functions every stage shares.
+import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -8,6 +9,9 @@ from maskbench.attributes.labels import DEFAULT_AGE_GROUPS
 from maskbench.attributes.settings import split_settings
 from maskbench.code_closure import closure
 from maskbench.config import (
+    has_real_masks,
+    mask_aware_settings,
+    selection_protocol,
     CHIP_KINDS,
     check_config,
     comparison_pairs,
@@ -68,7 +72,60 @@ wildcard_constraints:
     shard=r"\d+",
 
 
+# Every file the workflow reads or writes, by name: rules, input functions and tables use these
+# templates (PATHS[name], or path(name, **wildcards) for one file), never a path spelt out again.
+PATHS = {
+    "acquired": "resources/raw/{dataset}/acquired.json",
+    "index": "results/{dataset}/index.parquet",
+    "index_report": "results/{dataset}/index.json",
+    "aligned": "results/{dataset}/aligned/shard-{shard}.parquet",
+    "aligned_summary": "results/{dataset}/aligned/summary.json",
+    "masked": "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
+    "masked_summary": "results/{dataset}/masked/{mask}/summary.json",
+    "split": "results/{dataset}/splits/{strategy}.parquet",
+    "split_report": "results/{dataset}/splits/{strategy}.json",
+    "pairs": "results/{dataset}/pairs/{protocol}.parquet",
+    "pairs_report": "results/{dataset}/pairs/{protocol}.json",
+    "embeddings": "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
+    "scores": "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+    "scores_bob": "results/{dataset}/scores/{model}/{protocol}/{comparison}.{bob}.txt",
+    "metrics": "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
+    "model": "results/models/{model}/model.safetensors",
+    "model_curve": "results/models/{model}/curve.parquet",
+    "model_report": "results/models/{model}/report.json",
+    "model_cache": "results/cache/models",
+    "training_benchmark": "results/benchmarks/train/{model}.tsv",
+    "training_time": "results/benchmarks/training_time.csv",
+    "training_time_md": "results/benchmarks/training_time.md",
+    "table": "results/tables/{table}.csv",
+    "table_md": "results/tables/{table}.md",
+    "figure": "results/figures/{figure}_{dataset}.png",
+    "figure_pdf": "results/figures/{figure}_{dataset}.pdf",
+    "training_figure": "results/figures/training_{model}.png",
+    "identification_protocol": "results/{dataset}/identification/{protocol}/{manifest}",
+    "identification_real_protocol": "results/{dataset}/identification/{protocol}/real-vs-real/{manifest}",
+    "identification": "results/{dataset}/identification/{model}/{protocol}/{probe_variant}.json",
+    "identification_real": "results/{dataset}/identification/{model}/{protocol}/real-vs-real.json",
+    "attribute_metrics": "results/{dataset}/attributes/{model}/{strategy}/{train}/metrics.json",
+    "attribute_predictions": "results/{dataset}/attributes/{model}/{strategy}/{train}/predictions.parquet",
+    "attribute_model": "results/{dataset}/attributes/{model}/{strategy}/{train}/model.safetensors",
+    "attribute_timing": "results/{dataset}/attributes/{model}/{strategy}/{train}/timing.json",
+    "attribute_figure": "results/figures/attributes/{dataset}/{model}/{strategy}/{train}/{kind}.png",
+    "mask_classifier": "results/models/{model}/mask_classifier.json",
+    "fusion_weights": "results/{dataset}/fusion/{model}/{protocol}.json",
+    "figure_any": "results/figures/{name}.png",
+    "figure_any_pdf": "results/figures/{name}.pdf",
+}
+
+
+def path(name, /, **wildcards):
+    """One file of the registry, its wildcards filled in."""
+    return PATHS[name].format(**wildcards)
+
+
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+# the checkout each conda env installs maskbench from (envs/*.post-deploy.sh)
+os.environ.update(MASKBENCH_ROOT=str(Path(workflow.basedir).resolve()))
 LIBRARY = Path(workflow.basedir) / "src" / "maskbench"
 
 
@@ -87,36 +144,32 @@ def dataset_cfg(wildcards):
 
 
 def aligned_shards(wildcards):
-    return expand(
-        "results/{dataset}/aligned/shard-{shard}.parquet",
-        dataset=wildcards.dataset,
-        shard=shards(wildcards.dataset),
-    )
+    return [path("aligned", dataset=wildcards.dataset, shard=s) for s in shards(wildcards.dataset)]
 
 
 def variant_chips(wildcards):
     """The chips an embedding job reads: the aligned shard (its bare photos for `unmasked`, its
     real-masked ones for `real`) or one mask type's shard."""
     if wildcards.variant in ("unmasked", "real"):
-        return f"results/{wildcards.dataset}/aligned/shard-{wildcards.shard}.parquet"
-    return f"results/{wildcards.dataset}/masked/{wildcards.variant}/shard-{wildcards.shard}.parquet"
+        return path("aligned", dataset=wildcards.dataset, shard=wildcards.shard)
+    return path("masked", dataset=wildcards.dataset, mask=wildcards.variant, shard=wildcards.shard)
 
 
 def comparison_embeddings(wildcards):
     ref, probe = wildcards.comparison.split("-vs-")
-    return expand(
-        "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
-        dataset=wildcards.dataset,
-        model=wildcards.model,
-        variant=sorted({ref, probe}),
-        shard=shards(wildcards.dataset),
-    )
+    return embedding_shards(wildcards.dataset, wildcards.model, sorted({ref, probe}))
+
+
+def embedding_shards(dataset, model, variants):
+    """A model's embedding shards of a dataset, variant by variant, each in shard order."""
+    return [path("embeddings", dataset=dataset, model=model, variant=v, shard=s)
+            for v in variants for s in shards(dataset)]
 
 
 def metric_files(dataset):
     ds = config["datasets"][dataset]
     return [
-        f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
+        path("metrics", dataset=dataset, model=model, protocol=protocol, comparison=comparison)
         for protocol in verification_protocols(config, dataset)
         for comparison in comparisons_for(config, dataset, protocol)
         for model in config["models"]
@@ -132,19 +185,19 @@ def all_targets():
     # a dataset without identities (UTKFace) has no verification protocol, hence no metrics
     verified = [d for d in config["datasets"] if verification_protocols(config, d)]
     if not verified:
-        return expand("results/tables/{table}.csv", table=config["tables"])
+        return expand(PATHS["table"], table=config["tables"])
     return (
-        expand("results/tables/{table}.csv", table=config["tables"])
-        + ["results/tables/all_metrics.csv", "results/tables/coverage.csv"]
-        + (["results/tables/metrics_by_group.csv"] if any(ds.get("group_by") for ds in config["datasets"].values()) else [])
+        expand(PATHS["table"], table=config["tables"])
+        + [path("table", table="all_metrics"), path("table", table="coverage")]
+        + ([path("table", table="metrics_by_group")] if any(ds.get("group_by") for ds in config["datasets"].values()) else [])
         + expand(
-            "results/figures/{figure}_{dataset}.png",
+            PATHS["figure"],
             figure=["roc", "det", "scores", "mask_effect"],
             dataset=verified,
         )
-        + expand("results/figures/training_{model}.png", model=TRAINED_MODELS)
-        + ["results/tables/models.csv"]
-        + (["results/benchmarks/training_time.csv"] if TRAINED_MODELS else [])
+        + expand(PATHS["training_figure"], model=TRAINED_MODELS)
+        + [path("table", table="models")]
+        + ([PATHS["training_time"]] if TRAINED_MODELS else [])
     )
 
 
@@ -155,7 +208,8 @@ def nist_baseline(wildcards):
         return []
     if "unmasked-vs-unmasked" not in comparisons_for(config, wildcards.dataset, wildcards.protocol):
         return []
-    return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{wildcards.protocol}/unmasked-vs-unmasked.parquet"]
+    return [path("scores", dataset=wildcards.dataset, model=wildcards.model, protocol=wildcards.protocol,
+                 comparison="unmasked-vs-unmasked")]
 
 
 def table_datasets(wildcards):
@@ -165,22 +219,28 @@ def table_datasets(wildcards):
 
 
 def table_cells(wildcards):
-    """(dataset, model) -> metrics file of the comparison a table reports."""
+    """The metrics file of the comparison a table reports, per dataset and model."""
     spec = config["tables"][wildcards.table]
     models = spec.get("models") or list(config["models"])
     comparison = f"{spec['ref_variant']}-vs-{spec['probe_variant']}"
-    cells = {}
+    cells = []
     for dataset in table_datasets(wildcards):
         protocol = (spec.get("protocol") or {}).get(dataset) or verification_protocols(config, dataset)[0]
         for model in models:
-            cells[f"{dataset}/{model}"] = f"results/{dataset}/metrics/{model}/{protocol}/{comparison}.json"
+            cells.append({"dataset": dataset, "model": model,
+                          "path": path("metrics", dataset=dataset, model=model, protocol=protocol,
+                                       comparison=comparison)})
     return cells
+
+
+def table_cell_files(wildcards):
+    return [c["path"] for c in table_cells(wildcards)]
 
 
 def metric_entries():
     return [
         {"dataset": d, "model": m, "protocol": p, "comparison": c,
-         "path": f"results/{d}/metrics/{m}/{p}/{c}.json"}
+         "path": path("metrics", dataset=d, model=m, protocol=p, comparison=c)}
         for d in config["datasets"]
         for p in verification_protocols(config, d)
         for c in comparisons_for(config, d, p)
@@ -193,7 +253,7 @@ def roc_curves(wildcards):
     protocol = verification_protocols(config, wildcards.dataset)[0]
     return [
         {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}", "model": model, "comparison": comparison,
-         "path": f"results/{wildcards.dataset}/scores/{model}/{protocol}/{comparison}.parquet"}
+         "path": path("scores", dataset=wildcards.dataset, model=model, protocol=protocol, comparison=comparison)}
         for comparison in comparisons_for(config, wildcards.dataset, protocol)
         for model in config["models"]
         if evaluable(config, model, wildcards.dataset, protocol)
@@ -203,7 +263,8 @@ def roc_curves(wildcards):
 def mask_effect_rows(wildcards):
     protocol = verification_protocols(config, wildcards.dataset)[0]
     return [
-        {"model": m, "comparison": c, "path": f"results/{wildcards.dataset}/metrics/{m}/{protocol}/{c}.json"}
+        {"model": m, "comparison": c,
+         "path": path("metrics", dataset=wildcards.dataset, model=m, protocol=protocol, comparison=c)}
         for c in comparisons_for(config, wildcards.dataset, protocol)
         for m in config["models"]
         if evaluable(config, m, wildcards.dataset, protocol)
@@ -213,12 +274,12 @@ def mask_effect_rows(wildcards):
 def protocol_split_file(wildcards):
     """The split a protocol's images are restricted to, if any."""
     part = protocol_part(config, wildcards.protocol)
-    return [f"results/{wildcards.dataset}/splits/{part[0]}.parquet"] if part else []
+    return [path("split", dataset=wildcards.dataset, strategy=part[0])] if part else []
 
 
 # --- trained models and ensembles ------------------------------------------------------------
 
-MODEL_FILE = "results/models/{model}/model.safetensors"
+MODEL_FILE = PATHS["model"]
 
 
 def embed_model_files(wildcards):
@@ -236,7 +297,7 @@ def embed_model_spec(wildcards):
 
 def projection_base_shard(wildcards):
     base = config["models"][wildcards.model]["base"]
-    return f"results/{wildcards.dataset}/embeddings/{base}/{wildcards.variant}/shard-{wildcards.shard}.parquet"
+    return path("embeddings", dataset=wildcards.dataset, model=base, variant=wildcards.variant, shard=wildcards.shard)
 
 
 def training_spec(wildcards):
@@ -257,38 +318,60 @@ def training_datasets(model):
 def head_training_embeddings(wildcards):
     """The base model's embeddings, unmasked and of the mask types trained on, of every training set."""
     base = config["models"][wildcards.model]["base"]
+    base = config["models"][wildcards.model]["base"]
     return [
-        f"results/{dataset}/embeddings/{base}/{variant}/shard-{shard}.parquet"
+        p
         for dataset in training_datasets(wildcards.model)
-        for variant in ["unmasked", *train_masks(config, wildcards.model, dataset)]
-        for shard in shards(dataset)
+        for p in embedding_shards(dataset, base, ["unmasked", *train_masks(config, wildcards.model, dataset)])
+    ]
+
+
+def head_training_groups(wildcards):
+    """The same shards as {variant: shards} per training dataset, in the order of its `datasets:`."""
+    base = config["models"][wildcards.model]["base"]
+    return [
+        {variant: embedding_shards(dataset, base, [variant])
+         for variant in sorted(["unmasked", *train_masks(config, wildcards.model, dataset)])}
+        for dataset in training_datasets(wildcards.model)
     ]
 
 
 def training_splits(wildcards):
     strategy = train_split(config["models"][wildcards.model])
-    return [f"results/{d}/splits/{strategy}.parquet" for d in training_datasets(wildcards.model)]
+    return [path("split", dataset=d, strategy=strategy) for d in training_datasets(wildcards.model)]
 
 
 def finetune_masked_chips(wildcards):
     dataset = training_datasets(wildcards.model)[0]
-    return [
-        f"results/{dataset}/masked/{mask}/shard-{shard}.parquet"
-        for mask in train_masks(config, wildcards.model, dataset)
-        for shard in shards(dataset)
-    ]
+    return [p for mask in train_masks(config, wildcards.model, dataset) for p in masked_shards(dataset, mask)]
+
+
+def finetune_masked_groups(wildcards):
+    """mask type -> its chip shards of the (first) training dataset, in shard order."""
+    dataset = training_datasets(wildcards.model)[0]
+    return {mask: masked_shards(dataset, mask) for mask in sorted(train_masks(config, wildcards.model, dataset))}
+
+
+def masked_shards(dataset, mask):
+    return [path("masked", dataset=dataset, mask=mask, shard=s) for s in shards(dataset)]
 
 
 def finetune_aligned_chips(wildcards):
     dataset = training_datasets(wildcards.model)[0]
-    return [f"results/{dataset}/aligned/shard-{shard}.parquet" for shard in shards(dataset)]
+    return [path("aligned", dataset=dataset, shard=s) for s in shards(dataset)]
 
 
 def ensemble_member_scores(wildcards):
-    return [
-        f"results/{wildcards.dataset}/scores/{member}/{wildcards.protocol}/{wildcards.comparison}.parquet"
+    return list(ensemble_member_score_files(wildcards).values())
+
+
+def ensemble_member_score_files(wildcards):
+    """member -> its scores of this comparison, in the ensemble's member order."""
+    return {
+        member: path("scores", dataset=wildcards.dataset, model=member, protocol=wildcards.protocol,
+                     comparison=wildcards.comparison)
         for member in config["models"][wildcards.model]["members"]
-    ]
+    }
 
 
 def validation_scores(wildcards):
@@ -297,19 +380,25 @@ def validation_scores(wildcards):
     val = config["protocols"][wildcards.protocol].get("validation")
     if not val:
         return []
-    return [f"results/{wildcards.dataset}/scores/{wildcards.model}/{val}/{wildcards.comparison}.parquet"]
+    return [path("scores", dataset=wildcards.dataset, model=wildcards.model, protocol=val,
+                 comparison=wildcards.comparison)]
 
 
 def ensemble_reference_scores(wildcards):
     """Members' scores of the first comparison of the ensemble's normalisation protocol (val
     pairs, never the tested ones): every comparison is normalised with these moments, so its
     comparisons share one scale."""
+    return list(ensemble_reference_score_files(wildcards).values())
+
+
+def ensemble_reference_score_files(wildcards):
+    """member -> its scores of the reference comparison (see ensemble_reference_scores)."""
     norm = normalisation_protocol(config, wildcards.model, wildcards.protocol)
     reference = comparisons_for(config, wildcards.dataset, norm)[0]
-    return [
-        f"results/{wildcards.dataset}/scores/{member}/{norm}/{reference}.parquet"
+    return {
+        member: path("scores", dataset=wildcards.dataset, model=member, protocol=norm, comparison=reference)
         for member in config["models"][wildcards.model]["members"]
-    ]
+    }
 
 
 # mask{mask}: `paint_on: image` reads the index and the raw photos too
@@ -321,6 +410,277 @@ def mask_photo_inputs(wildcards):
     if mask_paint_on(wildcards) != "image":
         return {}
     return {
-        "index": f"results/{wildcards.dataset}/index.parquet",
-        "acquired": f"resources/raw/{wildcards.dataset}/acquired.json",
+        "index": path("index", dataset=wildcards.dataset),
+        "acquired": path("acquired", dataset=wildcards.dataset),
     }
+
+
+# --- identification: which datasets and protocols search a gallery ---------------------------
+from maskbench.config import (
+    DEFAULT_FPIR_TARGETS,
+    DEFAULT_RANKS,
+    identification_probe_variants,
+    identification_protocols,
+    imported_score_path,
+    real_gallery_wanted,
+    realism_protocol,
+)
+
+# dataset -> its identification protocols (datasets without one get no identification job)
+IDENTIFICATION = {d: identification_protocols(config, d) for d in config["datasets"]}
+IDENTIFICATION = {d: ps for d, ps in IDENTIFICATION.items() if ps}
+IDENTIFICATION_PROTOCOLS = sorted({p for ps in IDENTIFICATION.values() for p in ps})
+
+
+def identification_setting(wildcards, key, default):
+    return list(config["protocols"][wildcards.protocol].get(key) or default)
+
+
+def identification_embeddings(wildcards):
+    """Unmasked embeddings (the gallery) and the probe variant's, of every shard."""
+    if wildcards.probe_variant not in identification_probe_variants(config, wildcards.dataset, wildcards.protocol):
+        raise ValueError(
+            f"{wildcards.probe_variant!r} is not a probe variant of protocol {wildcards.protocol!r} "
+            f"on {wildcards.dataset!r}"
+        )
+    return embedding_shards(wildcards.dataset, wildcards.model, sorted({"unmasked", wildcards.probe_variant}))
+
+
+def real_gallery_embeddings(wildcards):
+    """The real-masked embeddings of every shard, for a protocol that asks for [real, real]."""
+    if not real_gallery_wanted(config, wildcards.dataset, wildcards.protocol):
+        raise ValueError(f"protocol {wildcards.protocol!r} on {wildcards.dataset!r} has no [real, real] comparison")
+    return embedding_shards(wildcards.dataset, wildcards.model, ["real"])
+
+
+def identification_entries():
+    """One result per dataset, identification protocol, model with embeddings and probe variant."""
+    return [
+        {"dataset": d, "model": m, "protocol": p,
+         "path": path("identification", dataset=d, model=m, protocol=p, probe_variant=v)}
+        for d, protocols in IDENTIFICATION.items()
+        for p in protocols
+        for m in SCORED_MODELS
+        if evaluable(config, m, d, p)
+        for v in identification_probe_variants(config, d, p)
+    ] + [
+        {"dataset": d, "model": m, "protocol": p,
+         "path": path("identification_real", dataset=d, model=m, protocol=p)}
+        for d, protocols in IDENTIFICATION.items()
+        for p in protocols
+        for m in SCORED_MODELS
+        if evaluable(config, m, d, p) and real_gallery_wanted(config, d, p)
+    ]
+
+
+def identification_targets():
+    """The identification table (it brings every result), or nothing without such a protocol."""
+    return [path("table", table="identification")] if IDENTIFICATION else []
+
+
+def identification_manifests(real=False):
+    """Output templates of a gallery/probes protocol (the [real, real] one apart)."""
+    name = "identification_real_protocol" if real else "identification_protocol"
+    return {key: PATHS[name].replace("{manifest}", file)
+            for key, file in (("gallery", "gallery.parquet"), ("probes", "probes.parquet"),
+                              ("report", "protocol.json"))}
+
+
+# --- realism: which metrics the realism table puts side by side -------------------------------
+
+
+def realism_entries():
+    """Metrics and scores of unmasked-vs-real and unmasked-vs-<mask> of every real-masked dataset's
+    first verification protocol that compares unmasked with real, for every model it evaluates."""
+    out = []
+    for dataset in config["datasets"]:
+        protocol = realism_protocol(config, dataset)
+        if protocol is None:
+            continue
+        comparisons = [c for c in comparisons_for(config, dataset, protocol)
+                       if c == "unmasked-vs-real" or (c.startswith("unmasked-vs-") and c[12:] in config["masks"])]
+        for model in config["models"]:
+            if not evaluable(config, model, dataset, protocol):
+                continue
+            for comparison in comparisons:
+                where = {"dataset": dataset, "model": model, "protocol": protocol, "comparison": comparison}
+                out.append({**where, "metrics": path("metrics", **where), "scores": path("scores", **where)})
+    return out
+
+
+def realism_targets():
+    return [path("table", table="realism"), path("figure_any", name="realism")] if realism_entries() else []
+
+
+def realism_labelled_sets():
+    """Datasets of the realism table whose real masks are labelled by kind (MFR2): dataset ->
+    where their images are and the index options (for the breakdown by mask type)."""
+    datasets = {e["dataset"] for e in realism_entries()}
+    return {d: {"acquired": path("acquired", dataset=d),
+                "images": config["datasets"][d].get("images", "images"),
+                "options": config["datasets"][d].get("index_options", {})}
+            for d in sorted(datasets) if config["datasets"][d]["layout"] == "mfr2"}
+
+
+# --- score files exchanged with other tools ---------------------------------------------------
+
+
+def imported_score_file(wildcards):
+    """The file an imported model's scores are read from, for this dataset, protocol and comparison."""
+    spec = config["models"][wildcards.model]
+    return imported_score_path(spec["scores"], wildcards.dataset, wildcards.protocol, wildcards.comparison)
+
+
+def imported_pairs(wildcards):
+    """The pairs manifest a CSV score file is matched to; Bob files carry their own labels."""
+    if config["models"][wildcards.model]["format"] != "csv":
+        return []
+    return [path("pairs", dataset=wildcards.dataset, protocol=wildcards.protocol)]
+
+
+# --- per-dataset and per-model inputs the rules used to spell out ------------------------------
+
+
+def dataset_images(wildcards):
+    return config["datasets"][wildcards.dataset].get("images", "images")
+
+
+def masked_summary_shards(wildcards):
+    return masked_shards(wildcards.dataset, wildcards.mask)
+
+
+def all_masked_shards(wildcards):
+    """Every mask type's chip shards of a dataset."""
+    return [p for m in masks_for(config, wildcards.dataset) for p in masked_shards(wildcards.dataset, m)]
+
+
+def masked_shard_groups(wildcards):
+    """mask type -> its chip shards of a dataset, in shard order."""
+    return {m: masked_shards(wildcards.dataset, m) for m in sorted(masks_for(config, wildcards.dataset))}
+
+
+def group_index(wildcards):
+    """The dataset's index, for metrics per demographic group (only where group_by is set)."""
+    return [path("index", dataset=wildcards.dataset)] if dataset_cfg(wildcards).get("group_by") else []
+
+
+def coverage_summaries():
+    """dataset -> its alignment summary and mask type -> masking summary, for the coverage table."""
+    return {d: {"aligned": path("aligned_summary", dataset=d),
+                "masked": {m: path("masked_summary", dataset=d, mask=m) for m in masks_for(config, d)}}
+            for d in config["datasets"]}
+
+
+def table_figures(wildcards):
+    """A table is delivered with the ROC figures of its datasets."""
+    return [path("figure", figure="roc", dataset=d) for d in table_datasets(wildcards)]
+
+
+def trained_model_reports():
+    return {m: path("model_report", model=m) for m in TRAINED_MODELS}
+
+
+def training_benchmarks():
+    return {m: path("training_benchmark", model=m) for m in TRAINED_MODELS}
+
+
+# --- attributes (only with an `attributes:` section; ATTRIBUTE_RUNS is set by attributes.smk) ---
+
+ATTRIBUTE_TABLES = [path("table", table="attributes"), path("table", table="attributes_by_group"),
+                    path("table", table="attributes_privacy")]
+
+
+def attribute_targets():
+    """The attribute tables (they bring their figures), or nothing without `attributes:`."""
+    return list(ATTRIBUTE_TABLES) if "attributes" in config else []
+
+
+def variant_embeddings(wildcards):
+    """variant -> embedding shards of a dataset for a model (a head is tested on every variant)."""
+    return {v: embedding_shards(wildcards.dataset, wildcards.model, [v]) for v in variants_for(config, wildcards.dataset)}
+
+
+def all_variant_embeddings(wildcards):
+    return [p for paths in variant_embeddings(wildcards).values() for p in paths]
+
+
+def dataset_attribute_runs(wildcards):
+    return [r for r in ATTRIBUTE_RUNS if r["dataset"] == wildcards.dataset]
+
+
+def dataset_attribute_metrics(wildcards):
+    return [path("attribute_metrics", **r) for r in dataset_attribute_runs(wildcards)]
+
+
+def dataset_attribute_figures(wildcards):
+    return [
+        {"metrics": path("attribute_metrics", **r),
+         "figures": {kind: path("attribute_figure", kind=kind, **r) for kind in ATTRIBUTE_FIGURES}}
+        for r in dataset_attribute_runs(wildcards)
+    ]
+
+
+# contact sheets: real-masked photos beside each synthetic mask type, for datasets with real masks
+def contact_sheet_datasets():
+    """Datasets with photos of real masks and at least one synthetic mask type."""
+    return [d for d in config["datasets"] if has_real_masks(config, d) and masks_for(config, d)]
+
+
+def contact_sheet_inputs(wildcards):
+    return {
+        "aligned": aligned_shards(wildcards),
+        "masked": [path("masked", dataset=wildcards.dataset, mask=m, shard=s)
+                   for m in masks_for(config, wildcards.dataset) for s in shards(wildcards.dataset)],
+    }
+
+
+def contact_sheet_targets():
+    return [path("figure_any", name=f"contact_sheet_{d}") for d in contact_sheet_datasets()]
+
+
+# mask-aware ensembles (mask_aware.smk): a mask classifier on a base model's embeddings, weights chosen on val
+MASK_AWARE_MODELS = [m for m in ENSEMBLE_MODELS if config["models"][m].get("mask_aware")]
+
+
+def mask_classifier_embeddings(wildcards):
+    block = config["models"][wildcards.model]["mask_aware"]
+    return [
+        path("embeddings", dataset=dataset, model=block["base"], variant=variant, shard=shard)
+        for dataset in block["datasets"]
+        for variant in variants_for(config, dataset)
+        for shard in shards(dataset)
+    ]
+
+
+def mask_classifier_splits(wildcards):
+    return [path("split", dataset=d, strategy="identity") for d in config["models"][wildcards.model]["mask_aware"]["datasets"]]
+
+
+def mask_aware_probe_embeddings(dataset, model, variant):
+    base = config["models"][model]["mask_aware"]["base"]
+    return [path("embeddings", dataset=dataset, model=base, variant=variant, shard=shard) for shard in shards(dataset)]
+
+
+def mask_aware_selection_scores(wildcards):
+    select = selection_protocol(config, wildcards.model, wildcards.protocol)
+    return [
+        path("scores", dataset=wildcards.dataset, model=member, protocol=select, comparison=comparison)
+        for comparison in comparisons_for(config, wildcards.dataset, select)
+        if comparison.startswith("unmasked-vs-")
+        for member in config["models"][wildcards.model]["members"]
+    ]
+
+
+def mask_aware_selection_probes(wildcards):
+    select = selection_protocol(config, wildcards.model, wildcards.protocol)
+    return [
+        shard_path
+        for comparison in comparisons_for(config, wildcards.dataset, select)
+        if comparison.startswith("unmasked-vs-")
+        for shard_path in mask_aware_probe_embeddings(wildcards.dataset, wildcards.model, comparison.split("-vs-")[1])
+    ]
+
+
+def mask_aware_comparison_probes(wildcards):
+    probe = wildcards.comparison.split("-vs-")[1]
+    return mask_aware_probe_embeddings(wildcards.dataset, wildcards.model, probe)

@@ -12,10 +12,10 @@ rule embed:
         model_file=embed_model_files,
         code=script_code("embed"),
     output:
-        "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
+        PATHS["embeddings"],
     params:
         model=embed_model_spec,
-        cache_dir="results/cache/models",
+        cache_dir=PATHS["model_cache"],
     log:
         "results/logs/embed/{dataset}/{model}/{variant}/shard-{shard}.log",
     benchmark:

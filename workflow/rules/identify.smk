@@ -16,9 +16,7 @@ if IDENTIFICATION:
             split=protocol_split_file,
             code=script_code("identification_protocol"),
         output:
-            gallery=f"{IDENTIFICATION_DIR}/gallery.parquet",
-            probes=f"{IDENTIFICATION_DIR}/probes.parquet",
-            report=f"{IDENTIFICATION_DIR}/protocol.json",
+            **identification_manifests(),
         params:
             protocol=lambda wc: config["protocols"][wc.protocol],
             seed=SEED,
@@ -43,9 +41,7 @@ if IDENTIFICATION:
             split=protocol_split_file,
             code=script_code("identification_protocol"),
         output:
-            gallery=f"{REAL_GALLERY_DIR}/gallery.parquet",
-            probes=f"{REAL_GALLERY_DIR}/probes.parquet",
-            report=f"{REAL_GALLERY_DIR}/protocol.json",
+            **identification_manifests(real=True),
         params:
             protocol=lambda wc: config["protocols"][wc.protocol],
             seed=SEED,
@@ -68,12 +64,12 @@ if IDENTIFICATION:
             model=one_of(SCORED_MODELS),
             probe_variant=r"[a-z0-9][a-z0-9_]*",
         input:
-            gallery=f"{IDENTIFICATION_DIR}/gallery.parquet",
-            probes=f"{IDENTIFICATION_DIR}/probes.parquet",
+            gallery=identification_manifests()["gallery"],
+            probes=identification_manifests()["probes"],
             embeddings=identification_embeddings,
             code=script_code("identify"),
         output:
-            IDENTIFY_RESULT,
+            PATHS["identification"],
         params:
             score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
             ranks=lambda wc: identification_setting(wc, "ranks", DEFAULT_RANKS),
@@ -95,12 +91,12 @@ if IDENTIFICATION:
             protocol=one_of(IDENTIFICATION_PROTOCOLS),
             model=one_of(SCORED_MODELS),
         input:
-            gallery=f"{REAL_GALLERY_DIR}/gallery.parquet",
-            probes=f"{REAL_GALLERY_DIR}/probes.parquet",
+            gallery=identification_manifests(real=True)["gallery"],
+            probes=identification_manifests(real=True)["probes"],
             embeddings=real_gallery_embeddings,
             code=script_code("identify"),
         output:
-            IDENTIFY_REAL_RESULT,
+            PATHS["identification_real"],
         params:
             score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
             ranks=lambda wc: identification_setting(wc, "ranks", DEFAULT_RANKS),
@@ -125,12 +121,12 @@ if IDENTIFICATION:
             code=script_code("identification_table"),
         output:
             csv=report(
-                "results/tables/identification.csv",
+                path("table", table="identification"),
                 caption="../report/identification.rst",
                 category="Tables",
                 labels={"table": "identification"},
             ),
-            md="results/tables/identification.md",
+            md=path("table_md", table="identification"),
         params:
             entries=identification_entries(),
         log:

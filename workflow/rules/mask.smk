@@ -10,16 +10,16 @@ rule mask:
         "../../envs/faces.yaml"
     input:
         unpack(mask_photo_inputs),
-        aligned="results/{dataset}/aligned/shard-{shard}.parquet",
+        aligned=PATHS["aligned"],
         code=script_code("mask"),
     output:
-        "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
+        PATHS["masked"],
     params:
         spec=lambda wc: config["masks"][wc.mask],
         seed=SEED,
         paint_on=mask_paint_on,
         align=config["align"],
-        images=lambda wc: config["datasets"][wc.dataset].get("images", "images"),
+        images=dataset_images,
     log:
         "results/logs/mask/{dataset}/{mask}/shard-{shard}.log",
     benchmark:

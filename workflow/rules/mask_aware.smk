@@ -12,7 +12,7 @@ rule train_mask_classifier:
         splits=mask_classifier_splits,
         code=script_code("train_mask_classifier"),
     output:
-        "results/models/{model}/mask_classifier.json",
+        PATHS["mask_classifier"],
     params:
         datasets=lambda wc: list(config["models"][wc.model]["mask_aware"]["datasets"]),
         base=lambda wc: config["models"][wc.model]["mask_aware"]["base"],
@@ -35,11 +35,11 @@ rule mask_aware_weights:
     input:
         scores=mask_aware_selection_scores,
         reference=ensemble_reference_scores,
-        classifier="results/models/{model}/mask_classifier.json",
+        classifier=PATHS["mask_classifier"],
         probes=mask_aware_selection_probes,
         code=script_code("mask_aware_weights"),
     output:
-        "results/{dataset}/fusion/{model}/{protocol}.json",
+        PATHS["fusion_weights"],
     params:
         settings=lambda wc: mask_aware_settings(config["models"][wc.model]),
     log:
@@ -63,12 +63,12 @@ rule fuse_mask_aware:
     input:
         members=ensemble_member_scores,
         reference=ensemble_reference_scores,
-        weights="results/{dataset}/fusion/{model}/{protocol}.json",
-        classifier="results/models/{model}/mask_classifier.json",
+        weights=PATHS["fusion_weights"],
+        classifier=PATHS["mask_classifier"],
         probes=mask_aware_comparison_probes,
         code=script_code("fuse_mask_aware"),
     output:
-        "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        PATHS["scores"],
     params:
         members=lambda wc: config["models"][wc.model]["members"],
     log:

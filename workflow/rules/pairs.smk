@@ -6,14 +6,14 @@ rule pairs:
         "../../envs/data.yaml"
     input:
         aligned=aligned_shards,
-        summary="results/{dataset}/aligned/summary.json",  # fails first, clearly, if no face was found
-        acquired="resources/raw/{dataset}/acquired.json",
-        index="results/{dataset}/index.parquet",  # groups (videos): no genuine pair within one
+        summary=PATHS["aligned_summary"],  # fails first, clearly, if no face was found
+        acquired=PATHS["acquired"],
+        index=PATHS["index"],  # groups (videos): no genuine pair within one
         split=protocol_split_file,
         code=script_code("pairs"),
     output:
-        table="results/{dataset}/pairs/{protocol}.parquet",
-        report="results/{dataset}/pairs/{protocol}.json",
+        table=PATHS["pairs"],
+        report=PATHS["pairs_report"],
     params:
         protocol=lambda wc: config["protocols"][wc.protocol],
         comparisons=lambda wc: comparison_pairs(config, wc.dataset, wc.protocol),

@@ -13,21 +13,21 @@ if realism_entries():
             code=script_code("realism"),
         output:
             csv=report(
-                "results/tables/realism.csv",
+                path("table", table="realism"),
                 caption="../report/realism.rst",
                 category="Tables",
                 labels={"table": "realism"},
             ),
-            md="results/tables/realism.md",
-            by_type="results/tables/realism_by_type.csv",
-            by_type_md="results/tables/realism_by_type.md",
+            md=path("table_md", table="realism"),
+            by_type=path("table", table="realism_by_type"),
+            by_type_md=path("table_md", table="realism_by_type"),
             png=report(
-                "results/figures/realism.png",
+                path("figure_any", name="realism"),
                 caption="../report/realism.rst",
                 category="Figures",
                 labels={"figure": "realism"},
             ),
-            pdf="results/figures/realism.pdf",
+            pdf=path("figure_any_pdf", name="realism"),
         params:
             entries=realism_entries(),
             labelled=realism_labelled_sets(),
@@ -53,7 +53,7 @@ rule contact_sheet:
         code=script_code("contact_sheet"),
     output:
         report(
-            "results/figures/contact_sheet_{dataset}.png",
+            PATHS["figure_any"].replace("{name}", "contact_sheet_{dataset}"),
             caption="../report/contact_sheet.rst",
             category="Figures",
             labels={"figure": "contact sheet", "dataset": "{dataset}"},

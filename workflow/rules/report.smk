@@ -5,20 +5,19 @@ rule table:
     conda:
         "../../envs/evaluate.yaml"
     wildcard_constraints:
-        table="|".join(config["tables"]) or "(?!)",  # no table configured: match nothing
+        table=one_of(config["tables"]),  # no table configured: match nothing
     input:
-        cells=lambda wc: list(table_cells(wc).values()),
-        # a table is delivered with the ROC figures of its datasets
-        figures=lambda wc: [f"results/figures/roc_{d}.png" for d in table_datasets(wc)],
+        cells=table_cell_files,
+        figures=table_figures,
         code=script_code("table"),
     output:
         csv=report(
-            "results/tables/{table}.csv",
+            PATHS["table"],
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
-        md="results/tables/{table}.md",
+        md=PATHS["table_md"],
     params:
         spec=lambda wc: config["tables"][wc.table],
         cells=table_cells,
@@ -43,12 +42,12 @@ rule all_metrics:
         code=script_code("all_metrics"),
     output:
         csv=report(
-            "results/tables/all_metrics.csv",
+            path("table", table="all_metrics"),
             caption="../report/all_metrics.rst",
             category="Tables",
             labels={"table": "all metrics"},
         ),
-        md="results/tables/all_metrics.md",
+        md=path("table_md", table="all_metrics"),
     params:
         entries=metric_entries(),
     log:
@@ -70,12 +69,12 @@ rule metrics_by_group:
         code=script_code("metrics_by_group"),
     output:
         csv=report(
-            "results/tables/metrics_by_group.csv",
+            path("table", table="metrics_by_group"),
             caption="../report/metrics_by_group.rst",
             category="Tables",
             labels={"table": "metrics by group"},
         ),
-        md="results/tables/metrics_by_group.md",
+        md=path("table_md", table="metrics_by_group"),
     params:
         entries=[e for e in metric_entries() if config["datasets"][e["dataset"]].get("group_by")],
     log:
@@ -96,24 +95,24 @@ rule curve_figures:
         code=script_code("curve_figures"),
     output:
         roc=report(
-            "results/figures/roc_{dataset}.png",
+            PATHS["figure"].replace("{figure}", "roc"),
             caption="../report/roc.rst",
             category="Figures",
             labels={"figure": "ROC", "dataset": "{dataset}"},
         ),
         det=report(
-            "results/figures/det_{dataset}.png",
+            PATHS["figure"].replace("{figure}", "det"),
             caption="../report/det.rst",
             category="Figures",
             labels={"figure": "DET", "dataset": "{dataset}"},
         ),
         hist=report(
-            "results/figures/scores_{dataset}.png",
+            PATHS["figure"].replace("{figure}", "scores"),
             caption="../report/scores.rst",
             category="Figures",
             labels={"figure": "score histograms", "dataset": "{dataset}"},
         ),
-        pdfs=multiext("results/figures/", "roc_{dataset}.pdf", "det_{dataset}.pdf", "scores_{dataset}.pdf"),
+        pdfs=[PATHS["figure_pdf"].replace("{figure}", f) for f in ("roc", "det", "scores")],
     params:
         curves=roc_curves,
     log:
@@ -134,12 +133,12 @@ rule mask_effect_figure:
         code=script_code("mask_effect_figure"),
     output:
         png=report(
-            "results/figures/mask_effect_{dataset}.png",
+            PATHS["figure"].replace("{figure}", "mask_effect"),
             caption="../report/mask_effect.rst",
             category="Figures",
             labels={"figure": "mask effect", "dataset": "{dataset}"},
         ),
-        pdf="results/figures/mask_effect_{dataset}.pdf",
+        pdf=PATHS["figure_pdf"].replace("{figure}", "mask_effect"),
     params:
         rows=mask_effect_rows,
     log:
@@ -160,22 +159,22 @@ rule models_table:
     input:
         metrics=[e["path"] for e in metric_entries()],
         identification=[e["path"] for e in identification_entries()],
-        reports=expand("results/models/{model}/report.json", model=TRAINED_MODELS),
+        reports=list(trained_model_reports().values()),
         code=script_code("models_table"),
     output:
         csv=report(
-            "results/tables/models.csv",
+            path("table", table="models"),
             caption="../report/models.rst",
             category="Tables",
             labels={"table": "models"},
         ),
-        md="results/tables/models.md",
-        png="results/figures/models.png",
-        pdf="results/figures/models.pdf",
+        md=path("table_md", table="models"),
+        png=path("figure_any", name="models"),
+        pdf=path("figure_any_pdf", name="models"),
     params:
         metrics=metric_entries(),
         identification=identification_entries(),
-        reports={m: f"results/models/{m}/report.json" for m in TRAINED_MODELS},
+        reports=trained_model_reports(),
     log:
         "results/logs/tables/models.log",
     threads: 1
@@ -190,13 +189,13 @@ rule training_time:
     conda:
         "../../envs/evaluate.yaml"
     input:
-        reports=expand("results/models/{model}/report.json", model=TRAINED_MODELS),
+        reports=list(trained_model_reports().values()),
         code=script_code("training_time"),
     output:
-        csv="results/benchmarks/training_time.csv",
-        md="results/benchmarks/training_time.md",
+        csv=PATHS["training_time"],
+        md=PATHS["training_time_md"],
     params:
-        benchmarks={m: f"results/benchmarks/train/{m}.tsv" for m in TRAINED_MODELS},
+        benchmarks=training_benchmarks(),
     log:
         "results/logs/tables/training_time.log",
     threads: 1

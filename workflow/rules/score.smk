@@ -7,11 +7,11 @@ rule score:
     wildcard_constraints:
         model=one_of(SCORED_MODELS),
     input:
-        pairs="results/{dataset}/pairs/{protocol}.parquet",
+        pairs=PATHS["pairs"],
         embeddings=comparison_embeddings,
         code=script_code("score"),
     output:
-        "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        PATHS["scores"],
     params:
         score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
     log:
@@ -28,14 +28,14 @@ rule metrics:
     conda:
         "../../envs/evaluate.yaml"
     input:
-        scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        scores=PATHS["scores"],
         baseline=nist_baseline,
         val_scores=validation_scores,
         # metrics per demographic group need the dataset's index (only where group_by is set)
-        index=lambda wc: [f"results/{wc.dataset}/index.parquet"] if dataset_cfg(wc).get("group_by") else [],
+        index=group_index,
         code=script_code("metrics"),
     output:
-        "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
+        PATHS["metrics"],
     params:
         evaluation=config.get("evaluation", {}),
         group_by=lambda wc: dataset_cfg(wc).get("group_by", []),

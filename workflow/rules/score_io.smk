@@ -2,9 +2,6 @@
 # CSV) as scores Parquet files; export any scores Parquet file in Bob's 4- or 5-column format.
 
 
-include: "score_io_common.smk"
-
-
 # an imported model's scores come from its files, never from embeddings
 ruleorder: import_scores > score
 
@@ -13,13 +10,13 @@ rule import_scores:
     conda:
         "../../envs/evaluate.yaml"
     wildcard_constraints:
-        model="|".join(IMPORTED_MODELS) or "(?!)",  # no imported model: match nothing
+        model=one_of(IMPORTED_MODELS),  # no imported model: match nothing
     input:
         scores=imported_score_file,
         pairs=imported_pairs,
         code=script_code("import_scores"),
     output:
-        "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        PATHS["scores"],
     params:
         format=lambda wc: config["models"][wc.model]["format"],
     log:
@@ -38,11 +35,11 @@ rule export_scores:
     wildcard_constraints:
         bob="bob4|bob5",
     input:
-        scores="results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        scores=PATHS["scores"],
         aligned=aligned_shards,
         code=script_code("export_scores"),
     output:
-        "results/{dataset}/scores/{model}/{protocol}/{comparison}.{bob}.txt",
+        PATHS["scores_bob"],
     params:
         columns=lambda wc: int(wc.bob[-1]),
     log:

@@ -5,16 +5,16 @@
 
 rule split:
     conda:
-        "../../envs/evaluate.yaml"
+        "../../envs/embed.yaml"
     wildcard_constraints:
         strategy="|".join(STRATEGIES),
     input:
-        index="results/{dataset}/index.parquet",
+        index=PATHS["index"],
         aligned=aligned_shards,
         code=script_code("split"),
     output:
-        table="results/{dataset}/splits/{strategy}.parquet",
-        report="results/{dataset}/splits/{strategy}.json",
+        table=PATHS["split"],
+        report=PATHS["split_report"],
     params:
         ratios=SPLIT_CFG["ratios"],
         stratify=SPLIT_CFG["stratify"],

@@ -12,11 +12,12 @@ rule train_head:
         splits=training_splits,
         code=script_code("train_head"),
     output:
-        model=MODEL_FILE,
-        curve="results/models/{model}/curve.parquet",
-        report="results/models/{model}/report.json",
+        model=PATHS["model"],
+        curve=PATHS["model_curve"],
+        report=PATHS["model_report"],
     params:
         spec=training_spec,
+        embeddings=head_training_groups,
         base=lambda wc: config["models"][wc.model]["base"],
         datasets=lambda wc: training_datasets(wc.model),
         seed=SEED,
@@ -24,7 +25,7 @@ rule train_head:
     log:
         "results/logs/train/{model}.log",
     benchmark:
-        "results/benchmarks/train/{model}.tsv"
+        PATHS["training_benchmark"]
     threads: training_threads
     resources:
         mem_mb=4000,
@@ -44,18 +45,19 @@ rule finetune:
         split=lambda wc: training_splits(wc)[0],
         code=script_code("finetune"),
     output:
-        model=MODEL_FILE,
-        curve="results/models/{model}/curve.parquet",
-        report="results/models/{model}/report.json",
+        model=PATHS["model"],
+        curve=PATHS["model_curve"],
+        report=PATHS["model_report"],
     params:
         spec=training_spec,
+        masked=finetune_masked_groups,
         seed=SEED,
         torch_threads=training_threads,
-        cache_dir="results/cache/models",
+        cache_dir=PATHS["model_cache"],
     log:
         "results/logs/train/{model}.log",
     benchmark:
-        "results/benchmarks/train/{model}.tsv"
+        PATHS["training_benchmark"]
     threads: training_threads
     resources:
         mem_mb=16000,
@@ -70,12 +72,12 @@ rule training_figure:
     wildcard_constraints:
         model=one_of(TRAINED_MODELS),
     input:
-        curve="results/models/{model}/curve.parquet",
-        report="results/models/{model}/report.json",
+        curve=PATHS["model_curve"],
+        report=PATHS["model_report"],
         code=script_code("training_figure"),
     output:
         report(
-            "results/figures/training_{model}.png",
+            PATHS["training_figure"],
             caption="../report/training.rst",
             category="Training",
             labels={"model": "{model}"},
@@ -98,10 +100,10 @@ rule project:
         model=one_of(PROJECTION_MODELS),
     input:
         base=projection_base_shard,
-        head=MODEL_FILE,
+        head=PATHS["model"],
         code=script_code("project"),
     output:
-        "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
+        PATHS["embeddings"],
     log:
         "results/logs/project/{dataset}/{model}/{variant}/shard-{shard}.log",
     threads: 1
@@ -123,9 +125,10 @@ rule fuse:
         reference=ensemble_reference_scores,
         code=script_code("fuse"),
     output:
-        "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
+        PATHS["scores"],
     params:
-        members=lambda wc: config["models"][wc.model]["members"],
+        member_scores=ensemble_member_score_files,
+        reference_scores=ensemble_reference_score_files,
         weights=lambda wc: config["models"][wc.model].get("member_weights"),
     log:
         "results/logs/fuse/{dataset}/{model}/{protocol}/{comparison}.log",

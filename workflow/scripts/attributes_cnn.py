@@ -1,6 +1,5 @@
 """Fine-tune the attribute CNN on one train variant of one split, test it on every variant."""
 from maskbench.stages.attributes_cnn import run_attributes_cnn
-from maskbench.stages.finetune import group_masked_paths
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):
@@ -9,7 +8,7 @@ with log_to(snakemake.log[0]):
         split_path=snakemake.input.split,
         index_path=snakemake.input.index,
         aligned_paths=list(snakemake.input.aligned),
-        masked_paths=group_masked_paths(list(snakemake.input.masked)),
+        masked_paths={m: list(p) for m, p in snakemake.params.masked.items()},
         train=wc.train,
         train_on=list(snakemake.params.train_on),
         test_on=list(snakemake.params.test_on),

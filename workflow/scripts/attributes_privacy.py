@@ -1,6 +1,6 @@
 """The privacy table and figure: what a mask hides from an attacker, per attribute."""
-from maskbench.attributes.privacy import write_privacy
 from maskbench.logs import log_to
+from maskbench.stages.privacy import write_privacy
 
 with log_to(snakemake.log[0]):
     write_privacy(

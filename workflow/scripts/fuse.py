@@ -1,12 +1,11 @@
 """Fuse the members' scores of one comparison into an ensemble's scores."""
-from maskbench.evaluation.fusion import fuse_score_files
 from maskbench.logs import log_to
+from maskbench.stages.fuse import fuse_step
 
 with log_to(snakemake.log[0]):
-    fuse_score_files(
-        paths=list(snakemake.input.members),
-        members=list(snakemake.params.members),
+    fuse_step(
+        member_scores=dict(snakemake.params.member_scores),
         out_path=snakemake.output[0],
         weights=snakemake.params.weights,
-        reference_paths=list(snakemake.input.reference),
+        reference_scores=dict(snakemake.params.reference_scores),
     )

@@ -1,7 +1,6 @@
 """Write every identification result (rank-k, FNIR at FPIR) as one long table."""
 from maskbench.logs import log_to
-from maskbench.reporting.tables import identification_rows, write_frame
+from maskbench.stages.tables import write_identification_table
 
 with log_to(snakemake.log[0]):
-    write_frame(identification_rows(snakemake.params.entries), snakemake.output.csv, "identification",
-                index=False)
+    write_identification_table(snakemake.params.entries, snakemake.output.csv)

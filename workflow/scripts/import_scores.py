@@ -1,10 +1,10 @@
 """Import a score file made elsewhere (Bob's 4/5 columns or CSV) as a scores Parquet file."""
 from maskbench.logs import log_to
-from maskbench.io.score_files import import_score_file
+from maskbench.stages.score_files import import_scores_step
 
 with log_to(snakemake.log[0]):
     pairs = snakemake.input.pairs
-    import_score_file(
+    import_scores_step(
         snakemake.input.scores,
         snakemake.params.format,
         snakemake.output[0],

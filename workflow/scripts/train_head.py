@@ -1,14 +1,13 @@
 """Train a projection head over a base model's cached embeddings (train part; val selects the
 epoch); the training_figure rule draws its curve."""
 from maskbench.logs import log_to
-from maskbench.stages.train import group_embedding_paths, train_head_step
+from maskbench.stages.train import train_head_step
 
 with log_to(snakemake.log[0]):
-    datasets = list(snakemake.params.datasets)
     train_head_step(
-        embeddings=group_embedding_paths(list(snakemake.input.embeddings), datasets),
+        embeddings=[{v: list(p) for v, p in group.items()} for group in snakemake.params.embeddings],
         splits=list(snakemake.input.splits),
-        datasets=datasets,
+        datasets=list(snakemake.params.datasets),
         spec=dict(snakemake.params.spec),
         base_model=snakemake.params.base,
         seed=snakemake.params.seed,

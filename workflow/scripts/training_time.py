@@ -1,8 +1,6 @@
 """Wall time of each training job, from Snakemake's benchmark files (measured: not byte-stable)."""
 from maskbench.logs import log_to
-from maskbench.reporting.model_table import training_time_table
-from maskbench.reporting.tables import write_frame
+from maskbench.stages.models_table import write_training_time
 
 with log_to(snakemake.log[0]):
-    write_frame(training_time_table(dict(snakemake.params.benchmarks)), snakemake.output.csv,
-                "training wall time (s)", index=False)
+    write_training_time(dict(snakemake.params.benchmarks), snakemake.output.csv)
