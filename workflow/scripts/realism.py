@@ -3,7 +3,7 @@ real per kind of real mask where the set labels them (MFR2)."""
 from pathlib import Path
 
 from maskbench.data.index import mfr2_mask_types
-from maskbench.stages.index import load_acquired
+from maskbench.io.readers import load_acquired
 from maskbench.logs import log_to
 from maskbench.reporting.realism import by_type_rows, realism_figure, realism_rows
 from maskbench.reporting.tables import write_frame

@@ -15,9 +15,8 @@ import pyarrow.parquet as pq
 from maskbench.attributes import heads as attr
 from maskbench.io.atomic import write_json, write_table
 from maskbench.config import UNMASKED
-from maskbench.stages.embed import load_embeddings
+from maskbench.io.readers import load_embeddings, read_aligned, split_parts
 from maskbench.attributes.settings import POOLED
-from maskbench.io.manifests import USABLE_STATUSES
 from maskbench.reporting.figure_files import save_figure
 from maskbench.seeds import item_seed
 from maskbench.protocols.splits import make_split, split_report, split_table
@@ -47,20 +46,6 @@ PREDICTIONS_SCHEMA = pa.schema(
 # configuration
 
 
-def read_usable(aligned_paths: Sequence[str]) -> tuple[dict[str, str | None], int]:
-    """(usable image -> identity, number of unusable images) over a dataset's aligned shards."""
-    usable: dict[str, str | None] = {}
-    unusable = 0
-    for path in aligned_paths:
-        table = pq.read_table(path, columns=["image_id", "identity", "status"])
-        for image_id, identity, status in zip(*(table[c].to_pylist() for c in ("image_id", "identity", "status"))):
-            if status in USABLE_STATUSES:
-                usable[image_id] = identity
-            else:
-                unusable += 1
-    return usable, unusable
-
-
 def read_labels(index_path: str, bounds: Sequence[int]) -> pd.DataFrame:
     """sex, race, age and age group per image (index: image_id); missing labels stay missing."""
     frame = pq.read_table(index_path, columns=["image_id", "sex", "race", "age"]).to_pandas().set_index("image_id")
@@ -76,7 +61,8 @@ def build_split(index_path: str, aligned_paths: Sequence[str], strategy: str, ra
                 stratify: Sequence[str], age_groups: Sequence[int], seed: int, table_path: str,
                 report_path: str) -> dict[str, Any]:
     """One strategy's split of the usable aligned images, with its report."""
-    identities, unusable = read_usable(aligned_paths)
+    aligned = read_aligned(aligned_paths)
+    identities, unusable = aligned.usable, aligned.unusable
     labels = read_labels(index_path, age_groups).reindex(sorted(identities))
     split = make_split(strategy, identities, labels, ratios, stratify, seed)
     report = split_report(split, identities, labels[list(REPORT_LABELS)], seed,
@@ -147,12 +133,6 @@ class Study:
         return {c: self.labels.loc[list(ids), c].astype(object).tolist() * repeat for c in ("sex", "race", "age_group")}
 
 
-def read_split(split_path: str) -> dict[str, list[str]]:
-    """part -> sorted image ids, for train, val and test."""
-    splits = pq.read_table(split_path, columns=["image_id", "split"]).to_pandas()
-    return {s: sorted(splits.loc[splits["split"] == s, "image_id"]) for s in ("train", "val", "test")}
-
-
 def val_metric(task: str) -> str:
     """What model selection maximises (accuracy) or minimises (mae) on the val split."""
     return "mae" if attr.is_regression(task) else "accuracy"
@@ -220,7 +200,7 @@ def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, 
     and test it on the same test images under every ``test_on`` variant (paired: only images
     embedded in every test variant are tested), plus every mask variant pooled as `masked`."""
     embeddings = {v: load_embeddings(paths) for v, paths in embedding_paths.items()}
-    by_split = read_split(split_path)
+    by_split = split_parts(split_path)
     test_ids = [i for i in by_split["test"] if all(i in embeddings[v] for v in test_on)]
     study = Study(read_labels(index_path, age_groups), by_split, test_ids, age_groups, embeddings)
     result = result_header(meta, train, train_on, test_on, tasks, heads, seed, age_groups, study)

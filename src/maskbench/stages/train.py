@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from maskbench.io.atomic import write_json, write_table
-from maskbench.stages.embed import load_embeddings
+from maskbench.io.readers import load_embeddings, read_split
 from maskbench.training.heads import load_head, save_head
 from maskbench.io.manifests import embedding_schema
 from maskbench.training.train_head import EmbeddingSet, embed_with_head, torch_session, train_projection_head
@@ -105,8 +105,7 @@ def read_parts(embedding_paths: dict[str, list[str]] | list[dict[str, list[str]]
     collected: dict[str, list[tuple[str, str, str, np.ndarray]]] = {p: [] for p in parts}
     dim = None
     for group, split_path, name in zip(groups, splits, names):
-        split = pq.read_table(split_path, columns=["image_id", "identity", "split"]).to_pylist()
-        where = {r["image_id"]: (r["split"], r["identity"]) for r in split if r["split"] in collected}
+        where = {i: entry for i, entry in read_split(split_path).items() if entry[0] in collected}
         prefix = f"{name}/" if name is not None else ""
         for variant in sorted(group):
             vectors = load_embeddings(list(group[variant]))
@@ -140,11 +139,10 @@ def read_embedding_set(embedding_paths: dict[str, list[str]] | list[dict[str, li
 
 def check_no_leak(split_path: str, dataset: str | None = None) -> None:
     """Refuse a split where a person has images in train and in val or test."""
-    table = pq.read_table(split_path, columns=["identity", "split"]).to_pylist()
     parts: dict[str, set[str]] = defaultdict(set)
-    for row in table:
-        if row["identity"] is not None:
-            parts[row["identity"]].add(row["split"])
+    for part, identity in read_split(split_path).values():
+        if identity is not None:
+            parts[identity].add(part)
     for identity in sorted(parts):
         other = sorted(parts[identity] - {"train"})
         if "train" in parts[identity] and other:
