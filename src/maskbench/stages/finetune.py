@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from maskbench.io.atomic import write_json, write_table
-from maskbench.training.finetune import CURVE_SCHEMA, ChipSet, FinetuneSpec, finetune, save_checkpoint
+from maskbench.io.manifests import CURVE_SCHEMA
+from maskbench.training.finetune import ChipSet, FinetuneSpec, finetune, save_checkpoint
 from maskbench.io.readers import read_chip_landmarks, read_chips, read_split
 
 log = logging.getLogger(__name__)

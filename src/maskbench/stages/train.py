@@ -17,22 +17,14 @@ import pyarrow.parquet as pq
 from maskbench.io.atomic import write_json, write_table
 from maskbench.io.readers import load_embeddings, read_split
 from maskbench.training.heads import load_head, save_head
-from maskbench.io.manifests import embedding_schema
+from maskbench.io.manifests import CURVE_SCHEMA, embedding_schema
 from maskbench.training.train_head import EmbeddingSet, embed_with_head, torch_session, train_projection_head
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CURVE_SCHEMA", "group_embedding_paths", "read_embedding_set", "read_parts", "check_no_leak",
+__all__ = ["group_embedding_paths", "read_parts", "check_no_leak",
            "train_head_step", "project_shard"]
 
-CURVE_SCHEMA = pa.schema([
-    pa.field("epoch", pa.int32(), nullable=False),
-    pa.field("loss", pa.float64()),
-    pa.field("val_eer", pa.float64(), nullable=False),
-    pa.field("val_genuine", pa.int64(), nullable=False),
-    pa.field("val_impostor", pa.int64(), nullable=False),
-    pa.field("val_unmasked_eer", pa.float64()),  # NaN where val has no two unmasked images of a person
-])
 TRAINING_PARTS = ("train", "val")  # test is never read when training
 _SHARD = re.compile(r"shard-(\d+)\.parquet$")
 
@@ -126,15 +118,6 @@ def read_parts(embedding_paths: dict[str, list[str]] | list[dict[str, list[str]]
         out[part] = EmbeddingSet(vectors=vectors, image_id=[r[0] for r in rows],
                                  identity=[r[2] for r in rows], variant=[r[1] for r in rows])
     return out
-
-
-def read_embedding_set(embedding_paths: dict[str, list[str]] | list[dict[str, list[str]]],
-                       split_paths: str | list[str], part: str,
-                       datasets: Sequence[str] | None = None) -> EmbeddingSet:
-    """The embeddings of one split part (``train``, ``val`` or ``test``); see :func:`read_parts`."""
-    if part not in ("train", "val", "test"):
-        raise ValueError(f"unknown split part {part!r}: use train, val or test")
-    return read_parts(embedding_paths, split_paths, [part], datasets)[part]
 
 
 def check_no_leak(split_path: str, dataset: str | None = None) -> None:
