@@ -27,7 +27,7 @@ from maskbench.protocols.all_vs_all import BLOCK_ROWS, pair_uniform
 from maskbench.protocols.all_vs_all import prepare as prepare_all_vs_all
 from maskbench.protocols.all_vs_all import write_all_vs_all
 from maskbench.io.atomic import atomic_path
-from maskbench.io.manifests import PAIRS_SCHEMA, REAL_VARIANT
+from maskbench.io.manifests import PAIRS_SCHEMA, REAL_VARIANT, UNMASKED_VARIANT
 from maskbench.protocols.pairs import (
     BETWEEN_FOLDS,
     ImagePair,
@@ -41,7 +41,7 @@ from maskbench.protocols.pairs import (
 )
 from maskbench.seeds import item_seed
 
-BARE, REAL = "unmasked", REAL_VARIANT  # the two pools, named after the variant that uses them as is
+BARE, REAL = UNMASKED_VARIANT, REAL_VARIANT  # the two pools, named after the variant that uses them as is
 
 
 def pool_of(variant: str) -> str:
