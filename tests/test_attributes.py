@@ -21,7 +21,7 @@ from maskbench.io.atomic import write_table
 from maskbench.stages.attributes import PREDICTIONS_SCHEMA, attribute_figures, attributes_tables, run_attributes
 from maskbench.attributes.settings import check_attributes_config
 from maskbench.config import ConfigError
-from maskbench.stages.embed import load_embeddings
+from maskbench.io.readers import load_embeddings
 from maskbench.io.manifests import INDEX_SCHEMA, embedding_schema
 from maskbench.protocols.splits import random_split, split_table
 

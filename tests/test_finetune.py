@@ -19,9 +19,9 @@ from maskbench.io.chips import encode_chip
 from maskbench.faces.demo_chips import demo_chips, write_demo_shards
 from maskbench.models.embed import BackboneEmbedder, make_embedder
 from maskbench.training import finetune as finetune_module
+from maskbench.io.manifests import CURVE_SCHEMA
+from maskbench.variants import UNMASKED
 from maskbench.training.finetune import (
-    CURVE_SCHEMA,
-    UNMASKED,
     ChipSet,
     FinetuneSpec,
     _labels,
@@ -35,7 +35,8 @@ from maskbench.training.finetune import (
     unmasked_val_pairs,
     val_pairs,
 )
-from maskbench.stages.finetune import build_chipset, finetune_step, group_masked_paths, read_chips, read_split_parts
+from maskbench.io.readers import read_chips
+from maskbench.stages.finetune import build_chipset, finetune_step, group_masked_paths, read_split_parts
 from maskbench.training.losses import make_loss
 from maskbench.protocols.splits import SPLITS_SCHEMA
 

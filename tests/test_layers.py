@@ -79,6 +79,13 @@ def test_only_stages_import_stages():
     assert not leaks, f"a lower layer imports a stage module: {leaks}"
 
 
+def test_stages_import_no_other_stage():
+    """A stage's readers and helpers live in the layers below, so one stage never runs another's code."""
+    leaks = [(m, d) for m, p in MODULES.items() if m.startswith("maskbench.stages.")
+             for d in imported_modules(p) if d.startswith("maskbench.stages") and d != m]
+    assert not leaks, f"a stage module imports another stage: {leaks}"
+
+
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layers_without_tensors_never_reach_torch_or_cv2(layer):
     bad = {}

@@ -398,7 +398,7 @@ def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):
 
 
 def test_fine_tuning_takes_no_real_masked_photo_as_an_unmasked_example(tmp_path):
-    from maskbench.stages.finetune import read_chips
+    from maskbench.io.readers import read_chips
 
     images = fixture_images()
     rows = [{"image_id": i, "identity": i.split("/")[0], "status": "ok", "reason": None, "detector": None,

@@ -20,7 +20,8 @@ from maskbench.io.manifests import embedding_schema
 from maskbench.protocols.splits import SPLITS_SCHEMA
 from maskbench.training.train_head import (EmbeddingSet, IdentityBatchSampler, masked_probe_pairs,
                                   train_projection_head)
-from maskbench.stages.train import (CURVE_SCHEMA, group_embedding_paths, project_shard, read_embedding_set,
+from maskbench.io.manifests import CURVE_SCHEMA
+from maskbench.stages.train import (group_embedding_paths, project_shard, read_parts,
                                   train_head_step)
 from maskbench.reporting.training_figures import training_curve_figure
 
@@ -338,22 +339,22 @@ def _write_dataset(root: Path, dataset: str, data_by_part: dict[str, EmbeddingSe
     return paths, str(split_path)
 
 
-def test_read_embedding_set_selects_a_part_and_keeps_datasets_apart(tmp_path):
+def test_read_parts_selects_a_part_and_keeps_datasets_apart(tmp_path):
     a = {"train": synthetic(3, 2, 0, "p", masks=("surgical",)), "val": synthetic(2, 2, 1, "q", masks=("surgical",))}
     b = {"train": synthetic(2, 2, 2, "p", masks=("surgical",))}  # the same identity names as dataset a
     paths_a, split_a = _write_dataset(tmp_path, "one", a, failed=("p0/0.jpg",))
     paths_b, split_b = _write_dataset(tmp_path, "two", b)
-    single = read_embedding_set(paths_a, [split_a], "train")
+    single = read_parts(paths_a, [split_a], ["train"])["train"]
     assert len(single) == 3 * 2 * 2 - 2  # the failed image's two variants are gone
     assert "p0/0.jpg" not in single.image_id and set(single.identity) == {"p0", "p1", "p2"}
     expected = {(i, v): a["train"].vectors[k] for k, (i, v) in enumerate(zip(a["train"].image_id, a["train"].variant))}
     for k, key in enumerate(zip(single.image_id, single.variant)):
         np.testing.assert_array_equal(single.vectors[k], expected[key])
-    both = read_embedding_set([paths_a, paths_b], [split_a, split_b], "train", datasets=["one", "two"])
+    both = read_parts([paths_a, paths_b], [split_a, split_b], ["train"], datasets=["one", "two"])["train"]
     assert len(both) == len(single) + 2 * 2 * 2
     assert len(set(both.identity)) == 5  # "p0" of each dataset stays two people
     assert {i.split("/")[0] for i in both.identity} == {"one", "two"}
-    unnamed = read_embedding_set([paths_a, paths_b], [split_a, split_b], "train")  # names from the paths
+    unnamed = read_parts([paths_a, paths_b], [split_a, split_b], ["train"])["train"]  # names from the paths
     assert unnamed.identity == both.identity and unnamed.image_id == both.image_id
 
 

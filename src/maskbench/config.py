@@ -9,10 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from maskbench.training.specs import FinetuneSpec, loss_options, resolve_spec
-
-UNMASKED = "unmasked"
-MASKED = "masked"  # in a comparison: each of the dataset's mask types in turn
-REAL = "real"  # in a comparison: a dataset's photos of real masks (never painted over)
+from maskbench.variants import MASKED, REAL, UNMASKED
 
 
 # group attribute (datasets.<d>.group_by) -> the index column it comes from
@@ -34,10 +31,6 @@ def has_real_masks(config: dict[str, Any], dataset: str) -> bool:
 
     ds = config["datasets"][dataset]
     return ds["layout"] in REAL_MASK_LAYOUTS or bool((ds.get("generate") or {}).get("real_masks"))
-
-
-def real_mask_datasets(config: dict[str, Any]) -> list[str]:
-    return [d for d in config["datasets"] if has_real_masks(config, d)]
 
 
 def variants_for(config: dict[str, Any], dataset: str) -> list[str]:
@@ -295,10 +288,6 @@ def evaluable(config: dict[str, Any], model: str, dataset: str, protocol: str) -
     trained on, with a protocol not restricted to the test part of that same split."""
     strategy = trained_on(config, model).get(dataset)
     return strategy is None or protocol_part(config, protocol) == (strategy, "test")
-
-
-def evaluated_models(config: dict[str, Any], dataset: str, protocol: str) -> list[str]:
-    return [m for m in config["models"] if evaluable(config, m, dataset, protocol)]
 
 
 def check_models(config: dict[str, Any]) -> None:

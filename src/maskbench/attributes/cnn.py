@@ -37,18 +37,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from maskbench.attributes import heads as attr
 from maskbench.io.atomic import write_bytes
+from maskbench.io.checkpoints import read_checkpoint_metadata
 from maskbench.attributes.settings import CnnSpec
 from maskbench.models.backbones import Backbone, build_backbone
 from maskbench.io.chips import decode_chip
 from maskbench.models.dlib_resnet import DlibResNet, resolve_device, torch_threads
-from maskbench.training.finetune import UNMASKED, ChipSet, _state_copy, deterministic_torch, draw_variants, epoch_batches
+from maskbench.variants import UNMASKED
+from maskbench.training.finetune import ChipSet, _state_copy, deterministic_torch, draw_variants, epoch_batches
 from maskbench.seeds import item_seed
 
 log = logging.getLogger(__name__)
@@ -662,15 +663,8 @@ def save_attribute_cnn(path: str | Path, model: AttributeCnn) -> None:
 
 def load_attribute_cnn(path: str | Path) -> AttributeCnn:
     """The model a run saved, rebuilt from the checkpoint's own metadata (CPU, eval mode)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"attribute CNN checkpoint {path} not found: re-run the attributes_cnn rule")
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("maskbench")
-    meta = json.loads(raw) if raw else {}
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a maskbench attribute CNN checkpoint (format {meta.get('format')!r}, "
-                         f"expected {CHECKPOINT_FORMAT!r})")
+    meta = read_checkpoint_metadata(path, CHECKPOINT_FORMAT, "maskbench attribute CNN checkpoint",
+                                    "re-run the attributes_cnn rule")
     spec = CnnSpec.from_dict(meta["spec"])
     c = meta["coding"]
     coding = TaskCoding(tuple(c["tasks"]), {t: list(v) for t, v in c["classes"].items()}, c["age_mean"], c["age_std"])

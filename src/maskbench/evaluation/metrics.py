@@ -26,9 +26,10 @@ pass the sorted arrays.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -449,6 +450,31 @@ def _midpoint_threshold(gen: np.ndarray, imp: np.ndarray) -> float:
     return mid if mid > max(below) else t
 
 
+def cross_validation_folds(scores: np.ndarray, labels: np.ndarray,
+                           folds) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
+    """(fold name, its pairs as a mask, genuine and impostor scores of the other folds) per fold.
+
+    ``folds`` is a fold label per pair, or a number of contiguous near-equal folds in pair order.
+    Every fold's threshold is chosen on the other folds, so each of those must hold both kinds."""
+    if isinstance(folds, (int, np.integer)):
+        if not 2 <= folds <= scores.size:
+            raise ValueError(f"need 2 <= folds <= number of pairs ({scores.size}), got {folds}")
+        fold_of = np.repeat(np.arange(folds), [len(p) for p in np.array_split(np.arange(scores.size), folds)])
+    else:
+        fold_of = np.asarray(folds)
+        if fold_of.shape != scores.shape:
+            raise ValueError(f"folds has shape {fold_of.shape}, scores {scores.shape}")
+    names = np.unique(fold_of)
+    if names.size < 2:
+        raise ValueError("cross-validation needs at least 2 folds")
+    for name in names.tolist():
+        test = fold_of == name
+        train_g, train_i = scores[~test & labels], scores[~test & ~labels]
+        if not train_g.size or not train_i.size:
+            raise ValueError(f"the folds other than {name!r} lack genuine or impostor pairs to choose a threshold on")
+        yield name, test, train_g, train_i
+
+
 def kfold_accuracy(scores, genuine_labels, folds) -> KFoldAccuracy:
     """Verification accuracy under the LFW View 2 protocol (Huang et al. 2007).
 
@@ -466,23 +492,8 @@ def kfold_accuracy(scores, genuine_labels, folds) -> KFoldAccuracy:
         if not np.isin(labels, (0, 1)).all():
             raise ValueError("genuine_labels must be booleans or 0/1")
         labels = labels.astype(bool)
-    if isinstance(folds, (int, np.integer)):
-        if not 2 <= folds <= s.size:
-            raise ValueError(f"need 2 <= folds <= number of pairs ({s.size}), got {folds}")
-        fold_of = np.repeat(np.arange(folds), [len(p) for p in np.array_split(np.arange(s.size), folds)])
-    else:
-        fold_of = np.asarray(folds)
-        if fold_of.shape != s.shape:
-            raise ValueError(f"folds has shape {fold_of.shape}, scores {s.shape}")
-    names = np.unique(fold_of)
-    if names.size < 2:
-        raise ValueError("kfold_accuracy needs at least 2 folds")
     accuracies, thresholds = [], []
-    for name in names:
-        test = fold_of == name
-        train_g, train_i = s[~test & labels], s[~test & ~labels]
-        if not train_g.size or not train_i.size:
-            raise ValueError(f"the folds other than {name!r} lack genuine or impostor pairs")
+    for _, test, train_g, train_i in cross_validation_folds(s, labels, folds):
         # a fresh sort per fold is cheaper than one argsort and k gathers (SIMD float sorts)
         t = _midpoint_threshold(np.sort(train_g), np.sort(train_i))
         accuracies.append(float(np.mean((s[test] >= t) == labels[test])))

@@ -110,20 +110,10 @@ def cross_validated_report(scores, labels, folds, rule: str = "eer", target: flo
     """Each fold's threshold chosen on the other folds; decisions pooled over the folds, so the
     confusion matrix is the sum of the folds' matrices (each listed under ``folds``)."""
     s, y = _test_arrays(scores, labels)
-    fold_of = np.asarray(folds)
-    if fold_of.shape != s.shape:
-        raise ValueError(f"folds has shape {fold_of.shape}, scores {s.shape}")
-    names = np.unique(fold_of)
-    if names.size < 2:
-        raise ValueError("cross-validation needs at least 2 folds")
     target = _check_rule(rule, target)
     pred = np.empty_like(y)
     per_fold = []
-    for name in names.tolist():
-        test = fold_of == name
-        val_g, val_i = s[~test & y], s[~test & ~y]
-        if not val_g.size or not val_i.size:
-            raise ValueError(f"the folds other than {name!r} lack genuine or impostor pairs to choose a threshold on")
+    for name, test, val_g, val_i in metrics.cross_validation_folds(s, y, folds):
         chosen = choose_threshold(val_g, val_i, rule, target)
         pred[test] = decisions(s[test], chosen["threshold"])
         per_fold.append({

@@ -9,6 +9,8 @@ import hashlib
 
 import pyarrow as pa
 
+from maskbench.variants import REAL, UNMASKED
+
 # One row per image of a dataset. image_id is the POSIX path relative to the dataset's image root,
 # stable across machines; identity is null where the set has none.
 INDEX_SCHEMA = pa.schema(
@@ -85,10 +87,21 @@ SCORES_SCHEMA = pa.schema(
 )
 
 # The variant of a dataset's photos of real masks; `unmasked` then holds only its bare photos.
-REAL_VARIANT = "real"
-UNMASKED_VARIANT = "unmasked"
+REAL_VARIANT = REAL
+UNMASKED_VARIANT = UNMASKED
 # Mask and embed status of a real-masked photo in a synthetic variant (never painted over).
 REAL_MASK_STATUS = "real_mask"
+
+# One epoch per row of a training run (a projection head or a fine-tuned backbone); epoch 0 is the
+# starting model. No wall-clock time: it would change the bytes on every run (timings go to the log).
+CURVE_SCHEMA = pa.schema([
+    pa.field("epoch", pa.int32(), nullable=False),
+    pa.field("loss", pa.float64()),  # mean training loss (null for epoch 0, the start)
+    pa.field("val_eer", pa.float64()),  # masked-probe EER; null when val has no genuine or impostor pairs
+    pa.field("val_genuine", pa.int64(), nullable=False),  # masked-probe val pairs the EER is over
+    pa.field("val_impostor", pa.int64(), nullable=False),
+    pa.field("val_unmasked_eer", pa.float64()),  # unmasked vs unmasked; null or NaN where val has no such pairs
+])
 
 # Statuses an image can have after alignment; usable ones go on to masking and embedding.
 USABLE_STATUSES = ("ok", "fallback", "provided")

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from maskbench.io.atomic import write_table, write_text
 from maskbench.io.manifests import SCORES_SCHEMA
+from maskbench.io.readers import read_aligned
 
 log = logging.getLogger(__name__)
 
@@ -369,15 +370,6 @@ def import_score_file(path: str, fmt: str, out_path: str, pairs_path: str | None
     return counts
 
 
-def read_identities(aligned_paths: list[str]) -> dict[str, str | None]:
-    """image_id -> identity over a dataset's aligned shards."""
-    out: dict[str, str | None] = {}
-    for path in aligned_paths:
-        table = pq.read_table(path, columns=["image_id", "identity"])
-        out.update(zip(table["image_id"].to_pylist(), table["identity"].to_pylist()))
-    return out
-
-
 def format_score(score: float) -> str:
     """The shortest text that reads back as the same float64 (``repr``), so files round-trip."""
     return repr(float(score))
@@ -439,7 +431,7 @@ def export_bob4(scores_table: pa.Table | str, path: str | os.PathLike,
                 identities: dict[str, str | None]) -> dict:
     """Write scores as Bob's ``claimed_id real_id probe_label score`` lines, in pair order.
 
-    ``identities`` maps image ids to identities (see :func:`read_identities`): the claimed id is
+    ``identities`` maps image ids to identities (see :func:`maskbench.io.readers.read_aligned`): the claimed id is
     the reference image's identity and the real id the probe's. Rows without a usable score
     (status other than ``ok``) are left out and counted: ``{"written", "skipped",
     "skipped_by_status"}``.
@@ -463,7 +455,7 @@ def export_score_file(scores_path: str, aligned_paths: list[str], out_path: str,
     if columns not in BOB_COLUMNS:
         raise ValueError(f"columns must be 4 or 5, got {columns!r}")
     export = export_bob4 if columns == 4 else export_bob5
-    counts = export(scores_path, out_path, read_identities(aligned_paths))
+    counts = export(scores_path, out_path, read_aligned(aligned_paths).identity)
     if counts["skipped"]:
         log.warning("%s: %d pair(s) without a score left out: %s", scores_path, counts["skipped"],
                     counts["skipped_by_status"])

@@ -20,12 +20,13 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from maskbench.models import dlib_dat
 from maskbench.io.atomic import atomic_path
+from maskbench.io.checkpoints import safetensors_metadata
 from maskbench.io.model_files import model_path
 
 log = logging.getLogger(__name__)
@@ -243,15 +244,14 @@ def _sha256(path: Path) -> str:
 def _read_cache(path: Path, dat_sha256: str) -> DlibResNet | None:
     """The cached model, or None when the cache is unreadable or made from another file."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        meta = safetensors_metadata(path)
         if meta.get("format") != _CACHE_FORMAT or meta.get("dat_sha256") != dat_sha256:
             log.warning("ignoring %s: made from another .dat or format", path)
             return None
         model = DlibResNet()
         model.load_state_dict(load_file(str(path)), strict=True)
         return model
-    except (OSError, RuntimeError, SafetensorError) as e:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         log.warning("ignoring unreadable cache %s: %s", path, e)
         return None
 

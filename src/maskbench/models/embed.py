@@ -5,7 +5,7 @@ the ``torch`` backend runs the same weights in torch (see ``dlib_resnet``), fast
 
 ``torchvision`` (vgg19, mobilenet_v2, resnet50 with ImageNet weights: the DICTA 2021 benchmark-1
 baselines), ``dicta_checkpoint`` (the DICTA 2021 released ResNet-50 models) and ``finetuned`` (a
-model written by :mod:`maskbench.training.finetune`) run a :class:`maskbench.models.backbones.Backbone`.
+model written by :mod:`maskbench.training.finetune`, loaded by :mod:`maskbench.models.finetuned`) run a :class:`maskbench.models.backbones.Backbone`.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def make_embedder(model: dict[str, Any], threads: int = 1, cache_dir: str | None
         backbone = torchvision_backbone("resnet50", state, headless=True)
         return BackboneEmbedder(backbone, batch_size=batch_size, threads=threads, snapshot=False)
     if kind == "finetuned":
-        from maskbench.training.finetune import load_finetuned
+        from maskbench.models.finetuned import load_finetuned
 
         backbone = load_finetuned(_required(model, "checkpoint"))
         return BackboneEmbedder(backbone, batch_size=batch_size, threads=threads, snapshot=False)

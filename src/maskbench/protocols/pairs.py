@@ -20,12 +20,13 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
 
 from maskbench.io.manifests import PAIRS_SCHEMA
+from maskbench.io.readers import read_split
 from maskbench.seeds import item_seed
 
 
@@ -262,3 +263,29 @@ def pairs_report(pairs: list[ImagePair], comparisons: list[tuple[str, str]], dro
         "rows": len(pairs) * len(comparisons),
         "dropped": dict(sorted(dropped.items())),
     }
+
+
+def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
+                      split_path: str | None) -> tuple[dict[str, str], set[str] | None, dict]:
+    """(usable images of the protocol's split part, that part's image set or None, report entry).
+
+    A protocol without ``split`` keeps every usable image; one with it needs the manifest."""
+    spec = protocol.get("split")
+    if not spec:
+        if split_path:
+            raise ProtocolError(f"a split manifest ({split_path}) was given, but the protocol has no "
+                                "`split: {strategy, part}`")
+        return usable, None, {}
+    if not split_path:
+        raise ProtocolError(
+            f"the protocol is restricted to split {spec['strategy']}/{spec['part']}: pass its manifest "
+            f"(results/<dataset>/splits/{spec['strategy']}.parquet)"
+        )
+    part = {i for i, (p, _) in read_split(split_path).items() if p == spec["part"]}
+    kept = {k: v for k, v in usable.items() if k in part}
+    if not kept:
+        raise ProtocolError(f"{split_path}: no usable image is in part {spec['part']!r}; "
+                            "was the split made from this dataset's aligned images?")
+    entry = {"strategy": spec["strategy"], "part": spec["part"], "usable_images_in_part": len(kept),
+             "usable_images_left_out": len(usable) - len(kept)}
+    return kept, part, entry

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,7 @@ from maskbench.protocols.all_vs_all import BLOCK_ROWS, pair_uniform
 from maskbench.protocols.all_vs_all import prepare as prepare_all_vs_all
 from maskbench.protocols.all_vs_all import write_all_vs_all
 from maskbench.io.atomic import atomic_path
-from maskbench.io.manifests import PAIRS_SCHEMA, REAL_VARIANT, USABLE_STATUSES
+from maskbench.io.manifests import PAIRS_SCHEMA, REAL_VARIANT, UNMASKED_VARIANT
 from maskbench.protocols.pairs import (
     BETWEEN_FOLDS,
     ImagePair,
@@ -41,25 +41,12 @@ from maskbench.protocols.pairs import (
 )
 from maskbench.seeds import item_seed
 
-BARE, REAL = "unmasked", REAL_VARIANT  # the two pools, named after the variant that uses them as is
+BARE, REAL = UNMASKED_VARIANT, REAL_VARIANT  # the two pools, named after the variant that uses them as is
 
 
 def pool_of(variant: str) -> str:
     """The photos a variant is made from: the real-masked ones for `real`, else the bare ones."""
     return REAL if variant == REAL_VARIANT else BARE
-
-
-def read_real_masked(paths: Iterable[str]) -> set[str]:
-    """Usable aligned images marked ``real_mask`` over a dataset's aligned shards."""
-    out: set[str] = set()
-    for path in paths:
-        if "real_mask" not in pq.read_schema(path).names:
-            continue
-        table = pq.read_table(path, columns=["image_id", "status", "real_mask"])
-        for image_id, status, real in zip(*(table[c].to_pylist() for c in ("image_id", "status", "real_mask"))):
-            if real and status in USABLE_STATUSES:
-                out.add(image_id)
-    return out
 
 
 def split_pools(images: dict[str, str], real: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:

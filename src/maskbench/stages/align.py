@@ -17,8 +17,8 @@ from maskbench.io.atomic import write_json, write_table
 from maskbench.io.chips import encode_chip
 from maskbench.errors import UserError, explained_os_errors
 from maskbench.io.images import DEFAULT_MAX_PIXELS, read_rgb
-from maskbench.stages.index import load_acquired
 from maskbench.io.manifests import ALIGNED_SCHEMA
+from maskbench.io.readers import inside, load_acquired
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,6 @@ def read_shard_index(index_path: str | Path, shard: int) -> list[dict[str, Any]]
     return sorted(table.to_pylist(), key=lambda r: r["image_id"])
 
 
-def _inside(root: Path, relative: str) -> Path:
-    """The image's path under the dataset root; an index entry may not point outside it."""
-    parts = Path(relative).parts
-    if Path(relative).is_absolute() or ".." in parts:
-        raise ValueError(f"image path {relative!r} escapes the dataset folder {root}")
-    return root / relative
-
-
 def align_one(aligner, root: Path, row: dict[str, Any], provided: np.ndarray | None,
               fallback_box, max_pixels: int, given_box=None) -> dict[str, Any]:
     """One image's manifest row; every failure becomes a status with a reason."""
@@ -84,7 +76,7 @@ def align_one(aligner, root: Path, row: dict[str, Any], provided: np.ndarray | N
         "real_mask": row.get("real_mask"),
     }
     try:
-        read = read_rgb(_inside(root, row["source_path"]), max_pixels=max_pixels)
+        read = read_rgb(inside(root, row["source_path"]), max_pixels=max_pixels)
         if read.image is None:
             out.update(status=read.status, reason=read.reason)
             return out

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from maskbench.attributes import heads as attr
 from maskbench.io.atomic import write_json, write_table
 from maskbench.config import UNMASKED
-from maskbench.stages.embed import load_embeddings
+from maskbench.io.readers import load_embeddings, read_aligned, split_parts
 from maskbench.attributes.settings import POOLED
-from maskbench.io.manifests import USABLE_STATUSES
+from maskbench.attributes.study import (
+    PREDICTIONS_SCHEMA,
+    Study,
+    evaluate_variants,
+    headlines,
+    read_labels,
+    result_header,
+    val_metric,
+)
 from maskbench.reporting.figure_files import save_figure
 from maskbench.seeds import item_seed
 from maskbench.protocols.splits import make_split, split_report, split_table
@@ -25,48 +31,6 @@ from maskbench.protocols.splits import make_split, split_report, split_table
 log = logging.getLogger(__name__)
 
 REPORT_LABELS = ("sex", "race", "age_group")  # label distributions in a split's report
-
-PREDICTIONS_SCHEMA = pa.schema(
-    [
-        pa.field("image_id", pa.string(), nullable=False),
-        pa.field("head", pa.string(), nullable=False),
-        pa.field("task", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("sex", pa.string()),
-        pa.field("race", pa.string()),
-        pa.field("age", pa.int16()),
-        pa.field("label", pa.string()),  # true class (null for age)
-        pa.field("predicted", pa.string()),  # predicted class (null for age)
-        pa.field("confidence", pa.float32()),  # probability of the predicted class
-        pa.field("predicted_age", pa.float32()),  # age estimate (age task only)
-    ]
-)
-
-
-# ----------------------------------------------------------------------------------------------
-# configuration
-
-
-def read_usable(aligned_paths: Sequence[str]) -> tuple[dict[str, str | None], int]:
-    """(usable image -> identity, number of unusable images) over a dataset's aligned shards."""
-    usable: dict[str, str | None] = {}
-    unusable = 0
-    for path in aligned_paths:
-        table = pq.read_table(path, columns=["image_id", "identity", "status"])
-        for image_id, identity, status in zip(*(table[c].to_pylist() for c in ("image_id", "identity", "status"))):
-            if status in USABLE_STATUSES:
-                usable[image_id] = identity
-            else:
-                unusable += 1
-    return usable, unusable
-
-
-def read_labels(index_path: str, bounds: Sequence[int]) -> pd.DataFrame:
-    """sex, race, age and age group per image (index: image_id); missing labels stay missing."""
-    frame = pq.read_table(index_path, columns=["image_id", "sex", "race", "age"]).to_pandas().set_index("image_id")
-    frame["age_group"] = [None if pd.isna(a) else attr.age_group(a, bounds) for a in frame["age"]]
-    return frame.sort_index()
-
 
 # ----------------------------------------------------------------------------------------------
 # split stage
@@ -76,7 +40,8 @@ def build_split(index_path: str, aligned_paths: Sequence[str], strategy: str, ra
                 stratify: Sequence[str], age_groups: Sequence[int], seed: int, table_path: str,
                 report_path: str) -> dict[str, Any]:
     """One strategy's split of the usable aligned images, with its report."""
-    identities, unusable = read_usable(aligned_paths)
+    aligned = read_aligned(aligned_paths)
+    identities, unusable = aligned.usable, aligned.unusable
     labels = read_labels(index_path, age_groups).reindex(sorted(identities))
     split = make_split(strategy, identities, labels, ratios, stratify, seed)
     report = split_report(split, identities, labels[list(REPORT_LABELS)], seed,
@@ -109,80 +74,6 @@ def _stack(embeddings: dict[str, dict[str, np.ndarray]], variants: Sequence[str]
     return np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32), row_ids
 
 
-def _prediction_rows(head: str, task: str, variant: str, ids: Sequence[str], labels: pd.DataFrame,
-                     truth: np.ndarray, prediction: attr.Prediction) -> dict[str, list]:
-    regression, n = attr.is_regression(task), len(ids)
-    rows = labels.loc[list(ids)]
-    return {
-        "image_id": list(ids), "head": [head] * n, "task": [task] * n, "variant": [variant] * n,
-        "sex": rows["sex"].tolist(), "race": rows["race"].tolist(),
-        "age": [None if pd.isna(a) else int(a) for a in rows["age"]],
-        "label": [None] * n if regression else [str(t) for t in truth],
-        "predicted": [None] * n if regression else [str(p) for p in prediction.predicted],
-        "confidence": [None] * n if regression else prediction.confidence.tolist(),
-        "predicted_age": prediction.predicted.tolist() if regression else [None] * n,
-    }
-
-
-@dataclass
-class Study:
-    """What every model of one run reads: labels, the split, the paired test images, and for the
-    heads the embeddings per variant (a CNN reads chips instead)."""
-
-    labels: pd.DataFrame
-    by_split: dict[str, list[str]]
-    test_ids: list[str]  # test images present in every test variant
-    age_groups: Sequence[int]
-    embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-
-    def labelled(self, task: str, ids: Sequence[str]) -> list[str]:
-        known = self.labels["age" if task == "age_group" else task].notna()
-        return [i for i in ids if known.get(i, False)]
-
-    def target(self, task: str, ids: Sequence[str]) -> np.ndarray:
-        rows = self.labels.loc[list(ids)]
-        return attr.task_target(task, rows["sex"], rows["race"], rows["age"], self.age_groups)
-
-    def groups(self, ids: Sequence[str], repeat: int = 1) -> dict[str, list]:
-        return {c: self.labels.loc[list(ids), c].astype(object).tolist() * repeat for c in ("sex", "race", "age_group")}
-
-
-def read_split(split_path: str) -> dict[str, list[str]]:
-    """part -> sorted image ids, for train, val and test."""
-    splits = pq.read_table(split_path, columns=["image_id", "split"]).to_pandas()
-    return {s: sorted(splits.loc[splits["split"] == s, "image_id"]) for s in ("train", "val", "test")}
-
-
-def val_metric(task: str) -> str:
-    """What model selection maximises (accuracy) or minimises (mae) on the val split."""
-    return "mae" if attr.is_regression(task) else "accuracy"
-
-
-def evaluate_variants(study: Study, head_kind: str, task: str, tested: Sequence[str],
-                 predictions: dict[str, attr.Prediction], thresholds: Sequence[float],
-                 columns: dict[str, list]) -> dict[str, Any]:
-    """Metrics of one model on the ``tested`` images under every variant of ``predictions`` (in
-    their order), plus the mask variants pooled as `masked`; their prediction rows are appended
-    to ``columns`` (PREDICTIONS_SCHEMA). Heads and the CNN report through here alike."""
-    classes = None if attr.is_regression(task) else attr.task_classes(task, study.age_groups)
-    truth = study.target(task, tested)
-    out: dict[str, Any] = {}
-    pooled: list[attr.Prediction] = []
-    for variant, prediction in predictions.items():
-        out[variant] = attr.evaluate(task, truth, prediction, classes, study.groups(tested), thresholds)
-        for name, values in _prediction_rows(head_kind, task, variant, tested, study.labels, truth,
-                                             prediction).items():
-            columns[name] += values
-        if variant != UNMASKED:
-            pooled.append(prediction)
-    if pooled:
-        joined = attr.Prediction(np.concatenate([p.predicted for p in pooled]),
-                                 None if classes is None else np.concatenate([p.confidence for p in pooled]))
-        out[POOLED] = attr.evaluate(task, np.concatenate([truth] * len(pooled)), joined, classes,
-                                    study.groups(tested, len(pooled)), thresholds)
-    return out
-
-
 def _run_task(study: Study, head_kind: str, task: str, train_on: Sequence[str], test_on: Sequence[str],
               thresholds: Sequence[float], seed: int, columns: dict[str, list]) -> dict[str, Any]:
     """Fit one head for one task, test it on every variant and on the masks pooled."""
@@ -197,21 +88,6 @@ def _run_task(study: Study, head_kind: str, task: str, train_on: Sequence[str], 
             "test": evaluate_variants(study, head_kind, task, tested, predictions, thresholds, columns)}
 
 
-def result_header(meta: dict[str, Any] | None, train: str, train_on: Sequence[str], test_on: Sequence[str],
-                  tasks: Sequence[str], head_kinds: Sequence[str], seed: int, age_groups: Sequence[int],
-                  study: Study) -> dict[str, Any]:
-    """The keys every metrics file of the attribute study starts with (the tables read these)."""
-    has_masks = any(v != UNMASKED for v in test_on)
-    return {
-        **(meta or {}), "train_variant": train, "train_on": list(train_on), "test_on": list(test_on),
-        "tested_as": [*test_on, *([POOLED] if has_masks else [])], "tasks": list(tasks),
-        "head_kinds": list(head_kinds), "seed": seed, "age_groups": attr.age_group_names(age_groups),
-        "images": {**{s: len(v) for s, v in study.by_split.items()}, "test_paired": len(study.test_ids),
-                   "test_dropped_unpaired": len(study.by_split["test"]) - len(study.test_ids)},
-        "heads": {},
-    }
-
-
 def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, list[str]], train: str,
                    train_on: Sequence[str], test_on: Sequence[str], tasks: Sequence[str], heads: Sequence[str],
                    age_groups: Sequence[int], thresholds: Sequence[float], seed: int,
@@ -220,7 +96,7 @@ def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, 
     and test it on the same test images under every ``test_on`` variant (paired: only images
     embedded in every test variant are tested), plus every mask variant pooled as `masked`."""
     embeddings = {v: load_embeddings(paths) for v, paths in embedding_paths.items()}
-    by_split = read_split(split_path)
+    by_split = split_parts(split_path)
     test_ids = [i for i in by_split["test"] if all(i in embeddings[v] for v in test_on)]
     study = Study(read_labels(index_path, age_groups), by_split, test_ids, age_groups, embeddings)
     result = result_header(meta, train, train_on, test_on, tasks, heads, seed, age_groups, study)
@@ -234,16 +110,6 @@ def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, 
     write_table(predictions_path, pa.Table.from_pydict(columns, schema=PREDICTIONS_SCHEMA))
     write_json(metrics_path, result)
     return result
-
-
-def headlines(task: str, tests: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """variant -> accuracy (or MAE for age), rounded, for the log."""
-    return {v: _headline(task, m) for v, m in tests.items()}
-
-
-def _headline(task: str, metrics: dict[str, Any]) -> float | None:
-    value = metrics["mae"] if attr.is_regression(task) else metrics["accuracy"]
-    return None if value is None else round(value, 4)
 
 
 # ----------------------------------------------------------------------------------------------

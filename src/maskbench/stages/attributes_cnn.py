@@ -23,12 +23,12 @@ from maskbench.attributes.cnn import (
     save_attribute_cnn,
     train_attribute_cnn,
 )
-from maskbench.stages.attributes import PREDICTIONS_SCHEMA, Study, evaluate_variants, headlines, read_labels, read_split, result_header, val_metric
+from maskbench.attributes.study import PREDICTIONS_SCHEMA, Study, evaluate_variants, headlines, read_labels, result_header, val_metric
+from maskbench.io.readers import read_chips, split_parts
 from maskbench.attributes.settings import MIXED, CnnSpec
 from maskbench.config import UNMASKED
 from maskbench.models.dlib_resnet import torch_threads
 from maskbench.training.finetune import ChipSet
-from maskbench.stages.finetune import read_chips
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def run_attributes_cnn(split_path: str, index_path: str, aligned_paths: Sequence
     _check_masks(masked_paths, [*train_on, *test_on])
     if train != MIXED and len(train_on) != 1:
         raise ValueError(f"train variant {train!r} trains on one variant, not {list(train_on)}")
-    by_split = read_split(split_path)
+    by_split = split_parts(split_path)
     study = Study(read_labels(index_path, age_groups), by_split, [], age_groups)
 
     fit_masks = {m: masked_paths[m] for m in train_on if m != UNMASKED}

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from maskbench.io.atomic import write_table
 from maskbench.io.chips import decode_chip
+from maskbench.io.readers import read_shard
 from maskbench.models.embed import make_embedder
 from maskbench.io.manifests import REAL_MASK_STATUS, REAL_VARIANT, UNMASKED_VARIANT, USABLE_STATUSES, embedding_schema
 
@@ -37,9 +37,7 @@ def variant_statuses(table: pa.Table, variant: str | None) -> list[str]:
 
 def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: str,
                 cache_dir: str | None = None, variant: str | None = None) -> dict[str, int]:
-    names = pq.read_schema(chips_path).names
-    table = pq.read_table(chips_path, columns=["image_id", "status", "chip",
-                                               *(["real_mask"] if "real_mask" in names else [])])
+    table = read_shard(chips_path, ["image_id", "status", "chip"], optional=["real_mask"])
     ids = table["image_id"].to_pylist()
     statuses = variant_statuses(table, variant)
     todo = [i for i, s in enumerate(statuses) if s in EMBEDDABLE]
@@ -66,17 +64,3 @@ def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: 
     log.info("embedded %d of %d chips: %s", len(todo), len(ids), counts)
     return counts
 
-
-def load_embeddings(paths: list[str]) -> dict[str, np.ndarray]:
-    """image_id -> vector, over shard files, for rows embedded successfully."""
-    out: dict[str, np.ndarray] = {}
-    for path in paths:
-        table = pq.read_table(path)
-        ok = pa.compute.equal(table["status"], "ok")
-        table = table.filter(ok)
-        if table.num_rows == 0:
-            continue
-        dim = table.schema.field("embedding").type.list_size
-        matrix = np.asarray(table["embedding"].combine_chunks().flatten(), dtype=np.float32).reshape(-1, dim)
-        out.update(zip(table["image_id"].to_pylist(), matrix))
-    return out

@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from maskbench.io.atomic import write_json, write_table
-from maskbench.training.finetune import CURVE_SCHEMA, ChipSet, FinetuneSpec, finetune, save_checkpoint
-from maskbench.io.manifests import USABLE_STATUSES
+from maskbench.io.manifests import CURVE_SCHEMA
+from maskbench.training.finetune import ChipSet, FinetuneSpec, finetune, save_checkpoint
+from maskbench.io.readers import read_chip_landmarks, read_chips, read_split
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +25,9 @@ PARTS = ("train", "val")
 
 def read_split_parts(split_path: str | Path) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
     """part -> {image_id: identity} for train and val; images without identity are counted, not used."""
-    table = pq.read_table(split_path, columns=["image_id", "identity", "split"])
     parts: dict[str, dict[str, str]] = {p: {} for p in PARTS}
     no_identity = {p: 0 for p in PARTS}
-    for image_id, identity, part in zip(*(table[c].to_pylist() for c in ("image_id", "identity", "split"))):
+    for image_id, (part, identity) in read_split(split_path).items():
         if part not in parts:
             continue
         if identity is None:
@@ -37,46 +35,6 @@ def read_split_parts(split_path: str | Path) -> tuple[dict[str, dict[str, str]],
         else:
             parts[part][image_id] = identity
     return parts, no_identity
-
-
-def _read_rows(path: str, columns: list[str], wanted: set[str], status_ok: tuple[str, ...]) -> pa.Table:
-    """Rows of wanted images whose status is usable and whose chip is present."""
-    if not wanted:
-        return pq.read_schema(path).empty_table().select(columns)
-    table = pq.read_table(path, columns=columns, filters=[("image_id", "in", sorted(wanted))])
-    keep = pc.and_(pc.is_in(table["status"], pa.array(status_ok)), pc.is_valid(table["chip"]))
-    return table.filter(keep)
-
-
-def read_chips(aligned_paths: list[str], masked_paths: dict[str, list[str]],
-               wanted: set[str]) -> tuple[dict[str, bytes], dict[str, dict[str, bytes]]]:
-    """image_id -> unmasked PNG, and mask -> image_id -> masked PNG, for wanted images only."""
-    unmasked: dict[str, bytes] = {}
-    for path in aligned_paths:
-        real = ["real_mask"] if "real_mask" in pq.read_schema(path).names else []
-        t = _read_rows(path, ["image_id", "status", "chip", *real], wanted, tuple(USABLE_STATUSES))
-        if real:  # a photo of a real mask is no unmasked example (variant real)
-            t = t.filter(pc.invert(pc.fill_null(t["real_mask"], False)))
-        unmasked.update(zip(t["image_id"].to_pylist(), t["chip"].to_pylist()))
-    masked: dict[str, dict[str, bytes]] = {}
-    for mask in sorted(masked_paths):
-        chips: dict[str, bytes] = {}
-        for path in masked_paths[mask]:
-            t = _read_rows(path, ["image_id", "status", "chip"], wanted, ("masked",))
-            chips.update(zip(t["image_id"].to_pylist(), t["chip"].to_pylist()))
-        masked[mask] = chips
-    return unmasked, masked
-
-
-def read_landmarks(aligned_paths: list[str], wanted: set[str]) -> dict[str, np.ndarray]:
-    """image_id -> (68, 2) landmarks in chip coordinates, for wanted images with a usable chip."""
-    out: dict[str, np.ndarray] = {}
-    for path in aligned_paths:
-        t = _read_rows(path, ["image_id", "status", "chip", "landmarks"], wanted, tuple(USABLE_STATUSES))
-        for image_id, lm in zip(t["image_id"].to_pylist(), t["landmarks"].to_pylist()):
-            if lm is not None:
-                out[image_id] = np.asarray(lm, dtype=np.float32).reshape(68, 2)
-    return out
 
 
 def build_chipset(identities: dict[str, str], unmasked: dict[str, bytes],
@@ -109,7 +67,7 @@ def finetune_step(aligned_paths: list[str], masked_paths: dict[str, list[str]], 
     parts, no_identity = read_split_parts(split_path)
     wanted = set(parts["train"]) | set(parts["val"])
     unmasked, masked = read_chips(list(aligned_paths), dict(masked_paths), wanted)
-    landmarks = read_landmarks(list(aligned_paths), wanted) if parsed.region != "full" else None
+    landmarks = read_chip_landmarks(list(aligned_paths), wanted) if parsed.region != "full" else None
     sets = {p: build_chipset(parts[p], unmasked, masked, landmarks) for p in PARTS}
     log.info("train: %d images of %d people; val: %d images; masks: %s", len(sets["train"]),
              len(set(sets["train"].identities)), len(sets["val"]), sorted(masked))

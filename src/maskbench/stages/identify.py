@@ -25,10 +25,9 @@ from maskbench.protocols.galleries import (
     identification_report,
     probes_table,
 )
-from maskbench.protocols.pairs import ProtocolError
-from maskbench.stages.pairs import read_aligned_identities, restrict_to_split
-from maskbench.stages.score import embedding_matrix
-from maskbench.protocols.variant_pools import BARE, REAL, read_real_masked, split_pools
+from maskbench.io.readers import embedding_matrix, read_aligned
+from maskbench.protocols.pairs import ProtocolError, restrict_to_split
+from maskbench.protocols.variant_pools import BARE, REAL, split_pools
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +55,10 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
         raise ValueError(f"protocol kind {protocol['kind']!r} is not identification")
     if gallery_variant not in (UNMASKED, REAL):
         raise ValueError(f"an identification gallery is enrolled unmasked or real-masked, not {gallery_variant!r}")
-    usable, _ = read_aligned_identities(aligned_paths)
+    aligned = read_aligned(aligned_paths)
+    usable = aligned.usable
     images, _, split_entry = restrict_to_split(usable, protocol, split_path)
-    real = read_real_masked(aligned_paths) & set(images)
+    real = aligned.real_masked & set(images)
     if gallery_variant == REAL and not real:
         raise ProtocolError("identification [real, real]: no usable real-masked photo of a person with bare photos")
     pools, pool_notes = split_pools(images, real) if real else ({BARE: images}, None)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from maskbench.io.readers import load_acquired
+
 log = logging.getLogger(__name__)
-
-
-def load_acquired(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def index_dataset(

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from maskbench.io.atomic import write_table
 from maskbench.io.chips import decode_chip, encode_chip
 from maskbench.io.manifests import MASKED_SCHEMA, REAL_MASK_STATUS, USABLE_STATUSES
+from maskbench.io.readers import inside, load_acquired, read_shard
 from maskbench.seeds import item_seed
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,7 @@ log = logging.getLogger(__name__)
 
 def read_aligned_rows(aligned_path: str, columns: list[str]) -> list[dict]:
     """Rows of an aligned shard with ``real_mask`` (False where the shard predates that column)."""
-    names = pq.read_schema(aligned_path).names
-    table = pq.read_table(aligned_path, columns=[*columns, *(["real_mask"] if "real_mask" in names else [])])
-    rows = table.to_pylist()
+    rows = read_shard(aligned_path, columns, optional=["real_mask"]).to_pylist()
     for row in rows:
         row["real_mask"] = bool(row.get("real_mask"))
     return rows
@@ -68,9 +67,7 @@ def mask_shard(aligned_path: str, mask_name: str, spec: dict[str, Any], seed: in
 def _photo_masker(photos: dict[str, Any], aligned_path: str):
     """A function (row, chip landmarks, spec, seed) -> (status, reason, chip) on the original photos."""
     from maskbench.faces.align import FaceAligner
-    from maskbench.stages.align import _inside
     from maskbench.io.images import DEFAULT_MAX_PIXELS, read_rgb
-    from maskbench.stages.index import load_acquired
     from maskbench.faces.photo_mask import mask_photo
 
     cfg = photos["align_cfg"]
@@ -86,7 +83,7 @@ def _photo_masker(photos: dict[str, Any], aligned_path: str):
         if row.get("transform") is None:
             raise ValueError(f"{aligned_path} has no image->chip transform for {row['image_id']}; "
                              "re-run the align stage")
-        read = read_rgb(_inside(root, sources[row["image_id"]]), max_pixels=max_pixels)
+        read = read_rgb(inside(root, sources[row["image_id"]]), max_pixels=max_pixels)
         if read.image is None:
             return read.status, read.reason, None
         result = mask_photo(read.image, landmarks, np.asarray(row["transform"]).reshape(2, 3), spec, seed, aligner)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from maskbench.io.atomic import write_json, write_table
-from maskbench.stages.embed import load_embeddings
+from maskbench.io.readers import load_embeddings
 from maskbench.evaluation.fusion import FusionError, moments, zscore
 from maskbench.io.manifests import SCORES_SCHEMA, UNMASKED_VARIANT
 from maskbench.evaluation.mask_classifier import (

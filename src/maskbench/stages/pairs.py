@@ -17,8 +17,7 @@ import pyarrow.parquet as pq
 from maskbench.protocols.all_vs_all import prepare as prepare_all_vs_all
 from maskbench.protocols.all_vs_all import write_all_vs_all
 from maskbench.io.atomic import write_json, write_table
-from maskbench.stages.index import load_acquired
-from maskbench.io.manifests import USABLE_STATUSES
+from maskbench.io.readers import load_acquired, read_aligned
 from maskbench.protocols.pairs import (
     ProtocolError,
     all_identities_pairs,
@@ -27,25 +26,13 @@ from maskbench.protocols.pairs import (
     lfw_view2_pairs,
     pairs_report,
     pairs_table,
+    restrict_to_split,
 )
-from maskbench.protocols.variant_pools import build_pool_pairs, read_real_masked
+from maskbench.protocols.variant_pools import build_pool_pairs
 
 log = logging.getLogger(__name__)
 
 VERIFICATION_KINDS = ("all_identities", "dicta1000", "lfw_view2", "all_vs_all")
-
-
-def read_aligned_identities(paths: list[str]) -> tuple[dict[str, str], list[str]]:
-    """(usable image -> identity, every image id) over a dataset's aligned shards."""
-    usable: dict[str, str] = {}
-    every: list[str] = []
-    for path in paths:
-        table = pq.read_table(path, columns=["image_id", "identity", "status"])
-        for image_id, identity, status in zip(*(table[c].to_pylist() for c in ("image_id", "identity", "status"))):
-            every.append(image_id)
-            if status in USABLE_STATUSES:
-                usable[image_id] = identity
-    return usable, every
 
 
 def read_groups(index_path: str | None) -> dict[str, str | None] | None:
@@ -57,38 +44,6 @@ def read_groups(index_path: str | None) -> dict[str, str | None] | None:
         return None
     groups = dict(zip(table["image_id"].to_pylist(), table["group"].to_pylist()))
     return groups if any(g is not None for g in groups.values()) else None
-
-
-def split_part_images(split_path: str, part: str) -> set[str]:
-    """The image ids a split manifest (SPLITS_SCHEMA of maskbench.protocols.splits) puts in ``part``."""
-    table = pq.read_table(split_path, columns=["image_id", "split"])
-    return {i for i, s in zip(table["image_id"].to_pylist(), table["split"].to_pylist()) if s == part}
-
-
-def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
-                      split_path: str | None) -> tuple[dict[str, str], set[str] | None, dict]:
-    """(usable images of the protocol's split part, that part's image set or None, report entry).
-
-    A protocol without ``split`` keeps every usable image; one with it needs the manifest."""
-    spec = protocol.get("split")
-    if not spec:
-        if split_path:
-            raise ProtocolError(f"a split manifest ({split_path}) was given, but the protocol has no "
-                                "`split: {strategy, part}`")
-        return usable, None, {}
-    if not split_path:
-        raise ProtocolError(
-            f"the protocol is restricted to split {spec['strategy']}/{spec['part']}: pass its manifest "
-            f"(results/<dataset>/splits/{spec['strategy']}.parquet)"
-        )
-    part = split_part_images(split_path, spec["part"])
-    kept = {k: v for k, v in usable.items() if k in part}
-    if not kept:
-        raise ProtocolError(f"{split_path}: no usable image is in part {spec['part']!r}; "
-                            "was the split made from this dataset's aligned images?")
-    entry = {"strategy": spec["strategy"], "part": spec["part"], "usable_images_in_part": len(kept),
-             "usable_images_left_out": len(usable) - len(kept)}
-    return kept, part, entry
 
 
 def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
@@ -113,12 +68,13 @@ def build_pairs(
 ) -> dict:
     """Write one protocol's manifest and its report. ``index_path`` gives the images' groups
     (videos): genuine pairs never within a group unless the protocol sets ``same_group_genuine``."""
-    usable, every = read_aligned_identities(aligned_paths)
+    aligned = read_aligned(aligned_paths)
+    usable, every = aligned.usable, aligned.every
     images, in_split, split_entry = restrict_to_split(usable, protocol, split_path)
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
     groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
-    real = read_real_masked(aligned_paths) & set(images)
+    real = aligned.real_masked & set(images)
     if real:  # photos of real masks: each side of a comparison draws from its variant's pool
         listed, listed_dropped = None, Counter()
         if kind == "lfw_view2":

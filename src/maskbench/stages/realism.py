@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 from maskbench.data.index import mfr2_mask_types
 from maskbench.reporting.realism import by_type_rows, realism_figure, realism_rows
 from maskbench.reporting.tables import write_frame
-from maskbench.stages.index import load_acquired
+from maskbench.io.readers import load_acquired
 
 
 def write_realism(entries: Sequence[Mapping[str, str]], labelled: Mapping[str, Mapping[str, Any]],

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from maskbench.io.atomic import atomic_path
 from maskbench.io.manifests import SCORES_SCHEMA
+from maskbench.io.readers import embedding_matrix
 from maskbench.evaluation.scoring import pair_scores
 
 log = logging.getLogger(__name__)
@@ -30,30 +31,6 @@ BATCH_ROWS = 1 << 16  # pairs read from Parquet at a time
 # which made scoring about five times slower.
 CHUNK_BYTES = 127 << 10
 ROW_GROUP_ROWS = 1 << 18
-FLOAT64_MATRIX_BYTES = 1 << 29
-
-
-def embedding_matrix(paths: list[str], float64_up_to: int = FLOAT64_MATRIX_BYTES) -> tuple[pa.Array, np.ndarray]:
-    """(image ids, matrix with one row per id) of the rows embedded successfully.
-
-    The matrix is float64 (what pair_scores computes in, so no batch is converted again) when it
-    takes at most ``float64_up_to`` bytes, float32 otherwise."""
-    ids, blocks, dim = [], [], None
-    for path in paths:
-        table = pq.read_table(path, columns=["image_id", "status", "embedding"])
-        table = table.filter(pc.equal(table["status"], "ok"))
-        width = table.schema.field("embedding").type.list_size
-        if dim is not None and width != dim:
-            raise ValueError(f"{path}: embeddings of width {width}, other shards have {dim}")
-        dim = width
-        ids.append(table["image_id"].combine_chunks())
-        blocks.append(np.asarray(table["embedding"].combine_chunks().flatten(), dtype=np.float32).reshape(-1, dim))
-    if not blocks:
-        return pa.array([], pa.string()), np.zeros((0, 0), dtype=np.float32)
-    matrix = np.concatenate(blocks)
-    if matrix.size * 8 <= float64_up_to:
-        matrix = matrix.astype(np.float64)
-    return pa.concat_arrays(ids), matrix
 
 
 def _may_hold(row_group: pq.RowGroupMetaData, columns: dict[str, int], wanted: dict[str, str]) -> bool:

@@ -15,24 +15,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from maskbench.io.atomic import write_json, write_table
-from maskbench.stages.embed import load_embeddings
+from maskbench.io.readers import load_embeddings, read_split
 from maskbench.training.heads import load_head, save_head
-from maskbench.io.manifests import embedding_schema
+from maskbench.io.manifests import CURVE_SCHEMA, embedding_schema
 from maskbench.training.train_head import EmbeddingSet, embed_with_head, torch_session, train_projection_head
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CURVE_SCHEMA", "group_embedding_paths", "read_embedding_set", "read_parts", "check_no_leak",
+__all__ = ["group_embedding_paths", "read_parts", "check_no_leak",
            "train_head_step", "project_shard"]
 
-CURVE_SCHEMA = pa.schema([
-    pa.field("epoch", pa.int32(), nullable=False),
-    pa.field("loss", pa.float64()),
-    pa.field("val_eer", pa.float64(), nullable=False),
-    pa.field("val_genuine", pa.int64(), nullable=False),
-    pa.field("val_impostor", pa.int64(), nullable=False),
-    pa.field("val_unmasked_eer", pa.float64()),  # NaN where val has no two unmasked images of a person
-])
 TRAINING_PARTS = ("train", "val")  # test is never read when training
 _SHARD = re.compile(r"shard-(\d+)\.parquet$")
 
@@ -105,8 +97,7 @@ def read_parts(embedding_paths: dict[str, list[str]] | list[dict[str, list[str]]
     collected: dict[str, list[tuple[str, str, str, np.ndarray]]] = {p: [] for p in parts}
     dim = None
     for group, split_path, name in zip(groups, splits, names):
-        split = pq.read_table(split_path, columns=["image_id", "identity", "split"]).to_pylist()
-        where = {r["image_id"]: (r["split"], r["identity"]) for r in split if r["split"] in collected}
+        where = {i: entry for i, entry in read_split(split_path).items() if entry[0] in collected}
         prefix = f"{name}/" if name is not None else ""
         for variant in sorted(group):
             vectors = load_embeddings(list(group[variant]))
@@ -129,22 +120,12 @@ def read_parts(embedding_paths: dict[str, list[str]] | list[dict[str, list[str]]
     return out
 
 
-def read_embedding_set(embedding_paths: dict[str, list[str]] | list[dict[str, list[str]]],
-                       split_paths: str | list[str], part: str,
-                       datasets: Sequence[str] | None = None) -> EmbeddingSet:
-    """The embeddings of one split part (``train``, ``val`` or ``test``); see :func:`read_parts`."""
-    if part not in ("train", "val", "test"):
-        raise ValueError(f"unknown split part {part!r}: use train, val or test")
-    return read_parts(embedding_paths, split_paths, [part], datasets)[part]
-
-
 def check_no_leak(split_path: str, dataset: str | None = None) -> None:
     """Refuse a split where a person has images in train and in val or test."""
-    table = pq.read_table(split_path, columns=["identity", "split"]).to_pylist()
     parts: dict[str, set[str]] = defaultdict(set)
-    for row in table:
-        if row["identity"] is not None:
-            parts[row["identity"]].add(row["split"])
+    for part, identity in read_split(split_path).values():
+        if identity is not None:
+            parts[identity].add(part)
     for identity in sorted(parts):
         other = sorted(parts[identity] - {"train"})
         if "train" in parts[identity] and other:

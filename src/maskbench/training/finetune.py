@@ -13,7 +13,8 @@ the pretrained model (so fine-tuning never loses unmasked accuracy on val beyond
 a baseline only when it is a random initialisation.
 
 The result is saved as safetensors whose metadata carries everything needed to rebuild the
-network (architecture, projection, preprocessing), so :func:`load_finetuned` needs no config.
+network (architecture, projection, preprocessing), so
+:func:`maskbench.models.finetuned.load_finetuned` needs no config.
 """
 
 from __future__ import annotations
@@ -29,39 +30,28 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import pyarrow as pa
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from maskbench.io.atomic import write_bytes
-from maskbench.models.backbones import ARCHS, Backbone, build_backbone
+from maskbench.models.backbones import Backbone, build_backbone
 from maskbench.io.chips import decode_chip
 from maskbench.models.dlib_resnet import resolve_device, torch_threads
 from maskbench.training.losses import make_loss
 from maskbench.evaluation.metrics import eer
 from maskbench.evaluation.scoring import pair_scores
 from maskbench.seeds import item_seed
+from maskbench.models.finetuned import CHECKPOINT_FORMAT, with_projection
 from maskbench.models.upper_face import UpperFaceBackbone, cut_fraction, with_region
 from maskbench.training.selection import choose_epoch
 from maskbench.training.specs import FinetuneSpec
+from maskbench.variants import UNMASKED
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "maskbench.finetuned/1"
-UNMASKED = "unmasked"
 PAIR_LOSSES = ("supcon", "triplet")  # losses that need two samples of a person in a batch
 
-CURVE_SCHEMA = pa.schema(
-    [
-        pa.field("epoch", pa.int32(), nullable=False),
-        pa.field("loss", pa.float64()),  # mean training loss (null for epoch 0, the start)
-        pa.field("val_eer", pa.float64()),  # null when val has no genuine or impostor pairs
-        pa.field("val_unmasked_eer", pa.float64()),  # unmasked vs unmasked; null as above
-    ]  # no wall-clock time: it would change the bytes on every run (timings go to the log)
-)
 
 
 # --- specification -----------------------------------------------------------------------------
@@ -243,14 +233,7 @@ def build_model(spec: FinetuneSpec, cache_dir: str | Path | None = None, pretrai
     if not backbone_spec["pretrained"]:
         backbone_spec.pop("weights", None)
     trunk = build_backbone(backbone_spec, cache_dir=cache_dir)
-    return _with_projection(trunk, spec.dim)
-
-
-def _with_projection(trunk: Backbone, dim: int | None) -> Backbone:
-    if dim is None or dim == trunk.dim:
-        return trunk
-    module = nn.Sequential(trunk.module, nn.Linear(trunk.dim, dim))
-    return Backbone(module, trunk.input_size, trunk.mean, trunk.std, dim, trunk.arch)
+    return with_projection(trunk, spec.dim)
 
 
 def embed_with(backbone: Backbone, chips: list[np.ndarray], batch_size: int, device: torch.device) -> np.ndarray:
@@ -415,7 +398,8 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
         upairs = unmasked_val_pairs(val, seed, spec.val_impostors, spec.val_max_genuine)
         started = time.perf_counter()
         start_eer, start_unmasked = val_eers(backbone, val, pairs, upairs, spec.val_score, spec.batch_size, dev)
-        curve = [{"epoch": 0, "loss": None, "val_eer": start_eer, "val_unmasked_eer": start_unmasked}]
+        counts = {"val_genuine": len(pairs.genuine), "val_impostor": len(pairs.impostor)}
+        curve = [{"epoch": 0, "loss": None, "val_eer": start_eer, **counts, "val_unmasked_eer": start_unmasked}]
         log.info("epoch 0 (start): val EER %s, unmasked %s", start_eer, start_unmasked)
         limit_base = start_unmasked if spec.pretrained else None
         kept: tuple[int, dict[str, torch.Tensor]] | None = (0, _state_copy(backbone.module)) if spec.pretrained else None
@@ -430,7 +414,8 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
                 )
             value, unmasked_value = val_eers(backbone, val, pairs, upairs, spec.val_score, spec.batch_size, dev)
             seconds = time.perf_counter() - started
-            curve.append({"epoch": epoch, "loss": stats.loss, "val_eer": value, "val_unmasked_eer": unmasked_value})
+            curve.append({"epoch": epoch, "loss": stats.loss, "val_eer": value, **counts,
+                          "val_unmasked_eer": unmasked_value})
             epochs.append({"epoch": epoch, "samples": stats.samples, "skipped_batches": stats.skipped_batches,
                            "variants": stats.variants})
             log.info("epoch %d: loss %.5f, val EER %s, unmasked %s, %.1f s", epoch, stats.loss, value,
@@ -513,35 +498,3 @@ def checkpoint_bytes(module: nn.Module, metadata: dict[str, Any]) -> bytes:
 
 def save_checkpoint(path: str | Path, result: FinetuneResult, spec: FinetuneSpec, seed: int) -> None:
     write_bytes(path, checkpoint_bytes(result.backbone.module, checkpoint_metadata(result, spec, seed)))
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"fine-tuned checkpoint {path} not found: check the model's 'checkpoint:' path")
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("maskbench")
-    meta = json.loads(raw) if raw else {}
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a maskbench fine-tuned checkpoint (format {meta.get('format')!r}, "
-                         f"expected {CHECKPOINT_FORMAT!r})")
-    if meta.get("arch") not in ARCHS:
-        raise ValueError(f"{path}: unknown architecture {meta.get('arch')!r}")
-    return meta
-
-
-def load_finetuned(path: str | Path) -> Backbone:
-    """The network a fine-tuning run saved, rebuilt from the checkpoint's own metadata (CPU, eval)."""
-    meta = read_metadata(path)
-    spec: dict[str, Any] = {"arch": meta["arch"], "pretrained": False}
-    if meta["arch"] != "dlib_resnet":
-        spec["input_size"] = int(meta["input_size"])
-    with torch.random.fork_rng(devices=[]):  # the random init is overwritten; keep the caller's stream
-        trunk = build_backbone(spec)
-    backbone = with_region(_with_projection(trunk, meta["projection"]), meta.get("region", "full"), meta.get("cut"))
-    backbone.module.load_state_dict(load_file(str(path)), strict=True)
-    backbone.mean = tuple(float(v) for v in meta["mean"])
-    backbone.std = tuple(float(v) for v in meta["std"])
-    backbone.module.eval()
-    return backbone
-

@@ -13,17 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from maskbench.io.atomic import write_bytes
+from maskbench.io.checkpoints import META_KEY as _META_KEY
+from maskbench.io.checkpoints import read_checkpoint_metadata
 
 __all__ = ["ProjectionHead", "load_head", "save_head", "HEAD_FORMAT"]
 
 HEAD_FORMAT = "maskbench.projection_head/1"
-_META_KEY = "maskbench"  # a single metadata entry, so the file header has one fixed order
 
 
 class ProjectionHead(nn.Module):
@@ -101,13 +101,8 @@ def save_head(path: str, head: ProjectionHead, meta: dict[str, Any]) -> None:
 
 def load_head(path: str) -> tuple[ProjectionHead, dict[str, Any]]:
     """Rebuild a head written by :func:`save_head`, in eval mode, with its ``meta``."""
-    try:
-        with safe_open(str(path), framework="pt") as stream:
-            description = json.loads((stream.metadata() or {})[_META_KEY])
-    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise ValueError(f"{path}: not a projection head file written by save_head ({exc!r})") from None
-    if description.get("format") != HEAD_FORMAT:
-        raise ValueError(f"{path}: head format {description.get('format')!r}, expected {HEAD_FORMAT!r}")
+    description = read_checkpoint_metadata(path, HEAD_FORMAT, "projection head file written by save_head",
+                                           "re-run the train_head rule")
     head = ProjectionHead(**description["architecture"])
     head.load_state_dict(load_file(str(path)), strict=True)
     head.eval()

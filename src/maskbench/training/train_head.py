@@ -36,14 +36,14 @@ from maskbench.training.losses import make_loss
 from maskbench.seeds import item_seed
 from maskbench.training.selection import choose_epoch
 from maskbench.training.specs import TRAIN_DEFAULTS, resolve_spec
+from maskbench.variants import UNMASKED
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EmbeddingSet", "TrainResult", "MaskedProbePairs", "IdentityBatchSampler", "UNMASKED",
+__all__ = ["EmbeddingSet", "TrainResult", "MaskedProbePairs", "IdentityBatchSampler",
            "TRAIN_DEFAULTS", "resolve_spec", "masked_probe_pairs", "pair_eer", "torch_session",
            "embed_with_head", "train_projection_head", "unmasked_pairs"]
 
-UNMASKED = "unmasked"
 IMPOSTORS_PER_GENUINE = 20
 MAX_VAL_GENUINE = 50_000  # a seeded subset beyond this keeps the per-epoch check to seconds
 # no wall-clock time in outputs (it would change their bytes on every run): timings go to the log
