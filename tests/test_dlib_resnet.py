@@ -402,3 +402,12 @@ def test_corrupt_cache_is_rebuilt(
     reloaded = load_dlib_resnet(cache_dir=tmp_path, dat_path=dat_path)
     with torch.inference_mode():
         assert torch.equal(reloaded(x), model(x))
+
+
+def test_cache_is_the_same_bytes_every_time(tmp_path: Path, dat_path: Path) -> None:
+    """Made twice from the same .dat, the cache is byte-identical (no metadata in hash order)."""
+    first = load_dlib_resnet(cache_dir=tmp_path / "a", dat_path=dat_path)
+    load_dlib_resnet(cache_dir=tmp_path / "b", dat_path=dat_path)
+    (a,), (b,) = (list((tmp_path / d).iterdir()) for d in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    assert first is not None

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -244,7 +245,7 @@ def _sha256(path: Path) -> str:
 def _read_cache(path: Path, dat_sha256: str) -> DlibResNet | None:
     """The cached model, or None when the cache is unreadable or made from another file."""
     try:
-        meta = safetensors_metadata(path)
+        meta = json.loads(safetensors_metadata(path).get("maskbench", "{}"))
         if meta.get("format") != _CACHE_FORMAT or meta.get("dat_sha256") != dat_sha256:
             log.warning("ignoring %s: made from another .dat or format", path)
             return None
@@ -260,7 +261,10 @@ def _write_cache(model: DlibResNet, path: Path, dat_sha256: str) -> None:
     """Write atomically (temp file + rename) so concurrent jobs never read half a file."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": _CACHE_FORMAT, "dat_sha256": dat_sha256})
+        # one metadata key: safetensors writes several keys in no fixed order, and the cache must be
+        # the same bytes every time it is made
+        meta = json.dumps({"dat_sha256": dat_sha256, "format": _CACHE_FORMAT}, sort_keys=True)
+        save_file(tensors, str(tmp), metadata={"maskbench": meta})
 
 
 def cache_file(cache_dir: str | Path, dat_sha256: str) -> Path:
