@@ -413,6 +413,35 @@ def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
         "sex": 2, "race": 1, "age": 1, "age_group": 1}
 
 
+def test_weight_average_follows_the_weights_and_swaps_back():
+    """The moving average after steps w1, w2 from w0 is d^2 w0 + d(1-d) w1 + (1-d) w2; swapped()
+    shows it and then restores the trained weights (integer buffers are left alone)."""
+    from maskbench.attributes_cnn import WeightAverage
+
+    module = torch.nn.Linear(2, 1)
+    module.register_buffer("steps", torch.tensor(5))
+    with torch.no_grad():
+        module.weight.fill_(0.0)
+    average = WeightAverage(module, 0.5)
+    for value in (1.0, 3.0):
+        with torch.no_grad():
+            module.weight.fill_(value)
+        average.update()
+    with average.swapped():
+        assert torch.allclose(module.weight, torch.full((1, 2), 0.25 * 0 + 0.25 * 1 + 0.5 * 3))
+        assert int(module.steps) == 5
+    assert torch.equal(module.weight, torch.full((1, 2), 3.0))
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_right_answer():
+    from maskbench.attributes_cnn import task_loss
+
+    out, target = torch.tensor([[8.0, -8.0], [0.0, 0.0]]), torch.tensor([0, -100])
+    plain, n = task_loss("sex", out, target)
+    smoothed, _ = task_loss("sex", out, target, 0.1)
+    assert n == 1 and float(plain) < 1e-6 < float(smoothed)
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -427,6 +456,9 @@ def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
     ({"arch": "dlib_resnet", "frozen_blocks": 15}, "'frozen_blocks'.*from 0 to 14"),
     ({"arch": "dlib_resnet", "patience": 0}, "'patience'.*>= 1"),
     ({"arch": "dlib_resnet", "linear_probe": True}, "'linear_probe' needs frozen_blocks"),
+    ({"arch": "dlib_resnet", "schedule": "step"}, "'schedule'.*use one of"),
+    ({"arch": "dlib_resnet", "label_smoothing": 1.0}, r"'label_smoothing'.*\[0, 1\)"),
+    ({"arch": "dlib_resnet", "ema": 1.0}, r"'ema'.*\(0, 1\)"),
 ])
 def test_bad_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message):
