@@ -275,6 +275,33 @@ def test_tables_and_figures_take_the_cnn_beside_the_heads(mixed, data, tmp_path)
     assert all((tmp_path / f"{k}.png").stat().st_size > 5000 for k in ("confusion", "coverage", "age_error"))
 
 
+
+def test_abstention_table_holds_the_cnn_curves_beside_the_heads(mixed, data, tmp_path):
+    """The CNN's accuracy-coverage points are those of its metrics file, beside the heads'; the
+    sex curve on the masked faces keeps fewer faces as the threshold rises and gains accuracy on them."""
+    from maskbench.attributes_abstention import abstention_table
+
+    _, out = mixed
+    heads_run(data, tmp_path)
+    entries = [{"dataset": "demo", "model": "dlib_resnet", "split": "random", "train_variant": "mixed",
+                "path": str(tmp_path / "metrics.json")},
+               {"dataset": "demo", "model": "cnn_dlib_resnet", "split": "random", "train_variant": "mixed",
+                "path": str(out / "metrics.json")}]
+    frame = abstention_table(entries, str(tmp_path / "abstention.csv"), str(tmp_path / "abstention.png"))
+    thresholds = list(attr.DEFAULT_THRESHOLDS)
+    cnn = frame[(frame.head == CNN_HEAD) & (frame.task == "sex") & (frame.test_variant == "masked")]
+    assert cnn["threshold"].tolist() == thresholds
+    metrics = json.loads((out / "metrics.json").read_text())["heads"][CNN_HEAD]["sex"]["test"]["masked"]
+    assert cnn["kept"].tolist() == [p["kept"] for p in metrics["coverage"]]
+    assert cnn["coverage"].is_monotonic_decreasing and cnn["coverage"].iloc[0] == 1.0
+    answered = cnn[cnn.accuracy.notna()]
+    assert answered["accuracy"].iloc[-1] >= answered["accuracy"].iloc[0]
+    assert set(frame["head"]) == {"linear", CNN_HEAD} and "age" not in set(frame["task"])
+    assert len(frame) == 2 * 3 * 3 * len(thresholds)  # runs x class tasks x (2 variants + pooled) x thresholds
+    assert pd.read_csv(tmp_path / "abstention.csv").shape == frame.shape
+    assert (tmp_path / "abstention.png").stat().st_size > 10_000
+
+
 def test_checkpoint_reloads_to_the_same_predictions(mixed, data):
     _, out = mixed
     model = load_attribute_cnn(out / "model.safetensors")

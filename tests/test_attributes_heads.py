@@ -89,3 +89,29 @@ def test_heads_settings_follow_the_cnn_splits():
     assert heads_settings({"splits": ["random", "uniform"], "cnn": None})["splits"] == ["random"]
     assert heads_settings({"splits": ["uniform", "random"], "cnn": {"splits": ["random"]}})["splits"] == ["random"]
     assert heads_settings({"splits": ["random"], "cnn": None})["heads"] == ["linear", "mlp", "ordinal"]
+
+
+def test_upper_face_embeddings_barely_see_the_mask(tmp_path):
+    """dlib's embedding of the chip blanked below the nose: one 128-d row per chip, and a masked
+    chip's upper-face embedding lies far closer to its unmasked one than the whole chips' do."""
+    from maskbench.attributes_heads import upper_face_embeddings
+    from maskbench.embed import DlibTorchEmbedder
+    from maskbench.embed_step import load_embeddings
+    from test_attributes_cnn import MASK, labelled_demo
+
+    data = labelled_demo(tmp_path, n_people=6, per_person=2)
+    split = str(tmp_path / "split.parquet")
+    upper = {}
+    for variant, masked in (("unmasked", []), (MASK, data["masked"][MASK])):
+        out = tmp_path / f"upper-{variant}.parquet"
+        report = upper_face_embeddings(data["aligned"], masked, split, str(out))
+        assert report["chips"] == len(data["ids"]) and 0.3 < report["cut"] < 0.7
+        upper[variant] = load_embeddings([str(out)])
+    assert sorted(upper[MASK]) == sorted(data["ids"]) and upper[MASK][data["ids"][0]].shape == (128,)
+    whole = DlibTorchEmbedder()
+    chips = data["chips"]
+    full_gap = np.linalg.norm(whole.embed(np.stack([c.chip for c in chips]))
+                              - whole.embed(np.stack([c.masked[MASK] for c in chips])), axis=1)
+    upper_gap = np.array([np.linalg.norm(upper["unmasked"][c.image_id] - upper[MASK][c.image_id]) for c in chips])
+    print(f"unmasked-to-masked embedding distance: whole chip {full_gap.mean():.3f}, upper face {upper_gap.mean():.3f}")
+    assert upper_gap.mean() < 0.5 * full_gap.mean()

@@ -64,14 +64,17 @@ def upper_face_embeddings(aligned_paths: Sequence[str], masked_paths: Sequence[s
     by_split = read_split(split_path)
     wanted = {i for ids in by_split.values() for i in ids}
     landmarks = read_landmarks(list(aligned_paths), set(by_split["train"]))
-    trunk = build_backbone({"arch": "dlib_resnet"}, cache_dir=cache_dir)
-    cut = cut_fraction(landmarks.values(), 150)
-    embedder = BackboneEmbedder(with_region(trunk, UPPER, cut), batch_size=batch_size, threads=threads)
     if masked_paths:
         _, masked = read_chips(list(aligned_paths), {"mask": list(masked_paths)}, wanted)
         chips = masked["mask"]
     else:
         chips, _ = read_chips(list(aligned_paths), {}, wanted)
+    if not chips:
+        raise ValueError(f"no usable chip in {list(masked_paths) or list(aligned_paths)}: re-run align or mask")
+    chip_size = decode_chip(next(iter(chips.values()))).shape[0]
+    cut = cut_fraction(landmarks.values(), chip_size)
+    trunk = build_backbone({"arch": "dlib_resnet"}, cache_dir=cache_dir)
+    embedder = BackboneEmbedder(with_region(trunk, UPPER, cut), batch_size=batch_size, threads=threads)
     ids = sorted(chips)
     vectors = [np.zeros((0, 128), np.float32)]
     for start in range(0, len(ids), 256):

@@ -2,7 +2,8 @@
 # Built only when the config has an `attributes:` section, so other configs keep their DAG.
 
 ATTRIBUTE_TABLES = ["results/tables/attributes.csv", "results/tables/attributes_by_group.csv",
-                    "results/tables/attributes_privacy.csv", "results/tables/attributes_heads.csv"]
+                    "results/tables/attributes_privacy.csv", "results/tables/attributes_heads.csv",
+                    "results/tables/attributes_abstention.csv"]
 
 # The attribute tables (they bring their figures), or nothing without `attributes:`.
 attribute_targets = lambda: list(ATTRIBUTE_TABLES) if "attributes" in config else []
@@ -316,3 +317,32 @@ if "attributes" in config:
             runtime=lambda wc, attempt: 10 * attempt,
         script:
             "../scripts/attributes_heads_table.py"
+
+    # abstention: accuracy against coverage at each confidence threshold, for every run (heads
+    # and CNN) in one table, and the masked test faces' curves side by side in one figure
+    ruleorder: attributes_abstention > table
+
+    rule attributes_abstention:
+        conda:
+            "../../envs/evaluate.yaml"
+        input:
+            metrics=[RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS],
+            code=lib("attributes_abstention", "attributes_step", "attributes", "tables"),
+        output:
+            csv=ATTRIBUTE_TABLES[4],
+            md="results/tables/attributes_abstention.md",
+            figure="results/figures/attributes_abstention.png",
+        params:
+            entries=[
+                {"dataset": r["dataset"], "model": r["model"], "split": r["strategy"],
+                 "train_variant": r["train"], "path": RUN_METRICS.format(**r)}
+                for r in ATTRIBUTE_RUNS
+            ],
+        log:
+            "results/logs/tables/attributes_abstention.log",
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=lambda wc, attempt: 10 * attempt,
+        script:
+            "../scripts/attributes_abstention.py"
