@@ -418,6 +418,16 @@ def test_timing_is_reported_apart_from_the_metrics(frozen, data):
     assert "seconds" not in (out / "metrics.json").read_text()
 
 
+def test_weight_average_is_what_val_scores_and_the_checkpoint_keeps(data, tmp_path):
+    """With a cosine schedule, label smoothing and a weight average, the recorded val score is the
+    saved (averaged) weights' accuracy on the val chips, and the band is still learned."""
+    spec = {**FROZEN, "frozen_blocks": 13, "epochs": 2, "schedule": "cosine", "label_smoothing": 0.1, "ema": 0.5}
+    result = run(data, tmp_path / "run", spec=spec)
+    assert result["training"]["spec"]["ema"] == 0.5
+    assert result["heads"][CNN_HEAD]["sex"]["test"][MASK]["accuracy"] >= 0.9
+    test_val_score_is_the_selected_weights_accuracy_on_val_chips((result, tmp_path / "run"), data)
+
+
 def test_frozen_runs_are_deterministic(frozen, data, tmp_path):
     run(data, tmp_path / "again", spec=FROZEN)
     assert outputs(tmp_path / "again") == outputs(frozen[1])
