@@ -299,10 +299,12 @@ def test_utkface_mini_fills_the_attribute_tables(utk_run):
 @pytest.mark.slow
 def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     """dlib's ResNet with 13 blocks frozen and cached, fine-tuned on masked and unmasked chips
-    mixed, against the linear head trained on the same mixed embeddings, on the same masked test
-    faces (every mask type pooled), random split. On these 240 test faces it reads age clearly
-    better; on sex and race the two are within a few points of each other (840 train images are
-    too few to show a gain there), so those are only checked not to have collapsed."""
+    mixed (cosine schedule, weight average), against the linear head trained on the same mixed
+    embeddings, on the same masked test faces (every mask type pooled), random split. On these 240
+    test faces it reads age clearly better (MAE 7.0 against 8.8 years when measured); on sex and
+    race the two are within a few points of each other (0.894 / 0.898 and 0.646 / 0.673: 840
+    train images are too few to show a gain there), so those are only checked not to have
+    collapsed."""
     table = pd.read_csv(utk_run / "results/tables/attributes.csv").set_index(
         ["model", "head", "train_variant", "task", "metric"])
     value = lambda model, head, task, metric: table.loc[(model, head, "mixed", task, metric), "masked/random"]  # noqa: E731
@@ -312,7 +314,7 @@ def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
         assert cnn > linear - 0.04, task
     cnn, linear = value("cnn_dlib_resnet", "cnn", "age", "mae"), value("dlib_resnet", "linear", "age", "mae")
     print(f"UTKFace-mini age MAE, masked test faces: CNN {cnn:.2f}, linear head {linear:.2f}")
-    assert cnn < linear - 0.5
+    assert cnn < linear - 1.0
     run = utk_run / "results/utkface/attributes/cnn_dlib_resnet/random/mixed"
     timing = json.loads((run / "timing.json").read_text())
     print(f"CPU CNN: {timing['mean_seconds_per_epoch_per_1000_chips']} s per epoch per 1,000 chips, "
@@ -321,6 +323,9 @@ def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     assert timing["mean_seconds_per_epoch_per_1000_chips"] > 0
     curve = json.loads((run / "metrics.json").read_text())["training"]["curve"]
     assert curve[0]["epoch"] == 0 and "linear_probe" in curve[0]  # the start: linear heads, a candidate
+    # the weight average keeps the val age MAE from jumping epoch to epoch
+    ages = [e["val"]["age"] for e in curve]
+    assert max(abs(b - a) for a, b in zip(ages, ages[1:])) < 1.0
 
 
 @pytest.mark.slow
