@@ -23,7 +23,7 @@ import pyarrow as pa
 from maskbench import attributes as attr
 from maskbench.atomic import write_json, write_table
 from maskbench.attributes_ordinal import ORDINAL, ORDINAL_TASKS, fit_ordinal_head
-from maskbench.attributes_step import MIXED, POOLED, Study, read_labels, read_split
+from maskbench.attributes_step import POOLED, Study, read_labels, read_split
 from maskbench.config import UNMASKED
 from maskbench.embed_step import load_embeddings
 from maskbench.seeds import item_seed
