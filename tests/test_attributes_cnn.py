@@ -289,7 +289,7 @@ def test_abstention_table_holds_the_cnn_curves_beside_the_heads(mixed, data, tmp
                 "path": str(out / "metrics.json")}]
     frame = abstention_table(entries, str(tmp_path / "abstention.csv"), str(tmp_path / "abstention.png"))
     thresholds = list(attr.DEFAULT_THRESHOLDS)
-    cnn = frame[(frame.head == CNN_HEAD) & (frame.task == "sex") & (frame.test_variant == "masked")]
+    cnn = frame[(frame["head"] == CNN_HEAD) & (frame.task == "sex") & (frame.test_variant == "masked")]
     assert cnn["threshold"].tolist() == thresholds
     metrics = json.loads((out / "metrics.json").read_text())["heads"][CNN_HEAD]["sex"]["test"]["masked"]
     assert cnn["kept"].tolist() == [p["kept"] for p in metrics["coverage"]]
