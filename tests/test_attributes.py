@@ -249,14 +249,18 @@ def test_schema_names_a_wrong_key():
 # real faces: UTKFace-mini through the workflow
 
 
+UTK_TARGETS = ("results/tables/attributes.csv", "results/tables/attributes_privacy.csv",
+               "results/tables/attributes_heads.csv", "results/tables/attributes_abstention.csv")
+
+
 @pytest.fixture(scope="module")
 def utk_run(tmp_path_factory, shared_data):
     work = copy_workflow(tmp_path_factory.mktemp("utk") / "wf")
     local = {"datasets": {"utkface": {"files": {"images": {"path": str(shared_data / "utkface-mini" /
                                                                        "UTKFace-mini.tar.gz")}}}}}
     (work / "local.yaml").write_text(yaml.safe_dump(local))
-    snakemake(work, "--cores", "2", "results/tables/attributes.csv", "results/tables/attributes_privacy.csv",
-              "--configfile", "config/utkface.yaml", "config/utkface-mini.yaml", "local.yaml")
+    snakemake(work, "--cores", "2", *UTK_TARGETS, "--configfile", "config/utkface.yaml", "config/utkface-mini.yaml",
+              "local.yaml")
     return work
 
 
@@ -290,10 +294,12 @@ def test_utkface_mini_fills_the_attribute_tables(utk_run):
 @pytest.mark.slow
 def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     """dlib's ResNet with 13 blocks frozen and cached, fine-tuned on masked and unmasked chips
-    mixed, against the linear head trained on the same mixed embeddings, on the same masked test
-    faces (every mask type pooled), random split. On these 240 test faces it reads age clearly
-    better; on sex and race the two are within a few points of each other (840 train images are
-    too few to show a gain there), so those are only checked not to have collapsed."""
+    mixed (cosine schedule, weight average), against the linear head trained on the same mixed
+    embeddings, on the same masked test faces (every mask type pooled), random split. On these 240
+    test faces it reads age clearly better (MAE 7.0 against 8.8 years when measured); on sex and
+    race the two are within a few points of each other (0.894 / 0.898 and 0.646 / 0.673: 840
+    train images are too few to show a gain there), so those are only checked not to have
+    collapsed."""
     table = pd.read_csv(utk_run / "results/tables/attributes.csv").set_index(
         ["model", "head", "train_variant", "task", "metric"])
     value = lambda model, head, task, metric: table.loc[(model, head, "mixed", task, metric), "masked/random"]  # noqa: E731
@@ -303,7 +309,7 @@ def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
         assert cnn > linear - 0.04, task
     cnn, linear = value("cnn_dlib_resnet", "cnn", "age", "mae"), value("dlib_resnet", "linear", "age", "mae")
     print(f"UTKFace-mini age MAE, masked test faces: CNN {cnn:.2f}, linear head {linear:.2f}")
-    assert cnn < linear - 0.5
+    assert cnn < linear - 1.0
     run = utk_run / "results/utkface/attributes/cnn_dlib_resnet/random/mixed"
     timing = json.loads((run / "timing.json").read_text())
     print(f"CPU CNN: {timing['mean_seconds_per_epoch_per_1000_chips']} s per epoch per 1,000 chips, "
@@ -312,6 +318,42 @@ def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     assert timing["mean_seconds_per_epoch_per_1000_chips"] > 0
     curve = json.loads((run / "metrics.json").read_text())["training"]["curve"]
     assert curve[0]["epoch"] == 0 and "linear_probe" in curve[0]  # the start: linear heads, a candidate
+    # the weight average keeps the val age MAE from jumping epoch to epoch
+    ages = [e["val"]["age"] for e in curve]
+    assert max(abs(b - a) for a, b in zip(ages, ages[1:])) < 1.0
+
+
+@pytest.mark.slow
+def test_heads_table_on_real_faces_upper_face_keeps_what_the_mask_hides(utk_run):
+    """Every head x features x train -> test variant on the CNN's split; heads trained on bare
+    faces lose far less race accuracy (and age) to a mask when they read the upper face only."""
+    table = pd.read_csv(utk_run / "results/tables/attributes_heads.csv")
+    print(table.to_string())
+    assert len(table) == 3 * 2 * 3 * 2 and set(table["split"]) == {"random"}
+    view = table.set_index(["head", "features", "train_variant", "test_variant"])
+    for head in ("linear", "mlp", "ordinal"):
+        for features in ("full", "upper"):
+            row = view.loc[(head, features, "mixed", "masked")]
+            assert 0.45 < row["age_group accuracy"] < 1 and 4 < row["age mae"] < 15, (head, features)
+    assert view[["sex accuracy", "race accuracy"]].loc[["linear", "mlp"]].notna().all().all()
+    assert view[["sex accuracy", "race accuracy"]].loc["ordinal"].isna().all().all()
+    drop = lambda features, column: (view.loc[("linear", features, "unmasked", "unmasked"), column]  # noqa: E731
+                                     - view.loc[("linear", features, "unmasked", "masked"), column])
+    assert drop("upper", "race accuracy") < drop("full", "race accuracy") - 0.05
+    assert drop("upper", "age mae") > drop("full", "age mae")  # MAE: a smaller rise
+
+
+@pytest.mark.slow
+def test_abstention_table_on_real_faces_holds_the_cnn(utk_run):
+    """The CNN's curves beside the heads'; abstaining on its least confident masked faces raises
+    its sex accuracy on those it keeps."""
+    table = pd.read_csv(utk_run / "results/tables/attributes_abstention.csv")
+    cnn = table[(table.model == "cnn_dlib_resnet") & (table.task == "sex") & (table.test_variant == "masked")]
+    print(cnn.to_string())
+    assert set(table["head"]) == {"linear", "cnn"} and len(cnn) == 10
+    kept = cnn[cnn.coverage >= 0.2]
+    assert kept["accuracy"].iloc[-1] > kept["accuracy"].iloc[0] and kept["threshold"].iloc[-1] >= 0.9
+    assert (utk_run / "results/figures/attributes_abstention.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -376,8 +418,8 @@ def test_real_embeddings_mask_costs_sex_accuracy_and_abstention_helps(utk_run):
 
 @pytest.mark.slow
 def test_utkface_mini_run_is_complete_and_up_to_date(utk_run):
-    proc = snakemake(utk_run, "-n", "results/tables/attributes.csv", "results/tables/attributes_privacy.csv",
-                     "--configfile", "config/utkface.yaml", "config/utkface-mini.yaml", "local.yaml")
+    proc = snakemake(utk_run, "-n", *UTK_TARGETS, "--configfile", "config/utkface.yaml", "config/utkface-mini.yaml",
+                     "local.yaml")
     assert "Nothing to be done" in proc.stdout
 
 

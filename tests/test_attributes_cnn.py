@@ -268,6 +268,33 @@ def test_tables_and_figures_take_the_cnn_beside_the_heads(mixed, data, tmp_path)
     assert all((tmp_path / f"{k}.png").stat().st_size > 5000 for k in ("confusion", "coverage", "age_error"))
 
 
+
+def test_abstention_table_holds_the_cnn_curves_beside_the_heads(mixed, data, tmp_path):
+    """The CNN's accuracy-coverage points are those of its metrics file, beside the heads'; the
+    sex curve on the masked faces keeps fewer faces as the threshold rises and gains accuracy on them."""
+    from maskbench.stages.attribute_abstention import abstention_table
+
+    _, out = mixed
+    heads_run(data, tmp_path)
+    entries = [{"dataset": "demo", "model": "dlib_resnet", "split": "random", "train_variant": "mixed",
+                "path": str(tmp_path / "metrics.json")},
+               {"dataset": "demo", "model": "cnn_dlib_resnet", "split": "random", "train_variant": "mixed",
+                "path": str(out / "metrics.json")}]
+    frame = abstention_table(entries, str(tmp_path / "abstention.csv"), str(tmp_path / "abstention.png"))
+    thresholds = list(attr.DEFAULT_THRESHOLDS)
+    cnn = frame[(frame["head"] == CNN_HEAD) & (frame.task == "sex") & (frame.test_variant == "masked")]
+    assert cnn["threshold"].tolist() == thresholds
+    metrics = json.loads((out / "metrics.json").read_text())["heads"][CNN_HEAD]["sex"]["test"]["masked"]
+    assert cnn["kept"].tolist() == [p["kept"] for p in metrics["coverage"]]
+    assert cnn["coverage"].is_monotonic_decreasing and cnn["coverage"].iloc[0] == 1.0
+    answered = cnn[cnn.accuracy.notna()]
+    assert answered["accuracy"].iloc[-1] >= answered["accuracy"].iloc[0]
+    assert set(frame["head"]) == {"linear", CNN_HEAD} and "age" not in set(frame["task"])
+    assert len(frame) == 2 * 3 * 3 * len(thresholds)  # runs x class tasks x (2 variants + pooled) x thresholds
+    assert pd.read_csv(tmp_path / "abstention.csv").shape == frame.shape
+    assert (tmp_path / "abstention.png").stat().st_size > 10_000
+
+
 def test_checkpoint_reloads_to_the_same_predictions(mixed, data):
     _, out = mixed
     model = load_attribute_cnn(out / "model.safetensors")
@@ -384,6 +411,16 @@ def test_timing_is_reported_apart_from_the_metrics(frozen, data):
     assert "seconds" not in (out / "metrics.json").read_text()
 
 
+def test_weight_average_is_what_val_scores_and_the_checkpoint_keeps(data, tmp_path):
+    """With a cosine schedule, label smoothing and a weight average, the recorded val score is the
+    saved (averaged) weights' accuracy on the val chips, and the band is still learned."""
+    spec = {**FROZEN, "frozen_blocks": 13, "epochs": 2, "schedule": "cosine", "label_smoothing": 0.1, "ema": 0.5}
+    result = run(data, tmp_path / "run", spec=spec)
+    assert result["training"]["spec"]["ema"] == 0.5
+    assert result["heads"][CNN_HEAD]["sex"]["test"][MASK]["accuracy"] >= 0.9
+    test_val_score_is_the_selected_weights_accuracy_on_val_chips((result, tmp_path / "run"), data)
+
+
 def test_frozen_runs_are_deterministic(frozen, data, tmp_path):
     run(data, tmp_path / "again", spec=FROZEN)
     assert outputs(tmp_path / "again") == outputs(frozen[1])
@@ -406,6 +443,35 @@ def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
         "sex": 2, "race": 1, "age": 1, "age_group": 1}
 
 
+def test_weight_average_follows_the_weights_and_swaps_back():
+    """The moving average after steps w1, w2 from w0 is d^2 w0 + d(1-d) w1 + (1-d) w2; swapped()
+    shows it and then restores the trained weights (integer buffers are left alone)."""
+    from maskbench.attributes.cnn import WeightAverage
+
+    module = torch.nn.Linear(2, 1)
+    module.register_buffer("steps", torch.tensor(5))
+    with torch.no_grad():
+        module.weight.fill_(0.0)
+    average = WeightAverage(module, 0.5)
+    for value in (1.0, 3.0):
+        with torch.no_grad():
+            module.weight.fill_(value)
+        average.update()
+    with average.swapped():
+        assert torch.allclose(module.weight, torch.full((1, 2), 0.25 * 0 + 0.25 * 1 + 0.5 * 3))
+        assert int(module.steps) == 5
+    assert torch.equal(module.weight, torch.full((1, 2), 3.0))
+
+
+def test_label_smoothing_raises_the_loss_of_a_confident_right_answer():
+    from maskbench.attributes.cnn import task_loss
+
+    out, target = torch.tensor([[8.0, -8.0], [0.0, 0.0]]), torch.tensor([0, -100])
+    plain, n = task_loss("sex", out, target)
+    smoothed, _ = task_loss("sex", out, target, 0.1)
+    assert n == 1 and float(plain) < 1e-6 < float(smoothed)
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -420,6 +486,9 @@ def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
     ({"arch": "dlib_resnet", "frozen_blocks": 15}, "'frozen_blocks'.*from 0 to 14"),
     ({"arch": "dlib_resnet", "patience": 0}, "'patience'.*>= 1"),
     ({"arch": "dlib_resnet", "linear_probe": True}, "'linear_probe' needs frozen_blocks"),
+    ({"arch": "dlib_resnet", "schedule": "step"}, "'schedule'.*use one of"),
+    ({"arch": "dlib_resnet", "label_smoothing": 1.0}, r"'label_smoothing'.*\[0, 1\)"),
+    ({"arch": "dlib_resnet", "ema": 1.0}, r"'ema'.*\(0, 1\)"),
 ])
 def test_bad_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message):

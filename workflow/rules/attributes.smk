@@ -2,11 +2,13 @@
 # Built only when the config has an `attributes:` section, so other configs keep their DAG.
 
 if "attributes" in config:
-    from maskbench.attributes.settings import attribute_settings, check_attributes_config, train_variants
+    from maskbench.attributes.settings import attribute_settings, check_attributes_config, heads_settings, train_variants
 
     validate({"attributes": config["attributes"]}, schema="../schemas/attributes.schema.yaml")
     check_attributes_config(config)
     ATTR = attribute_settings(config)
+
+    HEADS_CMP = heads_settings(ATTR)
     ATTRIBUTE_FIGURES = ("confusion", "coverage", "age_error")
     RUN_METRICS = PATHS["attribute_metrics"]
     RUN_PREDICTIONS = PATHS["attribute_predictions"]
@@ -202,3 +204,118 @@ if "attributes" in config:
             runtime=lambda wc, attempt: 20 * attempt,
         script:
             "../scripts/attributes_privacy.py"
+
+    # heads compared: linear, MLP, ordinal (age, age group) on the whole chip's embedding and on
+    # dlib's embedding of the upper face, per train -> test variant, in one table
+    UPPER_EMBEDDINGS = "results/{dataset}/attributes/upper_face/{strategy}/{variant}.parquet"
+    HEADS_RUN = "results/{dataset}/attributes/heads/{model}/{strategy}.json"
+
+    rule attributes_upper_embeddings:
+        conda:
+            "../../envs/embed.yaml"
+        wildcard_constraints:
+            dataset="|".join(ATTR["datasets"]),
+            strategy="|".join(HEADS_CMP["splits"]),
+        input:
+            split="results/{dataset}/splits/{strategy}.parquet",
+            aligned=lambda wc: [f"results/{wc.dataset}/aligned/shard-{s}.parquet" for s in shards(wc.dataset)],
+            masked=lambda wc: [] if wc.variant == "unmasked" else
+                [f"results/{wc.dataset}/masked/{wc.variant}/shard-{s}.parquet" for s in shards(wc.dataset)],
+            code=script_code("attributes_upper_embeddings"),
+        output:
+            UPPER_EMBEDDINGS,
+        params:
+            cache_dir="results/cache/models",
+        log:
+            "results/logs/attributes/{dataset}/upper_face/{strategy}/{variant}.log",
+        threads: 2
+        resources:
+            mem_mb=3000,
+            runtime=lambda wc, attempt: 60 * attempt,
+        script:
+            "../scripts/attributes_upper_embeddings.py"
+
+    rule attributes_heads:
+        conda:
+            "../../envs/evaluate.yaml"
+        wildcard_constraints:
+            dataset="|".join(ATTR["datasets"]),
+            model="|".join(ATTR["models"]),
+            strategy="|".join(HEADS_CMP["splits"]),
+        input:
+            split="results/{dataset}/splits/{strategy}.parquet",
+            index="results/{dataset}/index.parquet",
+            embeddings=lambda wc: [p for paths in variant_embeddings(wc).values() for p in paths],
+            upper=lambda wc: [UPPER_EMBEDDINGS.format(variant=v, **wc) for v in variants_for(config, wc.dataset)],
+            code=script_code("attributes_heads"),
+        output:
+            HEADS_RUN,
+        params:
+            features=lambda wc: {
+                "full": variant_embeddings(wc),
+                "upper": {v: [UPPER_EMBEDDINGS.format(variant=v, **wc)] for v in variants_for(config, wc.dataset)},
+            },
+            train_variants=lambda wc: {t: train_variants(config, wc.dataset, t) for t in ATTR["train_variants"]},
+            masks=lambda wc: masks_for(config, wc.dataset),
+            tasks=ATTR["tasks"],
+            heads=HEADS_CMP["heads"],
+            age_groups=ATTR["age_groups"],
+            seed=SEED,
+        log:
+            "results/logs/attributes/{dataset}/heads/{model}/{strategy}.log",
+        threads: 1
+        resources:
+            mem_mb=3000,
+            runtime=lambda wc, attempt: 60 * attempt,
+        script:
+            "../scripts/attributes_heads.py"
+
+    ruleorder: attributes_heads_table > table
+
+    rule attributes_heads_table:
+        conda:
+            "../../envs/evaluate.yaml"
+        input:
+            runs=[HEADS_RUN.format(dataset=d, model=m, strategy=s)
+                  for d in ATTR["datasets"] for m in ATTR["models"] for s in HEADS_CMP["splits"]],
+            code=script_code("attributes_heads_table"),
+        output:
+            csv=ATTRIBUTE_TABLES[3],
+            md="results/tables/attributes_heads.md",
+        log:
+            "results/logs/tables/attributes_heads.log",
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=lambda wc, attempt: 10 * attempt,
+        script:
+            "../scripts/attributes_heads_table.py"
+
+    # abstention: accuracy against coverage at each confidence threshold, for every run (heads
+    # and CNN) in one table, and the masked test faces' curves side by side in one figure
+    ruleorder: attributes_abstention > table
+
+    rule attributes_abstention:
+        conda:
+            "../../envs/evaluate.yaml"
+        input:
+            metrics=[RUN_METRICS.format(**r) for r in ATTRIBUTE_RUNS],
+            code=script_code("attributes_abstention"),
+        output:
+            csv=ATTRIBUTE_TABLES[4],
+            md="results/tables/attributes_abstention.md",
+            figure="results/figures/attributes_abstention.png",
+        params:
+            entries=[
+                {"dataset": r["dataset"], "model": r["model"], "split": r["strategy"],
+                 "train_variant": r["train"], "path": RUN_METRICS.format(**r)}
+                for r in ATTRIBUTE_RUNS
+            ],
+        log:
+            "results/logs/tables/attributes_abstention.log",
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=lambda wc, attempt: 10 * attempt,
+        script:
+            "../scripts/attributes_abstention.py"

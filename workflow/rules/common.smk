@@ -586,8 +586,8 @@ def training_benchmarks():
 
 # --- attributes (only with an `attributes:` section; ATTRIBUTE_RUNS is set by attributes.smk) ---
 
-ATTRIBUTE_TABLES = [path("table", table="attributes"), path("table", table="attributes_by_group"),
-                    path("table", table="attributes_privacy")]
+ATTRIBUTE_TABLES = [path("table", table=t) for t in ("attributes", "attributes_by_group", "attributes_privacy",
+                                                      "attributes_heads", "attributes_abstention")]
 
 
 def attribute_targets():

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -124,7 +125,8 @@ def _known(task: str, values: np.ndarray) -> np.ndarray:
     return np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values], dtype=bool)
 
 
-def task_loss(task: str, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+def task_loss(task: str, out: torch.Tensor, target: torch.Tensor,
+              label_smoothing: float = 0.0) -> tuple[torch.Tensor | None, int]:
     """(mean loss over the labelled images of a batch, their number); None when it has none."""
     keep = ~torch.isnan(target) if attr.is_regression(task) else target != IGNORE
     n = int(keep.sum())
@@ -132,7 +134,7 @@ def task_loss(task: str, out: torch.Tensor, target: torch.Tensor) -> tuple[torch
         return None, 0
     if attr.is_regression(task):
         return F.l1_loss(out[keep, 0], target[keep]), n
-    return F.cross_entropy(out[keep], target[keep]), n
+    return F.cross_entropy(out[keep], target[keep], label_smoothing=label_smoothing), n
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -469,10 +471,11 @@ def val_cache(network: Backbone, data: LabelledChips, batch_size: int, device: t
 def train_epoch(network: Backbone, optimizer: torch.optim.Optimizer, coding: TaskCoding, data: ChipSet,
                 targets: dict[str, torch.Tensor], spec: CnnSpec, epoch: int, seed: int,
                 device: torch.device, base_variant: str = UNMASKED,
-                cache: FeatureCache | None = None) -> dict[str, Any]:
+                cache: FeatureCache | None = None, after_step=None) -> dict[str, Any]:
     """One pass over the train images in a seeded order; mean loss per task over its labelled
     images, and how many chips of each variant were shown (``base_variant`` names what the
-    ChipSet's base chips are). With ``cache`` the frozen blocks' outputs are read from it."""
+    ChipSet's base chips are). With ``cache`` the frozen blocks' outputs are read from it;
+    ``after_step()`` runs after every optimiser step (the weight average)."""
     module = network.module
     module.train()
     chosen, flips = draw_variants(data, epoch, seed, spec.flip)
@@ -491,7 +494,7 @@ def train_epoch(network: Backbone, optimizer: torch.optim.Optimizer, coding: Tas
         index = torch.from_numpy(batch)
         losses = {}
         for task in coding.tasks:
-            loss, n = task_loss(task, outputs[task], targets[task][index].to(device))
+            loss, n = task_loss(task, outputs[task], targets[task][index].to(device), spec.label_smoothing)
             if loss is not None:
                 losses[task] = (loss, n)
         if not losses:
@@ -504,6 +507,8 @@ def train_epoch(network: Backbone, optimizer: torch.optim.Optimizer, coding: Tas
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         for task, (loss, n) in losses.items():
             totals[task] += float(loss.detach()) * n
             counts[task] += n
@@ -512,6 +517,30 @@ def train_epoch(network: Backbone, optimizer: torch.optim.Optimizer, coding: Tas
             variants[shown] = variants.get(shown, 0) + 1
     return {"loss": {t: totals[t] / counts[t] if counts[t] else None for t in coding.tasks},
             "variants": dict(sorted(variants.items()))}
+
+
+class WeightAverage:
+    """An exponential moving average of a module's floating-point state, updated per step;
+    ``swapped()`` puts the average in the module for a while (to score and copy it)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.module, self.decay = module, float(decay)
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for k, v in self.module.state_dict().items():
+            if k in self.state:
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+
+    @contextmanager
+    def swapped(self):
+        current = {k: v.detach().clone() for k, v in self.module.state_dict().items() if k in self.state}
+        self.module.load_state_dict(self.state, strict=False)
+        try:
+            yield
+        finally:
+            self.module.load_state_dict(current, strict=False)
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -576,6 +605,8 @@ def train_attribute_cnn(train: ChipSet, train_labels: dict[str, np.ndarray], val
             [{"params": net.trainable()},
              {"params": net.heads.parameters(), "lr": spec.lr if spec.head_lr is None else spec.head_lr}],
             lr=spec.lr, weight_decay=spec.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=spec.epochs) \
+            if spec.schedule == "cosine" else None
         cache = vcache = None
         val_items = [(val.variants[k], k) for k in range(len(val))]
         if spec.frozen_blocks:
@@ -600,13 +631,18 @@ def train_attribute_cnn(train: ChipSet, train_labels: dict[str, np.ndarray], val
             log.info("epoch 0 (linear heads on the starting network): val %s", _rounded(scores))
             best = {t: (scores[t], 0) for t in tasks}
             states[0] = _state_copy(network.module)
+        average = WeightAverage(network.module, spec.ema) if spec.ema is not None else None
         for epoch in range(1, spec.epochs + 1):
             started = time.perf_counter()
             stats = train_epoch(network, optimizer, coding, train, targets, spec, epoch, seed, dev, base_variant,
-                                cache)
+                                cache, None if average is None else average.update)
+            if scheduler is not None:
+                scheduler.step()
             seconds = time.perf_counter() - started
-            outputs = network_outputs(network, val, spec.batch_size, dev) if vcache is None else \
-                cached_outputs(network, vcache, val_items, spec.batch_size, dev)
+            with average.swapped() if average is not None else nullcontext():  # val (and keep) the average
+                outputs = network_outputs(network, val, spec.batch_size, dev) if vcache is None else \
+                    cached_outputs(network, vcache, val_items, spec.batch_size, dev)
+                kept = _state_copy(network.module)
             scores = val_scores(coding, outputs, val.labels)
             curve.append({"epoch": epoch, "loss": stats["loss"], "val": scores, "variants": stats["variants"]})
             timing["epochs"].append({"epoch": epoch, "train_seconds": round(seconds, 3),
@@ -618,7 +654,7 @@ def train_attribute_cnn(train: ChipSet, train_labels: dict[str, np.ndarray], val
             for task in improved:
                 best[task] = (scores[task], epoch)
             if improved:
-                states[epoch] = _state_copy(network.module)
+                states[epoch] = kept
             chosen = {e for _, e in best.values()}
             states = {e: s for e, s in states.items() if e in chosen}
             stale = 0 if improved else stale + 1

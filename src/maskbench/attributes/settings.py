@@ -24,6 +24,7 @@ def split_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 CNN_ARCHS = ("dlib_resnet", "resnet50")  # the backbones maskbench.training.finetune can train
 DLIB_BLOCKS = 14  # residual blocks of dlib's face ResNet (maskbench.models.dlib_resnet)
+CNN_SCHEDULES = ("constant", "cosine")  # learning-rate schedules of the attribute CNN
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class CnnSpec:
     # (chosen on val, as the embedding heads), so fine-tuning starts from the linear head's
     # answer instead of random outputs; needs frozen_blocks (the embeddings come from the cache)
     linear_probe: bool = False
+    # learning rates over the epochs: constant, or cosine (from lr / head_lr down to 0 at `epochs`)
+    schedule: str = "constant"
+    label_smoothing: float = 0.0  # cross-entropy label smoothing of the class tasks
+    # per-step exponential moving average of the weights (decay, e.g. 0.99): val scores, the
+    # selected epochs and the saved weights are the average's; None: the weights themselves
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in CNN_ARCHS:
@@ -87,6 +94,14 @@ class CnnSpec:
             for key in ("weights", "input_size"):
                 if getattr(self, key) is not None:
                     raise ValueError(f"attributes.cnn key {key!r} applies to resnet50 only; drop it for dlib_resnet")
+        if self.schedule not in CNN_SCHEDULES:
+            raise ValueError(f"attributes.cnn key 'schedule': {self.schedule!r}; use one of {list(CNN_SCHEDULES)}")
+        ls = self.label_smoothing
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0 <= ls < 1:
+            raise ValueError(f"attributes.cnn key 'label_smoothing': {ls!r} must be a number in [0, 1)")
+        if self.ema is not None and (isinstance(self.ema, bool) or not isinstance(self.ema, (int, float))
+                                     or not 0 < self.ema < 1):
+            raise ValueError(f"attributes.cnn key 'ema': {self.ema!r} must be a number in (0, 1) or null")
         size = self.input_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 32):
             raise ValueError(f"attributes.cnn key 'input_size': {size!r} must be an integer >= 32")
@@ -212,3 +227,13 @@ def check_attributes_config(config: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------
 # inputs
 
+
+HEAD_KINDS = ("linear", "mlp", "ordinal")  # the heads on embeddings compared in attributes_heads
+
+
+def heads_settings(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Splits and heads of the comparison from the filled-in `attributes:` settings: the CNN's
+    splits when there is a CNN (the study's targets), else the study's first split."""
+    cnn = attributes.get("cnn")
+    return {"splits": list(cnn["splits"]) if cnn else list(attributes["splits"][:1]),
+            "heads": list(HEAD_KINDS)}

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 INPUT_SIZE = 150
 EMBEDDING_DIM = 128
-_CACHE_FORMAT = "maskbench.dlib_resnet/1"  # a file format id: stable across code moves
+_CACHE_FORMAT = "maskbench.models.dlib_resnet/1"  # a file format id: stable across code moves
 
 # (channels, blocks, first block downsamples) per residual level, input side first.
 _LEVELS = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
