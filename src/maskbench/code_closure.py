@@ -8,7 +8,9 @@ it (directly or through other modules) and nothing else. Computed from the sourc
 from __future__ import annotations
 
 import ast
+import re
 from functools import lru_cache
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = "maskbench"
@@ -27,13 +29,25 @@ def module_file(module: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
     return None
 
 
+# an import statement on its own line(s), at any indentation: only these are parsed, not the whole
+# file (parsing every module costs most of a dry run's time otherwise)
+_IMPORT = re.compile(r"^[ \t]*((?:from[ \t]+\.*[\w.]*[ \t]+)?import[ \t]+(?:\([^)]*\)|[^\n]*))", re.M)
+
+
+def _import_nodes(text: str) -> Iterator[ast.AST]:
+    for match in _IMPORT.finditer(re.sub(r"#[^\n]*", "", text)):  # comments may hold brackets
+        try:
+            yield from ast.parse(match.group(1)).body
+        except SyntaxError:  # prose that reads like an import, e.g. in a docstring
+            continue
+
+
 @lru_cache(maxsize=None)
 def imported_modules(path: Path, package_dir: Path = PACKAGE_DIR) -> frozenset[str]:
     """maskbench modules a file imports anywhere in it (imports inside functions count too)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     here = _module_name(path, package_dir)
-    for node in ast.walk(tree):
+    for node in _import_nodes(path.read_text()):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
