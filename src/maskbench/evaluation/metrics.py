@@ -646,10 +646,10 @@ def with_failures_to_enrol(genuine: np.ndarray, impostor: np.ndarray, fte_genuin
                            fte_impostor: int) -> tuple[np.ndarray, np.ndarray]:
     """Scores with every failure to enrol as a score below all others, as NIST FRVT counts them:
     a genuine pair that failed is a false non-match at every threshold, an impostor pair a
-    correct rejection. Metrics that depend only on the order of scores are then exact."""
+    correct rejection. Metrics that depend only on the order of scores are then exact. The
+    failures come first, so ascending scores stay ascending (and are not sorted again)."""
     if not (fte_genuine or fte_impostor):
         return genuine, impostor
-    scores = np.concatenate([genuine, impostor])
-    floor = (scores.min() if scores.size else 0.0) - 1.0
-    return (np.concatenate([genuine, np.full(fte_genuine, floor)]),
-            np.concatenate([impostor, np.full(fte_impostor, floor)]))
+    floor = min((a.min() for a in (genuine, impostor) if a.size), default=0.0) - 1.0
+    return (np.concatenate([np.full(fte_genuine, floor), genuine]),
+            np.concatenate([np.full(fte_impostor, floor), impostor]))
