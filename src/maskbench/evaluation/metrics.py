@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = [
     "EER", "ErrorRates", "KFoldAccuracy", "MaskedProbeResult", "OperatingPoint",
@@ -541,6 +540,8 @@ def histogram_overlap(genuine, impostor, bins: int = 100) -> float:
 def probit(p, eps: float = 1e-9) -> np.ndarray:
     """Standard normal quantile of ``p`` clipped to ``[eps, 1 - eps]``, the axis scale of DET plots
     (Martin et al. 1997); clipping keeps rates of 0 and 1 finite."""
+    from scipy.stats import norm  # here: importing scipy.stats costs every scoring job ~1 s
+
     return norm.ppf(np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps))
 
 
@@ -559,6 +560,8 @@ def det_curve(genuine, impostor, max_points: int | None = 2000,
         return fmr, fnmr
     if max_points < 4:
         raise ValueError(f"max_points must be at least 4, got {max_points}")
+    from scipy.stats import norm
+
     levels = norm.cdf(np.linspace(norm.ppf(eps), norm.ppf(1 - eps), (max_points - 2) // 2))
     idx = np.concatenate(([0, fmr.size - 1],
                           np.searchsorted(fmr, levels, side="left"),
