@@ -44,6 +44,9 @@ def build_set(mini: Path, images: int, out: Path) -> tuple[Path, Path, int, int]
     """Repeat LFW-mini's folder under new names until ``images`` photos; returns (image folder,
     pairs file, images written, people)."""
     root = out / "images" / "lfw-deepfunneled"
+    done = out / f"built-{images}"
+    if done.exists():  # the same set as last time: kept, so Snakemake resumes where it stopped
+        return root.parent, out / "pairs.txt", images, len(list(root.iterdir()))
     if root.exists():
         shutil.rmtree(root)
     with tarfile.open(mini / "lfw-deepfunneled-mini.tgz") as tf:
@@ -85,6 +88,9 @@ def build_set(mini: Path, images: int, out: Path) -> tuple[Path, Path, int, int]
         body += ["\t".join(f) for f in block]
         complete += 1
     pairs.write_text(f"{n_folds * complete}\t{per_fold}\n" + "\n".join(body) + "\n")
+    for stale in out.glob("built-*"):
+        stale.unlink()
+    done.touch()
     return root.parent, pairs, written, len(people)
 
 
@@ -127,7 +133,7 @@ def sample(pid: int) -> tuple[float, str, int] | None:
 
 def run(workdir: Path, configs: list[str], cores: int, poll: float, target: str, timeout: float | None) -> dict:
     cmd = [sys.executable, "-m", "snakemake", target, "--cores", str(cores), "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--configfile", *configs, "--quiet", "rules"]
+           "--directory", str(workdir), "--rerun-incomplete", "--configfile", *configs, "--quiet", "rules"]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     log = open(workdir / "snakemake.log", "w")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
