@@ -33,6 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CLK = os.sysconf("SC_CLK_TCK")
@@ -65,7 +66,7 @@ def build_set(mini: Path, images: int, out: Path) -> tuple[Path, Path, int, int]
             if copy == 0:
                 target.write_bytes(data)
             else:
-                img = cv2.imdecode(__import__("numpy").frombuffer(data, "uint8"), cv2.IMREAD_COLOR)
+                img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 cv2.imwrite(str(target), img[:, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
             written += 1
             people.add(new)
