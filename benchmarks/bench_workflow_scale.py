@@ -122,13 +122,15 @@ def sample(pid: int) -> tuple[float, str, int] | None:
     cpu = (int(stat[11]) + int(stat[12])) / CLK
     rss = int(stat[21]) * PAGE
     args = [a.decode(errors="replace") for a in cmd if a]
-    label = "snakemake" if any("snakemake" in a and a.endswith(("snakemake", "__main__.py")) for a in args[:2]) else None
+    if not args:
+        return cpu, "?", rss  # exiting: its label was taken while it ran
+    label = "snakemake (scheduler)" if "snakemake" in args[1:3] or args[0].endswith("snakemake") else None
     for a in args:
         m = SCRIPT.search(a)
         if m:
             label = m.group(1)
     if label is None:
-        label = Path(args[1]).name if len(args) > 1 else (Path(args[0]).name if args else "?")
+        label = Path(args[1]).name if len(args) > 1 else Path(args[0]).name
     return cpu, label, rss
 
 
@@ -150,7 +152,8 @@ def run(workdir: Path, configs: list[str], cores: int, poll: float, target: str,
         for p in descendants(proc.pid):
             s = sample(p)
             if s:
-                last[p] = (s[0], s[1])
+                label = s[1] if s[1] != "?" or p not in last else last[p][1]
+                last[p] = (s[0], label)
                 total += s[2]
         peak = max(peak, total)
         time.sleep(poll)
