@@ -7,7 +7,11 @@ metrics' cost depends on the counts, not on the values. Times are CPU seconds of
 FMR and FNMR by comparison over all scores at each of ``--grid`` evenly spaced thresholds; only
 ``--grid-timed`` of them are run and the time is scaled up, which the output says. A first
 error_rates call warms the allocator up and is reported apart.
-Usage: python benchmarks/bench_metrics.py [--genuine 1000000] [--impostor 9000000]
+``--stage N`` instead times the metrics stage (``compute_metrics``: reading, every metric, NIST's
+masked-probe rates against a baseline file, the cross-validated operating point) on a score file of
+N impostor and N/100 genuine pairs in 5 folds, as the LFW test pairs give, and the classification
+report of the operating point both ways (sklearn on every decision vs from the four counts).
+Usage: python benchmarks/bench_metrics.py [--genuine 1000000] [--impostor 9000000] [--stage 7800000]
 """
 
 from __future__ import annotations
@@ -66,8 +70,50 @@ def run_all(gen: np.ndarray, imp: np.ndarray, masked_gen: np.ndarray, masked_imp
     return rows
 
 
+def stage(n_impostor: int, n_boot: int) -> None:
+    """CPU seconds of the metrics stage on synthetic score files (see the module docstring)."""
+    import tempfile
+
+    import pyarrow as pa
+    from sklearn.metrics import classification_report
+
+    from maskbench.evaluation.operating_point import CLASS_NAMES, _confusion, _report
+    from maskbench.io.atomic import write_table
+    from maskbench.io.manifests import SCORES_SCHEMA
+    from maskbench.stages.metrics import compute_metrics
+
+    def scores_file(path, shift, seed):
+        rng = np.random.default_rng(seed)
+        n = n_impostor + n_impostor // 100
+        genuine = np.arange(n) < n_impostor // 100
+        score = np.round(np.where(genuine, rng.normal(shift, 1, n), rng.normal(0, 1, n)), 5)
+        status = np.full(n, "ok", dtype=object)
+        status[rng.choice(n, 200, replace=False)] = "missing_embedding"
+        ok = status == "ok"
+        write_table(path, pa.Table.from_pydict(
+            {"pair_id": np.arange(n), "ref_image": pa.array(["r"] * n), "probe_image": pa.array(["p"] * n),
+             "genuine": genuine, "fold": rng.integers(-1, 5, n).astype(np.int16),
+             "score": pa.array(np.where(ok, score, 0.0), mask=~ok), "status": status.tolist()},
+            schema=SCORES_SCHEMA))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        masked, base = f"{tmp}/masked.parquet", f"{tmp}/base.parquet"
+        scores_file(masked, 1.5, 1)
+        scores_file(base, 2.5, 2)
+        print(f"metrics stage on {n_impostor:,} impostor + {n_impostor // 100:,} genuine pairs, 5 folds, "
+              f"a baseline file, bootstrap {n_boot}; CPU seconds")
+        rows: list = []
+        timed("compute_metrics", lambda: compute_metrics(masked, base, {"bootstrap": n_boot}), rows)
+    rng = np.random.default_rng(3)
+    y, pred = rng.random(n_impostor) < 0.01, rng.random(n_impostor) < 0.02
+    timed("classification report: sklearn on decisions", lambda: classification_report(
+        y, pred, labels=[False, True], target_names=list(CLASS_NAMES), output_dict=True, zero_division=np.nan), rows)
+    timed("classification report: from the counts", lambda: _report(_confusion(y, pred)), rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stage", type=int, default=0, help="time the metrics stage on this many impostor pairs")
     parser.add_argument("--genuine", type=int, default=1_000_000)
     parser.add_argument("--impostor", type=int, default=9_000_000)
     parser.add_argument("--grid", type=int, default=1000, help="thresholds of the naive baseline")
@@ -75,6 +121,9 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=5, help="bootstrap resamples timed")
     args = parser.parse_args()
     one_core()
+    if args.stage:
+        stage(args.stage, args.n_boot)
+        return
     rng = np.random.default_rng(0)
     gen = rng.normal(2.5, 1.0, args.genuine)
     imp = rng.normal(0.0, 1.0, args.impostor)

@@ -135,3 +135,21 @@ def test_ten_faces_mask_command_masks_every_face_or_the_largest(group, tmp_path,
     changed = [m > 40 for m in mouths]
     assert changed == ([True] * 10 if all_faces else [False] * 9 + [True]), mouths
     assert max(eyes) < 5, eyes
+
+
+def test_upsample_on_miss_searches_enlarged_only_where_nothing_is_found(lfw_images):
+    """A large face is found at native size (one search); a small one, missed there, is searched
+    again upsampled and aligned exactly as with upsampling everywhere."""
+    first = FaceAligner(upsample=1, upsample_on_miss=True)
+    always = FaceAligner(upsample=1)
+    calls = []
+    inner = first._detector
+    first._detector = lambda rgb, upsample=None: calls.append(upsample) or inner(rgb, upsample)
+    large = lfw_images[0]
+    assert first.align(large).status == "ok" and calls == [0]
+    small = cv2.resize(large, (110, 110), interpolation=cv2.INTER_AREA)
+    assert not FaceAligner(upsample=0).detect(small)
+    calls.clear()
+    found, reference = first.align(small), always.align(small)
+    assert calls == [0, None] and found.status == reference.status == "ok"
+    assert np.array_equal(found.chip, reference.chip)

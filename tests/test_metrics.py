@@ -557,3 +557,10 @@ def test_rank_k_accuracy_counts_identities_not_samples():
 def test_rank_k_accuracy_rejects_unenrolled_probes():
     with pytest.raises(ValueError, match="2 probe"):
         metrics.rank_k_accuracy([[0.0], [1.0]], ["a", "b"], [[0.0], [1.0], [2.0]], ["a", "c", "d"])
+
+
+def test_failures_to_enrol_come_first_so_sorted_scores_stay_sorted():
+    gen, imp = np.array([0.5, 1.0, 2.0]), np.array([-3.0, 0.0])
+    g, i = metrics.with_failures_to_enrol(gen, imp, 2, 1)
+    assert g.tolist() == [-4.0, -4.0, 0.5, 1.0, 2.0] and i.tolist() == [-4.0, -3.0, 0.0]
+    assert metrics.with_failures_to_enrol(np.array([]), np.array([]), 1, 0)[0].tolist() == [-1.0]

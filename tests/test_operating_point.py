@@ -138,3 +138,27 @@ def test_cross_validation_errors():
         cross_validated_report([1.0, 0.9, 0.0, 0.5], [True, True, False, True], [0, 0, 1, 1])
     with pytest.raises(ValueError, match="not finite"):
         operating_report([1.0], [0.0], [np.nan, 1.0], [True, False])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_counted_confusion_and_report_equal_sklearns(seed):
+    """The confusion matrix counted with numpy and the report computed from its four counts are
+    sklearn's own on the decisions, value for value (degenerate cases included)."""
+    import json
+
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from maskbench.evaluation.operating_point import CLASS_NAMES, _confusion, _report
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    y, pred = rng.random(n) < rng.random(), rng.random(n) < rng.random()
+    if seed == 1:
+        pred[:] = False  # nothing accepted: precision undefined
+    if seed == 2:
+        y[:] = True  # no impostor pair
+    expected = confusion_matrix(y, pred, labels=[False, True])
+    assert _confusion(y, pred).tolist() == expected.tolist()
+    report = classification_report(y, pred, labels=[False, True], target_names=list(CLASS_NAMES),
+                                   output_dict=True, zero_division=np.nan)
+    assert json.dumps(_report(expected), sort_keys=True) == json.dumps(report, sort_keys=True)

@@ -32,7 +32,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = [
     "EER", "ErrorRates", "KFoldAccuracy", "MaskedProbeResult", "OperatingPoint",
@@ -552,6 +551,8 @@ def histogram_overlap(genuine, impostor, bins: int = 100) -> float:
 def probit(p, eps: float = 1e-9) -> np.ndarray:
     """Standard normal quantile of ``p`` clipped to ``[eps, 1 - eps]``, the axis scale of DET plots
     (Martin et al. 1997); clipping keeps rates of 0 and 1 finite."""
+    from scipy.stats import norm  # here: importing scipy.stats costs every scoring job ~1 s
+
     return norm.ppf(np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps))
 
 
@@ -570,6 +571,8 @@ def det_curve(genuine, impostor, max_points: int | None = 2000,
         return fmr, fnmr
     if max_points < 4:
         raise ValueError(f"max_points must be at least 4, got {max_points}")
+    from scipy.stats import norm
+
     levels = norm.cdf(np.linspace(norm.ppf(eps), norm.ppf(1 - eps), (max_points - 2) // 2))
     idx = np.concatenate(([0, fmr.size - 1],
                           np.searchsorted(fmr, levels, side="left"),
@@ -657,10 +660,10 @@ def with_failures_to_enrol(genuine: np.ndarray, impostor: np.ndarray, fte_genuin
                            fte_impostor: int) -> tuple[np.ndarray, np.ndarray]:
     """Scores with every failure to enrol as a score below all others, as NIST FRVT counts them:
     a genuine pair that failed is a false non-match at every threshold, an impostor pair a
-    correct rejection. Metrics that depend only on the order of scores are then exact."""
+    correct rejection. Metrics that depend only on the order of scores are then exact. The
+    failures come first, so ascending scores stay ascending (and are not sorted again)."""
     if not (fte_genuine or fte_impostor):
         return genuine, impostor
-    scores = np.concatenate([genuine, impostor])
-    floor = (scores.min() if scores.size else 0.0) - 1.0
-    return (np.concatenate([genuine, np.full(fte_genuine, floor)]),
-            np.concatenate([impostor, np.full(fte_impostor, floor)]))
+    floor = min((a.min() for a in (genuine, impostor) if a.size), default=0.0) - 1.0
+    return (np.concatenate([np.full(fte_genuine, floor), genuine]),
+            np.concatenate([np.full(fte_impostor, floor), impostor]))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import classification_report
 
 from maskbench.evaluation import metrics
 
@@ -73,12 +73,30 @@ def decisions(scores, threshold: float) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64) >= threshold
 
 
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """sklearn's ``confusion_matrix(y_true, y_pred, labels=[False, True])`` of boolean arrays,
+    counted directly (sklearn encodes millions of labels one by one)."""
+    t, p = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    tp = np.count_nonzero(t & p)
+    fn = np.count_nonzero(t) - tp
+    fp = np.count_nonzero(p) - tp
+    return np.array([[t.size - tp - fn - fp, fp], [fn, tp]], dtype=np.int64)
+
+
+def _report(cm: np.ndarray) -> dict:
+    """sklearn's classification report of the decisions a confusion matrix counts: the report
+    depends on the four counts only, so it is computed on four pairs weighted by them."""
+    (tn, fp), (fn, tp) = cm.tolist()
+    return classification_report(np.array([False, False, True, True]), np.array([False, True, False, True]),
+                                 labels=[False, True], target_names=list(CLASS_NAMES), output_dict=True,
+                                 zero_division=np.nan, sample_weight=np.array([tn, fp, fn, tp], dtype=np.float64))
+
+
 def _summary(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict:
     """Confusion matrix, rates and sklearn's classification report of pooled test decisions."""
-    cm = confusion_matrix(y_true, y_pred, labels=[False, True])
+    cm = _confusion(y_true, y_pred)
     (tn, fp), (fn, tp) = cm.tolist()
-    report = classification_report(y_true, y_pred, labels=[False, True], target_names=list(CLASS_NAMES),
-                                   output_dict=True, zero_division=np.nan)
+    report = _report(cm)
     gen, imp = scores[y_true], scores[~y_true]
     return {
         "labels": list(CLASS_NAMES),
@@ -120,7 +138,7 @@ def cross_validated_report(scores, labels, folds, rule: str = "eer", target: flo
             "fold": name,
             "threshold": chosen["threshold"], "validation_fmr": chosen["fmr"],
             "validation_fnmr": chosen["fnmr"], "measurable": chosen["measurable"],
-            "confusion_matrix": confusion_matrix(y[test], pred[test], labels=[False, True]).tolist(),
+            "confusion_matrix": _confusion(y[test], pred[test]).tolist(),
         })
     return {"method": "cross_validation", "rule": rule, "target_fmr": target, "folds": per_fold,
             **_summary(y, pred, s)}

@@ -88,7 +88,11 @@ class FaceAligner:
         max_side: int = 1200,
         min_face: int = 20,
         face_choice: str = "largest",
+        upsample_on_miss: bool = False,
     ) -> None:
+        """``upsample_on_miss``: search the image at native size first and the ``upsample``-times
+        enlarged one only where nothing was found (dlib detectors; a 250 px LFW photo's face is
+        found at native size, at a quarter of the cost)."""
         from maskbench.faces.detect import FACE_CHOICES, make_detector
 
         if face_choice not in FACE_CHOICES:
@@ -100,6 +104,7 @@ class FaceAligner:
         self.padding = padding
         self.max_side = max_side
         self.min_face = min_face
+        self.upsample_on_miss = bool(upsample_on_miss) and detector in ("hog", "cnn") and upsample > 0
         self._detector = make_detector(detector, upsample)
         self._predictor = dlib.shape_predictor(str(model_path("shape_predictor_68")))
 
@@ -113,8 +118,11 @@ class FaceAligner:
 
             scale = self.max_side / max(rgb.shape[:2])
             work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        found = self._detector(work, 0) if self.upsample_on_miss else []
+        if not found:
+            found = self._detector(work)
         faces: list[tuple[dlib.rectangle, float]] = []
-        for rect, score in self._detector(work):
+        for rect, score in found:
             r = dlib.rectangle(
                 int(round(rect.left() / scale)), int(round(rect.top() / scale)),
                 int(round(rect.right() / scale)), int(round(rect.bottom() / scale)),

@@ -61,11 +61,12 @@ class _Dlib:
         else:
             self._detector = dlib.cnn_face_detection_model_v1(str(model_path("cnn_face_detector")))
 
-    def __call__(self, rgb: np.ndarray) -> list[tuple["dlib.rectangle", float]]:
+    def __call__(self, rgb: np.ndarray, upsample: int | None = None) -> list[tuple["dlib.rectangle", float]]:
+        upsample = self.upsample if upsample is None else upsample
         if self.kind == "hog":
-            rects, scores, _ = self._detector.run(rgb, self.upsample, 0.0)
+            rects, scores, _ = self._detector.run(rgb, upsample, 0.0)
             return [(r, float(s)) for r, s in zip(rects, scores)]
-        return [(d.rect, float(d.confidence)) for d in self._detector(rgb, self.upsample)]
+        return [(d.rect, float(d.confidence)) for d in self._detector(rgb, upsample)]
 
 
 class MediaPipeMissing(ImportError):

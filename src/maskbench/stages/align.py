@@ -134,6 +134,7 @@ def align_shard(
         padding=align_cfg["padding"],
         max_side=align_cfg.get("max_side", 1200),
         face_choice=align_cfg.get("face_choice", "largest"),
+        upsample_on_miss=align_cfg.get("upsample_on_miss", False),
     )
     max_pixels = align_cfg.get("max_pixels", DEFAULT_MAX_PIXELS)
     with explained_os_errors(index_path, "read"):

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from maskbench.io.atomic import write_table
-from maskbench.io.chips import decode_chip
+from maskbench.io.chips import decode_chips
 from maskbench.io.readers import read_shard
 from maskbench.models.embed import make_embedder
 from maskbench.io.manifests import REAL_MASK_STATUS, REAL_VARIANT, UNMASKED_VARIANT, USABLE_STATUSES, embedding_schema
@@ -42,23 +42,24 @@ def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: 
     statuses = variant_statuses(table, variant)
     todo = [i for i, s in enumerate(statuses) if s in EMBEDDABLE]
     embedder = make_embedder(model, threads=threads, cache_dir=cache_dir)
-    vectors: list[Any] = [None] * len(ids)
+    matrix = np.zeros((len(ids), embedder.dim), dtype=np.float32)
+    has_vector = np.zeros(len(ids), dtype=bool)
     out_status = [("ok" if s in EMBEDDABLE else s if s in (REAL_MASK_STATUS, "not_real_mask") else "not_embedded")
                   for s in statuses]
     if todo:
         chips = table["chip"].to_pylist()
-        batch = np.stack([decode_chip(chips[i]) for i in todo])
-        emb = embedder.embed(batch)
+        emb = embedder.embed(decode_chips([chips[i] for i in todo]))
         bad = ~np.isfinite(emb).all(axis=1)
-        for k, i in enumerate(todo):
-            if bad[k]:
-                out_status[i] = "non_finite"
-            else:
-                vectors[i] = emb[k].tolist()
-    result = pa.Table.from_pydict(
-        {"image_id": ids, "status": out_status, "embedding": vectors},
-        schema=embedding_schema(embedder.dim),
-    )
+        for k in np.flatnonzero(bad):
+            out_status[todo[k]] = "non_finite"
+        good = np.asarray(todo)[~bad]
+        matrix[good] = emb[~bad]
+        has_vector[good] = True
+    schema = embedding_schema(embedder.dim)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), embedder.dim,
+                                                mask=pa.array(~has_vector))
+    result = pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(out_status, pa.string()),
+                                   vectors.cast(schema.field("embedding").type)], schema=schema)
     write_table(out_path, result)
     counts = {s: out_status.count(s) for s in sorted(set(out_status))}
     log.info("embedded %d of %d chips: %s", len(todo), len(ids), counts)

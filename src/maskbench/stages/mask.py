@@ -76,7 +76,8 @@ def _photo_masker(photos: dict[str, Any], aligned_path: str):
     sources = {r["image_id"]: r["source_path"] for r in index}
     aligner = FaceAligner(detector=cfg["detector"], upsample=cfg["upsample"], chip_size=cfg["chip_size"],
                           padding=cfg["padding"], max_side=cfg.get("max_side", 1200),
-                          face_choice=cfg.get("face_choice", "largest"))
+                          face_choice=cfg.get("face_choice", "largest"),
+                          upsample_on_miss=cfg.get("upsample_on_miss", False))
     max_pixels = cfg.get("max_pixels", DEFAULT_MAX_PIXELS)
 
     def on_photo(row, landmarks, spec, seed):

@@ -80,8 +80,10 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     """
     evaluation = evaluation or {}
     pairs, unscored = read_scored_pairs(scores_path)
-    genuine = pairs.loc[pairs["genuine"], "score"].to_numpy(np.float64)
-    impostor = pairs.loc[~pairs["genuine"], "score"].to_numpy(np.float64)
+    genuine_as_read = pairs.loc[pairs["genuine"], "score"].to_numpy(np.float64)
+    impostor_as_read = pairs.loc[~pairs["genuine"], "score"].to_numpy(np.float64)
+    # sorted once: every metric below but d' (a mean, whose last bits depend on order) reuses them
+    genuine, impostor = np.sort(genuine_as_read), np.sort(impostor_as_read)
     eer = metrics.eer(genuine, impostor)
     accuracy, accuracy_threshold = metrics.best_accuracy(genuine, impostor)
     out = {
@@ -92,7 +94,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         "eer_threshold": _value(eer.threshold),
         "eer_rocch": _value(metrics.eer_convex_hull(genuine, impostor)),
         "auc": _value(metrics.roc_auc(genuine, impostor)),
-        "d_prime": _value(metrics.d_prime(genuine, impostor)),
+        "d_prime": _value(metrics.d_prime(genuine_as_read, impostor_as_read)),
         "best_accuracy": _value(accuracy),
         "best_accuracy_threshold": _value(accuracy_threshold),
         "histogram_overlap": _value(metrics.histogram_overlap(genuine, impostor)),
@@ -124,7 +126,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
                 genuine, impostor, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
             out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"] = _value(low), _value(high)
     nist_targets = evaluation.get("nist_fmr", [1e-2, 1e-3])
-    base_impostor = read_scores(baseline_path)[1] if baseline_path else None
+    base_impostor = np.sort(read_scores(baseline_path)[1]) if baseline_path else None
     if baseline_path:
         for target in nist_targets:
             result = metrics.nist_masked_probe(base_impostor, genuine_fte, impostor_fte, target)
