@@ -17,6 +17,7 @@ PACKAGE = "maskbench"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+@lru_cache(maxsize=None)
 def module_file(module: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
     """The source file of a maskbench module (``maskbench.io.atomic`` -> .../io/atomic.py), if any."""
     parts = module.split(".")
