@@ -60,3 +60,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.realdata)
+
+
+def top_level_imports(path) -> set[str]:
+    """Top-level names of a file's absolute imports, anywhere in it (a full parse, independent of
+    maskbench.code_closure, which the layer and env tests check)."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found

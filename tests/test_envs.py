@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
 import tomllib
@@ -11,7 +10,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import REPO
+from conftest import REPO, top_level_imports
+
 from maskbench.code_closure import closure
 
 # conda-forge names of packages that PyPI names differently
@@ -111,13 +111,7 @@ def all_rules() -> dict[str, dict[str, str]]:
 
 
 def third_party_imports(path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - {"__future__", "maskbench"}
+    return top_level_imports(path) - set(sys.stdlib_module_names) - {"__future__", "maskbench"}
 
 
 def script_needs(script) -> set[str]:

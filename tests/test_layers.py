@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import top_level_imports
+
 from maskbench.code_closure import PACKAGE_DIR, closure, imported_modules
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
@@ -34,13 +36,7 @@ MODULES = _modules()
 
 
 def _third_party(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            found.add(node.module.split(".")[0])
-    return found - {"maskbench"}
+    return top_level_imports(path) - {"maskbench"}
 
 
 def _closure_of(module: str) -> set[str]:

@@ -71,17 +71,31 @@ def fit_head(task: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndar
         raise TaskError(f"task {task!r}: the train split is empty")
     if not regression and len(set(y_train.tolist())) < 2:
         raise TaskError(f"task {task!r}: the train split has fewer than 2 classes")
+    return best_on_val(task, kind, _candidates(task, kind, seed), x_train, y_train, x_val, y_val)
+
+
+def best_on_val(task: str, kind: str, candidates, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                y_val: np.ndarray, one_thread: bool = False) -> Head:
+    """Fit each (params, model) candidate on train and keep the best on val (accuracy, or MAE for
+    age; ties: the earlier); without val rows, the first. ``one_thread``: BLAS on one thread (many
+    small fits, which threads only slow down)."""
+    regression = is_regression(task)
     best: Head | None = None
-    for params, model in _candidates(task, kind, seed):
-        model.fit(x_train, y_train)
+    for params, model in candidates:
+        if one_thread:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                model.fit(x_train, y_train)
+        else:
+            model.fit(x_train, y_train)
         if len(y_val) == 0:
             score = float("nan")
         elif regression:
             score = float(np.mean(np.abs(model.predict(x_val) - y_val)))
         else:
             score = float(np.mean(model.predict(x_val) == y_val))
-        better = best is None or (score < best.val_score if regression else score > best.val_score)
-        if better:
+        if best is None or (score < best.val_score if regression else score > best.val_score):
             classes = None if regression else [str(c) for c in model.classes_]
             best = Head(task, kind, model, params, score, classes)
         if len(y_val) == 0:

@@ -118,23 +118,5 @@ def fit_ordinal_head(task: str, x_train: np.ndarray, y_train: np.ndarray, x_val:
     """Fit every candidate on train, keep the best on val (accuracy or MAE; ties: the earlier)."""
     if len(y_train) == 0:
         raise attr.TaskError(f"task {task!r}: the train split is empty")
-    from threadpoolctl import threadpool_limits
-
-    regression = attr.is_regression(task)
-    best: attr.Head | None = None
-    for params, model in ordinal_candidates(task, age_groups, seed):
-        with threadpool_limits(1):  # many small fits: BLAS threads only slow them
-            model.fit(x_train, y_train)
-        if len(y_val) == 0:
-            score = float("nan")
-        elif regression:
-            score = float(np.mean(np.abs(model.predict(x_val) - y_val)))
-        else:
-            score = float(np.mean(model.predict(x_val) == y_val))
-        if best is None or (score < best.val_score if regression else score > best.val_score):
-            classes = None if regression else [str(c) for c in model.classes_]
-            best = attr.Head(task, ORDINAL, model, params, score, classes)
-        if len(y_val) == 0:
-            break
-    assert best is not None
-    return best
+    return attr.best_on_val(task, ORDINAL, ordinal_candidates(task, age_groups, seed), x_train, y_train, x_val, y_val,
+                            one_thread=True)
