@@ -131,8 +131,10 @@ LIBRARY = Path(workflow.basedir) / "src" / "maskbench"
 
 def script_code(script, without=()):
     """Library files a rule's script runs (its import closure), declared as inputs so editing one
-    module re-runs exactly the stages that use it."""
-    return [str(f) for f in closure(SCRIPTS / f"{script}.py", tuple(without), LIBRARY)]
+    module re-runs exactly the stages that use it. Paths are relative to the working directory, as
+    every other input is: Snakemake records each job's input list, and absolute paths would make a
+    moved or copied checkout look like new inputs to every job."""
+    return [os.path.relpath(f) for f in closure(SCRIPTS / f"{script}.py", tuple(without), LIBRARY)]
 
 
 def shards(dataset):
