@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maskbench.code_closure import closure
+
 LFW_TARBALL = Path("lfw-mini") / "lfw-deepfunneled-mini.tgz"
 MASKS = {
     "surgical_blue": {"shape": "surgical", "color": "#1ca0f4", "pattern": "pleats", "nose_coverage": "medium",
@@ -19,14 +21,13 @@ MASKS = {
     "kn95_white": {"shape": "kn95", "color": "#FFFFFF", "pattern": "plain", "nose_coverage": "high",
                    "ear_loops": True},
 }
-SRC = Path(__file__).resolve().parents[1] / "src" / "maskbench"
-CODE = ("align.py", "masks.py", "dlib_resnet.py", "images.py")
+CODE = closure(Path(__file__))  # the library files the builders below run
 
 
 def _key(tarball: Path) -> str:
     digest = hashlib.sha256(tarball.read_bytes())
-    for name in CODE:
-        digest.update((SRC / name).read_bytes())
+    for path in CODE:
+        digest.update(path.read_bytes())
     digest.update(repr(sorted(MASKS.items())).encode())
     return digest.hexdigest()[:16]
 

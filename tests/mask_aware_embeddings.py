@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from maskbench.code_closure import closure
+
 LFW_TARBALL = Path("lfw-mini") / "lfw-deepfunneled-mini.tgz"
 RWMFD_TARBALL = Path("rwmfd-mini") / "RWMFD-mini.tar.gz"
 MASK_NAMES = ("surgical_blue", "n95_white", "kn95_white", "cloth_black")
 SRC = Path(__file__).resolve().parents[1] / "src" / "maskbench"
-CODE = ("align.py", "detect.py", "masks.py", "mask_render.py", "dlib_resnet.py", "images.py", "upper_face.py",
-        "backbones.py", "embed.py")
+CODE = closure(Path(__file__))  # the library files the builders below run
 
 
 def lfw_masks() -> dict[str, dict]:
@@ -33,10 +34,8 @@ def _key(*parts: bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
-    for name in CODE:
-        path = SRC / name
-        if path.is_file():
-            digest.update(path.read_bytes())
+    for path in CODE:
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -67,10 +67,10 @@ def test_many_comparisons_of_one_model_are_split_into_readable_panels():
 
 def test_roc_legend_sits_beside_the_axes(tmp_path, monkeypatch):
     shown = {}
-    monkeypatch.setattr(figures, "_save", lambda fig, path: shown.update(fig=fig))
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, pdf=True: shown.update(fig=fig))
     roc_figure(curves(MODELS[:2], root=tmp_path), "ROC", str(tmp_path / "roc.png"))
     fig = shown["fig"]
-    fig.tight_layout()  # as figures._save does before writing
+    fig.tight_layout()  # as save_figure does before writing
     fig.canvas.draw()
     for ax in fig.axes:
         legend = ax.get_legend()

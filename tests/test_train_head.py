@@ -447,7 +447,7 @@ def test_workflow_scripts_run_with_snakemake_inputs(tmp_path, problem, monkeypat
     train_job = SimpleNamespace(
         input=SimpleNamespace(embeddings=[p for v in paths.values() for p in v], splits=[split]),
         params=SimpleNamespace(spec={**FAST, "epochs": 1, "datasets": ["syn"]}, base="base", datasets=["syn"], seed=0,
-                                torch_threads=1),
+                                torch_threads=1, embeddings=[{v: list(p) for v, p in paths.items()}]),
         threads=1, log=[str(out / "train.log")],
         output=SimpleNamespace(model=str(out / "head.safetensors"), curve=str(out / "curve.parquet"),
                                report=str(out / "report.json")))
