@@ -21,7 +21,7 @@ from maskbench.protocols.splits import SPLITS_SCHEMA
 from maskbench.training.train_head import (EmbeddingSet, IdentityBatchSampler, masked_probe_pairs,
                                   train_projection_head)
 from maskbench.io.manifests import CURVE_SCHEMA
-from maskbench.stages.train import (group_embedding_paths, project_shard, read_parts,
+from maskbench.stages.train import (project_shard, read_parts,
                                   train_head_step)
 from maskbench.reporting.training_figures import training_curve_figure
 
@@ -356,17 +356,6 @@ def test_read_parts_selects_a_part_and_keeps_datasets_apart(tmp_path):
     assert {i.split("/")[0] for i in both.identity} == {"one", "two"}
     unnamed = read_parts([paths_a, paths_b], [split_a, split_b], ["train"])["train"]  # names from the paths
     assert unnamed.identity == both.identity and unnamed.image_id == both.image_id
-
-
-def test_group_embedding_paths():
-    paths = [f"results/{d}/embeddings/base/{v}/shard-{s}.parquet"
-             for d in ("b", "a") for v in ("unmasked", "surgical") for s in (10, 2)]
-    grouped = group_embedding_paths(paths, ["a", "b"])
-    assert [sorted(g) for g in grouped] == [["surgical", "unmasked"]] * 2
-    assert grouped[0]["unmasked"] == ["results/a/embeddings/base/unmasked/shard-2.parquet",
-                                      "results/a/embeddings/base/unmasked/shard-10.parquet"]
-    with pytest.raises(ValueError, match="not one of the training datasets"):
-        group_embedding_paths(paths, ["a"])
 
 
 def test_train_head_step_writes_head_curve_and_report(tmp_path, problem):

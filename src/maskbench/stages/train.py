@@ -4,7 +4,6 @@ train (selected on val, test never read), and project embedding shards through a
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -22,37 +21,14 @@ from maskbench.training.train_head import EmbeddingSet, embed_with_head, torch_s
 
 log = logging.getLogger(__name__)
 
-__all__ = ["group_embedding_paths", "read_parts", "check_no_leak",
+__all__ = ["read_parts", "check_no_leak",
            "train_head_step", "project_shard"]
 
 TRAINING_PARTS = ("train", "val")  # test is never read when training
-_SHARD = re.compile(r"shard-(\d+)\.parquet$")
 
 
 # ---------------------------------------------------------------------------------------------
 # reading
-
-
-def group_embedding_paths(paths: Sequence[str], datasets: Sequence[str]) -> list[dict[str, list[str]]]:
-    """Shard paths ``results/{dataset}/embeddings/{model}/{variant}/shard-N.parquet`` grouped into
-    one ``{variant: [shards in shard order]}`` per dataset, in the order of ``datasets``."""
-    grouped: dict[str, dict[str, list[str]]] = {d: defaultdict(list) for d in datasets}
-    for path in paths:
-        parts = Path(path).parts
-        match = _SHARD.search(str(path))
-        if len(parts) < 5 or parts[-4] != "embeddings" or not match:
-            raise ValueError(f"{path}: expected results/<dataset>/embeddings/<model>/<variant>/shard-<n>.parquet")
-        dataset, variant = parts[-5], parts[-2]
-        if dataset not in grouped:
-            raise ValueError(f"{path}: dataset {dataset!r} is not one of the training datasets {list(datasets)}")
-        grouped[dataset][variant].append(str(path))
-    out = []
-    for dataset in datasets:
-        if not grouped[dataset]:
-            raise ValueError(f"no embedding shards given for training dataset {dataset!r}")
-        out.append({v: sorted(p, key=lambda s: int(_SHARD.search(s).group(1)))
-                    for v, p in sorted(grouped[dataset].items())})
-    return out
 
 
 def _as_lists(embedding_paths, split_paths, datasets) -> tuple[list[dict], list[str], list[str | None]]:
