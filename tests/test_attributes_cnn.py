@@ -38,7 +38,6 @@ from maskbench.config import ConfigError
 from maskbench.faces.demo_chips import demo_chips, write_demo_shards
 from maskbench.models.dlib_resnet import load_dlib_resnet
 from maskbench.training.finetune import ChipSet
-from maskbench.stages.finetune import group_masked_paths
 from maskbench.io.manifests import INDEX_SCHEMA, embedding_schema
 from maskbench.protocols.splits import SPLITS_SCHEMA
 
@@ -85,7 +84,7 @@ def labelled_demo(root, n_people: int = 20, per_person: int = 4, seed: int = 3) 
     part[order[n // 4: n // 4 + int(0.15 * n)]] = "val"
     write_table(root / "split.parquet", pa.Table.from_pydict(
         {"image_id": ids, "identity": [None] * n, "split": part.tolist()}, schema=SPLITS_SCHEMA))
-    return {"root": root, "aligned": aligned, "masked": group_masked_paths(masked), "ids": ids,
+    return {"root": root, "aligned": aligned, "masked": masked, "ids": ids,
             "sex": dict(zip(ids, sex)), "split": dict(zip(ids, part)), "chips": chips}
 
 
@@ -332,17 +331,17 @@ def test_training_never_reads_a_test_chip(one_epoch, data, tmp_path):
     """Test chips replaced by bytes that are no PNG: training and selection run as before (the
     checkpoint is the same bytes), and only the test evaluation fails, naming the image."""
     broken = tmp_path / "broken"
-    aligned, masked = [], []
+    aligned, masked = [], {}
     test_ids = pa.array([i for i, part in data["split"].items() if part == "test"])
-    for path in data["aligned"] + [p for paths in data["masked"].values() for p in paths]:
+    for mask, path in [(None, p) for p in data["aligned"]] + [(m, p) for m, ps in data["masked"].items() for p in ps]:
         table = pq.read_table(path)
         garbage = pc.if_else(pc.is_in(table["image_id"], test_ids), pa.scalar(b"not a png", pa.binary()),
                              table["chip"])
         target = broken / path.split(str(data["root"]) + "/", 1)[1]
         target.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.set_column(table.schema.get_field_index("chip"), "chip", garbage), target)
-        (aligned if "/aligned/" in str(target) else masked).append(str(target))
-    data_broken = {**data, "masked": group_masked_paths(masked)}
+        (aligned if mask is None else masked.setdefault(mask, [])).append(str(target))
+    data_broken = {**data, "masked": masked}
     with pytest.raises(ValueError, match=r"unmasked chip of person_\d+/.*not a valid PNG"):
         run(data_broken, tmp_path / "run", spec=ONE_EPOCH, aligned=aligned)
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == (one_epoch / "model.safetensors").read_bytes()

@@ -36,7 +36,7 @@ from maskbench.training.finetune import (
     val_pairs,
 )
 from maskbench.io.readers import read_chips
-from maskbench.stages.finetune import build_chipset, finetune_step, group_masked_paths, read_split_parts
+from maskbench.stages.finetune import build_chipset, finetune_step, read_split_parts
 from maskbench.training.losses import make_loss
 from maskbench.protocols.splits import SPLITS_SCHEMA
 
@@ -60,7 +60,7 @@ def dataset(tmp_path_factory) -> dict:
     chips = demo_chips(7, 4, MASKS, seed=1)
     aligned, masked = write_demo_shards(chips, root, n_shards=2)
     test_ids = pa.array([c.image_id for c in chips if part_of(c.identity) == "test"])
-    for path in aligned + masked:
+    for path in aligned + [p for paths in masked.values() for p in paths]:
         table = pq.read_table(path)
         is_test = pc.is_in(table["image_id"], test_ids)
         garbage = pa.array([b"not a png"] * table.num_rows, pa.binary())
@@ -71,7 +71,7 @@ def dataset(tmp_path_factory) -> dict:
     pq.write_table(pa.Table.from_pydict(
         {"image_id": [c.image_id for c in chips], "identity": [c.identity for c in chips],
          "split": [part_of(c.identity) for c in chips]}, schema=SPLITS_SCHEMA), split)
-    return {"aligned": aligned, "masked": group_masked_paths(masked), "split": str(split), "chips": chips}
+    return {"aligned": aligned, "masked": masked, "split": str(split), "chips": chips}
 
 
 def chipsets(dataset: dict) -> tuple[ChipSet, ChipSet]:
@@ -100,14 +100,6 @@ def test_only_train_and_val_chips_are_read(dataset) -> None:
     i = 5
     np.testing.assert_array_equal(train.chip(i, UNMASKED), by_id[train.image_ids[i]].chip)
     np.testing.assert_array_equal(train.chip(i, "n95_white"), by_id[train.image_ids[i]].masked["n95_white"])
-
-
-def test_group_masked_paths() -> None:
-    paths = ["r/d/masked/b/shard-1.parquet", "r/d/masked/a/shard-0.parquet", "r/d/masked/b/shard-0.parquet"]
-    assert group_masked_paths(paths) == {"a": ["r/d/masked/a/shard-0.parquet"],
-                                         "b": ["r/d/masked/b/shard-0.parquet", "r/d/masked/b/shard-1.parquet"]}
-    with pytest.raises(ValueError, match="cannot tell its mask type"):
-        group_masked_paths(["r/d/aligned/shard-0.parquet"])
 
 
 def toy_chipset(n: int, missing: dict[str, set[int]]) -> ChipSet:

@@ -63,12 +63,14 @@ def demo_chips(n_identities: int, images_per_identity: int, masks: list[str] | d
     return out
 
 
-def write_demo_shards(chips: list[DemoChip], out_dir: str | Path, n_shards: int = 1) -> tuple[list[str], list[str]]:
+def write_demo_shards(chips: list[DemoChip], out_dir: str | Path,
+                      n_shards: int = 1) -> tuple[list[str], dict[str, list[str]]]:
     """Write ``aligned/shard-N.parquet`` and ``masked/{mask}/shard-N.parquet`` as the workflow lays
-    them out; returns (aligned paths, masked paths)."""
+    them out; returns (aligned paths, mask -> its shard paths), as the workflow hands them to a stage."""
     out_dir = Path(out_dir)
-    aligned_paths, masked_paths = [], []
     masks = sorted(chips[0].masked) if chips else []
+    aligned_paths: list[str] = []
+    masked_paths: dict[str, list[str]] = {mask: [] for mask in masks}
     for shard in range(n_shards):
         part = chips[shard::n_shards]
         aligned = [{"image_id": c.image_id, "identity": c.identity, "status": "provided", "reason": None,
@@ -82,5 +84,5 @@ def write_demo_shards(chips: list[DemoChip], out_dir: str | Path, n_shards: int 
                     for c in part]
             path = out_dir / "masked" / mask / f"shard-{shard}.parquet"
             write_table(path, pa.Table.from_pylist(rows, schema=MASKED_SCHEMA))
-            masked_paths.append(str(path))
+            masked_paths[mask].append(str(path))
     return aligned_paths, masked_paths

@@ -48,17 +48,6 @@ def build_chipset(identities: dict[str, str], unmasked: dict[str, bytes],
     return ChipSet(ids, [identities[i] for i in ids], [unmasked[i] for i in ids], per_mask, marks)
 
 
-def group_masked_paths(paths: list[str]) -> dict[str, list[str]]:
-    """mask name -> shard paths, from paths laid out as ``.../masked/{mask}/shard-N.parquet``."""
-    groups: dict[str, list[str]] = {}
-    for path in paths:
-        p = Path(path)
-        if p.parent.parent.name != "masked":
-            raise ValueError(f"masked shard {path} is not under .../masked/<mask>/: cannot tell its mask type")
-        groups.setdefault(p.parent.name, []).append(str(path))
-    return {m: sorted(v) for m, v in sorted(groups.items())}
-
-
 def finetune_step(aligned_paths: list[str], masked_paths: dict[str, list[str]], split_path: str,
                   spec: dict[str, Any], seed: int, threads: int, model_out: str, curve_out: str,
                   report_out: str, cache_dir: str | None = None) -> dict[str, Any]:
