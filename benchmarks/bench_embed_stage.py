@@ -3,8 +3,8 @@
 Aligns ``--n`` LFW-mini faces into a shard (as the align stage stores them), then times, in CPU
 milliseconds per chip (``time.process_time``, so a loaded machine distorts little): the torch port
 of dlib's ResNet alone on decoded chips, the stage's reading, PNG decoding and output, the whole
-``embed_shard`` call, and the fixed cost of a job (importing torch and loading the model, paid
-once per shard). Also PNG encoding and decoding of chips at the former settings (level 3) and the
+``embed_chips`` call, and the fixed cost of a job (importing torch and loading the model, paid
+once per embed job: one per model and variant). Also PNG encoding and decoding of chips at the former settings (level 3) and the
 current ones (level 1, run-length), which the align and mask stages pay per chip.
 
     python benchmarks/bench_embed_stage.py --n 300
@@ -69,7 +69,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from maskbench.models.embed import make_embedder
-    from maskbench.stages.embed import embed_shard
+    from maskbench.stages.embed import embed_chips
 
     chips = lfw_chips(Path(args.data), args.n)
     n = len(chips)
@@ -94,7 +94,7 @@ def main() -> None:
         net_ms, _ = cpu_ms(lambda: embedder.embed(batch), n)
         read_ms, table = cpu_ms(lambda: pq.read_table(shard, columns=["image_id", "status", "chip"]), n)
         dec_ms, _ = cpu_ms(lambda: decode_chips(table["chip"].to_pylist()), n)
-        stage_ms, _ = cpu_ms(lambda: embed_shard(str(shard), model, 1, str(Path(tmp) / "out.parquet"),
+        stage_ms, _ = cpu_ms(lambda: embed_chips([str(shard)], model, 1, str(Path(tmp) / "out.parquet"),
                                                  cache_dir=cache, variant="unmasked"), n)
         fixed = float(subprocess.run([sys.executable, "-c", FIXED_COST % cache], check=True,
                                      capture_output=True, text=True).stdout.split()[-1])

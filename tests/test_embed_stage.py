@@ -37,11 +37,11 @@ def chips_table(path, pixels: list[int], statuses: list[str]) -> list[np.ndarray
     return images
 
 
-def test_embed_shard_statuses_vectors_and_bytes(tmp_path, monkeypatch):
+def test_embed_chips_statuses_vectors_and_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "make_embedder", lambda model, threads, cache_dir: FakeEmbedder())
     statuses = ["ok", "no_face", "masked", "ok", "fallback"]
     images = chips_table(tmp_path / "chips.parquet", [1, 2, 13, 4, 5], statuses)
-    counts = stage.embed_shard(str(tmp_path / "chips.parquet"), {"kind": "fake"}, 1, str(tmp_path / "emb.parquet"))
+    counts = stage.embed_chips(str(tmp_path / "chips.parquet"), {"kind": "fake"}, 1, str(tmp_path / "emb.parquet"))
     assert counts == {"non_finite": 1, "not_embedded": 1, "ok": 3}
     got = pq.read_table(tmp_path / "emb.parquet")
     assert got["status"].to_pylist() == ["ok", "not_embedded", "non_finite", "ok", "ok"]
@@ -54,6 +54,24 @@ def test_embed_shard_statuses_vectors_and_bytes(tmp_path, monkeypatch):
                                       "embedding": vectors}, schema=embedding_schema(4))
     write_table(tmp_path / "ref.parquet", reference)
     assert (tmp_path / "ref.parquet").read_bytes() == (tmp_path / "emb.parquet").read_bytes()
+
+
+def test_embed_chips_reads_every_shard_of_a_variant_in_order(tmp_path, monkeypatch):
+    """One job embeds all shards of a variant: rows in shard order, the same vectors as one
+    shard at a time, and an empty shard list is refused rather than written as an empty table."""
+    monkeypatch.setattr(stage, "make_embedder", lambda model, threads, cache_dir: FakeEmbedder())
+    chips_table(tmp_path / "a.parquet", [1, 2], ["ok", "ok"])
+    write_table(tmp_path / "b.parquet", pq.read_table(tmp_path / "a.parquet").set_column(
+        0, "image_id", pa.array(["id7", "id8"])))
+    counts = stage.embed_chips([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], {"kind": "fake"}, 1,
+                               str(tmp_path / "both.parquet"))
+    assert counts == {"ok": 4}
+    both = pq.read_table(tmp_path / "both.parquet")
+    assert both["image_id"].to_pylist() == ["id0", "id1", "id7", "id8"]
+    stage.embed_chips([str(tmp_path / "b.parquet")], {"kind": "fake"}, 1, str(tmp_path / "b_only.parquet"))
+    assert both.slice(2).equals(pq.read_table(tmp_path / "b_only.parquet"))
+    with pytest.raises(ValueError, match="no chip shard"):
+        stage.embed_chips([], {"kind": "fake"}, 1, str(tmp_path / "none.parquet"))
 
 
 def test_decode_chips_equals_one_by_one_and_is_lossless():

@@ -150,9 +150,9 @@ def test_workflow_steps_train_choose_and_fuse_with_statuses(tmp_path):
     emb = {}
     for variant, masked in (("unmasked", False), ("m1", True)):
         vectors = dict(zip(images, faces(rng, len(images), masked, shift=3.0)))
-        emb[variant] = [embedding_file(tmp_path / f"results/d/embeddings/base/{variant}/shard-0.parquet", vectors)]
+        emb[variant] = [embedding_file(tmp_path / f"results/d/embeddings/base/{variant}.parquet", vectors)]
     clf_path = str(tmp_path / "clf.json")
-    clf = train_mask_classifier_step({"d": emb["unmasked"] + emb["m1"]}, {"d": str(split)}, 1.0, "base", clf_path)
+    clf = train_mask_classifier_step({"d": emb}, {"d": str(split)}, 1.0, "base", clf_path)
     assert clf.report["train"]["bare"] == clf.report["train"]["masked"] == 60  # 15 people x 4 images
     assert clf.report["val"]["bare"] == 28 and clf.report["val"]["masked_called_masked"] > 0.9
 

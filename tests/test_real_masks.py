@@ -432,7 +432,7 @@ def test_workflow_plans_a_real_masked_gallery_beside_the_bare_one(tmp_path):
     paths = snakemake(work, target, "-n", "--cores", "1", "--configfile", "c.yaml").stdout
     for path in ("results/demo/identification/p/real-vs-real/gallery.parquet",
                  "results/demo/identification/m/p/real-vs-real.json", "results/demo/identification/m/p/real.json",
-                 "results/demo/embeddings/m/real/shard-0.parquet"):
+                 "results/demo/embeddings/m/real.parquet"):
         assert path in paths, path
     config["protocols"]["p"]["comparisons"] = [["masked", "masked"]]
     (work / "c.yaml").write_text(yaml.safe_dump(config))

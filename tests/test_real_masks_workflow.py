@@ -76,7 +76,7 @@ def test_real_variant_holds_only_real_masked_photos(real_run):
     masked = pd.read_parquet(real_run / "results/demo/masked/surgical_blue/shard-0.parquet").set_index("image_id")
     assert (masked.loc[real[real].index, "status"] == "real_mask").all()
     assert masked.loc[real[~real].index, "chip"].notna().all()
-    embedded = pd.read_parquet(real_run / "results/demo/embeddings/dlib_resnet/real/shard-0.parquet")
+    embedded = pd.read_parquet(real_run / "results/demo/embeddings/dlib_resnet/real.parquet")
     assert set(embedded.loc[embedded["status"] == "ok", "image_id"]) == set(real[real].index)
 
 

@@ -21,7 +21,7 @@ from maskbench.protocols.splits import SPLITS_SCHEMA
 from maskbench.training.train_head import (EmbeddingSet, IdentityBatchSampler, masked_probe_pairs,
                                   train_projection_head)
 from maskbench.io.manifests import CURVE_SCHEMA
-from maskbench.stages.train import (project_shard, read_parts,
+from maskbench.stages.train import (project_embeddings, read_parts,
                                   train_head_step)
 from maskbench.reporting.training_figures import training_curve_figure
 
@@ -354,8 +354,8 @@ def test_read_parts_selects_a_part_and_keeps_datasets_apart(tmp_path):
     assert len(both) == len(single) + 2 * 2 * 2
     assert len(set(both.identity)) == 5  # "p0" of each dataset stays two people
     assert {i.split("/")[0] for i in both.identity} == {"one", "two"}
-    unnamed = read_parts([paths_a, paths_b], [split_a, split_b], ["train"])["train"]  # names from the paths
-    assert unnamed.identity == both.identity and unnamed.image_id == both.image_id
+    with pytest.raises(ValueError, match="name their datasets"):
+        read_parts([paths_a, paths_b], [split_a, split_b], ["train"])  # never guessed from paths
 
 
 def test_train_head_step_writes_head_curve_and_report(tmp_path, problem):
@@ -398,7 +398,7 @@ def test_train_head_step_refuses_identity_leakage(tmp_path, problem):
     assert not (tmp_path / "h").exists()
 
 
-def test_project_shard(tmp_path, trained):
+def test_project_embeddings(tmp_path, trained):
     head_path = tmp_path / "head.safetensors"
     save_head(head_path, trained.head, {"base_model": "base"})
     x = np.random.default_rng(0).normal(size=(4, DIM)).astype(np.float32)
@@ -406,7 +406,7 @@ def test_project_shard(tmp_path, trained):
     pq.write_table(pa.Table.from_pydict(
         {"image_id": ["a", "b", "c", "d"], "status": ["ok", "not_embedded", "ok", "non_finite"],
          "embedding": [x[0].tolist(), None, x[2].tolist(), None]}, schema=embedding_schema(DIM)), base)
-    counts = project_shard(str(base), str(head_path), str(tmp_path / "out.parquet"), threads=1)
+    counts = project_embeddings(str(base), str(head_path), str(tmp_path / "out.parquet"), threads=1)
     assert counts == {"non_finite": 1, "not_embedded": 1, "ok": 2}
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.schema == embedding_schema(DIM)
@@ -420,7 +420,7 @@ def test_project_shard(tmp_path, trained):
     pq.write_table(pa.Table.from_pydict({"image_id": ["a"], "status": ["ok"], "embedding": [[0.0] * 5]},
                                         schema=embedding_schema(5)), wrong)
     with pytest.raises(ValueError, match="dim 5, but head"):
-        project_shard(str(wrong), str(head_path), str(tmp_path / "o2.parquet"), threads=1)
+        project_embeddings(str(wrong), str(head_path), str(tmp_path / "o2.parquet"), threads=1)
 
 
 def test_workflow_scripts_run_with_snakemake_inputs(tmp_path, problem, monkeypatch):

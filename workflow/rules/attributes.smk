@@ -218,9 +218,9 @@ if "attributes" in config:
             strategy="|".join(HEADS_CMP["splits"]),
         input:
             split="results/{dataset}/splits/{strategy}.parquet",
-            aligned=lambda wc: [f"results/{wc.dataset}/aligned/shard-{s}.parquet" for s in shards(wc.dataset)],
+            aligned=aligned_shards,
             masked=lambda wc: [] if wc.variant == "unmasked" else
-                [f"results/{wc.dataset}/masked/{wc.variant}/shard-{s}.parquet" for s in shards(wc.dataset)],
+                masked_shards(wc.dataset, wc.variant),
             code=script_code("attributes_upper_embeddings"),
         output:
             UPPER_EMBEDDINGS,

@@ -86,7 +86,7 @@ PATHS = {
     "split_report": "results/{dataset}/splits/{strategy}.json",
     "pairs": "results/{dataset}/pairs/{protocol}.parquet",
     "pairs_report": "results/{dataset}/pairs/{protocol}.json",
-    "embeddings": "results/{dataset}/embeddings/{model}/{variant}/shard-{shard}.parquet",
+    "embeddings": "results/{dataset}/embeddings/{model}/{variant}.parquet",
     "scores": "results/{dataset}/scores/{model}/{protocol}/{comparison}.parquet",
     "scores_bob": "results/{dataset}/scores/{model}/{protocol}/{comparison}.{bob}.txt",
     "metrics": "results/{dataset}/metrics/{model}/{protocol}/{comparison}.json",
@@ -150,22 +150,26 @@ def aligned_shards(wildcards):
 
 
 def variant_chips(wildcards):
-    """The chips an embedding job reads: the aligned shard (its bare photos for `unmasked`, its
-    real-masked ones for `real`) or one mask type's shard."""
+    """The chips an embedding job reads, in shard order: the aligned shards (their bare photos for
+    `unmasked`, their real-masked ones for `real`) or one mask type's shards."""
     if wildcards.variant in ("unmasked", "real"):
-        return path("aligned", dataset=wildcards.dataset, shard=wildcards.shard)
-    return path("masked", dataset=wildcards.dataset, mask=wildcards.variant, shard=wildcards.shard)
+        return aligned_shards(wildcards)
+    return masked_shards(wildcards.dataset, wildcards.variant)
+
+
+def comparison_embedding_groups(wildcards):
+    """variant -> the model's embedding files, for the two variants a comparison pairs."""
+    ref, probe = wildcards.comparison.split("-vs-")
+    return {v: embedding_files(wildcards.dataset, wildcards.model, [v]) for v in sorted({ref, probe})}
 
 
 def comparison_embeddings(wildcards):
-    ref, probe = wildcards.comparison.split("-vs-")
-    return embedding_shards(wildcards.dataset, wildcards.model, sorted({ref, probe}))
+    return [p for paths in comparison_embedding_groups(wildcards).values() for p in paths]
 
 
-def embedding_shards(dataset, model, variants):
-    """A model's embedding shards of a dataset, variant by variant, each in shard order."""
-    return [path("embeddings", dataset=dataset, model=model, variant=v, shard=s)
-            for v in variants for s in shards(dataset)]
+def embedding_files(dataset, model, variants):
+    """A model's embeddings of a dataset, one file per variant, in the order given."""
+    return [path("embeddings", dataset=dataset, model=model, variant=v) for v in variants]
 
 
 def metric_files(dataset):
@@ -297,9 +301,10 @@ def embed_model_spec(wildcards):
     return spec
 
 
-def projection_base_shard(wildcards):
+def projection_base(wildcards):
+    """The base model's embeddings of the variant a head projects."""
     base = config["models"][wildcards.model]["base"]
-    return path("embeddings", dataset=wildcards.dataset, model=base, variant=wildcards.variant, shard=wildcards.shard)
+    return path("embeddings", dataset=wildcards.dataset, model=base, variant=wildcards.variant)
 
 
 def training_spec(wildcards):
@@ -324,15 +329,15 @@ def head_training_embeddings(wildcards):
     return [
         p
         for dataset in training_datasets(wildcards.model)
-        for p in embedding_shards(dataset, base, ["unmasked", *train_masks(config, wildcards.model, dataset)])
+        for p in embedding_files(dataset, base, ["unmasked", *train_masks(config, wildcards.model, dataset)])
     ]
 
 
 def head_training_groups(wildcards):
-    """The same shards as {variant: shards} per training dataset, in the order of its `datasets:`."""
+    """The same files as {variant: [file]} per training dataset, in the order of its `datasets:`."""
     base = config["models"][wildcards.model]["base"]
     return [
-        {variant: embedding_shards(dataset, base, [variant])
+        {variant: embedding_files(dataset, base, [variant])
          for variant in sorted(["unmasked", *train_masks(config, wildcards.model, dataset)])}
         for dataset in training_datasets(wildcards.model)
     ]
@@ -438,21 +443,30 @@ def identification_setting(wildcards, key, default):
     return list(config["protocols"][wildcards.protocol].get(key) or default)
 
 
-def identification_embeddings(wildcards):
-    """Unmasked embeddings (the gallery) and the probe variant's, of every shard."""
+def identification_embedding_groups(wildcards):
+    """variant -> the model's embedding files: unmasked (the gallery) and the probe variant."""
     if wildcards.probe_variant not in identification_probe_variants(config, wildcards.dataset, wildcards.protocol):
         raise ValueError(
             f"{wildcards.probe_variant!r} is not a probe variant of protocol {wildcards.protocol!r} "
             f"on {wildcards.dataset!r}"
         )
-    return embedding_shards(wildcards.dataset, wildcards.model, sorted({"unmasked", wildcards.probe_variant}))
+    return {v: embedding_files(wildcards.dataset, wildcards.model, [v])
+            for v in sorted({"unmasked", wildcards.probe_variant})}
+
+
+def identification_embeddings(wildcards):
+    return [p for paths in identification_embedding_groups(wildcards).values() for p in paths]
+
+
+def real_gallery_embedding_groups(wildcards):
+    """The real-masked embeddings ({"real": files}), for a protocol that asks for [real, real]."""
+    if not real_gallery_wanted(config, wildcards.dataset, wildcards.protocol):
+        raise ValueError(f"protocol {wildcards.protocol!r} on {wildcards.dataset!r} has no [real, real] comparison")
+    return {"real": embedding_files(wildcards.dataset, wildcards.model, ["real"])}
 
 
 def real_gallery_embeddings(wildcards):
-    """The real-masked embeddings of every shard, for a protocol that asks for [real, real]."""
-    if not real_gallery_wanted(config, wildcards.dataset, wildcards.protocol):
-        raise ValueError(f"protocol {wildcards.protocol!r} on {wildcards.dataset!r} has no [real, real] comparison")
-    return embedding_shards(wildcards.dataset, wildcards.model, ["real"])
+    return real_gallery_embedding_groups(wildcards)["real"]
 
 
 def identification_entries():
@@ -598,8 +612,8 @@ def attribute_targets():
 
 
 def variant_embeddings(wildcards):
-    """variant -> embedding shards of a dataset for a model (a head is tested on every variant)."""
-    return {v: embedding_shards(wildcards.dataset, wildcards.model, [v]) for v in variants_for(config, wildcards.dataset)}
+    """variant -> a model's embedding files of a dataset (a head is tested on every variant)."""
+    return {v: embedding_files(wildcards.dataset, wildcards.model, [v]) for v in variants_for(config, wildcards.dataset)}
 
 
 def all_variant_embeddings(wildcards):
@@ -644,14 +658,17 @@ def contact_sheet_targets():
 MASK_AWARE_MODELS = [m for m in ENSEMBLE_MODELS if config["models"][m].get("mask_aware")]
 
 
-def mask_classifier_embeddings(wildcards):
+def mask_classifier_embedding_groups(wildcards):
+    """dataset -> variant -> the base model's embedding files the mask classifier learns from."""
     block = config["models"][wildcards.model]["mask_aware"]
-    return [
-        path("embeddings", dataset=dataset, model=block["base"], variant=variant, shard=shard)
-        for dataset in block["datasets"]
-        for variant in variants_for(config, dataset)
-        for shard in shards(dataset)
-    ]
+    return {dataset: {variant: embedding_files(dataset, block["base"], [variant])
+                      for variant in variants_for(config, dataset)}
+            for dataset in block["datasets"]}
+
+
+def mask_classifier_embeddings(wildcards):
+    return [p for variants in mask_classifier_embedding_groups(wildcards).values()
+            for paths in variants.values() for p in paths]
 
 
 def mask_classifier_splits(wildcards):
@@ -660,27 +677,36 @@ def mask_classifier_splits(wildcards):
 
 def mask_aware_probe_embeddings(dataset, model, variant):
     base = config["models"][model]["mask_aware"]["base"]
-    return [path("embeddings", dataset=dataset, model=base, variant=variant, shard=shard) for shard in shards(dataset)]
+    return [path("embeddings", dataset=dataset, model=base, variant=variant)]
+
+
+def mask_aware_selection_score_groups(wildcards):
+    """comparison -> the members' scores of it (in member order), for every unmasked-vs-<variant>
+    comparison of the protocol the weights are chosen on."""
+    select = selection_protocol(config, wildcards.model, wildcards.protocol)
+    return {
+        comparison: [path("scores", dataset=wildcards.dataset, model=member, protocol=select, comparison=comparison)
+                     for member in config["models"][wildcards.model]["members"]]
+        for comparison in comparisons_for(config, wildcards.dataset, select)
+        if comparison.startswith("unmasked-vs-")
+    }
 
 
 def mask_aware_selection_scores(wildcards):
-    select = selection_protocol(config, wildcards.model, wildcards.protocol)
-    return [
-        path("scores", dataset=wildcards.dataset, model=member, protocol=select, comparison=comparison)
-        for comparison in comparisons_for(config, wildcards.dataset, select)
-        if comparison.startswith("unmasked-vs-")
-        for member in config["models"][wildcards.model]["members"]
-    ]
+    return [p for paths in mask_aware_selection_score_groups(wildcards).values() for p in paths]
+
+
+def mask_aware_selection_probe_groups(wildcards):
+    """probe variant -> the base model's embeddings of it, for the same comparisons."""
+    return {
+        comparison.split("-vs-")[1]: mask_aware_probe_embeddings(wildcards.dataset, wildcards.model,
+                                                                 comparison.split("-vs-")[1])
+        for comparison in mask_aware_selection_score_groups(wildcards)
+    }
 
 
 def mask_aware_selection_probes(wildcards):
-    select = selection_protocol(config, wildcards.model, wildcards.protocol)
-    return [
-        shard_path
-        for comparison in comparisons_for(config, wildcards.dataset, select)
-        if comparison.startswith("unmasked-vs-")
-        for shard_path in mask_aware_probe_embeddings(wildcards.dataset, wildcards.model, comparison.split("-vs-")[1])
-    ]
+    return [p for paths in mask_aware_selection_probe_groups(wildcards).values() for p in paths]
 
 
 def mask_aware_comparison_probes(wildcards):

@@ -1,5 +1,6 @@
-# embed{model}: embeddings per (model, dataset, variant, shard); an unchanged shard is never
-# embedded twice by the same model.
+# embed{model}: embeddings per (model, dataset, variant), one job reading the variant's chip
+# shards: a changed mask type re-embeds its own variant only, and a large set plans a few jobs
+# per model instead of one per shard.
 
 
 rule embed:
@@ -17,9 +18,9 @@ rule embed:
         model=embed_model_spec,
         cache_dir=PATHS["model_cache"],
     log:
-        "results/logs/embed/{dataset}/{model}/{variant}/shard-{shard}.log",
+        "results/logs/embed/{dataset}/{model}/{variant}.log",
     benchmark:
-        "results/benchmarks/embed/{dataset}/{model}/{variant}/shard-{shard}.tsv"
+        "results/benchmarks/embed/{dataset}/{model}/{variant}.tsv"
     threads: 1
     resources:
         mem_mb=3000,

@@ -74,6 +74,7 @@ if IDENTIFICATION:
             score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
             ranks=lambda wc: identification_setting(wc, "ranks", DEFAULT_RANKS),
             fpir_targets=lambda wc: identification_setting(wc, "fpir_targets", DEFAULT_FPIR_TARGETS),
+            embeddings=identification_embedding_groups,
         log:
             "results/logs/identify/{dataset}/{model}/{protocol}/{probe_variant}.log",
         threads: 1
@@ -103,6 +104,7 @@ if IDENTIFICATION:
             fpir_targets=lambda wc: identification_setting(wc, "fpir_targets", DEFAULT_FPIR_TARGETS),
             gallery_variant="real",
             probe_variant="real",
+            embeddings=real_gallery_embedding_groups,
         log:
             "results/logs/identify/{dataset}/{model}/{protocol}/real-vs-real.log",
         threads: 1

@@ -15,6 +15,7 @@ rule train_mask_classifier:
         PATHS["mask_classifier"],
     params:
         datasets=lambda wc: list(config["models"][wc.model]["mask_aware"]["datasets"]),
+        embeddings=mask_classifier_embedding_groups,
         base=lambda wc: config["models"][wc.model]["mask_aware"]["base"],
         c=lambda wc: mask_aware_settings(config["models"][wc.model])["C"],
     log:
@@ -42,6 +43,8 @@ rule mask_aware_weights:
         PATHS["fusion_weights"],
     params:
         settings=lambda wc: mask_aware_settings(config["models"][wc.model]),
+        member_scores=mask_aware_selection_score_groups,
+        probe_embeddings=mask_aware_selection_probe_groups,
     log:
         "results/logs/fuse/{dataset}/{model}/{protocol}/weights.log",
     threads: 1

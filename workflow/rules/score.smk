@@ -1,4 +1,24 @@
-# score: pair scores of one comparison (ref variant vs probe variant), then its metrics.
+# score: pair scores of one comparison (ref variant vs probe variant) and, in the same job, its
+# metrics: one job per comparison instead of two, for every model with its own embeddings.
+# metrics: the metrics of scores that come from elsewhere (an ensemble's fused scores, imported ones).
+
+
+def metrics_inputs(wildcards):
+    """What a comparison's metrics read besides its scores."""
+    return {
+        "baseline": nist_baseline(wildcards),
+        "val_scores": validation_scores(wildcards),
+        # metrics per demographic group need the dataset's index (only where group_by is set)
+        "index": group_index(wildcards),
+    }
+
+
+METRICS_PARAMS = dict(
+    evaluation=config.get("evaluation", {}),
+    group_by=lambda wc: dataset_cfg(wc).get("group_by", []),
+    # only where age groups are grouped by, so other metrics do not re-run when the bins change
+    age_groups=lambda wc: AGE_GROUPS if "age_group" in dataset_cfg(wc).get("group_by", []) else [],
+)
 
 
 rule score:
@@ -7,19 +27,23 @@ rule score:
     wildcard_constraints:
         model=one_of(SCORED_MODELS),
     input:
+        unpack(metrics_inputs),
         pairs=PATHS["pairs"],
         embeddings=comparison_embeddings,
         code=script_code("score"),
     output:
-        PATHS["scores"],
+        scores=PATHS["scores"],
+        metrics=PATHS["metrics"],
     params:
         score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
+        embeddings=comparison_embedding_groups,
+        **METRICS_PARAMS,
     log:
         "results/logs/score/{dataset}/{model}/{protocol}/{comparison}.log",
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=lambda wc, attempt: 20 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
     script:
         "../scripts/score.py"
 
@@ -27,20 +51,16 @@ rule score:
 rule metrics:
     conda:
         "../../envs/evaluate.yaml"
+    wildcard_constraints:
+        model=one_of([m for m in config["models"] if m not in SCORED_MODELS]),
     input:
+        unpack(metrics_inputs),
         scores=PATHS["scores"],
-        baseline=nist_baseline,
-        val_scores=validation_scores,
-        # metrics per demographic group need the dataset's index (only where group_by is set)
-        index=group_index,
         code=script_code("metrics"),
     output:
         PATHS["metrics"],
     params:
-        evaluation=config.get("evaluation", {}),
-        group_by=lambda wc: dataset_cfg(wc).get("group_by", []),
-        # only where age groups are grouped by, so other metrics do not re-run when the bins change
-        age_groups=lambda wc: AGE_GROUPS if "age_group" in dataset_cfg(wc).get("group_by", []) else [],
+        **METRICS_PARAMS,
     log:
         "results/logs/metrics/{dataset}/{model}/{protocol}/{comparison}.log",
     threads: 1

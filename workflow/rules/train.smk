@@ -92,20 +92,20 @@ rule training_figure:
         "../scripts/training_figure.py"
 
 
-# project: a trained head applied to the base model's embeddings of one shard (no chip is read).
+# project: a trained head applied to the base model's embeddings of one variant (no chip is read).
 rule project:
     conda:
         "../../envs/embed.yaml"
     wildcard_constraints:
         model=one_of(PROJECTION_MODELS),
     input:
-        base=projection_base_shard,
+        base=projection_base,
         head=PATHS["model"],
         code=script_code("project"),
     output:
         PATHS["embeddings"],
     log:
-        "results/logs/project/{dataset}/{model}/{variant}/shard-{shard}.log",
+        "results/logs/project/{dataset}/{model}/{variant}.log",
     threads: 1
     resources:
         mem_mb=2000,

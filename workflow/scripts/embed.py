@@ -1,10 +1,10 @@
-"""Embed one shard of chips (one variant) with one model."""
-from maskbench.stages.embed import embed_shard
+"""Embed one variant's chips (every shard) with one model."""
+from maskbench.stages.embed import embed_chips
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):
-    embed_shard(
-        chips_path=snakemake.input.chips,
+    embed_chips(
+        chips_paths=list(snakemake.input.chips),
         model=snakemake.params.model,
         threads=snakemake.threads,
         out_path=snakemake.output[0],

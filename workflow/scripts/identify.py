@@ -5,11 +5,10 @@ from maskbench.logs import log_to
 with log_to(snakemake.log[0]):
     gallery = getattr(snakemake.params, "gallery_variant", "unmasked")
     variant = getattr(snakemake.params, "probe_variant", None) or snakemake.wildcards.probe_variant
-    paths = {v: [p for p in snakemake.input.embeddings if f"/{v}/shard-" in p] for v in {gallery, variant}}
     identify_step(
         gallery_path=snakemake.input.gallery,
         probes_path=snakemake.input.probes,
-        embedding_paths=paths,
+        embedding_paths={v: list(p) for v, p in snakemake.params.embeddings.items()},
         score_kind=snakemake.params.score,
         out_json=snakemake.output[0],
         ranks=list(snakemake.params.ranks),

@@ -1,14 +1,11 @@
 """Fit a mask-aware ensemble's mask classifier (train identities; calibrated on val)."""
-from pathlib import Path
-
 from maskbench.logs import log_to
 from maskbench.stages.mask_aware import train_mask_classifier_step
 
 with log_to(snakemake.log[0]):
     datasets = list(snakemake.params.datasets)
-    paths = list(snakemake.input.embeddings)
     train_mask_classifier_step(
-        embeddings={d: [p for p in paths if Path(p).parts[-5] == d] for d in datasets},
+        embeddings={d: dict(variants) for d, variants in snakemake.params.embeddings.items()},
         splits={d: s for d, s in zip(datasets, snakemake.input.splits)},
         c=float(snakemake.params.c),
         base_model=snakemake.params.base,

@@ -65,7 +65,7 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> R
                 img.load()
                 img = ImageOps.exif_transpose(img)
             return ReadResult(_to_rgb_array(img), "ok")
-    except PermissionError as exc:
+    except PermissionError:
         return ReadResult(None, "unreadable", "permission denied: make the file readable (chmod a+r)")
     except FileNotFoundError:
         return ReadResult(None, "unreadable", "file not found (broken link or moved)")

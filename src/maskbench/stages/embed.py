@@ -1,4 +1,7 @@
-"""The embed stage for one (model, dataset, variant, shard): chips in, an embedding table out."""
+"""The embed stage for one (model, dataset, variant): every chip shard of the variant in, one
+embedding table out. One job per variant, not per shard: the model is loaded once and a
+workflow plans a handful of jobs per model instead of one per shard (a changed mask type still
+re-embeds only its own variant)."""
 
 from __future__ import annotations
 
@@ -35,13 +38,29 @@ def variant_statuses(table: pa.Table, variant: str | None) -> list[str]:
     return [REAL_MASK_STATUS if r else s for s, r in zip(statuses, real)]
 
 
-def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: str,
+def embed_chips(chips_paths: str | list[str], model: dict[str, Any], threads: int, out_path: str,
                 cache_dir: str | None = None, variant: str | None = None) -> dict[str, int]:
+    """Embed the chips of ``chips_paths`` (shards, read one at a time so memory holds one shard's
+    chips) into one table, rows in shard order."""
+    paths = [chips_paths] if isinstance(chips_paths, str) else list(chips_paths)
+    if not paths:
+        raise ValueError("no chip shard to embed")
+    embedder = make_embedder(model, threads=threads, cache_dir=cache_dir)
+    schema = embedding_schema(embedder.dim)
+    parts = [_embed_shard(p, embedder, schema, variant) for p in paths]
+    result = pa.concat_tables(parts)
+    write_table(out_path, result)
+    out_status = result["status"].to_pylist()
+    counts = {s: out_status.count(s) for s in sorted(set(out_status))}
+    log.info("embedded %d chips of %d shards: %s", result.num_rows, len(paths), counts)
+    return counts
+
+
+def _embed_shard(chips_path: str, embedder, schema: pa.Schema, variant: str | None) -> pa.Table:
     table = read_shard(chips_path, ["image_id", "status", "chip"], optional=["real_mask"])
     ids = table["image_id"].to_pylist()
     statuses = variant_statuses(table, variant)
     todo = [i for i, s in enumerate(statuses) if s in EMBEDDABLE]
-    embedder = make_embedder(model, threads=threads, cache_dir=cache_dir)
     matrix = np.zeros((len(ids), embedder.dim), dtype=np.float32)
     has_vector = np.zeros(len(ids), dtype=bool)
     out_status = [("ok" if s in EMBEDDABLE else s if s in (REAL_MASK_STATUS, "not_real_mask") else "not_embedded")
@@ -55,13 +74,8 @@ def embed_shard(chips_path: str, model: dict[str, Any], threads: int, out_path: 
         good = np.asarray(todo)[~bad]
         matrix[good] = emb[~bad]
         has_vector[good] = True
-    schema = embedding_schema(embedder.dim)
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), embedder.dim,
                                                 mask=pa.array(~has_vector))
-    result = pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(out_status, pa.string()),
-                                   vectors.cast(schema.field("embedding").type)], schema=schema)
-    write_table(out_path, result)
-    counts = {s: out_status.count(s) for s in sorted(set(out_status))}
-    log.info("embedded %d of %d chips: %s", len(todo), len(ids), counts)
-    return counts
-
+    log.info("%s: embedded %d of %d chips", chips_path, len(todo), len(ids))
+    return pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(out_status, pa.string()),
+                                 vectors.cast(schema.field("embedding").type)], schema=schema)

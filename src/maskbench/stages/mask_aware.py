@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -149,20 +147,13 @@ def choose_weights(unmasked: ValComparison, masked: Sequence[ValComparison], ste
 # workflow stages
 
 
-def _by_variant(paths: Sequence[str]) -> dict[str, list[str]]:
-    """Embedding shards ``.../embeddings/<model>/<variant>/shard-N.parquet`` grouped by variant."""
-    out: dict[str, list[str]] = defaultdict(list)
-    for path in paths:
-        out[Path(path).parent.name].append(str(path))
-    return {v: sorted(p) for v, p in sorted(out.items())}
-
-
-def _labelled_part(paths: Sequence[str], split_path: str, part: str, prefix: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _labelled_part(variants: dict[str, list[str]], split_path: str, part: str,
+                   prefix: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     split = pq.read_table(split_path, columns=["image_id", "split"]).to_pylist()
     keep = {r["image_id"] for r in split if r["split"] == part}
     ids, rows, labels = [], [], []
-    for variant, shard_paths in _by_variant(paths).items():
-        vectors = load_embeddings(shard_paths)
+    for variant in sorted(variants):
+        vectors = load_embeddings(list(variants[variant]))
         for image_id in sorted(set(vectors) & keep):
             ids.append(f"{prefix}{image_id}:{variant}")
             rows.append(vectors[image_id])
@@ -172,16 +163,16 @@ def _labelled_part(paths: Sequence[str], split_path: str, part: str, prefix: str
     return ids, np.stack(rows), np.asarray(labels, dtype=bool)
 
 
-def train_mask_classifier_step(embeddings: dict[str, list[str]], splits: dict[str, str], c: float,
+def train_mask_classifier_step(embeddings: dict[str, dict[str, list[str]]], splits: dict[str, str], c: float,
                                base_model: str, out_path: str) -> MaskClassifier:
     """Fit the mask classifier on the train parts of the datasets' identity splits (bare vs every
     masked variant given), calibrate it on their val parts, and write it; test is never read.
-    ``embeddings`` and ``splits`` are keyed by dataset."""
+    ``embeddings`` maps dataset -> variant -> embedding files; ``splits`` maps dataset -> split."""
     parts: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {"train": ([], []), "val": ([], [])}
     for dataset in sorted(embeddings):
         if dataset not in splits:
             raise ValueError(f"no split given for dataset {dataset!r}")
-        variants = _by_variant(embeddings[dataset])
+        variants = embeddings[dataset]
         if UNMASKED_VARIANT not in variants or len(variants) < 2:
             raise ValueError(f"{dataset}: the mask classifier needs unmasked and masked embeddings, got {sorted(variants)}")
         for part, (xs, ys) in parts.items():
@@ -200,7 +191,7 @@ def train_mask_classifier_step(embeddings: dict[str, list[str]], splits: dict[st
 
 
 def probe_probabilities(classifier: MaskClassifier, embedding_paths: Sequence[str]) -> dict[str, float]:
-    """image_id -> P(masked) for every embedded image of these shards (one variant)."""
+    """image_id -> P(masked) for every embedded image of these files (one variant)."""
     vectors = load_embeddings(list(embedding_paths))
     if not vectors:
         return {}

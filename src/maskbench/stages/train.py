@@ -22,7 +22,7 @@ from maskbench.training.train_head import EmbeddingSet, embed_with_head, torch_s
 log = logging.getLogger(__name__)
 
 __all__ = ["read_parts", "check_no_leak",
-           "train_head_step", "project_shard"]
+           "train_head_step", "project_embeddings"]
 
 TRAINING_PARTS = ("train", "val")  # test is never read when training
 
@@ -43,31 +43,22 @@ def _as_lists(embedding_paths, split_paths, datasets) -> tuple[list[dict], list[
     if datasets is None:
         if len(embedding_paths) == 1:
             return embedding_paths, split_paths, [None]
-        datasets = _dataset_names(split_paths)
+        raise ValueError(f"{len(embedding_paths)} embedding groups: name their datasets (datasets=[...]) so that "
+                         f"two datasets' people never merge")
     datasets = list(datasets)
     if len(datasets) != len(embedding_paths) or len(set(datasets)) != len(datasets):
         raise ValueError(f"datasets {datasets} must name each of the {len(embedding_paths)} embedding groups once")
     return embedding_paths, split_paths, datasets
 
 
-def _dataset_names(split_paths: list[str]) -> list[str]:
-    """Dataset names from split paths laid out ``results/<dataset>/splits/<strategy>.parquet``,
-    else the datasets' positions, so several datasets' identities stay apart."""
-    names = [Path(p).parent.parent.name if Path(p).parent.name == "splits" else "" for p in split_paths]
-    if "" in names or len(set(names)) != len(names):
-        names = [f"dataset{k}" for k in range(len(split_paths))]
-    return names
-
-
 def read_parts(embedding_paths: dict[str, list[str]] | list[dict[str, list[str]]], split_paths: str | list[str],
                parts: Sequence[str], datasets: Sequence[str] | None = None) -> dict[str, EmbeddingSet]:
-    """One :class:`EmbeddingSet` per split part, each shard read once.
+    """One :class:`EmbeddingSet` per split part, each embedding file read once.
 
     Rows are the images of that part with an ``ok`` embedding, one per variant, sorted by image
     and variant. An image without identity is a person of its own (``image:<image_id>``), as in
     the identity split. With several datasets, image ids and identities are prefixed
-    ``<dataset>/`` (``datasets``, else the name in each split path's
-    ``results/<dataset>/splits/`` layout) so two datasets' people never merge.
+    ``<dataset>/`` (``datasets``, required then) so two datasets' people never merge.
     """
     groups, splits, names = _as_lists(embedding_paths, split_paths, datasets)
     collected: dict[str, list[tuple[str, str, str, np.ndarray]]] = {p: [] for p in parts}
@@ -157,24 +148,24 @@ def train_head_step(embeddings: list[dict[str, list[str]]], splits: list[str], d
     return report
 
 
-def project_shard(base_shard: str, head_path: str, out_path: str, threads: int) -> dict[str, int]:
-    """Apply a trained head to one embedding shard; rows whose status is not ``ok`` keep their
+def project_embeddings(base_path: str, head_path: str, out_path: str, threads: int) -> dict[str, int]:
+    """Apply a trained head to a base model's embedding file; rows whose status is not ``ok`` keep their
     status with a null embedding. Returns the count of each status."""
-    table = pq.read_table(base_shard, columns=["image_id", "status", "embedding"])
+    table = pq.read_table(base_path, columns=["image_id", "status", "embedding"])
     head, meta = load_head(head_path)
     ids = table["image_id"].to_pylist()
     statuses = table["status"].to_pylist()
     ok = [i for i, s in enumerate(statuses) if s == "ok"]
     dim_in = table.schema.field("embedding").type
     if pa.types.is_fixed_size_list(dim_in) and dim_in.list_size != head.in_dim:
-        raise ValueError(f"{base_shard}: embeddings of dim {dim_in.list_size}, but head {head_path} takes "
+        raise ValueError(f"{base_path}: embeddings of dim {dim_in.list_size}, but head {head_path} takes "
                          f"{head.in_dim} (base model {meta.get('base_model')!r})")
     vectors: list[Any] = [None] * len(ids)
     if ok:
         base = table["embedding"].to_pylist()
         missing = [ids[i] for i in ok if base[i] is None]
         if missing:
-            raise ValueError(f"{base_shard}: rows with status ok but no embedding, e.g. {missing[:3]}")
+            raise ValueError(f"{base_path}: rows with status ok but no embedding, e.g. {missing[:3]}")
         x = np.asarray([base[i] for i in ok], dtype=np.float32)
         with torch_session(threads):
             projected = embed_with_head(head, x)
