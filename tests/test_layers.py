@@ -153,3 +153,28 @@ def test_scripts_call_only_the_stage_layer():
         if wrong or not any(m.startswith("maskbench.stages.") for m in imports):
             bad[script.name] = wrong or "no stage"
     assert not bad, f"scripts reaching past the stage layer: {bad}"
+
+
+def test_code_stamp_records_each_file_hash_and_changes_only_with_content(tmp_path):
+    """A rule's one code input: rewritten with another content exactly when a library file's
+    content changes, so Snakemake (which compares input checksums) re-runs its stages then only."""
+    import hashlib
+    import os
+
+    from maskbench.code_closure import code_stamp
+
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    out = tmp_path / "stamps" / "s.sha256"
+    code_stamp([str(b), str(a)], str(out))
+    first = out.read_text()
+    assert first.splitlines() == [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p}" for p in (a, b)]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask and not list(out.parent.glob(".*"))  # no temp left
+    code_stamp([str(a), str(b)], str(out))
+    assert out.read_text() == first
+    b.write_text("y = 3\n")
+    code_stamp([str(a), str(b)], str(out))
+    assert out.read_text() != first and out.read_text().splitlines()[0] == first.splitlines()[0]

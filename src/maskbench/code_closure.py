@@ -89,3 +89,27 @@ def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     base = package.split(".")[: len(package.split(".")) - node.level + 1]
     return ".".join(base + ([node.module] if node.module else []))
+
+
+def code_stamp(files: list[str], out_path: str) -> None:
+    """Write ``sha256  path`` of each file, sorted by path: the record of the library code a
+    stage ran. Rules take this one file as input instead of every file of the closure, which
+    keeps a large DAG cheap to plan; it is rewritten, and its stages re-run, when a file changes."""
+    import hashlib
+    import os
+    import tempfile
+
+    lines = [f"{hashlib.sha256(Path(f).read_bytes()).hexdigest()}  {f}\n" for f in sorted(files)]
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.writelines(lines)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's owner-only mode
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

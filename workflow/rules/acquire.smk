@@ -9,7 +9,7 @@ rule acquire:
     conda:
         "../../envs/data.yaml"
     input:
-        code=lambda wc: script_code("acquire", without=() if dataset_cfg(wc)["layout"] == "demo" else ("maskbench.data.demo",)),
+        code=lambda wc: script_files("acquire", without=() if dataset_cfg(wc)["layout"] == "demo" else ("maskbench.data.demo",)),
     output:
         PATHS["acquired"],
     params:

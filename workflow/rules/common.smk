@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from maskbench.attributes.labels import DEFAULT_AGE_GROUPS
 from maskbench.attributes.settings import split_settings
-from maskbench.code_closure import closure
+from maskbench.code_closure import closure, code_stamp
 from maskbench.config import (
     has_real_masks,
     mask_aware_settings,
@@ -115,6 +115,7 @@ PATHS = {
     "fusion_weights": "results/{dataset}/fusion/{model}/{protocol}.json",
     "figure_any": "results/figures/{name}.png",
     "figure_any_pdf": "results/figures/{name}.pdf",
+    "code_stamp": "results/code/{script}.sha256",
 }
 
 
@@ -129,12 +130,34 @@ os.environ.update(MASKBENCH_ROOT=str(Path(workflow.basedir).resolve()))
 LIBRARY = Path(workflow.basedir) / "src" / "maskbench"
 
 
-def script_code(script, without=()):
-    """Library files a rule's script runs (its import closure), declared as inputs so editing one
-    module re-runs exactly the stages that use it. Paths are relative to the working directory, as
-    every other input is: Snakemake records each job's input list, and absolute paths would make a
-    moved or copied checkout look like new inputs to every job."""
+def script_files(script, without=()):
+    """Library files a rule's script runs (its import closure). Paths are relative to the working
+    directory, as every other input is: Snakemake records each job's input list, and absolute paths
+    would make a moved or copied checkout look like new inputs to every job."""
     return [os.path.relpath(f) for f in closure(SCRIPTS / f"{script}.py", tuple(without), LIBRARY)]
+
+
+def script_code(script):
+    """The code stamp of a rule's script (rule code_stamp): one input standing for every library
+    file the script runs, so editing one module re-runs exactly the stages that use it, and a
+    DAG of thousands of jobs does not carry each job's dozens of library files."""
+    return path("code_stamp", script=script)
+
+
+# the library code each script runs, hashed; written in the main process (never submitted)
+localrules:
+    code_stamp,
+
+
+rule code_stamp:
+    wildcard_constraints:
+        script=r"[a-z][a-z0-9_]*",
+    input:
+        lambda wc: script_files(wc.script),
+    output:
+        PATHS["code_stamp"],
+    run:
+        code_stamp(list(input), output[0])
 
 
 def shards(dataset):
