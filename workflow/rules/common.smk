@@ -138,26 +138,11 @@ def script_files(script, without=()):
 
 
 def script_code(script):
-    """The code stamp of a rule's script (rule code_stamp): one input standing for every library
+    """The code stamp of a rule's script (written by code.smk): one input standing for every library
     file the script runs, so editing one module re-runs exactly the stages that use it, and a
     DAG of thousands of jobs does not carry each job's dozens of library files."""
     return path("code_stamp", script=script)
 
-
-# the library code each script runs, hashed; written in the main process (never submitted)
-localrules:
-    code_stamp,
-
-
-rule code_stamp:
-    wildcard_constraints:
-        script=r"[a-z][a-z0-9_]*",
-    input:
-        lambda wc: script_files(wc.script),
-    output:
-        PATHS["code_stamp"],
-    run:
-        code_stamp(list(input), output[0])
 
 
 def shards(dataset):
@@ -239,6 +224,24 @@ def nist_baseline(wildcards):
         return []
     return [path("scores", dataset=wildcards.dataset, model=wildcards.model, protocol=wildcards.protocol,
                  comparison="unmasked-vs-unmasked")]
+
+
+def metrics_inputs(wildcards):
+    """What a comparison's metrics read besides its scores."""
+    return {
+        "baseline": nist_baseline(wildcards),
+        "val_scores": validation_scores(wildcards),
+        # metrics per demographic group need the dataset's index (only where group_by is set)
+        "index": group_index(wildcards),
+    }
+
+
+METRICS_PARAMS = dict(
+    evaluation=config.get("evaluation", {}),
+    group_by=lambda wc: dataset_cfg(wc).get("group_by", []),
+    # only where age groups are grouped by, so other metrics do not re-run when the bins change
+    age_groups=lambda wc: AGE_GROUPS if "age_group" in dataset_cfg(wc).get("group_by", []) else [],
+)
 
 
 def table_datasets(wildcards):

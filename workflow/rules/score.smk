@@ -3,24 +3,6 @@
 # metrics: the metrics of scores that come from elsewhere (an ensemble's fused scores, imported ones).
 
 
-def metrics_inputs(wildcards):
-    """What a comparison's metrics read besides its scores."""
-    return {
-        "baseline": nist_baseline(wildcards),
-        "val_scores": validation_scores(wildcards),
-        # metrics per demographic group need the dataset's index (only where group_by is set)
-        "index": group_index(wildcards),
-    }
-
-
-METRICS_PARAMS = dict(
-    evaluation=config.get("evaluation", {}),
-    group_by=lambda wc: dataset_cfg(wc).get("group_by", []),
-    # only where age groups are grouped by, so other metrics do not re-run when the bins change
-    age_groups=lambda wc: AGE_GROUPS if "age_group" in dataset_cfg(wc).get("group_by", []) else [],
-)
-
-
 rule score:
     conda:
         "../../envs/evaluate.yaml"
