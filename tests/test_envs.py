@@ -18,13 +18,34 @@ from maskbench.code_closure import closure
 CONDA_TO_PYPI = {"opencv": "opencv-python-headless"}
 
 
-def rule_blocks() -> dict[str, str]:
+# rules that run inside Snakemake's own process (a `run:` block, local, standard library only):
+# no environment, no cluster resources
+IN_PROCESS = {"code_stamp"}
+
+
+def rule_blocks(in_process: bool = False) -> dict[str, str]:
+    """rule -> its body, for the rules that run a script (or only the in-process ones)."""
     blocks = {}
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = path.read_text()
         for match in re.finditer(r"(?ms)^rule (\w+):\n(.*?)(?=^\S|\Z)", text):
-            blocks[match[1]] = match[2]
+            if (match[1] in IN_PROCESS) == in_process:
+                blocks[match[1]] = match[2]
     return blocks
+
+
+def test_in_process_rules_are_local_and_need_only_the_standard_library():
+    blocks = rule_blocks(in_process=True)
+    assert set(blocks) == IN_PROCESS
+    rules_text = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    local = set(re.findall(r"^localrules:\s*\n((?:\s+\w+,?\n)+)", rules_text, re.M))
+    local_names = {n for block in local for n in re.findall(r"(\w+)", block)}
+    for rule, body in blocks.items():
+        assert re.search(r"^\s+run:", body, re.M) and "script:" not in body, rule
+        assert rule in local_names, f"{rule} runs in Snakemake's process: declare it in localrules"
+    from maskbench import code_closure
+
+    assert third_party_imports(code_closure.__file__) == set()
 
 
 def package_requirements() -> dict[str, Requirement]:
@@ -95,7 +116,7 @@ def all_rules() -> dict[str, dict[str, str]]:
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             match = re.match(r"^(\s*)rule (\w+):", line)
-            if not match:
+            if not match or match[2] in IN_PROCESS:
                 continue
             indent, body = len(match[1]), []
             for nxt in lines[i + 1:]:

@@ -90,7 +90,7 @@ def test_every_kind_fills_its_benchmark_table(kinds_run):
         assert list(frame.columns) == config["tables"][table]["models"]
         assert frame.loc["demo"].notna().all() and frame.loc["demo"].between(0, 1).all()
     embeddings = work / "results/demo/embeddings"
-    dims = {m: pd.read_parquet(next((embeddings / m / "unmasked").glob("*.parquet"))).embedding.iloc[0].size
+    dims = {m: pd.read_parquet(embeddings / m / "unmasked.parquet").embedding.iloc[0].size
             for m in ("imagenet_mobilenet_v2", "dicta_cp", "dlib_finetuned", "dlib_masked_head")}
     assert dims == {"imagenet_mobilenet_v2": 1280, "dicta_cp": 2048, "dlib_finetuned": 128, "dlib_masked_head": 128}
 
