@@ -79,3 +79,21 @@ def test_jitter_averages_like_dlibs_num_jitters(chips: np.ndarray) -> None:
 def test_bad_jitter_is_refused(bad) -> None:
     with pytest.raises(ValueError, match="jitter"):
         make_embedder({"kind": "dlib_resnet", "jitter": bad})
+
+
+@pytest.mark.parametrize("model, ok", [
+    ({"kind": "dlib_resnet", "jitter": 10}, True),
+    ({"kind": "dlib_resnet", "jitter": 0}, True),
+    ({"kind": "dlib_resnet", "jitter": 1}, False),  # dlib would silently treat it as none
+    ({"kind": "torchvision", "arch": "resnet50", "jitter": 10}, False),  # only dlib's ResNet jitters
+])
+def test_config_schema_checks_jitter(model, ok) -> None:
+    import jsonschema
+    import yaml
+
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    model_schema = schema["properties"]["models"]["additionalProperties"]
+    errors = list(jsonschema.Draft202012Validator(model_schema).iter_errors(model))
+    assert (not errors) == ok, [e.message for e in errors]
