@@ -44,9 +44,9 @@ class DlibReferenceEmbedder:
 
         from maskbench.models.jitter import check_jitter
 
+        self.jitter = check_jitter(jitter)  # dlib's num_jitters; its crops are not seeded per chip
         self._model = dlib.face_recognition_model_v1(str(model_path("face_recognition_resnet")))
         self.batch_size = batch_size
-        self.jitter = check_jitter(jitter)  # dlib's num_jitters; its crops are not seeded per chip
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         chips = _to_size(chips, 150)
@@ -69,10 +69,10 @@ class DlibTorchEmbedder:
         from maskbench.models.dlib_resnet import DlibResNetEmbedder
         from maskbench.models.jitter import check_jitter
 
+        self.jitter = check_jitter(jitter)  # >= 2: mean of that many jittered crops (models/jitter.py)
         self._embedder = DlibResNetEmbedder(cache_dir=cache_dir)
         self.batch_size = batch_size
         self.threads = threads
-        self.jitter = check_jitter(jitter)  # >= 2: mean of that many jittered crops (models/jitter.py)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         if self.jitter:
