@@ -371,6 +371,20 @@ class DlibResNetEmbedder:
         return np.concatenate(out)
 
 
+    def embed_jittered(
+        self, chips: np.ndarray, jitter: int, batch_size: int = 64, threads: int | None = None
+    ) -> np.ndarray:
+        """Descriptors as dlib's ``num_jitters``: the mean over ``jitter`` crops per chip, seeded
+        by the chip's bytes (see :mod:`maskbench.models.jitter`)."""
+        from maskbench.models.jitter import jittered_descriptors
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        with torch_threads(threads):
+            return jittered_descriptors(self.model, chips, jitter, self.model.channel_means.cpu(),
+                                        batch_size=batch_size, device=self.device)
+
+
 @functools.lru_cache(maxsize=None)
 def _default_embedder(device: torch.device) -> DlibResNetEmbedder:
     return DlibResNetEmbedder(device=device)

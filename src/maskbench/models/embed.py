@@ -39,9 +39,12 @@ class DlibReferenceEmbedder:
 
     dim = 128
 
-    def __init__(self, batch_size: int = 64, threads: int = 1) -> None:
+    def __init__(self, batch_size: int = 64, threads: int = 1, jitter: int = 0) -> None:
         import dlib
 
+        from maskbench.models.jitter import check_jitter
+
+        self.jitter = check_jitter(jitter)  # dlib's num_jitters; its crops are not seeded per chip
         self._model = dlib.face_recognition_model_v1(str(model_path("face_recognition_resnet")))
         self.batch_size = batch_size
 
@@ -50,7 +53,7 @@ class DlibReferenceEmbedder:
         out = np.empty((len(chips), self.dim), dtype=np.float32)
         for start in range(0, len(chips), self.batch_size):
             batch = [np.ascontiguousarray(c) for c in chips[start : start + self.batch_size]]
-            vectors = self._model.compute_face_descriptor(batch)
+            vectors = self._model.compute_face_descriptor(batch, self.jitter)
             out[start : start + len(batch)] = np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
         return out
 
@@ -61,14 +64,20 @@ class DlibTorchEmbedder:
 
     dim = 128
 
-    def __init__(self, batch_size: int = 64, threads: int = 1, cache_dir: str | None = None) -> None:
+    def __init__(self, batch_size: int = 64, threads: int = 1, cache_dir: str | None = None,
+                 jitter: int = 0) -> None:
         from maskbench.models.dlib_resnet import DlibResNetEmbedder
+        from maskbench.models.jitter import check_jitter
 
+        self.jitter = check_jitter(jitter)  # >= 2: mean of that many jittered crops (models/jitter.py)
         self._embedder = DlibResNetEmbedder(cache_dir=cache_dir)
         self.batch_size = batch_size
         self.threads = threads
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
+        if self.jitter:
+            return self._embedder.embed_jittered(_to_size(chips, 150), self.jitter,
+                                                 batch_size=self.batch_size, threads=self.threads)
         return self._embedder.embed_chips(_to_size(chips, 150), batch_size=self.batch_size, threads=self.threads)
 
 
@@ -127,9 +136,10 @@ def make_embedder(model: dict[str, Any], threads: int = 1, cache_dir: str | None
     kind = model.get("kind")
     batch_size = model.get("batch_size", 64)
     if kind == "dlib_resnet":
+        jitter = model.get("jitter", 0)
         if model.get("backend", "torch") == "dlib":
-            return DlibReferenceEmbedder(batch_size=batch_size, threads=threads)
-        return DlibTorchEmbedder(batch_size=batch_size, threads=threads, cache_dir=cache_dir)
+            return DlibReferenceEmbedder(batch_size=batch_size, threads=threads, jitter=jitter)
+        return DlibTorchEmbedder(batch_size=batch_size, threads=threads, cache_dir=cache_dir, jitter=jitter)
     if kind == "torchvision":
         from maskbench.models.backbones import TORCHVISION_ARCHS, build_backbone
 
