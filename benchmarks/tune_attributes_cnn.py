@@ -31,11 +31,21 @@ import yaml
 from maskbench.attributes import cnn as cnn_module
 from maskbench.attributes import heads as attr
 from maskbench.attributes.cnn import LabelledChips, train_attribute_cnn
-from maskbench.attributes.settings import MIXED, CnnSpec, attribute_settings, train_variants
+from maskbench.attributes.settings import (
+    MIXED,
+    CnnSpec,
+    attribute_settings,
+    train_variants,
+)
 from maskbench.attributes.study import Study, read_labels
 from maskbench.config import UNMASKED, masks_for
 from maskbench.io.readers import read_chips, split_parts
-from maskbench.stages.attributes_cnn import labelled_chips, task_labels, train_chipset, variant_chips
+from maskbench.stages.attributes_cnn import (
+    labelled_chips,
+    task_labels,
+    train_chipset,
+    variant_chips,
+)
 
 
 def load_config(paths: list[str]) -> dict:
@@ -74,17 +84,27 @@ def memoised(function, key, folder: Path | None = None):
     return wrapper
 
 
-def masked_scores(predictions: dict, labels: dict[str, np.ndarray], masks: list[str], tasks) -> dict[str, float]:
-    """Accuracy (MAE for age) over the masked rows pooled."""
+def cached_predict(model, data: LabelledChips, cache, batch_size: int = 64) -> dict[str, attr.Prediction]:
+    """What ``model.predict(data)`` gives, from the frozen blocks' cached outputs for ``data``."""
+    items = [(data.variants[k], k) for k in range(len(data))]
+    module, cpu, out = model.network.module, torch.device("cpu"), {}
+    for epoch in sorted(set(model.best_epoch.values())):
+        module.load_state_dict(model.states[epoch])
+        outputs = cnn_module.cached_outputs(model.network, cache, items, batch_size, cpu, model.spec.test_flip)
+        for task, best in model.best_epoch.items():
+            if best == epoch:
+                out[task] = model.coding.decode(task, outputs[task])
+    return out
+
+
+def pooled_scores(predictions: dict, labels: dict[str, np.ndarray], tasks) -> dict[str, float]:
+    """Accuracy (MAE for age) over every row."""
     out = {}
     for task in tasks:
-        truth = np.concatenate([labels[task] for _ in masks])
-        predicted = np.concatenate([predictions[m][task].predicted for m in masks])
-        known = cnn_module._known(task, truth)
-        if attr.is_regression(task):
-            out[task] = float(np.mean(np.abs(predicted[known] - truth[known].astype(np.float64))))
-        else:
-            out[task] = float(np.mean(predicted[known] == truth[known]))
+        known = cnn_module._known(task, labels[task])
+        predicted, truth = predictions[task].predicted[known], labels[task][known]
+        out[task] = float(np.mean(np.abs(predicted - truth.astype(np.float64)))) if attr.is_regression(task) \
+            else float(np.mean(predicted == truth))
     return out
 
 
@@ -119,11 +139,10 @@ def main() -> None:
     val = labelled_chips(study, tasks, [(i, v) for v in train_on for i in by_split["val"]
                                         if i in variant_chips(chips, v)], chips)
     test_ids = [i for i in by_split["test"] if all(i in variant_chips(chips, v) for v in [UNMASKED, *masks])]
-    test_labels = task_labels(study, tasks, test_ids)
     val_ids = [i for i in by_split["val"] if all(i in variant_chips(chips, v) for v in [UNMASKED, *masks])]
-    val_masked_labels = task_labels(study, tasks, val_ids)
-    val_masked_data = {m: LabelledChips(list(val_ids), [m] * len(val_ids), [variant_chips(chips, m)[i] for i in val_ids],
-                                        {}) for m in masks}
+    # every mask type's chips of the paired test (val) images, pooled as the `masked` column
+    test = labelled_chips(study, tasks, [(i, m) for m in masks for i in test_ids], chips)
+    val_masked = labelled_chips(study, tasks, [(i, m) for m in masks for i in val_ids], chips)
 
     linear_path = results / "attributes" / "dlib_resnet" / args.strategy / args.train / "metrics.json"
     linear = {}
@@ -140,8 +159,18 @@ def main() -> None:
     folder = Path(args.cache) if args.cache else None
     cnn_module.train_cache = memoised(cnn_module.train_cache,
                                       lambda network, data, spec, device: (spec.frozen_blocks, spec.flip), folder)
-    cnn_module.val_cache = memoised(cnn_module.val_cache, lambda network, data, batch_size, device, mirrored=False: (
+    original = cnn_module.val_cache
+    cnn_module.val_cache = memoised(original, lambda network, data, batch_size, device, mirrored=False: (
         network.module.frozen_blocks, mirrored), folder)
+
+    def test_features(network):  # the masked test chips and their mirror images
+        return original(network, test, 64, torch.device("cpu"), True)
+
+    def val_masked_features(network):
+        return original(network, val_masked, 64, torch.device("cpu"), True)
+
+    test_features = memoised(test_features, lambda network: (network.module.frozen_blocks,), folder)
+    val_masked_features = memoised(val_masked_features, lambda network: (network.module.frozen_blocks,), folder)
 
     header = f"{'setting':<60} {'min':>5} " + " ".join(f"{'val ' + t:>12}" for t in tasks) + " " + \
         " ".join(f"{'val-m ' + t:>13}" for t in tasks) + " " + \
@@ -152,19 +181,14 @@ def main() -> None:
         started = time.perf_counter()
         model = train_attribute_cnn(train, train_labels, val, spec, tasks, groups, seed, threads=args.threads,
                                     device="cpu")
-        predictions = {}
-        for mask in masks:
-            data = LabelledChips(list(test_ids), [mask] * len(test_ids),
-                                 [variant_chips(chips, mask)[i] for i in test_ids], {})
-            predictions[mask] = model.predict(data, device="cpu")
-        test = masked_scores(predictions, test_labels, masks, tasks)
-        val_masked = masked_scores({m: model.predict(val_masked_data[m], device="cpu") for m in masks},
-                                   val_masked_labels, masks, tasks)
+        test_scores = pooled_scores(cached_predict(model, test, test_features(model.network)), test.labels, tasks)
+        val_scores = pooled_scores(cached_predict(model, val_masked, val_masked_features(model.network)),
+                                   val_masked.labels, tasks)
         minutes = (time.perf_counter() - started) / 60
         per_1000 = model.timing.get("mean_seconds_per_epoch_per_1000_chips")
         print(f"{change:<60} {minutes:>5.1f} " + " ".join(f"{model.val_score[t]:>12.4f}" for t in tasks) + " "
-              + " ".join(f"{val_masked[t]:>13.4f}" for t in tasks) + " "
-              + " ".join(f"{test[t]:>13.4f}" for t in tasks)
+              + " ".join(f"{val_scores[t]:>13.4f}" for t in tasks) + " "
+              + " ".join(f"{test_scores[t]:>13.4f}" for t in tasks)
               + f"  {model.best_epoch} last {model.curve[-1]['epoch']}, {per_1000} s/epoch/1000 chips", flush=True)
 
 

@@ -472,6 +472,24 @@ def test_mirrored_scoring_is_the_mean_over_each_chip_and_its_mirror_image():
         np.testing.assert_allclose(cached[task], both[task], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("task,rows,dims,noise", [("race", 80, 60, 2.0), ("age", 60, 100, 3.0)])
+def test_linear_probe_chooses_as_the_linear_embedding_head(task, rows, dims, noise):
+    """Epoch 0 starts from the linear head the embedding study would choose on val: the same
+    strengths tried, the same one kept (few noisy rows, where strong regularisation wins)."""
+    from maskbench.attributes.cnn import fit_probe
+
+    rng = np.random.default_rng(5)
+    x, x_val = rng.normal(size=(rows, dims)), rng.normal(size=(60, dims))
+    signal = lambda z: z[:, 0] + noise * rng.normal(size=len(z))  # noqa: E731
+    if task == "age":
+        y, y_val = 40 + 10 * signal(x), 40 + 10 * signal(x_val)
+    else:
+        classes = np.array(attr.RACE_CLASSES[:3], dtype=object)
+        y, y_val = classes[np.digitize(signal(x), [-1, 1])], classes[np.digitize(signal(x_val), [-1, 1])]
+    probe, head = fit_probe(task, x, y, x_val, y_val), attr.fit_head(task, x, y, x_val, y_val)
+    assert probe.params == head.params and probe.val_score == pytest.approx(head.val_score, abs=0.02)
+
+
 def test_weight_average_follows_the_weights_and_swaps_back():
     """The moving average after steps w1, w2 from w0 is d^2 w0 + d(1-d) w1 + (1-d) w2; swapped()
     shows it and then restores the trained weights (integer buffers are left alone)."""

@@ -385,8 +385,9 @@ def cached_embeddings(network: Backbone, cache: FeatureCache, items: Sequence[tu
     return np.concatenate(parts) if parts else np.zeros((0, network.dim), np.float32)
 
 
-PROBE_C = (0.01, 0.1, 1.0)  # logistic regression strengths tried for the probe, chosen on val
-PROBE_ALPHA = (100.0, 10.0, 1.0)  # ridge strengths (age)
+# the strengths the linear embedding head tries (chosen on val), so epoch 0 is that head's choice
+PROBE_C = attr.LOGISTIC_C  # logistic regression
+PROBE_ALPHA = attr.RIDGE_ALPHA  # ridge (age)
 PROBE_ITERATIONS = 200  # a starting point for fine-tuning need not converge fully
 
 
@@ -582,10 +583,18 @@ class AttributeCnn:
         """task -> predictions for every row of ``data``, each task by its own best epoch."""
         dev = resolve_device(device)
         module = self.network.module.to(dev)
+        size, mirrored = batch_size or self.spec.batch_size, self.spec.test_flip
+        epochs = sorted(set(self.best_epoch.values()))
+        cache = None
+        if self.spec.frozen_blocks:  # the frozen blocks are the same in every epoch: run them once
+            module.load_state_dict(self.states[epochs[0]])
+            cache = val_cache(self.network, data, size, dev, mirrored)
+            items = [(data.variants[k], k) for k in range(len(data))]
         out: dict[str, attr.Prediction] = {}
-        for epoch in sorted(set(self.best_epoch.values())):
+        for epoch in epochs:
             module.load_state_dict(self.states[epoch])
-            outputs = network_outputs(self.network, data, batch_size or self.spec.batch_size, dev, self.spec.test_flip)
+            outputs = network_outputs(self.network, data, size, dev, mirrored) if cache is None else \
+                cached_outputs(self.network, cache, items, size, dev, mirrored)
             for task in self.coding.tasks:
                 if self.best_epoch[task] == epoch:
                     out[task] = self.coding.decode(task, outputs[task])
