@@ -294,19 +294,19 @@ def test_utkface_mini_fills_the_attribute_tables(utk_run):
 @pytest.mark.slow
 def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     """dlib's ResNet with 13 blocks frozen and cached, fine-tuned on masked and unmasked chips
-    mixed (cosine schedule, weight average), against the linear head trained on the same mixed
-    embeddings, on the same masked test faces (every mask type pooled), random split. On these 240
-    test faces it reads age clearly better (MAE 7.0 against 8.8 years when measured); on sex and
-    race the two are within a few points of each other (0.894 / 0.898 and 0.646 / 0.673: 840
-    train images are too few to show a gain there), so those are only checked not to have
-    collapsed."""
+    mixed (cosine schedule, weight average, each chip scored with its mirror image), against the
+    linear head trained on the same mixed embeddings, on the same masked test faces (every mask
+    type pooled), random split. Settings chosen on val (benchmarks/tune_attributes_cnn.py); on
+    these 240 test faces the CNN reads sex and race better than the linear head (0.906 / 0.898
+    and 0.690 / 0.673 when measured) and age clearly better (MAE 6.9 against 8.8 years); age
+    group is only checked not to have collapsed."""
     table = pd.read_csv(utk_run / "results/tables/attributes.csv").set_index(
         ["model", "head", "train_variant", "task", "metric"])
     value = lambda model, head, task, metric: table.loc[(model, head, "mixed", task, metric), "masked/random"]  # noqa: E731
     for task in ("sex", "race", "age_group"):
         cnn, linear = value("cnn_dlib_resnet", "cnn", task, "accuracy"), value("dlib_resnet", "linear", task, "accuracy")
         print(f"UTKFace-mini {task}, masked test faces: CNN {cnn:.4f}, linear head {linear:.4f}")
-        assert cnn > linear - 0.04, task
+        assert cnn > (linear if task in ("sex", "race") else linear - 0.04), task
     cnn, linear = value("cnn_dlib_resnet", "cnn", "age", "mae"), value("dlib_resnet", "linear", "age", "mae")
     print(f"UTKFace-mini age MAE, masked test faces: CNN {cnn:.2f}, linear head {linear:.2f}")
     assert cnn < linear - 1.0

@@ -27,8 +27,12 @@ from maskbench.attributes.cnn import (
     AttributeNet,
     LabelledChips,
     TaskCoding,
+    build_network,
+    cached_outputs,
     load_attribute_cnn,
+    network_outputs,
     train_attribute_cnn,
+    val_cache,
 )
 from maskbench.stages.attributes_cnn import run_attributes_cnn, train_chipset
 from maskbench.stages.attributes import PREDICTIONS_SCHEMA, attribute_figures, attributes_tables, run_attributes
@@ -411,11 +415,13 @@ def test_timing_is_reported_apart_from_the_metrics(frozen, data):
 
 
 def test_weight_average_is_what_val_scores_and_the_checkpoint_keeps(data, tmp_path):
-    """With a cosine schedule, label smoothing and a weight average, the recorded val score is the
-    saved (averaged) weights' accuracy on the val chips, and the band is still learned."""
-    spec = {**FROZEN, "frozen_blocks": 13, "epochs": 2, "schedule": "cosine", "label_smoothing": 0.1, "ema": 0.5}
+    """With a cosine schedule, label smoothing, a weight average and mirrored scoring, the
+    recorded val score (from cached features) is the saved (averaged) weights' accuracy on the val
+    chips and their mirror images, and the band is still learned."""
+    spec = {**FROZEN, "frozen_blocks": 13, "epochs": 2, "schedule": "cosine", "label_smoothing": 0.1, "ema": 0.5,
+            "test_flip": True}
     result = run(data, tmp_path / "run", spec=spec)
-    assert result["training"]["spec"]["ema"] == 0.5
+    assert result["training"]["spec"]["ema"] == 0.5 and result["training"]["spec"]["test_flip"]
     assert result["heads"][CNN_HEAD]["sex"]["test"][MASK]["accuracy"] >= 0.9
     test_val_score_is_the_selected_weights_accuracy_on_val_chips((result, tmp_path / "run"), data)
 
@@ -440,6 +446,48 @@ def test_patience_stops_when_no_task_improves(data, tmp_path, monkeypatch):
     assert [e["epoch"] for e in result["training"]["curve"]] == [1, 2, 3, 4]
     assert {t: e["params"]["epoch"] for t, e in result["heads"][CNN_HEAD].items()} == {
         "sex": 2, "race": 1, "age": 1, "age_group": 1}
+
+
+def test_mirrored_scoring_is_the_mean_over_each_chip_and_its_mirror_image():
+    """test_flip: a chip's outputs are the mean of the network's outputs on it and on its mirror
+    image, computed from the chips or from the cached frozen blocks alike."""
+    torch.manual_seed(0)
+    coding = TaskCoding(("sex", "age"), {"sex": list(attr.SEX_CLASSES)}, 30.0, 10.0)
+    network = build_network(CnnSpec.from_dict({"arch": "dlib_resnet", "frozen_blocks": 13, "test_flip": True}), coding)
+    chips = [c.masked[MASK] for c in demo_chips(2, 3, [MASK], seed=1)]
+    ids = [f"i{k}" for k in range(len(chips))]
+
+    def labelled(images):
+        return LabelledChips(ids, [MASK] * len(ids), [encode_chip(np.ascontiguousarray(c)) for c in images], {})
+
+    cpu = torch.device("cpu")
+    plain = network_outputs(network, labelled(chips), 4, cpu)
+    mirror = network_outputs(network, labelled([c[:, ::-1] for c in chips]), 4, cpu)
+    both = network_outputs(network, labelled(chips), 4, cpu, mirrored=True)
+    cache = val_cache(network, labelled(chips), 4, cpu, mirrored=True)
+    cached = cached_outputs(network, cache, [(MASK, k) for k in range(len(ids))], 4, cpu, mirrored=True)
+    for task in coding.tasks:
+        assert not np.allclose(plain[task], mirror[task], atol=1e-3)  # a face and its mirror image differ
+        np.testing.assert_allclose(both[task], (plain[task] + mirror[task]) / 2, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(cached[task], both[task], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("task,rows,dims,noise", [("race", 80, 60, 2.0), ("age", 60, 100, 3.0)])
+def test_linear_probe_chooses_as_the_linear_embedding_head(task, rows, dims, noise):
+    """Epoch 0 starts from the linear head the embedding study would choose on val: the same
+    strengths tried, the same one kept (few noisy rows, where strong regularisation wins)."""
+    from maskbench.attributes.cnn import fit_probe
+
+    rng = np.random.default_rng(5)
+    x, x_val = rng.normal(size=(rows, dims)), rng.normal(size=(60, dims))
+    signal = lambda z: z[:, 0] + noise * rng.normal(size=len(z))  # noqa: E731
+    if task == "age":
+        y, y_val = 40 + 10 * signal(x), 40 + 10 * signal(x_val)
+    else:
+        classes = np.array(attr.RACE_CLASSES[:3], dtype=object)
+        y, y_val = classes[np.digitize(signal(x), [-1, 1])], classes[np.digitize(signal(x_val), [-1, 1])]
+    probe, head = fit_probe(task, x, y, x_val, y_val), attr.fit_head(task, x, y, x_val, y_val)
+    assert probe.params == head.params and probe.val_score == pytest.approx(head.val_score, abs=0.02)
 
 
 def test_weight_average_follows_the_weights_and_swaps_back():
@@ -488,6 +536,7 @@ def test_label_smoothing_raises_the_loss_of_a_confident_right_answer():
     ({"arch": "dlib_resnet", "schedule": "step"}, "'schedule'.*use one of"),
     ({"arch": "dlib_resnet", "label_smoothing": 1.0}, r"'label_smoothing'.*\[0, 1\)"),
     ({"arch": "dlib_resnet", "ema": 1.0}, r"'ema'.*\(0, 1\)"),
+    ({"arch": "dlib_resnet", "test_flip": "yes"}, "'test_flip'.*true or false"),
 ])
 def test_bad_specs_are_named(spec, message):
     with pytest.raises(ValueError, match=message):

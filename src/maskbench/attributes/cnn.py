@@ -227,16 +227,25 @@ def build_network(spec: CnnSpec, coding: TaskCoding, cache_dir: str | Path | Non
 
 
 def network_outputs(network: Backbone, data: LabelledChips, batch_size: int,
-                    device: torch.device) -> dict[str, np.ndarray]:
-    """task -> raw outputs (N x classes, or N x 1) for every row of ``data``, in eval mode."""
+                    device: torch.device, mirrored: bool = False) -> dict[str, np.ndarray]:
+    """task -> raw outputs (N x classes, or N x 1) for every row of ``data``, in eval mode;
+    ``mirrored``: the mean of the outputs on each chip and on its mirror image."""
     module = network.module
 
     def batches():
         for start in range(0, len(data), batch_size):
             chips = np.stack([data.decode(k) for k in range(start, min(start + batch_size, len(data)))])
-            yield module(network.preprocess(chips).to(device))
+            outputs = module(network.preprocess(chips).to(device))
+            if mirrored:
+                outputs = _mean_outputs(outputs, module(network.preprocess(chips, np.ones(len(chips), bool)).to(device)))
+            yield outputs
 
     return _eval_outputs(module, batches)
+
+
+def _mean_outputs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The mean of two task -> output dicts (a chip's outputs and its mirror image's)."""
+    return {task: (a[task] + b[task]) / 2 for task in a}
 
 
 def _eval_outputs(module, batches) -> dict[str, np.ndarray]:
@@ -339,16 +348,21 @@ def train_cache(network: Backbone, data: ChipSet, spec: CnnSpec, device: torch.d
 
 
 def cached_outputs(network: Backbone, cache: FeatureCache, items: Sequence[tuple[str, Any]], batch_size: int,
-                   device: torch.device) -> dict[str, np.ndarray]:
-    """task -> outputs for ``items`` ((variant, key) pairs cached unmirrored), in their order and
-    in eval mode: what ``network_outputs`` gives on the chips themselves."""
+                   device: torch.device, mirrored: bool = False) -> dict[str, np.ndarray]:
+    """task -> outputs for ``items`` ((variant, key) pairs cached unmirrored, and mirrored too
+    with ``mirrored``), in their order and in eval mode: what ``network_outputs`` gives on the
+    chips themselves."""
     module = network.module
 
     def batches():
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
             x = torch.stack([cache.features[(v, False)][cache.rows[v][key]] for v, key in chunk])
-            yield module.from_frozen(x.float().to(device))
+            outputs = module.from_frozen(x.float().to(device))
+            if mirrored:
+                x = torch.stack([cache.features[(v, True)][cache.rows[v][key]] for v, key in chunk])
+                outputs = _mean_outputs(outputs, module.from_frozen(x.float().to(device)))
+            yield outputs
 
     return _eval_outputs(module, batches)
 
@@ -371,8 +385,9 @@ def cached_embeddings(network: Backbone, cache: FeatureCache, items: Sequence[tu
     return np.concatenate(parts) if parts else np.zeros((0, network.dim), np.float32)
 
 
-PROBE_C = (0.01, 0.1, 1.0)  # logistic regression strengths tried for the probe, chosen on val
-PROBE_ALPHA = (100.0, 10.0, 1.0)  # ridge strengths (age)
+# the strengths the linear embedding head tries (chosen on val), so epoch 0 is that head's choice
+PROBE_C = attr.LOGISTIC_C  # logistic regression
+PROBE_ALPHA = attr.RIDGE_ALPHA  # ridge (age)
 PROBE_ITERATIONS = 200  # a starting point for fine-tuning need not converge fully
 
 
@@ -461,11 +476,13 @@ def probe_heads(network: Backbone, coding: TaskCoding, cache: FeatureCache, trai
     return chosen
 
 
-def val_cache(network: Backbone, data: LabelledChips, batch_size: int, device: torch.device) -> FeatureCache:
+def val_cache(network: Backbone, data: LabelledChips, batch_size: int, device: torch.device,
+              mirrored: bool = False) -> FeatureCache:
     """The frozen blocks' output for the val rows, in float32 (so val scores equal the full
-    network's on the chips); rows keep ``data``'s order within each variant."""
+    network's on the chips), and for their mirror images with ``mirrored``; rows keep ``data``'s
+    order within each variant."""
     items = [(data.variants[k], k) for k in range(len(data))]
-    return cache_features(network, items, lambda v, k: data.decode(k), False, batch_size, device, torch.float32)
+    return cache_features(network, items, lambda v, k: data.decode(k), mirrored, batch_size, device, torch.float32)
 
 
 def train_epoch(network: Backbone, optimizer: torch.optim.Optimizer, coding: TaskCoding, data: ChipSet,
@@ -566,10 +583,18 @@ class AttributeCnn:
         """task -> predictions for every row of ``data``, each task by its own best epoch."""
         dev = resolve_device(device)
         module = self.network.module.to(dev)
+        size, mirrored = batch_size or self.spec.batch_size, self.spec.test_flip
+        epochs = sorted(set(self.best_epoch.values()))
+        cache = None
+        if self.spec.frozen_blocks:  # the frozen blocks are the same in every epoch: run them once
+            module.load_state_dict(self.states[epochs[0]])
+            cache = val_cache(self.network, data, size, dev, mirrored)
+            items = [(data.variants[k], k) for k in range(len(data))]
         out: dict[str, attr.Prediction] = {}
-        for epoch in sorted(set(self.best_epoch.values())):
+        for epoch in epochs:
             module.load_state_dict(self.states[epoch])
-            outputs = network_outputs(self.network, data, batch_size or self.spec.batch_size, dev)
+            outputs = network_outputs(self.network, data, size, dev, mirrored) if cache is None else \
+                cached_outputs(self.network, cache, items, size, dev, mirrored)
             for task in self.coding.tasks:
                 if self.best_epoch[task] == epoch:
                     out[task] = self.coding.decode(task, outputs[task])
@@ -611,7 +636,7 @@ def train_attribute_cnn(train: ChipSet, train_labels: dict[str, np.ndarray], val
         val_items = [(val.variants[k], k) for k in range(len(val))]
         if spec.frozen_blocks:
             cache = train_cache(network, train, spec, dev)
-            vcache = val_cache(network, val, spec.batch_size, dev)
+            vcache = val_cache(network, val, spec.batch_size, dev, spec.test_flip)
             timing["feature_cache"] = {"chips": cache.chips + vcache.chips,
                                        "seconds": round(cache.seconds + vcache.seconds, 3),
                                        "megabytes": round((cache.nbytes() + vcache.nbytes()) / 2**20, 1)}
@@ -624,7 +649,8 @@ def train_attribute_cnn(train: ChipSet, train_labels: dict[str, np.ndarray], val
         if spec.linear_probe:  # epoch 0: the linear heads on the network as it starts, a candidate too
             started = time.perf_counter()
             probes = probe_heads(network, coding, cache, train, train_labels, vcache, val, spec.batch_size, dev, seed)
-            scores = val_scores(coding, cached_outputs(network, vcache, val_items, spec.batch_size, dev), val.labels)
+            scores = val_scores(coding, cached_outputs(network, vcache, val_items, spec.batch_size, dev, spec.test_flip),
+                                val.labels)
             curve.append({"epoch": 0, "loss": {t: None for t in tasks}, "val": scores, "variants": {},
                           "linear_probe": {t: p["params"] for t, p in probes.items()}})
             timing["linear_probe_seconds"] = round(time.perf_counter() - started, 3)
@@ -640,8 +666,8 @@ def train_attribute_cnn(train: ChipSet, train_labels: dict[str, np.ndarray], val
                 scheduler.step()
             seconds = time.perf_counter() - started
             with average.swapped() if average is not None else nullcontext():  # val (and keep) the average
-                outputs = network_outputs(network, val, spec.batch_size, dev) if vcache is None else \
-                    cached_outputs(network, vcache, val_items, spec.batch_size, dev)
+                outputs = network_outputs(network, val, spec.batch_size, dev, spec.test_flip) if vcache is None else \
+                    cached_outputs(network, vcache, val_items, spec.batch_size, dev, spec.test_flip)
                 kept = _state_copy(network.module)
             scores = val_scores(coding, outputs, val.labels)
             curve.append({"epoch": epoch, "loss": stats["loss"], "val": scores, "variants": stats["variants"]})

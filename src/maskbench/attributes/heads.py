@@ -29,6 +29,7 @@ from maskbench.attributes.labels import (  # noqa: F401  (the study's vocabulary
 _LOGISTIC_C = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 _RIDGE_ALPHA = (1000.0, 100.0, 10.0, 1.0)
 _MLP_ALPHA = (1e-1, 1e-3)
+LOGISTIC_C, RIDGE_ALPHA = _LOGISTIC_C, _RIDGE_ALPHA  # read by the attribute CNN's linear probe
 
 
 # ----------------------------------------------------------------------------------------------

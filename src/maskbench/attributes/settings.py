@@ -59,6 +59,8 @@ class CnnSpec:
     # per-step exponential moving average of the weights (decay, e.g. 0.99): val scores, the
     # selected epochs and the saved weights are the average's; None: the weights themselves
     ema: float | None = None
+    # val and test chips scored as the mean of the outputs on the chip and on its mirror image
+    test_flip: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in CNN_ARCHS:
@@ -75,7 +77,7 @@ class CnnSpec:
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
                                           or self.patience < 1):
             raise ValueError(f"attributes.cnn key 'patience': {self.patience!r} must be an integer >= 1")
-        for key in ("pretrained", "flip", "linear_probe"):
+        for key in ("pretrained", "flip", "linear_probe", "test_flip"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"attributes.cnn key {key!r}: {getattr(self, key)!r} must be true or false")
         for key, low in (("epochs", 1), ("batch_size", 2)):
