@@ -144,7 +144,6 @@ def script_code(script):
     return path("code_stamp", script=script)
 
 
-
 def shards(dataset):
     return range(config["datasets"][dataset]["shards"])
 
