@@ -3,12 +3,13 @@ at start-up (no sklearn, no torch) so the workflow can build its DAG without the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from maskbench.attributes import labels as attr
 from maskbench.config import ALL_IMAGES, UNMASKED, ConfigError, embedding_models, masks_for, trained_on
 from maskbench.protocols.split_spec import DEFAULT_RATIOS, check_ratios
+from maskbench.training.specs import check_spec_keys
 
 MIXED = "mixed"  # train variant: unmasked plus every mask type of the dataset
 POOLED = "masked"  # test variant reported in tables: every mask type of the dataset pooled
@@ -111,15 +112,8 @@ class CnnSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CnnSpec":
         """Parse the config entry, naming an unknown or missing key."""
-        if not isinstance(d, dict):
-            raise ValueError(f"attributes.cnn must be a mapping, not {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown attributes.cnn keys {unknown}; "
-                             f"known: {sorted(known | {'train_variants', 'threads', 'splits'})}")
-        if "arch" not in d:
-            raise ValueError("attributes.cnn key 'arch' is missing (dlib_resnet or resnet50)")
+        check_spec_keys(d, cls, "attributes.cnn", "attributes.cnn", required={"arch": "dlib_resnet or resnet50"},
+                        also_known=("train_variants", "threads", "splits"))
         return cls(**d)
 
     def backbone_spec(self) -> dict[str, Any]:

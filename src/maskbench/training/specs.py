@@ -113,6 +113,21 @@ def resolve_spec(spec: dict[str, Any], base_dim: int) -> dict[str, Any]:
     return out
 
 
+def check_spec_keys(d: Any, spec_cls: type, name: str, mapping_name: str, required: dict[str, str | None],
+                    also_known: tuple[str, ...] = ()) -> None:
+    """The key checks every settings block shares: a mapping, no unknown key (naming the known
+    ones, with ``also_known`` keys read elsewhere), every required key present (with a hint)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{mapping_name} must be a mapping, not {type(d).__name__}")
+    known = {f.name for f in fields(spec_cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {name} keys {unknown}; known: {sorted(known | set(also_known))}")
+    for key, hint in required.items():
+        if key not in d:
+            raise ValueError(f"{name} key {key!r} is missing" + (f" ({hint})" if hint else ""))
+
+
 @dataclass(frozen=True)
 class FinetuneSpec:
     """One fine-tuning config entry; validated on construction so a bad config fails first."""
@@ -177,15 +192,7 @@ class FinetuneSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FinetuneSpec":
         """Parse a config entry, naming an unknown or missing key."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a finetune spec must be a mapping, not {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown finetune keys {unknown}; known: {sorted(known)}")
-        for key in ("arch", "loss"):
-            if key not in d:
-                raise ValueError(f"finetune key {key!r} is missing")
+        check_spec_keys(d, cls, "finetune", "a finetune spec", required={"arch": None, "loss": None})
         values = dict(d)
         for key in ("lr", "weight_decay", "momentum", "unmasked_tolerance"):
             if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
