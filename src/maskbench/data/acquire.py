@@ -270,12 +270,20 @@ def archive_kind(path: Path) -> str | None:
     return None
 
 
-def _sniff_kind(path: Path) -> str:
-    """Archive type from the content, for ``extract: true`` on an unusual file name."""
+def _content_kind(path: Path) -> str | None:
+    """'zip' or 'tar' from the file's content, None if it is neither."""
     if zipfile.is_zipfile(path):
         return "zip"
     if tarfile.is_tarfile(path):
         return "tar"
+    return None
+
+
+def _sniff_kind(path: Path) -> str:
+    """Archive type from the content, for ``extract: true`` on an unusual file name."""
+    kind = _content_kind(path)
+    if kind:
+        return kind
     raise AcquireError(
         f"{path}: `extract: true` but this is not a tar or zip archive (7z and split archives are not "
         "supported); unpack it yourself and set `path:` to the unpacked folder"
@@ -732,13 +740,9 @@ def _missing_parts_message(dataset: str, name: str, spec: dict[str, Any], n_part
 
 def _part_kind(file: Path, label: str) -> str:
     """'zip' or 'tar', from the name or else the content: every part must be an archive."""
-    kind = archive_kind(file)
+    kind = archive_kind(file) or _content_kind(file)
     if kind:
         return kind
-    if zipfile.is_zipfile(file):
-        return "zip"
-    if tarfile.is_tarfile(file):
-        return "tar"
     raise AcquireError(
         f"files.{label}: {file} is not a tar or zip archive; every part must be one (get a fresh "
         "copy, or unpack the parts yourself and set the entry's `path:` to the folder)"
