@@ -11,7 +11,8 @@ import pytest
 
 from maskbench.evaluation import metrics
 from maskbench.io.manifests import SCORES_SCHEMA
-from maskbench.stages.metrics import FOLDS_TOO_SMALL, NO_VALIDATION, compute_metrics, write_metrics
+from maskbench.stages.metrics import (FOLDS_TOO_SMALL, NO_VALIDATION, compute_metrics, write_comparison_metrics,
+                                     write_metrics)
 
 # keys every metrics file had before the operating point was added; tables and figures read them
 EXISTING_KEYS = {
@@ -65,6 +66,19 @@ def test_single_fold_with_validation_scores_uses_their_threshold(tmp_path):
     assert point["confusion_matrix"] == confusion(score[ok], genuine[ok], t)  # unscored pairs left out
     assert sum(map(sum, point["confusion_matrix"])) == out["n_genuine"] + out["n_impostor"]
     assert out["operating_fmr"] == point["fmr"]
+
+
+def test_a_rules_optional_inputs_give_the_same_metrics_and_more_than_one_file_is_refused(tmp_path):
+    """The workflow hands each optional input as no file or one: the same JSON as write_metrics."""
+    path, *_ = scores_file(tmp_path / "test.parquet", seed=1)
+    val_path, *_ = scores_file(tmp_path / "val.parquet", seed=2, shift=3.0)
+    write_metrics(path, str(tmp_path / "direct.json"), val_scores_path=val_path)
+    write_comparison_metrics(path, str(tmp_path / "rule.json"), baseline=[], val_scores=[val_path], index=[],
+                             evaluation=None, group_by=[], age_groups=[])
+    assert (tmp_path / "rule.json").read_bytes() == (tmp_path / "direct.json").read_bytes()
+    with pytest.raises(ValueError, match="one validation scores file expected"):
+        write_comparison_metrics(path, str(tmp_path / "two.json"), baseline=[], val_scores=[val_path, path],
+                                 index=[], evaluation=None, group_by=[], age_groups=[])
 
 
 def test_folds_cross_validate_and_sum_the_confusion_matrices(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -158,3 +159,20 @@ def write_metrics(scores_path: str, out_path: str, baseline_path: str | None = N
     log.info("%s: EER %.4f over %d genuine / %d impostor", scores_path, result["eer"] or float("nan"),
              result["n_genuine"], result["n_impostor"])
     return result
+
+
+def write_comparison_metrics(scores_path: str, out_path: str, baseline: Sequence[str], val_scores: Sequence[str],
+                             index: Sequence[str], evaluation: dict | None, group_by: Sequence[str] | None,
+                             age_groups: Sequence[int] | None) -> dict:
+    """:func:`write_metrics` from a rule's optional inputs, each given as no file or one: the
+    unmasked-vs-unmasked baseline scores, the validation protocol's scores (the operating
+    threshold is chosen on them) and the dataset's index (for metrics per demographic group)."""
+    def one(files: Sequence[str], what: str) -> str | None:
+        if len(files) > 1:
+            raise ValueError(f"one {what} file expected, got {list(files)}")
+        return files[0] if files else None
+
+    return write_metrics(scores_path, out_path, baseline_path=one(baseline, "baseline scores"),
+                         evaluation=evaluation, val_scores_path=one(val_scores, "validation scores"),
+                         index_path=one(index, "index"), group_by=list(group_by or []),
+                         age_groups=list(age_groups) if age_groups else None)
