@@ -121,3 +121,20 @@ def test_the_field_is_relative_to_evenly_lit_skin():
 def test_settings_outside_zero_to_one_are_refused(key):
     with pytest.raises(ValueError, match=key):
         MaskSpec.from_dict({**BLUE, key: 1.5})
+
+
+def test_grey_percentile_and_median_are_numpys_numbers():
+    from maskbench.faces.grey_stats import grey_percentile
+    from maskbench.faces.mask_shading import _median
+
+    rng = np.random.default_rng(0)
+    for n in [1, 2, 3, 7, 30, 31, 500, 4097]:
+        for dtype in (np.float32, np.float64):
+            grey = rng.integers(20, 240, n).astype(dtype)
+            for q in (5, 98, 50.0, [15, 97], [0, 100]):
+                ours, theirs = grey_percentile(grey, q), np.percentile(grey, q)
+                assert type(ours) is type(theirs) and np.asarray(ours).tobytes() == np.asarray(theirs).tobytes()
+            spread = np.abs(rng.normal(0, 3, n)).astype(dtype)
+            assert np.asarray(_median(spread)).tobytes() == np.asarray(np.median(spread)).tobytes()
+            # values that are not whole grey levels take numpy's own route
+            assert grey_percentile(spread, [15, 97]).tobytes() == np.percentile(spread, [15, 97]).tobytes()

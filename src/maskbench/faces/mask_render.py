@@ -27,6 +27,18 @@ def reference_region(shape: tuple[int, int], landmarks: np.ndarray, covered: np.
     return (region > 0) & ~covered
 
 
+def _window(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """Slices of ``mask``'s bounding box grown by ``margin`` pixels, within the image.
+
+    A filter whose reach is at most ``margin`` gives the same values inside the box on this
+    window as on the whole image: the image's own borders are kept where the window meets them.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape[:2]
+    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, h)),
+            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)))
+
+
 def estimate_blur(lum: np.ndarray, region: np.ndarray) -> float:
     """Gaussian blur sigma (px) of the photo, from how much a known re-blur removes.
 
@@ -35,6 +47,10 @@ def estimate_blur(lum: np.ndarray, region: np.ndarray) -> float:
     """
     if region.sum() < 20:
         return 0.0
+    # the region's box and the reach of the filters (Sobel 1 px + the probe blur's 4 sigmas):
+    # every value read below is computed from the same pixels as on the whole image
+    win = _window(region, 2 + int(np.ceil(4 * _REBLUR)))
+    lum, region = lum[win], region[win]
 
     def energy(img: np.ndarray) -> float:
         gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
@@ -51,6 +67,9 @@ def estimate_blur(lum: np.ndarray, region: np.ndarray) -> float:
 def estimate_noise(lum: np.ndarray, region: np.ndarray) -> float:
     """Sensor noise sigma (grey levels): Immerkaer's (1996) fast estimate over the region."""
     kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    if region.any():
+        win = _window(region, 2)
+        lum, region = lum[win], region[win]
     response = np.abs(cv2.filter2D(lum, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT))
     inner = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     if inner.sum() < 20:
@@ -75,20 +94,27 @@ def match_photo(original: np.ndarray, painted: np.ndarray, covered: np.ndarray, 
         if sigma > 0.05:
             pad = int(np.ceil(2 * sigma)) + 1
             band = cv2.dilate(covered.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)) > 0
-            soft = cv2.GaussianBlur(out.astype(np.float32), (0, 0), sigma)
-            out[band] = np.clip(soft[band] + 0.5, 0, 255).astype(np.uint8)
+            # the blur reaches 4 sigmas (OpenCV's kernel for float images): blurring the band's
+            # window gives the band the values a blur of the whole chip gives it
+            win = _window(band, int(np.ceil(4 * sigma)) + 2)
+            soft = cv2.GaussianBlur(out[win].astype(np.float32), (0, 0), sigma)
+            np.copyto(out[win], np.clip(soft + 0.5, 0, 255).astype(np.uint8), where=band[win][..., None])
     if noise:
-        target, present = estimate_noise(lum, region), estimate_noise(_luminance(out), covered)
+        win = _window(covered, 2)
+        target, present = estimate_noise(lum, region), estimate_noise(_luminance(out[win]), covered[win])
         sigma = np.sqrt(max(target ** 2 - present ** 2, 0.0))
         if sigma > 0.05:
-            grain = rng.normal(0.0, sigma, covered.shape).astype(np.float32)[..., None]
-            noisy = out.astype(np.float32) + grain
-            out[covered] = np.clip(noisy[covered] + 0.5, 0, 255).astype(np.uint8)
+            # the grain of the rows down to the mask's last (the draws before them are the same)
+            rows = win[0].stop
+            grain = rng.normal(0.0, sigma, (rows, covered.shape[1])).astype(np.float32)[win[0], win[1], None]
+            noisy = out[win].astype(np.float32) + grain
+            np.copyto(out[win], np.clip(noisy + 0.5, 0, 255).astype(np.uint8), where=covered[win][..., None])
     if jpeg_quality:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
         if not ok:
             raise ValueError("JPEG re-encoding of the mask failed")
-        coded = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        out[covered] = coded[covered]
+        coded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        win = _window(covered, 0)
+        np.copyto(out[win], cv2.cvtColor(coded[win], cv2.COLOR_BGR2RGB), where=covered[win][..., None])
     return out

@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from maskbench.faces.grey_stats import grey_percentile
+
 SKIN_REF = 150.0  # grey level of evenly lit skin: a face this bright leaves the mask colour as set
 _FIELD_CLIP = (0.25, 1.6)  # the field never darkens or brightens a mask beyond these factors
 _FOLD_AMPLITUDE = 0.14  # relative luminance swing of the folds at match_shading 1
@@ -47,18 +49,32 @@ def fit_plane(lum: np.ndarray, region: np.ndarray) -> np.ndarray | None:
     if len(xs) < 30:
         return None
     v = lum[ys, xs].astype(np.float64)
-    lo, hi = np.percentile(v, [15, 97])
+    lo, hi = grey_percentile(v, [15, 97])
     keep = (v >= lo) & (v <= hi)
+    fx, fy = xs.astype(np.float64), ys.astype(np.float64)
     coef = None
     for _ in range(2):
-        if keep.sum() < 30:
+        count = int(np.count_nonzero(keep))
+        if count < 30:
             return coef
-        a = np.stack([np.ones(keep.sum()), xs[keep], ys[keep]], axis=1).astype(np.float64)
+        a = np.empty((count, 3), np.float64)
+        a[:, 0] = 1.0
+        a[:, 1] = fx[keep]
+        a[:, 2] = fy[keep]
         coef = np.linalg.lstsq(a, v[keep], rcond=None)[0]
-        resid = v - (coef[0] + coef[1] * xs + coef[2] * ys)
-        mad = float(np.median(np.abs(resid[keep]))) + 1e-6
+        resid = v - (coef[0] + coef[1] * fx + coef[2] * fy)
+        mad = float(_median(np.abs(resid[keep]))) + 1e-6
         keep = keep & (np.abs(resid) <= 2.5 * mad)
     return coef
+
+
+def _median(values: np.ndarray) -> np.float64:
+    """``np.median`` of a 1-d float array (the same number), without its generic overhead."""
+    half = values.size // 2
+    if values.size % 2:
+        return np.partition(values, half)[half]
+    part = np.partition(values, [half - 1, half])
+    return (part[half - 1] + part[half]) / 2
 
 
 def illumination_field(image: np.ndarray, landmarks: np.ndarray, footprint: np.ndarray,
@@ -80,10 +96,11 @@ def illumination_field(image: np.ndarray, landmarks: np.ndarray, footprint: np.n
     coef = fit_plane(lum, region)
     if coef is None:
         return np.ones((y1 - y0, x1 - x0), np.float32)
-    yy, xx = np.mgrid[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0].astype(np.float64)
-    field = coef[0] + coef[1] * xx + coef[2] * yy
+    xs = np.arange(x0 - wx0, x1 - wx0, dtype=np.float64)
+    ys = np.arange(y0 - wy0, y1 - wy0, dtype=np.float64)
+    field = (coef[0] + coef[1] * xs)[None, :] + (coef[2] * ys)[:, None]
     seen = lum[region]
-    field = np.clip(field, np.percentile(seen, 5), np.percentile(seen, 98))  # no wild extrapolation
+    field = np.clip(field, grey_percentile(seen, 5), grey_percentile(seen, 98))  # no wild extrapolation
     return np.clip(field / SKIN_REF, *_FIELD_CLIP).astype(np.float32)
 
 
@@ -91,14 +108,19 @@ def folds(size: tuple[int, int], height: float, rng: np.random.Generator) -> np.
     """Soft fabric folds, zero-mean, unit-ish amplitude: a few mostly horizontal waves of random
     length (0.12-0.3 face heights), angle and phase."""
     h, w = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
     out = np.zeros((h, w), np.float32)
+    wave = np.empty((h, w), np.float64)
     for _ in range(3):
         angle = rng.uniform(-0.5, 0.5) + np.pi / 2  # wave vector near vertical: folds run across
         length = rng.uniform(0.12, 0.3) * height
         phase = rng.uniform(0, 2 * np.pi)
         k = np.float32(2 * np.pi / max(length, 2.0))
-        out += np.sin(k * (np.cos(angle) * xx + np.sin(angle) * yy) + np.float32(phase))
+        # sin(k (cos a x + sin a y) + phase) in float64, the row and column terms taken once
+        np.add((np.cos(angle) * xs)[None, :], (np.sin(angle) * ys)[:, None], out=wave)
+        np.multiply(k, wave, out=wave)
+        np.add(wave, np.float32(phase), out=wave)
+        out += np.sin(wave, out=wave)
     return out / np.float32(np.sqrt(3.0))
 
 
@@ -109,15 +131,18 @@ def weave(size: tuple[int, int], height: float, rng: np.random.Generator) -> np.
     kind = _WEAVES[int(rng.integers(len(_WEAVES)))]
     period = max(float(rng.uniform(0.02, 0.05)) * height, 2.0)
     angle = rng.uniform(-0.4, 0.4)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    u = (np.cos(angle) * xx + np.sin(angle) * yy) * np.float32(2 * np.pi / period)
-    v = (-np.sin(angle) * xx + np.cos(angle) * yy) * np.float32(2 * np.pi / period)
+    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+    scale = np.float32(2 * np.pi / period)
+
+    def along(cx: np.float64, cy: np.float64) -> np.ndarray:  # (cx x + cy y) scale, in float64
+        return ((cx * xs)[None, :] + (cy * ys)[:, None]) * scale
+
     if kind == "plain":
-        out = np.sin(u) * np.sin(v)
+        out = np.sin(along(np.cos(angle), np.sin(angle))) * np.sin(along(-np.sin(angle), np.cos(angle)))
     elif kind == "twill":
-        out = np.sin(u + v)
+        out = np.sin(along(np.cos(angle), np.sin(angle)) + along(-np.sin(angle), np.cos(angle)))
     elif kind == "rib":
-        out = np.sin(u)
+        out = np.sin(along(np.cos(angle), np.sin(angle)))
     else:  # heather: blotchy mixed fibres
         noise = rng.normal(0, 1, (h, w)).astype(np.float32)
         out = cv2.GaussianBlur(noise, (0, 0), period / 3)
