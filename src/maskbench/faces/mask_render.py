@@ -89,32 +89,44 @@ def match_photo(original: np.ndarray, painted: np.ndarray, covered: np.ndarray, 
         return out
     lum = _luminance(original)
     region = reference_region(original.shape, landmarks, covered)
+    cover = _window(covered, 0)  # the mask's box: nothing outside it is written but the blur's band
     if blur:
         sigma = np.sqrt(max(estimate_blur(lum, region) ** 2 - _PAINTED_SIGMA ** 2, 0.0))
         if sigma > 0.05:
             pad = int(np.ceil(2 * sigma)) + 1
-            band = cv2.dilate(covered.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)) > 0
+            band = cv2.dilate(covered.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8))
             # the blur reaches 4 sigmas (OpenCV's kernel for float images): blurring the band's
             # window gives the band the values a blur of the whole chip gives it
-            win = _window(band, int(np.ceil(4 * sigma)) + 2)
+            win = _grow(cover, pad + int(np.ceil(4 * sigma)) + 2, covered.shape)
             soft = cv2.GaussianBlur(out[win].astype(np.float32), (0, 0), sigma)
-            np.copyto(out[win], np.clip(soft + 0.5, 0, 255).astype(np.uint8), where=band[win][..., None])
+            soft += np.float32(0.5)
+            np.clip(soft, 0, 255, out=soft)
+            out[win] = cv2.copyTo(soft.astype(np.uint8), band[win], out[win])
     if noise:
-        win = _window(covered, 2)
+        win = _grow(cover, 2, covered.shape)
         target, present = estimate_noise(lum, region), estimate_noise(_luminance(out[win]), covered[win])
         sigma = np.sqrt(max(target ** 2 - present ** 2, 0.0))
         if sigma > 0.05:
             # the grain of the rows down to the mask's last (the draws before them are the same)
-            rows = win[0].stop
-            grain = rng.normal(0.0, sigma, (rows, covered.shape[1])).astype(np.float32)[win[0], win[1], None]
-            noisy = out[win].astype(np.float32) + grain
-            np.copyto(out[win], np.clip(noisy + 0.5, 0, 255).astype(np.uint8), where=covered[win][..., None])
+            grain = rng.normal(0.0, sigma, (cover[0].stop, covered.shape[1])).astype(np.float32)[cover]
+            noisy = out[cover].astype(np.float32)
+            noisy += grain[..., None]
+            noisy += np.float32(0.5)
+            np.clip(noisy, 0, 255, out=noisy)
+            out[cover] = cv2.copyTo(noisy.astype(np.uint8), covered[cover].view(np.uint8), out[cover])
     if jpeg_quality:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
         if not ok:
             raise ValueError("JPEG re-encoding of the mask failed")
         coded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        win = _window(covered, 0)
-        np.copyto(out[win], cv2.cvtColor(coded[win], cv2.COLOR_BGR2RGB), where=covered[win][..., None])
+        out[cover] = cv2.copyTo(cv2.cvtColor(coded[cover], cv2.COLOR_BGR2RGB), covered[cover].view(np.uint8),
+                                out[cover])
     return out
+
+
+def _grow(win: tuple[slice, slice], margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """``win`` grown by ``margin`` pixels on every side, within an image of ``shape``."""
+    rows, cols = win
+    return (slice(max(rows.start - margin, 0), min(rows.stop + margin, shape[0])),
+            slice(max(cols.start - margin, 0), min(cols.stop + margin, shape[1])))
