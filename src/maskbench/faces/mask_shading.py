@@ -51,17 +51,14 @@ def fit_plane(lum: np.ndarray, region: np.ndarray) -> np.ndarray | None:
     v = lum[ys, xs].astype(np.float64)
     lo, hi = grey_percentile(v, [15, 97])
     keep = (v >= lo) & (v <= hi)
-    fx, fy = xs.astype(np.float64), ys.astype(np.float64)
+    design = np.empty((len(xs), 3), np.float64)
+    design[:, 0], design[:, 1], design[:, 2] = 1.0, xs, ys
+    fx, fy = design[:, 1], design[:, 2]
     coef = None
     for _ in range(2):
-        count = int(np.count_nonzero(keep))
-        if count < 30:
+        if np.count_nonzero(keep) < 30:
             return coef
-        a = np.empty((count, 3), np.float64)
-        a[:, 0] = 1.0
-        a[:, 1] = fx[keep]
-        a[:, 2] = fy[keep]
-        coef = np.linalg.lstsq(a, v[keep], rcond=None)[0]
+        coef = np.linalg.lstsq(design[keep], v[keep], rcond=None)[0]
         resid = v - (coef[0] + coef[1] * fx + coef[2] * fy)
         mad = float(_median(np.abs(resid[keep]))) + 1e-6
         keep = keep & (np.abs(resid) <= 2.5 * mad)
@@ -170,10 +167,12 @@ def shade_layer(layer: np.ndarray, colour: np.ndarray, image: np.ndarray, landma
         relief += contrast * weave(size, height, rng)
     # dark cloth shows its relief as sheen on the fibres rather than as darker shadows
     dark = np.float32(60.0 * (1.0 - float(np.mean(colour)) / 255.0))
-    out = layer * (1.0 + relief[..., None]) + dark * relief[..., None]
+    out = layer * (1.0 + relief)[..., None]
+    out += (dark * relief)[..., None]
     if match_shading > 0:
         field = illumination_field(image, landmarks, footprint, box, height) ** np.float32(match_shading)
-        out = out * field[..., None] + np.float32(0.4) * dark * (field[..., None] - 1.0)
+        out *= field[..., None]
+        out += (np.float32(0.4) * dark * (field - 1.0))[..., None]
         out = soft_highlights(out)
     return out.astype(np.float32)
 
