@@ -56,11 +56,12 @@ def fit_plane(lum: np.ndarray, region: np.ndarray) -> np.ndarray | None:
     fx, fy = design[:, 1], design[:, 2]
     coef = None
     for _ in range(2):
-        if np.count_nonzero(keep) < 30:
+        rows = np.flatnonzero(keep)
+        if len(rows) < 30:
             return coef
-        coef = np.linalg.lstsq(design[keep], v[keep], rcond=None)[0]
+        coef = np.linalg.lstsq(design.take(rows, axis=0), v.take(rows), rcond=None)[0]
         resid = v - (coef[0] + coef[1] * fx + coef[2] * fy)
-        mad = float(_median(np.abs(resid[keep]))) + 1e-6
+        mad = float(_median(np.abs(resid.take(rows)))) + 1e-6
         keep = keep & (np.abs(resid) <= 2.5 * mad)
     return coef
 
