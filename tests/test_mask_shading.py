@@ -124,7 +124,7 @@ def test_settings_outside_zero_to_one_are_refused(key):
 
 
 def test_grey_percentile_and_median_are_numpys_numbers():
-    from maskbench.faces.grey_stats import grey_percentile
+    from maskbench.faces.grey_stats import grey_percentile, grey_percentiles
     from maskbench.faces.mask_shading import _median
 
     rng = np.random.default_rng(0)
@@ -134,6 +134,8 @@ def test_grey_percentile_and_median_are_numpys_numbers():
             for q in (5, 98, 50.0, [15, 97], [0, 100]):
                 ours, theirs = grey_percentile(grey, q), np.percentile(grey, q)
                 assert type(ours) is type(theirs) and np.asarray(ours).tobytes() == np.asarray(theirs).tobytes()
+            pair = grey_percentiles(grey, (5, 98))
+            assert [np.asarray(p).tobytes() for p in pair] == [np.percentile(grey, q).tobytes() for q in (5, 98)]
             spread = np.abs(rng.normal(0, 3, n)).astype(dtype)
             assert np.asarray(_median(spread)).tobytes() == np.asarray(np.median(spread)).tobytes()
             # values that are not whole grey levels take numpy's own route

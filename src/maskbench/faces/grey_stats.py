@@ -57,3 +57,13 @@ def _linear(cum: np.ndarray, n: int, virtual: float, dtype, weak: bool):
     if gamma >= 0.5:
         return ctype(b - diff * ctype(1 - gamma))
     return ctype(a + diff * ctype(gamma))
+
+
+def grey_percentiles(values: np.ndarray, qs) -> list:
+    """``[np.percentile(values, q) for q in qs]`` (each ``q`` a number), counting the levels once."""
+    values = np.asarray(values)
+    cum = _levels(values) if values.ndim == 1 else None
+    if cum is None:
+        return [np.percentile(values, q) for q in qs]
+    n, dtype = values.size, values.dtype.type
+    return [_linear(cum, n, float((n - 1) * np.true_divide(q, 100)), dtype, True) for q in qs]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from maskbench.faces.grey_stats import grey_percentile
+from maskbench.faces.grey_stats import grey_percentile, grey_percentiles
 
 SKIN_REF = 150.0  # grey level of evenly lit skin: a face this bright leaves the mask colour as set
 _FIELD_CLIP = (0.25, 1.6)  # the field never darkens or brightens a mask beyond these factors
@@ -98,7 +98,7 @@ def illumination_field(image: np.ndarray, landmarks: np.ndarray, footprint: np.n
     ys = np.arange(y0 - wy0, y1 - wy0, dtype=np.float64)
     field = (coef[0] + coef[1] * xs)[None, :] + (coef[2] * ys)[:, None]
     seen = lum[region]
-    field = np.clip(field, grey_percentile(seen, 5), grey_percentile(seen, 98))  # no wild extrapolation
+    field = np.clip(field, *grey_percentiles(seen, (5, 98)))  # no wild extrapolation
     return np.clip(field / SKIN_REF, *_FIELD_CLIP).astype(np.float32)
 
 
