@@ -282,7 +282,8 @@ def _jaw_outline(face: np.ndarray, height: float, spec: MaskSpec) -> _Outline:
     centre = np.array([face[[30, 33]][:, 0].mean(), (face[30, 1] + face[8, 1]) / 2])
     scale = np.interp(s, [0, 16], ratio)[:, None]
     bump = np.exp(-(((s - 8) / g.chin_width) ** 2))[:, None]
-    bottom = pts + _outward_normals(pts, centre) * g.margin * height * scale
+    normals = _outward_normals(pts, centre)
+    bottom = pts + normals * g.margin * height * scale
     bottom = bottom + np.array([0.0, 1.0]) * g.chin_drop * height * bump
 
     floor = _eye_floor(face, height)
@@ -297,7 +298,7 @@ def _jaw_outline(face: np.ndarray, height: float, spec: MaskSpec) -> _Outline:
     poly = _chaikin(poly, g.smooth)
 
     low_s = np.array([side + g.lower_corner, 16 - side - g.lower_corner])
-    lower = _along(jaw, low_s) + _outward_normals(pts, centre)[[0, -1]] * g.margin * height
+    lower = _along(jaw, low_s) + normals[[0, -1]] * g.margin * height
     corners = np.array([[lc, lower[0]], [rc, lower[1]]])
     return _Outline(poly, top, bottom[len(s) // 2], corners, ratio)
 
