@@ -249,3 +249,56 @@ def test_faces_found_elsewhere_replace_detection(tmp_path):
     (tmp_path / "bad.csv").write_text("image_id,x,y\np0.png,1,2\n")
     with pytest.raises(ValueError, match="left, top, right, bottom|'left'"):
         read_faces(tmp_path / "bad.csv")
+
+
+def _match_photo_whole_chip(original, painted, covered, landmarks, jpeg_quality, rng):
+    """Camera matching computed on the whole chip, as match_photo did before it worked on the
+    mask's window: the reference its bytes must equal."""
+    from maskbench.faces.mask_render import _PAINTED_SIGMA, reference_region
+
+    def lum(img):
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+    def blur_sigma(grey, region):
+        def energy(img):
+            gx, gy = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+            return float(np.mean((gx * gx + gy * gy)[region]))
+        e0 = energy(grey)
+        r = min(energy(cv2.GaussianBlur(grey, (0, 0), 1.5)) / e0, 0.99)
+        return float(np.clip(1.5 * r / np.sqrt(1 - r * r), 0.0, 6.0))
+
+    def noise_sigma(grey, region):
+        kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+        response = np.abs(cv2.filter2D(grey, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT))
+        inner = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        return float(np.sqrt(np.pi / 2) * response[inner].mean() / 6.0)
+
+    out = painted.copy()
+    grey, region = lum(original), reference_region(original.shape, landmarks, covered)
+    sigma = np.sqrt(max(blur_sigma(grey, region) ** 2 - _PAINTED_SIGMA ** 2, 0.0))
+    pad = int(np.ceil(2 * sigma)) + 1
+    band = cv2.dilate(covered.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)) > 0
+    soft = cv2.GaussianBlur(out.astype(np.float32), (0, 0), sigma)
+    out[band] = np.clip(soft[band] + 0.5, 0, 255).astype(np.uint8)
+    sigma = np.sqrt(max(noise_sigma(grey, region) ** 2 - noise_sigma(lum(out), covered) ** 2, 0.0))
+    grain = rng.normal(0.0, sigma, covered.shape).astype(np.float32)[..., None]
+    out[covered] = np.clip((out.astype(np.float32) + grain)[covered] + 0.5, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    coded = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    out[covered] = coded[covered]
+    return out
+
+
+@pytest.mark.parametrize("shift", [0, 40])  # 40: the mask runs off the chip's bottom edge
+def test_camera_matching_on_the_mask_window_gives_the_whole_chip_bytes(shift):
+    from maskbench.faces.mask_render import match_photo
+
+    chip, lm = _photo_chip(blur=1.2, noise=5.0)
+    lm = lm + [0.0, shift]
+    painted = paint_mask(chip, lm, MaskSpec.from_dict({**SURGICAL, "ear_loops": False}), seed=3)
+    covered = np.any(painted != chip, axis=2)
+    assert covered[-1].any() == bool(shift)
+    ours = match_photo(chip, painted, covered, lm, True, True, 75, np.random.default_rng(7))
+    reference = _match_photo_whole_chip(chip, painted, covered, lm, 75, np.random.default_rng(7))
+    assert np.array_equal(ours, reference)
+    assert (ours != painted).any()
