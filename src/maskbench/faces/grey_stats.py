@@ -17,8 +17,9 @@ def _levels(values: np.ndarray) -> np.ndarray | None:
     """Counts per grey level 0..255, or None when ``values`` are not all whole levels in range."""
     if values.size == 0 or values.dtype.kind != "f":
         return None
-    with np.errstate(invalid="ignore"):
-        levels = values.astype(np.uint8)  # a value outside 0..255 (or NaN) cannot compare equal
+    if not (values.min() >= 0 and values.max() <= 255):  # NaN fails too
+        return None
+    levels = values.astype(np.uint8)
     if not np.array_equal(levels, values):
         return None
     return np.cumsum(np.bincount(levels, minlength=256))

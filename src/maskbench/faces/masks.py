@@ -270,12 +270,20 @@ class _Outline:
     side_ratio: tuple[float, float]  # left and right width relative to their mean
 
 
+@functools.lru_cache(maxsize=64)
+def _jaw_samples(side: float) -> np.ndarray:
+    """41 fractional jaw indices from ``side`` to its mirror (fixed per mask type)."""
+    s = np.linspace(side, 16 - side, 41)
+    s.setflags(write=False)
+    return s
+
+
 def _jaw_outline(face: np.ndarray, height: float, spec: MaskSpec) -> _Outline:
     """Bottom along the jaw (offset outward), top from corner to corner across the nose."""
     g = _GEOMETRY[spec.shape]
     jaw = face[0:17]
     side = g.side + _SIDE_SHIFT[spec.nose_coverage]
-    s = np.linspace(side, 16 - side, 41)
+    s = _jaw_samples(side)
     pts = _along(jaw, s)
     left, right = _side_widths(face)
     ratio = (2 * left / (left + right), 2 * right / (left + right))
@@ -532,6 +540,11 @@ def _kn95_seam(frame: _Frame, face: np.ndarray, outline: _Outline) -> np.ndarray
     return frame.to_image(_along(pts, t))
 
 
+# the quadratic Bezier weights of an ear loop's 10 points: (1 - t)^2, 2 (1 - t) t, t^2
+_LOOP_T = np.linspace(0, 1, 10)[:, None]
+_LOOP_FROM, _LOOP_BEND, _LOOP_TO = (1 - _LOOP_T) ** 2, 2 * (1 - _LOOP_T) * _LOOP_T, _LOOP_T ** 2
+
+
 def _ear_loops(out: np.ndarray, frame: _Frame, face: np.ndarray, outline: _Outline,
                colour: np.ndarray, opacity: float) -> np.ndarray:
     """Thin elastic loops from each side's corners back toward the ear; hidden on a far side."""
@@ -543,8 +556,7 @@ def _ear_loops(out: np.ndarray, frame: _Frame, face: np.ndarray, outline: _Outli
         ear = face[list(jaw_idx)].mean(0) + [(-1 if side == 0 else 1) * 0.08 * frame.height, 0.0]
         for corner in outline.corners[side]:
             bend = (corner + ear) / 2 + np.array([0.0, -0.03 * frame.height])
-            t = np.linspace(0, 1, 10)[:, None]
-            curve = (1 - t) ** 2 * corner + 2 * (1 - t) * t * bend + t ** 2 * ear
+            curve = _LOOP_FROM * corner + _LOOP_BEND * bend + _LOOP_TO * ear
             cv2.polylines(layer, [_fixed(frame.to_image(curve))], False, loop, 1, cv2.LINE_AA, _SHIFT)
     if opacity >= 1.0:
         return layer
