@@ -38,7 +38,7 @@ def grey_percentile(values: np.ndarray, q):
     out = [_linear(cum, n, float(virtual), dtype, weak) for virtual in np.atleast_1d((n - 1) * qs)]
     if weak:
         return out[0]
-    return np.array(out, dtype=np.result_type(values.dtype, np.float64) if not weak else dtype)
+    return np.array(out, dtype=np.float64)  # a list of quantiles interpolates in float64
 
 
 def _linear(cum: np.ndarray, n: int, virtual: float, dtype, weak: bool):
