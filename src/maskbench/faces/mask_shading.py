@@ -102,13 +102,17 @@ def illumination_field(image: np.ndarray, landmarks: np.ndarray, footprint: np.n
     return np.clip(field / SKIN_REF, *_FIELD_CLIP).astype(np.float32)
 
 
-def folds(size: tuple[int, int], height: float, rng: np.random.Generator) -> np.ndarray:
+def folds(size: tuple[int, int], height: float, rng: np.random.Generator,
+          where: np.ndarray | None = None) -> np.ndarray:
     """Soft fabric folds, zero-mean, unit-ish amplitude: a few mostly horizontal waves of random
-    length (0.12-0.3 face heights), angle and phase."""
+    length (0.12-0.3 face heights), angle and phase. ``where`` (bool, ``size``): the only pixels
+    computed (0 elsewhere); the sines are most of the cost."""
     h, w = size
     xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
     out = np.zeros((h, w), np.float32)
     wave = np.empty((h, w), np.float64)
+    sine = np.zeros((h, w), np.float64)
+    where = True if where is None else where
     for _ in range(3):
         angle = rng.uniform(-0.5, 0.5) + np.pi / 2  # wave vector near vertical: folds run across
         length = rng.uniform(0.12, 0.3) * height
@@ -118,13 +122,15 @@ def folds(size: tuple[int, int], height: float, rng: np.random.Generator) -> np.
         np.add((np.cos(angle) * xs)[None, :], (np.sin(angle) * ys)[:, None], out=wave)
         np.multiply(k, wave, out=wave)
         np.add(wave, np.float32(phase), out=wave)
-        out += np.sin(wave, out=wave)
+        out += np.sin(wave, out=sine, where=where)
     return out / np.float32(np.sqrt(3.0))
 
 
-def weave(size: tuple[int, int], height: float, rng: np.random.Generator) -> np.ndarray:
+def weave(size: tuple[int, int], height: float, rng: np.random.Generator,
+          where: np.ndarray | None = None) -> np.ndarray:
     """A procedural weave, zero-mean, amplitude ~1: kind (plain, twill, rib, heather), thread
-    period (2-5 % of the face height, at least 2 px) and angle drawn per image."""
+    period (2-5 % of the face height, at least 2 px) and angle drawn per image. ``where`` (bool,
+    ``size``): the only pixels whose sines are computed (0 elsewhere)."""
     h, w = size
     kind = _WEAVES[int(rng.integers(len(_WEAVES)))]
     period = max(float(rng.uniform(0.02, 0.05)) * height, 2.0)
@@ -135,12 +141,15 @@ def weave(size: tuple[int, int], height: float, rng: np.random.Generator) -> np.
     def along(cx: np.float64, cy: np.float64) -> np.ndarray:  # (cx x + cy y) scale, in float64
         return ((cx * xs)[None, :] + (cy * ys)[:, None]) * scale
 
+    def sin(x: np.ndarray) -> np.ndarray:
+        return np.sin(x, out=np.zeros_like(x), where=True if where is None else where)
+
     if kind == "plain":
-        out = np.sin(along(np.cos(angle), np.sin(angle))) * np.sin(along(-np.sin(angle), np.cos(angle)))
+        out = sin(along(np.cos(angle), np.sin(angle))) * sin(along(-np.sin(angle), np.cos(angle)))
     elif kind == "twill":
-        out = np.sin(along(np.cos(angle), np.sin(angle)) + along(-np.sin(angle), np.cos(angle)))
+        out = sin(along(np.cos(angle), np.sin(angle)) + along(-np.sin(angle), np.cos(angle)))
     elif kind == "rib":
-        out = np.sin(along(np.cos(angle), np.sin(angle)))
+        out = sin(along(np.cos(angle), np.sin(angle)))
     else:  # heather: blotchy mixed fibres
         noise = rng.normal(0, 1, (h, w)).astype(np.float32)
         out = cv2.GaussianBlur(noise, (0, 0), period / 3)
@@ -150,22 +159,25 @@ def weave(size: tuple[int, int], height: float, rng: np.random.Generator) -> np.
 
 def shade_layer(layer: np.ndarray, colour: np.ndarray, image: np.ndarray, landmarks: np.ndarray,
                 footprint: np.ndarray, box: tuple[int, int, int, int], height: float,
-                match_shading: float, fabric_variety: float, seed: int) -> np.ndarray:
+                match_shading: float, fabric_variety: float, seed: int,
+                reach: np.ndarray | None = None) -> np.ndarray:
     """The mask's colour layer (box-sized, float RGB) lit by the face and given folds and weave.
 
     The field's strength is ``match_shading`` (an exponent: 1 makes the mask's luminance follow
     the skin's in proportion); fold contrast grows with it; the weave's contrast with
     ``fabric_variety``. Seeded from its own stream, so other per-image draws stay as they were.
+    ``reach`` (bool, box-sized): the pixels whose values are used (the mask's anti-aliased
+    footprint); folds and weave are left out elsewhere, where the layer is never seen.
     """
     x0, y0, x1, y1 = box
     size = (y1 - y0, x1 - x0)
     relief = np.zeros(size, np.float32)
     if match_shading > 0:
-        relief += np.float32(_FOLD_AMPLITUDE * match_shading) * folds(size, height, np.random.default_rng([seed, 3]))
+        relief += np.float32(_FOLD_AMPLITUDE * match_shading) * folds(size, height, np.random.default_rng([seed, 3]), reach)
     if fabric_variety > 0:
         rng = np.random.default_rng([seed, 4])
         contrast = np.float32(fabric_variety * rng.uniform(0.03, 0.09))
-        relief += contrast * weave(size, height, rng)
+        relief += contrast * weave(size, height, rng, reach)
     # dark cloth shows its relief as sheen on the fibres rather than as darker shadows
     dark = np.float32(60.0 * (1.0 - float(np.mean(colour)) / 255.0))
     out = layer * (1.0 + relief)[..., None]

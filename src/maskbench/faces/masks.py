@@ -638,7 +638,7 @@ def paint_mask(chip: np.ndarray, landmarks: np.ndarray, spec: MaskSpec, seed: in
         footprint = np.zeros(size, bool)
         footprint[y0:y1, x0:x1] = inside
         layer = shade_layer(layer, colour, chip, lm, footprint, box, frame.height, spec.match_shading,
-                            spec.fabric_variety, seed)
+                            spec.fabric_variety, seed, reach=alpha8 > 0)  # alpha 0: the layer is unseen
     alpha = (alpha8.astype(np.float32) * np.float32(spec.opacity / 255.0))[..., None]
     painted = region.astype(np.float32)
     painted *= 1 - alpha
