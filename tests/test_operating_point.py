@@ -162,3 +162,32 @@ def test_counted_confusion_and_report_equal_sklearns(seed):
     report = classification_report(y, pred, labels=[False, True], target_names=list(CLASS_NAMES),
                                    output_dict=True, zero_division=np.nan)
     assert json.dumps(_report(expected), sort_keys=True) == json.dumps(report, sort_keys=True)
+
+
+def test_classification_report_equals_scikit_learns_to_the_bit():
+    """The report is computed without scikit-learn (scoring jobs skip its import); it must be the
+    very dict scikit-learn gives for the same four counts, undefined rates (NaN) included."""
+    import json
+    import math
+
+    from sklearn.metrics import classification_report
+
+    from maskbench.evaluation.operating_point import CLASS_NAMES, _report
+
+    rng = np.random.default_rng(7)
+    cases = [(0, 0, 0, 1), (0, 0, 1, 0), (0, 1, 0, 0), (1, 0, 0, 0), (0, 0, 0, 0), (5, 0, 0, 0), (0, 3, 4, 0),
+             (7_800_000, 12, 30_000, 520), (3, 3, 3, 3)]
+    cases += [tuple(int(v) for v in rng.integers(0, hi, 4) * (rng.random(4) > 0.2))
+              for hi in (3, 10, 1000, 10**7) for _ in range(250)]
+    same = lambda a, b: json.dumps(a, sort_keys=False) == json.dumps(b, sort_keys=False)  # NaN == NaN here
+    for tn, fp, fn, tp in cases:
+        cm = np.array([[tn, fp], [fn, tp]])
+        ours = _report(cm)
+        if tn + fp + fn + tp == 0:  # scikit-learn refuses an all-zero weighting; ours says NaN
+            assert math.isnan(ours["accuracy"]) and ours["macro avg"]["support"] == 0.0
+            continue
+        theirs = classification_report(np.array([False, False, True, True]), np.array([False, True, False, True]),
+                                       labels=[False, True], target_names=list(CLASS_NAMES), output_dict=True,
+                                       zero_division=np.nan,
+                                       sample_weight=np.array([tn, fp, fn, tp], dtype=np.float64))
+        assert same(ours, theirs), (tn, fp, fn, tp, ours, theirs)

@@ -113,3 +113,11 @@ def code_stamp(files: list[str], out_path: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+if __name__ == "__main__":  # the code_stamp rule: python -m maskbench.code_closure OUT FILE...
+    import sys
+
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python -m maskbench.code_closure STAMP [FILE ...]")
+    code_stamp(sys.argv[2:], sys.argv[1])

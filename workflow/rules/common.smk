@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from maskbench.attributes.labels import DEFAULT_AGE_GROUPS
 from maskbench.attributes.settings import split_settings
-from maskbench.code_closure import closure, code_stamp
+from maskbench.code_closure import closure
 from maskbench.config import (
     has_real_masks,
     mask_aware_settings,
