@@ -107,11 +107,11 @@ def decode_chips(chips: list[bytes]) -> np.ndarray:
     if not chips:
         raise ValueError("decode_chips needs at least one chip")
     png = [bytes(c[:8]) == PNG_MAGIC for c in chips]
-    first = _decode_png(chips[0]).shape if png[0] else _shape(chips[0])
-    out = np.empty((len(chips), *first), dtype=np.uint8)
+    first = _decode_png(chips[0]) if png[0] else None
+    out = np.empty((len(chips), *(first.shape if png[0] else _shape(chips[0]))), dtype=np.uint8)
     for k, (data, is_png) in enumerate(zip(chips, png)):
         if is_png:
-            pixels = _decode_png(data)
+            pixels = first if k == 0 else _decode_png(data)
             if pixels.shape != out.shape[1:]:
                 raise ValueError(f"chips differ in size: {pixels.shape} vs {out.shape[1:]}")
             out[k] = pixels
