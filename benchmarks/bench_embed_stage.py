@@ -83,9 +83,9 @@ def main() -> None:
               for name, params in PNG_SETTINGS.items()}
     coders["chip codec"] = encode_chip
     for name, encode in coders.items():
-        enc_ms, encoded = cpu_ms(lambda: [encode(c) for c in chips], n, repeat=3)
-        dec_ms, decoded = cpu_ms(lambda: decode_chips(encoded), n, repeat=3)
-        one_ms, _ = cpu_ms(lambda: [decode_chips([e]) for e in encoded], n, repeat=3)
+        enc_ms, encoded = cpu_ms(lambda f=encode: [f(c) for c in chips], n, repeat=3)
+        dec_ms, decoded = cpu_ms(lambda e=encoded: decode_chips(e), n, repeat=3)
+        one_ms, _ = cpu_ms(lambda e=encoded: [decode_chips([x]) for x in e], n, repeat=3)
         assert np.array_equal(decoded, np.stack(chips)), name
         print(f"{name:16s} encode {enc_ms:5.2f}  decode {dec_ms:5.2f} (one by one {one_ms:5.2f})  "
               f"{np.mean([len(e) for e in encoded]) / 1e3:5.1f} KB")
