@@ -332,7 +332,7 @@ def test_same_seed_same_bytes(one_epoch, data, tmp_path):
 
 
 def test_training_never_reads_a_test_chip(one_epoch, data, tmp_path):
-    """Test chips replaced by bytes that are no PNG: training and selection run as before (the
+    """Test chips replaced by bytes that are no chip: training and selection run as before (the
     checkpoint is the same bytes), and only the test evaluation fails, naming the image."""
     broken = tmp_path / "broken"
     aligned, masked = [], {}
@@ -346,7 +346,7 @@ def test_training_never_reads_a_test_chip(one_epoch, data, tmp_path):
         pq.write_table(table.set_column(table.schema.get_field_index("chip"), "chip", garbage), target)
         (aligned if mask is None else masked.setdefault(mask, [])).append(str(target))
     data_broken = {**data, "masked": masked}
-    with pytest.raises(ValueError, match=r"unmasked chip of person_\d+/.*not a valid PNG"):
+    with pytest.raises(ValueError, match=r"unmasked chip of person_\d+/.*neither a chip .* nor a PNG"):
         run(data_broken, tmp_path / "run", spec=ONE_EPOCH, aligned=aligned)
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == (one_epoch / "model.safetensors").read_bytes()
     assert not (tmp_path / "run" / "metrics.json").exists()

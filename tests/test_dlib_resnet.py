@@ -224,6 +224,19 @@ def test_preprocess_matches_dlib_input_layer(model: DlibResNet) -> None:
     torch.testing.assert_close(preprocess(chip, model.channel_means), x, rtol=0, atol=0)
 
 
+def test_preprocess_keeps_the_chips_channels_last_layout(model: DlibResNet) -> None:
+    """The convolutions run in the layout they are given, and their rounding depends on it: the
+    stored embeddings were made from channels-last inputs (a permuted view of N x H x W x 3)."""
+    chips = random_chips(2)
+    x = model.preprocess(chips)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    means = model.channel_means.view(1, 3, 1, 1)
+    reference = (torch.from_numpy(chips).permute(0, 3, 1, 2).to(torch.float32) - means) / 256.0
+    assert torch.equal(x, reference)
+    with torch.inference_mode():
+        assert torch.equal(model(x), model(reference))
+
+
 @pytest.mark.parametrize(
     "bad", [np.zeros((2, 150, 150, 3), np.float32), np.zeros((2, 112, 112, 3), np.uint8)]
 )

@@ -84,3 +84,17 @@ def test_decode_chips_equals_one_by_one_and_is_lossless():
     assert np.array_equal(batch, np.stack(images))
     with pytest.raises(ValueError, match="differ in size"):
         decode_chips([data[0], encode_chip(images[0][:10])])
+
+
+def test_a_shard_of_png_chips_from_an_older_run_gives_the_same_table(tmp_path, monkeypatch):
+    import cv2
+
+    monkeypatch.setattr(stage, "make_embedder", lambda model, threads, cache_dir: FakeEmbedder())
+    images = chips_table(tmp_path / "new.parquet", [1, 2, 13], ["ok", "ok", "ok"])
+    png = [cv2.imencode(".png", cv2.cvtColor(i, cv2.COLOR_RGB2BGR))[1].tobytes() for i in images]
+    old = pq.read_table(tmp_path / "new.parquet")
+    write_table(tmp_path / "old.parquet", old.set_column(old.schema.get_field_index("chip"), "chip",
+                                                         pa.array(png, pa.binary())))
+    for name in ("new", "old"):
+        stage.embed_chips(str(tmp_path / f"{name}.parquet"), {"kind": "fake"}, 1, str(tmp_path / f"{name}_emb.parquet"))
+    assert (tmp_path / "old_emb.parquet").read_bytes() == (tmp_path / "new_emb.parquet").read_bytes()

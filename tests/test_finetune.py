@@ -54,7 +54,7 @@ def part_of(identity: str) -> str:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> dict:
-    """7 demo people x 4 images, two masks, in 2 shards; test-part chips are not valid PNGs, so any
+    """7 demo people x 4 images, two masks, in 2 shards; test-part chips are not valid chips, so any
     attempt to decode them fails the run."""
     root = tmp_path_factory.mktemp("finetune_data")
     chips = demo_chips(7, 4, MASKS, seed=1)

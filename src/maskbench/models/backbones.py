@@ -94,10 +94,11 @@ class Backbone:
         if flip is not None:
             arr = np.stack([c[:, ::-1] if f else c for c, f in zip(arr, flip)]) if len(arr) else arr
         arr = resize_chips(arr, self.input_size)
+        # normalised in place, in the chips' channels-last layout (as dlib_resnet.preprocess)
         x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).to(torch.float32)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return x.sub_(mean).div_(std)
 
 
 def resize_chips(chips: np.ndarray, size: int) -> np.ndarray:

@@ -160,9 +160,12 @@ def preprocess(chips: np.ndarray, channel_means: torch.Tensor | np.ndarray) -> t
             f"expected uint8 RGB chips of shape (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), "
             f"got {arr.dtype} {arr.shape}"
         )
+    # converted in one pass and normalised in place: the same float32 operations as
+    # ``(x - means) / 256`` without two temporaries. ``x`` keeps the chips' channels-last layout,
+    # which the convolutions run in (a contiguous NCHW copy would change their rounding).
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).to(torch.float32)
     means = torch.as_tensor(channel_means, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - means) / 256.0
+    return x.sub_(means).div_(256.0)
 
 
 # --- weights from the .dat -----------------------------------------------------------------------

@@ -7,7 +7,8 @@ x and y (whole pixels), enlarged by 1/s with s uniform in [0.97, 1) (whole pixel
 by up to 3 degrees about its centre, cut back to 150 px with bilinear interpolation (black where
 the box leaves the chip) and mirrored left to right with probability 1/2.
 
-Here the draws come from a generator seeded by the chip's own bytes, so a chip gets the same
+Here the draws come from a generator seeded by the chip's own pixel bytes (not its stored
+encoding, so a change of chip codec changes no crop), so a chip gets the same
 crops whatever shard, batch or order it arrives in (its vector then differs only by the network's
 float rounding across batch compositions, ~1e-7; the same shard gives the same bytes); every crop
 of a batch is cut in one vectorised ``grid_sample`` call and run through the network in full

@@ -62,7 +62,7 @@ PAIR_LOSSES = ("supcon", "triplet")  # losses that need two samples of a person 
 
 @dataclass
 class ChipSet:
-    """Images of one split part: PNG chips (decoded per batch, to keep memory small).
+    """Images of one split part: encoded chips (decoded per batch, to keep memory small).
 
     ``masked[mask][i]`` is image ``i``'s chip under that mask type, where masking succeeded.
     """
