@@ -134,3 +134,31 @@ def test_fuse_step_pairs_each_member_with_its_own_reference_scores(tmp_path):
                                pq.read_table(tmp_path / "direct.parquet")["score"].to_numpy())
     with pytest.raises(ValueError, match="reference scores are of"):
         fuse_step({"a": files["a"], "b": files["b"]}, str(tmp_path / "x.parquet"), reference_scores={"a": files["ra"]})
+
+
+def test_fusion_in_windows_gives_the_table_of_one_pass_and_checks_every_window(tmp_path, monkeypatch):
+    """Score files are fused a window of rows at a time (memory follows the window): windows that
+    cut through the members' row groups give the same fused table as one window, moments included,
+    and a member differing only in a later window is still refused."""
+    import maskbench.evaluation.fusion as fusion
+
+    rng = np.random.default_rng(5)
+    n = 1000
+    genuine = rng.random(n) < 0.3
+    status = ["missing_embedding" if k % 97 == 0 else "ok" for k in range(n)]
+    a = _scores_file(tmp_path / "a.parquet", rng.normal(size=n), genuine)
+    b = _scores_file(tmp_path / "b.parquet", rng.normal(size=n) * 5 + 2, genuine, status=status)
+    counts = fuse_score_files([a, b], ["a", "b"], str(tmp_path / "whole.parquet"), weights=[2.0, 1.0])
+    monkeypatch.setattr(fusion, "WINDOW_ROWS", 77)
+    assert fuse_score_files([a, b], ["a", "b"], str(tmp_path / "windows.parquet"), weights=[2.0, 1.0]) == counts
+    whole, windows = pq.read_table(tmp_path / "whole.parquet"), pq.read_table(tmp_path / "windows.parquet")
+    assert pq.ParquetFile(tmp_path / "windows.parquet").num_row_groups == -(-n // 77)
+    assert windows.equals(whole)
+    assert counts["missing_member_score"] == sum(s != "ok" for s in status)
+
+    late = pq.read_table(b).to_pydict()
+    late["probe_image"][900] = "someone else"
+    pq.write_table(pa.Table.from_pydict(late, schema=SCORES_SCHEMA), tmp_path / "late.parquet")
+    with pytest.raises(FusionError, match="does not score the same pairs"):
+        fuse_score_files([a, str(tmp_path / "late.parquet")], ["a", "b"], str(tmp_path / "x.parquet"))
+    assert not (tmp_path / "x.parquet").exists()
