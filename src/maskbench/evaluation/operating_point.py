@@ -115,11 +115,10 @@ def _report(cm: np.ndarray) -> dict:
                      "support": float(support[k])} for k, name in enumerate(CLASS_NAMES)}
     total = float(np.sum(support))
     report["accuracy"] = float(_divide(np.array([np.sum(hits)]), np.array([np.sum(decided)]))[0])
-    for average, weights in (("macro avg", None), ("weighted avg", support)):
-        report[average] = {
-            key: (float(np.nanmean(v)) if not np.isnan(v).all() else float("nan")) if weights is None
-            else _weighted(v, weights)
-            for key, v in (("precision", precision), ("recall", recall), ("f1-score", f1))}
+    # macro: the two classes weighted alike (their plain mean, as scikit-learn's nanmean)
+    for average, weights in (("macro avg", np.ones(2)), ("weighted avg", support)):
+        report[average] = {key: _weighted(v, weights)
+                           for key, v in (("precision", precision), ("recall", recall), ("f1-score", f1))}
         report[average]["support"] = total
     return report
 
