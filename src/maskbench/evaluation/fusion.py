@@ -125,11 +125,11 @@ def fuse_score_files(paths: Sequence[str], members: Sequence[str], out_path: str
     if reference_paths:
         references = [moments(_ok_scores(pq.read_table(p, columns=["score", "status"]))) for p in reference_paths]
     else:
-        references = [moments(np.where(ok & o, s, np.nan)) for o, s in ok_and_scores]
+        references = [moments(np.where(ok, s, np.nan)) for _, s in ok_and_scores]
     del ok_and_scores
     columns = list(SCORES_SCHEMA.names)
     streams = [_windows(paths[0], columns, WINDOW_ROWS)]
-    streams += [_windows(p, [*_KEYS, "score", "status"], WINDOW_ROWS) for p in paths[1:]]
+    streams += [_windows(p, [*_KEYS, "score"], WINDOW_ROWS) for p in paths[1:]]
     start = 0
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, SCORES_SCHEMA, compression="zstd", write_statistics=True) as writer:
@@ -142,7 +142,9 @@ def fuse_score_files(paths: Sequence[str], members: Sequence[str], out_path: str
                             f"{paths[0]} ({members[0]}); an ensemble's members must score one pairs manifest"
                         )
                 here = ok[start:start + first.num_rows]
-                fused = fuse([np.where(here, _ok_scores(t), np.nan) for t in windows], weights, references)
+                # ``here`` holds only pairs every member's status calls ok (their scores as stored)
+                scores = [t["score"].to_numpy(zero_copy_only=False) for t in windows]
+                fused = fuse([np.where(here, s, np.nan) for s in scores], weights, references)
                 writer.write_table(pa.Table.from_pydict(
                     {
                         **{k: first[k] for k in ("pair_id", "ref_image", "probe_image", "genuine", "fold")},
