@@ -28,7 +28,7 @@ def test_dry_run_plans_the_full_dag_in_another_directory(tmp_path):
     assert jobs["align"] == shards
     assert jobs["mask"] == sum(d["shards"] * len(cfg["masks"]) for d in cfg["datasets"].values())
     assert jobs["table"] == len(cfg["tables"])
-    assert {"all", "acquire", "index", "embed", "pairs", "score", "metrics", "coverage", "all_metrics",
+    assert {"all", "acquire", "index", "embed", "pairs", "score", "fuse", "coverage", "all_metrics",
             "curve_figures", "models_table"} <= set(jobs)
     # planned in the working directory, with the library files of the checkout as code inputs
     assert f"Working directory: {workdir}" in out

@@ -50,10 +50,9 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         "embed": len(chip_models) * n_variants, "pairs": 2,
         "train_head": len(heads), "training_figure": len(heads),
         "project": len(heads) * n_variants,
-        # a score job writes its metrics too; only the ensemble's fused scores get a metrics job
+        # a score or fuse job writes its comparison's metrics too (a metrics job is for imported scores)
         "score": (len(chip_models) + len(heads)) * n_comparisons + len(members),
         "fuse": len(ensembles) * n_comparisons,
-        "metrics": len(ensembles) * n_comparisons,
         "curve_figures": 1, "mask_effect_figure": 1, "align_summary": 1, "mask_summary": n_masks,
         "coverage": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
         # 1:N search: one gallery/probe manifest, one search per model with embeddings and probe variant
@@ -67,11 +66,14 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
     # an ensemble's z-normalisation reads its members' val-pair scores, never the tested pairs'
     fuse_inputs = re.findall(r"rule fuse:\n\s+input: (.*)\n\s+output: (.*)", proc.stdout)
     assert len(fuse_inputs) == counts["fuse"]
-    for inputs, output in fuse_inputs:
-        comparison = output.rsplit("/", 1)[1]
-        scores = [p for p in inputs.split(", ") if "/scores/" in p]
+    for inputs, outputs in fuse_inputs:
+        scores_out, metrics_out = sorted(outputs.split(", "), key=lambda p: p.endswith(".json"))
+        assert "/metrics/" in metrics_out and metrics_out.endswith(".json"), outputs
+        model, _, comparison = scores_out.rsplit("/", 3)[1:]
+        # the members' scores (the ensemble's own are its metrics' baseline and validation inputs)
+        scores = [p for p in inputs.split(", ") if "/scores/" in p and f"/scores/{model}/" not in p]
         tested = [p for p in scores if "/test_pairs/" in p]
-        assert all(p.endswith("/" + comparison) for p in tested), (output, tested)
+        assert all(p.endswith("/" + comparison) for p in tested), (outputs, tested)
         assert len(tested) == len(members) and len(scores) == 2 * len(members)
         assert all("/val_pairs/unmasked-vs-unmasked.parquet" in p for p in scores if p not in tested)
 

@@ -64,6 +64,7 @@ rule fuse_mask_aware:
     wildcard_constraints:
         model=one_of(MASK_AWARE_MODELS),
     input:
+        unpack(metrics_inputs),
         members=ensemble_member_scores,
         reference=ensemble_reference_scores,
         weights=PATHS["fusion_weights"],
@@ -71,9 +72,11 @@ rule fuse_mask_aware:
         probes=mask_aware_comparison_probes,
         code=script_code("fuse_mask_aware"),
     output:
-        PATHS["scores"],
+        scores=PATHS["scores"],
+        metrics=PATHS["metrics"],
     params:
         members=lambda wc: config["models"][wc.model]["members"],
+        **METRICS_PARAMS,
     log:
         "results/logs/fuse/{dataset}/{model}/{protocol}/{comparison}.log",
     threads: 1

@@ -1,6 +1,6 @@
 # score: pair scores of one comparison (ref variant vs probe variant) and, in the same job, its
 # metrics: one job per comparison instead of two, for every model with its own embeddings.
-# metrics: the metrics of scores that come from elsewhere (an ensemble's fused scores, imported ones).
+# metrics: the metrics of imported scores (fuse jobs, like score jobs, write their own).
 
 
 rule score:
@@ -34,7 +34,7 @@ rule metrics:
     conda:
         "../../envs/evaluate.yaml"
     wildcard_constraints:
-        model=one_of([m for m in config["models"] if m not in SCORED_MODELS]),
+        model=one_of(IMPORTED_MODELS),  # scored and fused models write their metrics with their scores
     input:
         unpack(metrics_inputs),
         scores=PATHS["scores"],

@@ -114,22 +114,25 @@ rule project:
         "../scripts/project.py"
 
 
-# fuse: an ensemble's scores from its members' scores of the same comparison.
+# fuse: an ensemble's scores from its members' scores of the same comparison, and their metrics.
 rule fuse:
     conda:
         "../../envs/evaluate.yaml"
     wildcard_constraints:
         model=one_of(ENSEMBLE_MODELS),
     input:
+        unpack(metrics_inputs),
         members=ensemble_member_scores,
         reference=ensemble_reference_scores,
         code=script_code("fuse"),
     output:
-        PATHS["scores"],
+        scores=PATHS["scores"],
+        metrics=PATHS["metrics"],
     params:
         member_scores=ensemble_member_score_files,
         reference_scores=ensemble_reference_score_files,
         weights=lambda wc: config["models"][wc.model].get("member_weights"),
+        **METRICS_PARAMS,
     log:
         "results/logs/fuse/{dataset}/{model}/{protocol}/{comparison}.log",
     threads: 1

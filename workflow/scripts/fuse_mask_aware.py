@@ -1,6 +1,8 @@
-"""Fuse a mask-aware ensemble's two members' scores of one comparison with its chosen weights."""
+"""Fuse a mask-aware ensemble's two members' scores of one comparison with its chosen weights,
+then compute the comparison's metrics."""
 from maskbench.logs import log_to
 from maskbench.stages.mask_aware import fuse_mask_aware_step
+from maskbench.stages.metrics import write_comparison_metrics
 
 with log_to(snakemake.log[0]):
     fuse_mask_aware_step(
@@ -10,5 +12,15 @@ with log_to(snakemake.log[0]):
         weights_path=snakemake.input.weights,
         classifier_path=snakemake.input.classifier,
         probe_embedding_paths=list(snakemake.input.probes),
-        out_path=snakemake.output[0],
+        out_path=snakemake.output.scores,
+    )
+    write_comparison_metrics(
+        snakemake.output.scores,
+        snakemake.output.metrics,
+        baseline=list(snakemake.input.baseline),
+        val_scores=list(snakemake.input.val_scores),
+        index=list(snakemake.input.index),
+        evaluation=snakemake.params.evaluation,
+        group_by=snakemake.params.group_by,
+        age_groups=snakemake.params.age_groups,
     )

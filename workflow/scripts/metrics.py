@@ -1,4 +1,4 @@
-"""Compute the verification metrics of one score file (fused or imported scores)."""
+"""Compute the verification metrics of one score file of imported scores."""
 from maskbench.logs import log_to
 from maskbench.stages.metrics import write_comparison_metrics
 
