@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,7 @@ import pytest
 from maskbench.evaluation import metrics
 from maskbench.io.manifests import SCORES_SCHEMA
 from maskbench.stages.metrics import (FOLDS_TOO_SMALL, NO_VALIDATION, compute_metrics, write_comparison_metrics,
-                                     write_metrics)
+                                     write_metrics, write_rule_metrics)
 
 # keys every metrics file had before the operating point was added; tables and figures read them
 EXISTING_KEYS = {
@@ -76,9 +77,18 @@ def test_a_rules_optional_inputs_give_the_same_metrics_and_more_than_one_file_is
     write_comparison_metrics(path, str(tmp_path / "rule.json"), baseline=[], val_scores=[val_path], index=[],
                              evaluation=None, group_by=[], age_groups=[])
     assert (tmp_path / "rule.json").read_bytes() == (tmp_path / "direct.json").read_bytes()
+    # as the workflow's scripts call it: the rule's named inputs and params
+    inputs = SimpleNamespace(baseline=[], val_scores=[val_path], index=[], scores=path)
+    params = SimpleNamespace(evaluation=None, group_by=[], age_groups=[])
+    write_rule_metrics(path, str(tmp_path / "named.json"), inputs, params)
+    assert (tmp_path / "named.json").read_bytes() == (tmp_path / "direct.json").read_bytes()
     with pytest.raises(ValueError, match="one validation scores file expected"):
         write_comparison_metrics(path, str(tmp_path / "two.json"), baseline=[], val_scores=[val_path, path],
                                  index=[], evaluation=None, group_by=[], age_groups=[])
+    with pytest.raises(ValueError, match="one baseline scores file expected"):
+        write_rule_metrics(path, str(tmp_path / "two.json"), SimpleNamespace(baseline=[path, path], val_scores=[],
+                                                                             index=[]), params)
+    assert not (tmp_path / "two.json").exists()
 
 
 def test_folds_cross_validate_and_sum_the_confusion_matrices(tmp_path):

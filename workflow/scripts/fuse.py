@@ -1,7 +1,7 @@
 """Fuse the members' scores of one comparison into an ensemble's scores, then compute its metrics."""
 from maskbench.logs import log_to
 from maskbench.stages.fuse import fuse_step
-from maskbench.stages.metrics import write_comparison_metrics
+from maskbench.stages.metrics import write_rule_metrics
 
 with log_to(snakemake.log[0]):
     fuse_step(
@@ -10,13 +10,4 @@ with log_to(snakemake.log[0]):
         weights=snakemake.params.weights,
         reference_scores=dict(snakemake.params.reference_scores),
     )
-    write_comparison_metrics(
-        snakemake.output.scores,
-        snakemake.output.metrics,
-        baseline=list(snakemake.input.baseline),
-        val_scores=list(snakemake.input.val_scores),
-        index=list(snakemake.input.index),
-        evaluation=snakemake.params.evaluation,
-        group_by=snakemake.params.group_by,
-        age_groups=snakemake.params.age_groups,
-    )
+    write_rule_metrics(snakemake.output.scores, snakemake.output.metrics, snakemake.input, snakemake.params)

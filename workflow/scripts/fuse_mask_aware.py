@@ -2,7 +2,7 @@
 then compute the comparison's metrics."""
 from maskbench.logs import log_to
 from maskbench.stages.mask_aware import fuse_mask_aware_step
-from maskbench.stages.metrics import write_comparison_metrics
+from maskbench.stages.metrics import write_rule_metrics
 
 with log_to(snakemake.log[0]):
     fuse_mask_aware_step(
@@ -14,13 +14,4 @@ with log_to(snakemake.log[0]):
         probe_embedding_paths=list(snakemake.input.probes),
         out_path=snakemake.output.scores,
     )
-    write_comparison_metrics(
-        snakemake.output.scores,
-        snakemake.output.metrics,
-        baseline=list(snakemake.input.baseline),
-        val_scores=list(snakemake.input.val_scores),
-        index=list(snakemake.input.index),
-        evaluation=snakemake.params.evaluation,
-        group_by=snakemake.params.group_by,
-        age_groups=snakemake.params.age_groups,
-    )
+    write_rule_metrics(snakemake.output.scores, snakemake.output.metrics, snakemake.input, snakemake.params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -176,3 +177,13 @@ def write_comparison_metrics(scores_path: str, out_path: str, baseline: Sequence
                          evaluation=evaluation, val_scores_path=one(val_scores, "validation scores"),
                          index_path=one(index, "index"), group_by=list(group_by or []),
                          age_groups=list(age_groups) if age_groups else None)
+
+
+def write_rule_metrics(scores_path: str, out_path: str, inputs: Any, params: Any) -> dict:
+    """:func:`write_comparison_metrics` from a workflow rule's named inputs (``baseline``,
+    ``val_scores``, ``index``) and params (``evaluation``, ``group_by``, ``age_groups``): every rule
+    that writes a comparison's metrics (score, fuse, imported scores) declares them alike."""
+    return write_comparison_metrics(scores_path, out_path, baseline=list(inputs.baseline),
+                                    val_scores=list(inputs.val_scores), index=list(inputs.index),
+                                    evaluation=params.evaluation, group_by=params.group_by,
+                                    age_groups=params.age_groups)
