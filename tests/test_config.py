@@ -212,6 +212,34 @@ def test_every_model_kind_declares_trained_on_and_the_guard_applies(kind, extra)
     assert unknown_provenance(config, "dlib_resnet") == []
 
 
+@pytest.mark.parametrize("members", [["seen_all", "tuned"], ["tuned", "seen_all"]])
+def test_sources_that_disagree_on_a_dataset_leave_no_part_of_it_unseen(members):
+    """An ensemble of a model that may have seen every image and one trained on the identity
+    split's train part was once evaluable on that split's test part when the first came first
+    (the last source replaced the others); a head on a base trained on another split was
+    evaluable on the base's test part, which shares images with the head's train part."""
+    from maskbench.config import ALL_IMAGES, evaluable, trained_on
+
+    config = copy.deepcopy(load("config.yaml"))
+    config["protocols"]["random_test"] = {"kind": "all_vs_all", "comparisons": [["unmasked", "masked"]],
+                                          "split": {"strategy": "random", "part": "test"}}
+    config["models"] |= {
+        "tuned": {"kind": "finetune", "train": {"datasets": ["demo"], "split": "identity"}},
+        "seen_all": {"kind": "dicta_checkpoint", "checkpoint": "cp.pth", "trained_on": {"datasets": ["demo"]}},
+        "seen_random": {"kind": "dicta_checkpoint", "checkpoint": "cp.pth",
+                        "trained_on": {"datasets": ["demo"], "split": "random"}},
+        "both": {"kind": "ensemble", "members": members},
+        "head": {"kind": "projection", "base": "seen_random", "train": {"datasets": ["demo"], "split": "identity"}},
+        "same": {"kind": "ensemble", "members": ["tuned", "dlib_resnet"]},
+    }
+    assert trained_on(config, "both") == trained_on(config, "head") == {"demo": ALL_IMAGES}
+    for model in ("both", "head"):
+        assert not any(evaluable(config, model, "demo", p) for p in ("test_pairs", "random_test"))
+    # sources that agree keep their split's test part
+    assert trained_on(config, "same") == {"demo": "identity"}
+    assert evaluable(config, "same", "demo", "test_pairs") and not evaluable(config, "same", "demo", "random_test")
+
+
 def test_ensemble_normalisation_is_never_fitted_on_the_tested_pairs():
     from maskbench.config import normalisation_protocol
 

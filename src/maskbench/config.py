@@ -249,21 +249,28 @@ def trained_on(config: dict[str, Any], model: str) -> dict[str, str]:
     """dataset -> split strategy of every dataset whose train part taught ``model``, or
     :data:`ALL_IMAGES` where it may have seen the whole set (through a projection's base or an
     ensemble's members too). A model of any kind declares its own with ``trained_on:
-    {datasets, split}`` (no split: all images)."""
+    {datasets, split}`` (no split: all images). Where its sources disagree on a dataset (one saw
+    every image, or two learnt on different splits' train parts), no part of that dataset is
+    unseen by all of them: the dataset counts as :data:`ALL_IMAGES`, whatever their order."""
     spec = config["models"][model]
     out: dict[str, str] = {}
+
+    def learnt(more: dict[str, str]) -> None:
+        for dataset, strategy in more.items():
+            out[dataset] = strategy if out.get(dataset, strategy) == strategy else ALL_IMAGES
+
     declared = spec.get("trained_on") or {}
-    out.update({d: declared.get("split") or ALL_IMAGES for d in declared.get("datasets") or []})
+    learnt({d: declared.get("split") or ALL_IMAGES for d in declared.get("datasets") or []})
     if spec["kind"] in TRAINED_KINDS:
-        out.update({d: train_split(spec) for d in spec["train"]["datasets"]})
+        learnt({d: train_split(spec) for d in spec["train"]["datasets"]})
     if spec["kind"] == "projection":
-        out.update(trained_on(config, spec["base"]))
+        learnt(trained_on(config, spec["base"]))
     if spec["kind"] == "ensemble":
         for member in spec["members"]:
-            out.update(trained_on(config, member))
+            learnt(trained_on(config, member))
     if spec.get("mask_aware"):  # its mask classifier learns on the train identities of its datasets
-        out.update({d: "identity" for d in spec["mask_aware"]["datasets"]})
-        out.update(trained_on(config, spec["mask_aware"]["base"]))
+        learnt({d: "identity" for d in spec["mask_aware"]["datasets"]})
+        learnt(trained_on(config, spec["mask_aware"]["base"]))
     return out
 
 
