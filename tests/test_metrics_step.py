@@ -91,6 +91,25 @@ def test_a_rules_optional_inputs_give_the_same_metrics_and_more_than_one_file_is
     assert not (tmp_path / "two.json").exists()
 
 
+def test_the_fnmr_interval_is_of_the_fnmr_reported_with_failures_to_enrol(tmp_path):
+    """FNMR at FMR 1e-2 counts failures to enrol as false non-matches (NIST): its bootstrap
+    interval must resample the same pairs, or the number falls outside its own interval."""
+    path, score, genuine, _, ok = scores_file(tmp_path / "s.parquet", n_gen=300, n_imp=600, unscored=150, seed=4)
+    out = compute_metrics(path, evaluation={"bootstrap": 60})
+    n_fte_gen, n_fte_imp = int(np.sum(genuine & ~ok)), int(np.sum(~genuine & ~ok))
+    assert (out["n_failure_to_enrol_genuine"], out["n_failure_to_enrol_impostor"]) == (n_fte_gen, n_fte_imp)
+    floor = score[ok].min() - 1.0
+    gen = np.sort(np.concatenate([np.full(n_fte_gen, floor), score[genuine & ok]]))
+    imp = np.sort(np.concatenate([np.full(n_fte_imp, floor), score[~genuine & ok]]))
+    assert out["fnmr_at_fmr_1e-2"] == metrics.fnmr_at_fmr(gen, imp, 1e-2).fnmr
+    expected = metrics.bootstrap_ci(gen, imp, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, 60, 0.05, 0)
+    assert (out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"]) == expected
+    assert expected[0] <= out["fnmr_at_fmr_1e-2"] <= expected[1]
+    # the EER and its interval stay over scored pairs only
+    scored = metrics.bootstrap_ci(score[genuine & ok], score[~genuine & ok], lambda g, i: metrics.eer(g, i).eer, 60, 0.05, 0)
+    assert (out["eer_ci_low"], out["eer_ci_high"]) == scored
+
+
 def test_folds_cross_validate_and_sum_the_confusion_matrices(tmp_path):
     path, score, genuine, fold, ok = scores_file(tmp_path / "s.parquet", n_gen=100, n_imp=300, folds=4, seed=3)
     out = compute_metrics(path, evaluation={"operating_point": {"rule": "fmr", "target": 0.05}})

@@ -123,9 +123,9 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         seed = evaluation.get("seed", 0)
         low, high = metrics.bootstrap_ci(genuine, impostor, lambda g, i: metrics.eer(g, i).eer, n_boot, alpha, seed)
         out["eer_ci_low"], out["eer_ci_high"] = _value(low), _value(high)
-        if impostor.size >= 100:
+        if impostor_fte.size >= 100:  # the interval of the FNMR reported: failures to enrol count
             low, high = metrics.bootstrap_ci(
-                genuine, impostor, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
+                genuine_fte, impostor_fte, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
             out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"] = _value(low), _value(high)
     nist_targets = evaluation.get("nist_fmr", [1e-2, 1e-3])
     base_impostor = np.sort(read_scores(baseline_path)[1]) if baseline_path else None
