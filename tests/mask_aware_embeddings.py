@@ -9,18 +9,17 @@ found by MediaPipe where installed, else by dlib's HOG detector.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from lfw_mini_faces import LFW_TARBALL, aligned_and_masked, cache_key, cached_npz
 from maskbench.code_closure import closure
 
-LFW_TARBALL = Path("lfw-mini") / "lfw-deepfunneled-mini.tgz"
 RWMFD_TARBALL = Path("rwmfd-mini") / "RWMFD-mini.tar.gz"
 MASK_NAMES = ("surgical_blue", "n95_white", "kn95_white", "cloth_black")
 SRC = Path(__file__).resolve().parents[1] / "src" / "maskbench"
-CODE = closure(Path(__file__))  # the library files the builders below run
+CODE = closure(Path(__file__))  # the library files the builders below run besides aligned_and_masked's
 
 
 def lfw_masks() -> dict[str, dict]:
@@ -30,50 +29,13 @@ def lfw_masks() -> dict[str, dict]:
     return {m: config["masks"][m] for m in MASK_NAMES}
 
 
-def _key(*parts: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part)
-    for path in CODE:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _cached(path: Path, build) -> dict[str, np.ndarray]:
-    if path.is_file():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    data = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
-    return data
-
-
 def _build_lfw(tarball: Path) -> dict[str, np.ndarray]:
-    from maskbench.faces.align import FaceAligner
     from maskbench.models.backbones import build_backbone
     from maskbench.models.dlib_resnet import embed_chips
     from maskbench.models.embed import BackboneEmbedder
-    from maskbench.io.images import iter_tar_images
-    from maskbench.faces.masks import MaskSpec, paint_mask
-    from maskbench.seeds import item_seed
     from maskbench.models.upper_face import cut_fraction, with_region
 
-    aligner = FaceAligner(upsample=1)
-    specs = {m: MaskSpec.from_dict(d) for m, d in lfw_masks().items()}
-    ids, people, landmarks, chips = [], [], [], {"unmasked": []} | {m: [] for m in specs}
-    for name, rgb in iter_tar_images(tarball):
-        result = aligner.align(rgb)
-        if result.status != "ok":
-            continue
-        ids.append(name)
-        people.append(Path(name).parent.name)
-        landmarks.append(result.landmarks)
-        chips["unmasked"].append(result.chip)
-        for mask, spec in specs.items():
-            chips[mask].append(paint_mask(result.chip, result.landmarks, spec, seed=item_seed(2021, mask, name)))
+    ids, people, landmarks, chips = aligned_and_masked(tarball, lfw_masks())
     cut = cut_fraction(landmarks, 150)
     upper = BackboneEmbedder(with_region(build_backbone({"arch": "dlib_resnet"}), "upper", cut))
     out = {"image_id": np.array(ids), "identity": np.array(people), "cut": np.array(cut)}
@@ -88,8 +50,8 @@ def lfw_full_and_upper(shared_data: Path, cache_dir: Path) -> dict[str, np.ndarr
     """image_id, identity, and ``full/<variant>`` / ``upper/<variant>`` embeddings (rows: the
     images the detector found, in name order)."""
     tarball = shared_data / LFW_TARBALL
-    key = _key(tarball.read_bytes(), repr(sorted(lfw_masks().items())).encode())
-    return _cached(cache_dir / f"lfw-mini-full-upper-{key}.npz", lambda: _build_lfw(tarball))
+    key = cache_key(tarball.read_bytes(), repr(sorted(lfw_masks().items())).encode(), code=CODE)
+    return cached_npz(cache_dir / f"lfw-mini-full-upper-{key}.npz", lambda: _build_lfw(tarball))
 
 
 def detector_name() -> str:
@@ -120,5 +82,5 @@ def rwmfd_embeddings(shared_data: Path, cache_dir: Path) -> dict[str, np.ndarray
     """dlib embeddings of the real masked faces found, the number of photos and the detector."""
     tarball = shared_data / RWMFD_TARBALL
     detector = detector_name()
-    key = _key(tarball.read_bytes(), detector.encode())
-    return _cached(cache_dir / f"rwmfd-mini-dlib-{key}.npz", lambda: _build_rwmfd(tarball, detector))
+    key = cache_key(tarball.read_bytes(), detector.encode(), code=CODE)
+    return cached_npz(cache_dir / f"rwmfd-mini-dlib-{key}.npz", lambda: _build_rwmfd(tarball, detector))
