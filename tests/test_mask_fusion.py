@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from maskbench.config import ConfigError, check_config, evaluable, trained_on
+from maskbench.config import ConfigError, check_config, evaluable, trained_on, weights_chosen_on
 from maskbench.evaluation.fusion import FusionError
 from maskbench.io.manifests import SCORES_SCHEMA, embedding_schema
 from maskbench.evaluation.mask_classifier import fit_mask_classifier, load_mask_classifier
@@ -197,6 +197,26 @@ def demo_config():
     config["models"]["aware"] = {"kind": "ensemble", "members": ["dlib_resnet", "dlib_masked_head"],
                                  "normalise_on": "val_pairs", "mask_aware": {"base": "dlib_resnet", "datasets": ["demo"]}}
     return config
+
+
+def test_weights_chosen_on_a_datasets_val_pairs_are_tested_only_on_its_test_part():
+    """The weights are chosen by EER on the tested dataset's val pairs (labels used), so even a
+    dataset the classifier never saw is tested only on the test part of that split."""
+    config = demo_config()
+    config["datasets"]["other"] = copy.deepcopy(config["datasets"]["demo"])
+    config["models"]["aware"]["mask_aware"]["datasets"] = ["other"]
+    config["models"]["dlib_masked_head"]["train"]["datasets"] = ["other"]  # nothing learnt on demo
+    config["protocols"]["open"] = {"kind": "all_vs_all", "comparisons": [["unmasked", "masked"]]}
+    config["datasets"]["demo"]["protocols"].append("open")
+    assert "demo" not in trained_on(config, "aware")
+    assert weights_chosen_on(config, "aware", "open") == ("identity", "val")
+    assert evaluable(config, "aware", "demo", "test_pairs") and not evaluable(config, "aware", "demo", "open")
+    # a plain ensemble's z-normalisation uses no labels: no such restriction
+    assert weights_chosen_on(config, "ensemble", "open") is None
+    config["tables"]["leaky"] = {"metric": "eer", "ref_variant": "unmasked", "probe_variant": "surgical_blue",
+                                 "models": ["aware"], "datasets": ["demo"], "protocol": {"demo": "open"}}
+    with pytest.raises(ConfigError, match=r"'aware' chooses its mask-aware weights on val pairs of 'demo'"):
+        check_config(config)
 
 
 def test_config_checks_name_what_is_wrong():

@@ -182,7 +182,11 @@ def check_config(config: dict[str, Any]) -> None:
                                   "its results are in results/tables/identification.csv")
             for model in spec.get("models") or config["models"]:
                 if not evaluable(config, model, dataset, protocol):
-                    strategy = trained_on(config, model)[dataset]
+                    strategy = trained_on(config, model).get(dataset)
+                    learnt = f"was trained on {dataset!r}"
+                    if strategy is None or protocol_part(config, protocol) == (strategy, "test"):
+                        strategy = weights_chosen_on(config, model, protocol)[0]
+                        learnt = f"chooses its mask-aware weights on val pairs of {dataset!r}"
                     if strategy == ALL_IMAGES:
                         raise ConfigError(
                             f"tables.{table}: model {model!r} was trained on {dataset!r} with no split "
@@ -190,7 +194,7 @@ def check_config(config: dict[str, Any]) -> None:
                             f"{dataset!r} out of the table (its `datasets:`) or declare trained_on.split"
                         )
                     raise ConfigError(
-                        f"tables.{table}: model {model!r} was trained on {dataset!r}, so it can only be "
+                        f"tables.{table}: model {model!r} {learnt}, so it can only be "
                         f"tested on a protocol restricted to the test part of its split; protocol "
                         f"{protocol!r} is not (give the table a `protocol:` for {dataset!r} with "
                         f"`split: {{strategy: {strategy}, part: test}}`)"
@@ -292,9 +296,28 @@ def protocol_part(config: dict[str, Any], protocol: str) -> tuple[str, str] | No
 
 def evaluable(config: dict[str, Any], model: str, dataset: str, protocol: str) -> bool:
     """False where a model would be tested on images it may have learnt from: a dataset it was
-    trained on, with a protocol not restricted to the test part of that same split."""
+    trained on, with a protocol not restricted to the test part of that same split; and a
+    mask-aware ensemble, whose weights are chosen by EER on the tested dataset's val pairs, on a
+    protocol not restricted to the test part of that split."""
     strategy = trained_on(config, model).get(dataset)
-    return strategy is None or protocol_part(config, protocol) == (strategy, "test")
+    if strategy is not None and protocol_part(config, protocol) != (strategy, "test"):
+        return False
+    chosen_on = weights_chosen_on(config, model, protocol)
+    return chosen_on is None or protocol_part(config, protocol) == (chosen_on[0], "test")
+
+
+def weights_chosen_on(config: dict[str, Any], model: str, protocol: str) -> tuple[str, str] | None:
+    """(split strategy, part) of the val pairs a mask-aware ensemble tested on ``protocol`` chooses
+    its weights on (with their labels: it learns from them), or None (not mask-aware, or no such
+    protocol: the config check says so). A plain ensemble's z-normalisation uses no labels."""
+    spec = config["models"][model]
+    if not spec.get("mask_aware"):
+        return None
+    select = (mask_aware_settings(spec).get("select_on") or spec.get("normalise_on")
+              or config["protocols"][protocol].get("validation"))
+    if not select or select not in config["protocols"]:
+        return None
+    return protocol_part(config, select) or (ALL_IMAGES, "all")
 
 
 def check_models(config: dict[str, Any]) -> None:
