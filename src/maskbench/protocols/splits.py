@@ -302,6 +302,8 @@ def make_split(strategy: str, identities: dict[str, str | None], labels: pd.Data
     elif strategy == "uniform":
         split = uniform_split(labels.loc[sorted(identities)], stratify, ratios, seed)
     elif strategy == "identity":
+        if identities and not any(v is not None for v in identities.values()):  # not a per-image split by another name
+            raise SplitError("identity needs identity labels; this dataset has none (use random or uniform)")
         split = identity_split(identities, ratios, seed)
     elif strategy == "per_identity":
         split = per_identity_split(identities, seed)
