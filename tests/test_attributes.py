@@ -81,6 +81,12 @@ def test_regression_and_group_metrics_by_hand():
     groups = attr.group_metrics("sex", np.array(["a", "b", "a", "b"], dtype=object),
                                 np.array(["a", "a", "a", "b"], dtype=object), {"sex": ["m", "m", "f", "f"]})
     assert groups == {"sex": {"f": {"n": 2, "accuracy": 1.0}, "m": {"n": 2, "accuracy": 0.5}}}
+    # images without a label for the grouping are in no group (not a "None" group of n = 0)
+    groups = attr.group_metrics("sex", np.array(["a", "b", "a", "b"], dtype=object),
+                                np.array(["a", "a", "a", "b"], dtype=object),
+                                {"race": [None, "white", float("nan"), "white"], "age_group": [1, 1, 2, 2]})
+    assert groups == {"race": {"white": {"n": 2, "accuracy": 0.5}},
+                      "age_group": {"1": {"n": 2, "accuracy": 0.5}, "2": {"n": 2, "accuracy": 1.0}}}
 
 
 def test_coverage_curve_counts_kept_faces():

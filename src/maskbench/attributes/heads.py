@@ -184,13 +184,15 @@ def coverage_curve(y_true: Sequence[str], y_pred: Sequence[str], confidence: Seq
 
 
 def group_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, groups: dict[str, Sequence]) -> dict[str, Any]:
-    """Per group (e.g. race -> white, black ...): n and accuracy, or MAE for age."""
+    """Per group (e.g. race -> white, black ...): n and accuracy, or MAE for age. Images without
+    a label for the grouping (None or NaN, e.g. CelebA's race) are in no group."""
     out: dict[str, Any] = {}
     for group_by, values in groups.items():
-        values = np.asarray(values, dtype=object)
+        names = np.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
+                         dtype=object)
         per: dict[str, Any] = {}
-        for value in sorted({str(v) for v in values}):
-            sel = values == value
+        for value in sorted({v for v in names if v is not None}):
+            sel = names == value
             if is_regression(task):
                 per[value] = {"n": int(sel.sum()), "mae": float(np.mean(np.abs(y_pred[sel] - y_true[sel])))}
             else:
