@@ -452,3 +452,18 @@ def test_attribute_study_takes_only_models_with_embeddings_and_never_a_leaky_spl
     no_embeddings["attributes"]["models"] = ["ensemble"]
     with pytest.raises(ConfigError, match="no embeddings"):
         check_attributes_config(no_embeddings)
+
+
+def test_wide_table_keeps_a_metric_that_is_missing_everywhere():
+    """A task or variant without labelled test images has no value for a metric: its row is shown
+    as missing, not dropped (pivot_table drops all-missing rows by default)."""
+    from maskbench.stages.attributes import wide_table
+
+    rows = [dict(dataset="d", model="m", head="linear", train_variant="unmasked", task="sex", metric=metric,
+                 test_variant=variant, split="random", value=value, n=4)
+            for variant in ("unmasked", "masked")
+            for metric, value in (("accuracy", 0.75 if variant == "unmasked" else 0.5), ("balanced_accuracy", None))]
+    table = wide_table(pd.DataFrame(rows), ["random"])
+    assert table["metric"].tolist() == ["accuracy", "balanced_accuracy"]
+    assert table[["unmasked/random", "masked/random"]].iloc[0].tolist() == [0.75, 0.5]
+    assert table[["unmasked/random", "masked/random"]].iloc[1].isna().all()

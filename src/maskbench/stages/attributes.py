@@ -164,6 +164,9 @@ def wide_table(long: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
     keys = ["dataset", "model", "head", "train_variant", "task", "metric"]
     long = long.assign(column=long["test_variant"] + "/" + long["split"])
     frame = long.pivot_table(index=keys, columns="column", values="value", aggfunc="first", sort=False)
+    # pivot_table drops a row or column whose values are all missing: they stay, shown as missing
+    frame = frame.reindex(index=pd.MultiIndex.from_frame(long[keys].drop_duplicates()),
+                          columns=pd.Index(dict.fromkeys(long["column"]), name=frame.columns.name))
     variants = list(dict.fromkeys(long["test_variant"]))
     ordered = sorted(variants, key=lambda v: (v != UNMASKED, v != POOLED))
     columns = [f"{v}/{s}" for s in splits for v in ordered if f"{v}/{s}" in frame.columns]
