@@ -302,3 +302,21 @@ def test_bad_specs_are_named(dataset, tmp_path, monkeypatch) -> None:
     with pytest.raises(FileNotFoundError, match="resnet50-0676ba61.pth"):
         run_step(dataset, tmp_path, {"arch": "resnet50", "loss": {"kind": "supcon"}}, seed=0)
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_without_masked_val_pairs_the_choice_only_moves_forward():
+    """Val without masked-probe pairs: the latest epoch within the unmasked limit is kept. After
+    every epoch the choice is that epoch or the previous choice (training keeps one saved state);
+    an epoch past the limit once made it fall back to an epoch whose state was gone."""
+    from maskbench.training.finetune import _choose
+
+    spec = FinetuneSpec.from_dict({"arch": "dlib_resnet", "loss": {"kind": "supcon"}, "unmasked_tolerance": 0.002})
+    unmasked = [0.1, 0.101, 0.3, 0.1015, 0.25]  # epoch 0 = the pretrained network; limit 0.102
+    curve, chosen = [], []
+    for epoch, value in enumerate(unmasked):
+        curve.append({"epoch": epoch, "val_eer": None, "val_unmasked_eer": value})
+        choice = _choose(curve, spec, unmasked[0])
+        assert choice.epoch in (epoch, chosen[-1] if chosen else 0)
+        assert choice.masked_eer is None and choice.constraint_met
+        chosen.append(choice.epoch)
+    assert chosen == [0, 1, 1, 3, 3]

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -459,11 +459,16 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
 
 def _choose(curve: list[dict[str, Any]], spec: FinetuneSpec, base_unmasked: float | None):
     """The epoch rule on the curve so far: epoch 0 competes only as the pretrained model; with no
-    masked-probe EER at all (val too small) the latest epoch is kept, as before."""
+    masked-probe EER at all (val too small) the latest epoch within the unmasked limit is kept.
+    Either way the choice after each epoch is that epoch or the one chosen before, so the one
+    saved state is always the chosen one."""
     candidates = [r["epoch"] > 0 or spec.pretrained for r in curve]
     masked = [r["val_eer"] for r in curve]
     if not any(v is not None and math.isfinite(v) for v, c in zip(masked, candidates) if c):
-        masked = [0.0 if k == len(curve) - 1 else None for k in range(len(curve))]
+        masked = [-float(r["epoch"]) for r in curve]  # a rank, not an EER: the latest ranks best
+        choice = choose_epoch([r["epoch"] for r in curve], masked, [r["val_unmasked_eer"] for r in curve],
+                              base_unmasked, spec.unmasked_tolerance, candidates)
+        return replace(choice, masked_eer=None)
     return choose_epoch([r["epoch"] for r in curve], masked, [r["val_unmasked_eer"] for r in curve],
                         base_unmasked, spec.unmasked_tolerance, candidates)
 
