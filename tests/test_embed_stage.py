@@ -56,6 +56,27 @@ def test_embed_chips_statuses_vectors_and_bytes(tmp_path, monkeypatch):
     assert (tmp_path / "ref.parquet").read_bytes() == (tmp_path / "emb.parquet").read_bytes()
 
 
+def test_a_chip_that_does_not_decode_gets_a_status_and_the_others_are_embedded(tmp_path, monkeypatch):
+    """A truncated chip, a masked row without a chip and a chip of another size: each recorded as
+    undecodable; the rest of the shard is embedded as it would be without them."""
+    monkeypatch.setattr(stage, "make_embedder", lambda model, threads, cache_dir: FakeEmbedder())
+    images = chips_table(tmp_path / "chips.parquet", [1, 2, 3, 4, 5], ["ok"] * 5)
+    table = pq.read_table(tmp_path / "chips.parquet")
+    chips = table["chip"].to_pylist()
+    chips[1] = chips[1][:-10]
+    chips[2] = None
+    chips[3] = encode_chip(np.zeros((10, 20, 3), np.uint8))
+    write_table(tmp_path / "bad.parquet", table.set_column(2, "chip", pa.array(chips, pa.binary())))
+    counts = stage.embed_chips(str(tmp_path / "bad.parquet"), {"kind": "fake"}, 1, str(tmp_path / "emb.parquet"))
+    assert counts == {"ok": 2, "undecodable": 3}
+    got = pq.read_table(tmp_path / "emb.parquet")
+    assert got["status"].to_pylist() == ["ok", "undecodable", "undecodable", "undecodable", "ok"]
+    vectors = got["embedding"].to_pylist()
+    assert vectors[1] is None and vectors[2] is None and vectors[3] is None
+    for k in (0, 4):
+        assert np.array_equal(np.float32(vectors[k]), FakeEmbedder().embed(images[k][None])[0])
+
+
 def test_embed_chips_reads_every_shard_of_a_variant_in_order(tmp_path, monkeypatch):
     """One job embeds all shards of a variant: rows in shard order, the same vectors as one
     shard at a time, and an empty shard list is refused rather than written as an empty table."""

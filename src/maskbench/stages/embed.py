@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from maskbench.io.atomic import write_table
-from maskbench.io.chips import decode_chips
+from maskbench.io.chips import decode_chip, decode_chips
 from maskbench.io.readers import read_shard
 from maskbench.models.embed import make_embedder
 from maskbench.io.manifests import REAL_MASK_STATUS, REAL_VARIANT, UNMASKED_VARIANT, USABLE_STATUSES, embedding_schema
@@ -66,8 +66,9 @@ def _embed_shard(chips_path: str, embedder, schema: pa.Schema, variant: str | No
     out_status = [("ok" if s in EMBEDDABLE else s if s in (REAL_MASK_STATUS, "not_real_mask") else "not_embedded")
                   for s in statuses]
     if todo:
-        chips = table["chip"].to_pylist()
-        emb = embedder.embed(decode_chips([chips[i] for i in todo]))
+        todo, pixels = _decode(table["chip"].to_pylist(), todo, out_status, chips_path, ids)
+    if todo:
+        emb = embedder.embed(pixels)
         bad = ~np.isfinite(emb).all(axis=1)
         for k in np.flatnonzero(bad):
             out_status[todo[k]] = "non_finite"
@@ -79,3 +80,32 @@ def _embed_shard(chips_path: str, embedder, schema: pa.Schema, variant: str | No
     log.info("%s: embedded %d of %d chips", chips_path, len(todo), len(ids))
     return pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(out_status, pa.string()),
                                  vectors.cast(schema.field("embedding").type)], schema=schema)
+
+
+UNDECODABLE = "undecodable"
+
+
+def _decode(chips: list, todo: list[int], out_status: list[str], chips_path: str,
+            ids: list[str]) -> tuple[list[int], np.ndarray | None]:
+    """(rows, pixels) of the chips to embed. A chip that does not decode (corrupt, truncated,
+    missing, or of another size than the shard's first) gets status ``undecodable``, with the
+    reason in the log, and the others are embedded: one bad chip must not lose the variant."""
+    try:
+        return todo, decode_chips([chips[i] for i in todo])
+    except (ValueError, TypeError):
+        pass  # find the bad ones, one chip at a time
+    rows, pixels = [], []
+    for i in todo:
+        try:
+            if chips[i] is None:
+                raise ValueError("no chip stored")
+            chip = decode_chip(chips[i])
+            if pixels and chip.shape != pixels[0].shape:
+                raise ValueError(f"chip is {chip.shape}, the shard's first is {pixels[0].shape}")
+        except (ValueError, TypeError) as exc:
+            out_status[i] = UNDECODABLE
+            log.warning("%s: %s not embedded: %s", chips_path, ids[i], exc)
+            continue
+        rows.append(i)
+        pixels.append(chip)
+    return rows, (np.stack(pixels) if pixels else None)
