@@ -153,3 +153,17 @@ def test_upsample_on_miss_searches_enlarged_only_where_nothing_is_found(lfw_imag
     found, reference = first.align(small), always.align(small)
     assert calls == [0, None] and found.status == reference.status == "ok"
     assert np.array_equal(found.chip, reference.chip)
+
+
+def test_a_bad_row_of_a_landmarks_file_names_the_file_line_and_image(tmp_path):
+    from maskbench.stages.align import read_landmarks_csv
+
+    header = "image_id," + ",".join(f"x{i},y{i}" for i in range(68))
+    good = "a.jpg," + ",".join(["1.5"] * 136)
+    path = tmp_path / "landmarks.csv"
+    path.write_text("\n".join([header, good]) + "\n")
+    assert read_landmarks_csv(path)["a.jpg"].shape == (68, 2)
+    for bad in ("b.jpg," + ",".join(["1"] * 134), "b.jpg," + ",".join(["1"] * 135) + ","):
+        path.write_text("\n".join([header, good, bad]) + "\n")
+        with pytest.raises(ValueError, match=r"landmarks.csv, line 3 \(b.jpg\): expected 136 numbers"):
+            read_landmarks_csv(path)

@@ -31,8 +31,13 @@ def read_landmarks_csv(path: str | Path) -> dict[str, np.ndarray]:
         header = next(reader)
         if len(header) != 137 or header[0] != "image_id":
             raise ValueError(f"{path}: expected a header image_id,x0,y0,...,x67,y67 (137 columns)")
-        for row in reader:
-            out[row[0]] = np.asarray(row[1:], dtype=np.float64).reshape(68, 2)
+        for line, row in enumerate(reader, start=2):
+            try:
+                out[row[0]] = np.asarray(row[1:], dtype=np.float64).reshape(68, 2)
+            except (ValueError, IndexError) as exc:
+                image = row[0] if row else "(empty row)"
+                raise ValueError(f"{path}, line {line} ({image}): expected 136 numbers x0,y0,...,x67,y67; "
+                                 f"{exc}") from None
     return out
 
 
