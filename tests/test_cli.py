@@ -95,3 +95,84 @@ def test_masks_lists_types_and_writes_a_sheet(tmp_path, capsys):
     assert "surgical_blue" in printed and "dicta_polygon" in printed
     image = np.asarray(Image.open(sheet))
     assert image.shape[1] == 150 * (1 + printed.count("shape="))
+
+
+def test_outputs_inside_the_input_folder_are_not_masked_again(faces_folder, tmp_path):
+    """--out inside the input folder: a second run reads the same inputs, not its own outputs."""
+    import shutil
+
+    root = tmp_path / "in"
+    shutil.copytree(faces_folder / "a", root)
+    out = root / "masked"
+    for _ in range(2):
+        assert main(["mask", str(root), "--mask", "surgical_blue", "--out", str(out), "--preview"]) == 0
+        rows = read_report(out / "mask_report.csv")
+        assert sorted(r["source"].split("/")[-1] for r in rows) == ["face0.jpg", "face1.jpg"]
+    assert sorted(p.name for p in out.rglob("*.jpg")) == ["face0.jpg", "face0_preview.jpg",
+                                                        "face1.jpg", "face1_preview.jpg"]
+
+
+def test_two_sources_never_write_one_output(faces_folder, tmp_path):
+    """b.bmp and b.png both become b.png; an input named like a preview takes the preview's name:
+    the later is recorded as an error (or its preview left out), the first keeps its file."""
+    root = tmp_path / "in"
+    root.mkdir()
+    face = Image.open(faces_folder / "a" / "face0.jpg")
+    face.save(root / "b.bmp")
+    face.save(root / "b.png")
+    Image.open(faces_folder / "a" / "face1.jpg").save(root / "b_preview.jpg")
+    out = tmp_path / "out"
+    assert main(["mask", str(root), "--mask", "surgical_blue", "--out", str(out), "--preview"]) == 0
+    rows = {r["source"].split("/")[-1]: r for r in read_report(out / "mask_report.csv")}
+    assert rows["b.bmp"]["status"] == "masked" and rows["b.bmp"]["output"].endswith("b.png")
+    assert rows["b.png"]["status"] == "error" and "already written for" in rows["b.png"]["reason"]
+    # b.bmp's preview took the name first; the input b_preview.jpg is refused, not overwritten
+    assert rows["b_preview.jpg"]["status"] == "error"
+    preview = np.asarray(Image.open(out / "surgical_blue" / "b_preview.jpg"))
+    assert preview.shape[1] == 2 * face.width + 8  # the side-by-side, not the other input's mask
+
+
+def test_the_same_image_gives_the_same_bytes_however_its_path_is_typed(faces_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(faces_folder)
+    outputs = []
+    for k, typed in enumerate(["a", "./a", str(faces_folder / "a")]):
+        assert main(["mask", typed, "--mask", "cloth_black", "--out", str(tmp_path / str(k))]) == 0
+        outputs.append((tmp_path / str(k) / "cloth_black" / "face0.jpg").read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_folders_that_cannot_be_searched_are_reported(faces_folder, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from maskbench.faces import mask_files
+
+    root = tmp_path / "in"
+    shutil.copytree(faces_folder / "b", root / "open")
+    (root / "linked").symlink_to(root / "open", target_is_directory=True)
+    (root / "locked").mkdir()
+    real_walk = os.walk
+
+    def walk(top, onerror=None, followlinks=False):  # a folder this user may not list
+        for dirpath, dirnames, filenames in real_walk(top, onerror=onerror, followlinks=followlinks):
+            if os.path.basename(dirpath) == "locked":
+                onerror(PermissionError(13, "Permission denied", dirpath))
+                continue
+            yield dirpath, dirnames, filenames
+
+    monkeypatch.setattr(mask_files.os, "walk", walk)
+    out = tmp_path / "out"
+    assert main(["mask", str(root), "--mask", "surgical_blue", "--out", str(out)]) == 0
+    rows = {r["source"].split("/")[-1]: r for r in read_report(out / "mask_report.csv")}
+    assert rows["face2.jpg"]["status"] == "masked"
+    assert rows["linked"]["status"] == "unreadable" and "not followed" in rows["linked"]["reason"]
+    assert rows["locked"]["status"] == "unreadable" and "cannot be listed" in rows["locked"]["reason"]
+
+
+def test_bad_out_and_a_config_without_masks_are_clear_errors(faces_folder, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["mask", str(faces_folder / "a"), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "c.yaml").write_text("seed: 1\n")
+    with pytest.raises(SystemExit, match="defines no mask types"):
+        main(["mask", str(faces_folder / "a"), "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o")])

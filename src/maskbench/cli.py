@@ -23,6 +23,8 @@ def load_mask_specs(config: str | None, names: list[str] | None) -> dict:
     if config:
         with open(config, encoding="utf-8") as f:
             available = (yaml.safe_load(f) or {}).get("masks") or {}
+        if not available:
+            raise SystemExit(f"{config} defines no mask types (no `masks:` section)")
     unknown = [n for n in names or [] if n not in available]
     if unknown:
         raise SystemExit(f"unknown mask type(s) {', '.join(unknown)}; known: {', '.join(available)}")
@@ -32,7 +34,7 @@ def load_mask_specs(config: str | None, names: list[str] | None) -> dict:
 
 def cmd_mask(args: argparse.Namespace) -> int:
     from maskbench.faces.align import FaceAligner
-    from maskbench.faces.mask_files import iter_images, mask_file
+    from maskbench.faces.mask_files import MaskedFile, iter_images, mask_file
 
     path = Path(args.path)
     if not path.exists():
@@ -40,10 +42,16 @@ def cmd_mask(args: argparse.Namespace) -> int:
         return 2
     masks = load_mask_specs(args.config, args.mask)
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: --out {out_dir} is a file, not a folder", file=sys.stderr)
+        return 2
     aligner = FaceAligner(detector=args.detector, upsample=args.upsample, face_choice=args.face_choice)
-    records = []
-    for source in iter_images(path):
-        records.extend(mask_file(source, path, out_dir, masks, aligner, args.seed, args.all_faces, args.preview))
+    records, problems, claimed = [], [], {}
+    # the output folder is never read as input (a second run would mask its own outputs)
+    for source in iter_images(path, skip=out_dir, problems=problems):
+        records.extend(mask_file(source, path, out_dir, masks, aligner, args.seed, args.all_faces, args.preview,
+                                 claimed))
+    records.extend(MaskedFile(str(folder), m, "unreadable", 0, None, why) for folder, why in problems for m in masks)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "mask_report.csv"
     buffer = io.StringIO(newline="")

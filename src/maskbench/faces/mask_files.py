@@ -31,16 +31,36 @@ class MaskedFile:
     reason: str | None
 
 
-def iter_images(path: Path) -> Iterator[Path]:
-    """``path`` itself if it is a file, else every image file below it, in sorted order."""
+def iter_images(path: Path, skip: Path | None = None,
+                problems: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
+    """``path`` itself if it is a file, else every image file below it, in sorted order. ``skip``
+    (the output folder, when it lies inside ``path``) is never searched; a folder that cannot be
+    listed, or a link to a folder (not followed: links can loop), goes to ``problems`` with why."""
     if path.is_file():
         yield path
         return
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-        dirnames.sort()
+    skip = skip.resolve() if skip is not None else None
+
+    def unlistable(error: OSError) -> None:
+        if problems is not None:
+            problems.append((Path(error.filename or path), f"folder cannot be listed: {error.strerror or error}"))
+
+    for dirpath, dirnames, filenames in os.walk(path, onerror=unlistable, followlinks=False):
+        here = Path(dirpath)
+        kept = []
+        for name in sorted(dirnames):
+            folder = here / name
+            if skip is not None and folder.resolve() == skip:
+                continue
+            if folder.is_symlink():
+                if problems is not None:
+                    problems.append((folder, "a link to a folder: not followed"))
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
-                yield Path(dirpath) / name
+                yield here / name
 
 
 def output_path(source: Path, root: Path, out_dir: Path, mask: str) -> Path:
@@ -62,11 +82,20 @@ def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def mask_file(source: Path, root: Path, out_dir: Path, masks: dict, aligner, seed: int,
-              all_faces: bool = False, preview: bool = False) -> list[MaskedFile]:
-    """Mask one file with each mask type; one record per (file, mask), never an exception."""
+              all_faces: bool = False, preview: bool = False,
+              claimed: dict[Path, str] | None = None) -> list[MaskedFile]:
+    """Mask one file with each mask type; one record per (file, mask), never an exception.
+
+    Each face's mask is seeded by the file's path below ``root`` (its name for a single file), so
+    the same image gives the same bytes however the path was typed. ``claimed`` (output path ->
+    source, shared over a run) keeps two sources from writing one output file (``b.gif`` and
+    ``b.png`` both become ``b.png``; a preview may take an input's name): the later gets status
+    ``error``, or its preview is left out, and the first keeps its file."""
     from maskbench.faces.masks import paint_mask
 
     name = str(source)
+    key = (source.relative_to(root) if root.is_dir() else Path(source.name)).as_posix()
+    claimed = {} if claimed is None else claimed
     read = read_rgb(source)
     if read.image is None:
         return [MaskedFile(name, m, read.status, 0, None, read.reason) for m in masks]
@@ -85,15 +114,26 @@ def mask_file(source: Path, root: Path, out_dir: Path, masks: dict, aligner, see
         return [MaskedFile(name, m, "no_face", 0, None, "the detector found no face") for m in masks]
     records = []
     for mask_name, spec in masks.items():
+        dest = output_path(source, root, out_dir, mask_name)
+        if claimed.get(dest, name) != name:
+            records.append(MaskedFile(name, mask_name, "error", len(landmarks), None,
+                                      f"output {dest} is already written for {claimed[dest]}"))
+            continue
         try:
             out = read.image
             for k, points in enumerate(landmarks):
-                out = paint_mask(out, points, spec, seed=item_seed(seed, mask_name, name, str(k)))
-            dest = output_path(source, root, out_dir, mask_name)
+                out = paint_mask(out, points, spec, seed=item_seed(seed, mask_name, key, str(k)))
+            claimed[dest] = name
             write_image(dest, out)
+            note = None
             if preview:
-                write_image(dest.with_name(dest.stem + "_preview.jpg"), side_by_side(read.image, out))
-            records.append(MaskedFile(name, mask_name, "masked", len(landmarks), str(dest), None))
+                side = dest.with_name(dest.stem + "_preview.jpg")
+                if claimed.get(side, name) != name:
+                    note = f"no preview: {side} is already written for {claimed[side]}"
+                else:
+                    claimed[side] = name
+                    write_image(side, side_by_side(read.image, out))
+            records.append(MaskedFile(name, mask_name, "masked", len(landmarks), str(dest), note))
         except Exception as exc:
             records.append(MaskedFile(name, mask_name, "error", len(landmarks), None, f"{type(exc).__name__}: {exc}"))
     return records
