@@ -189,9 +189,11 @@ def check_config(config: dict[str, Any]) -> None:
                         learnt = f"chooses its mask-aware weights on val pairs of {dataset!r}"
                     if strategy == ALL_IMAGES:
                         raise ConfigError(
-                            f"tables.{table}: model {model!r} was trained on {dataset!r} with no split "
-                            f"(trained_on), so no protocol of {dataset!r} tests it on unseen people; leave "
-                            f"{dataset!r} out of the table (its `datasets:`) or declare trained_on.split"
+                            f"tables.{table}: model {model!r} {learnt} with no split that keeps people "
+                            f"unseen (none declared in trained_on, sources on different splits, or weights "
+                            f"chosen on a protocol without one), so no protocol of {dataset!r} tests it on "
+                            f"unseen people; leave {dataset!r} out of the table (its `datasets:`) or give "
+                            f"it that split"
                         )
                     raise ConfigError(
                         f"tables.{table}: model {model!r} {learnt}, so it can only be "

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 # A chip row is embeddable if alignment succeeded (unmasked) or masking did (a mask variant).
 EMBEDDABLE = set(USABLE_STATUSES) | {"masked"}
+UNDECODABLE = "undecodable"  # a chip row that should embed but whose bytes do not decode
 
 
 def variant_statuses(table: pa.Table, variant: str | None) -> list[str]:
@@ -80,9 +81,6 @@ def _embed_shard(chips_path: str, embedder, schema: pa.Schema, variant: str | No
     log.info("%s: embedded %d of %d chips", chips_path, len(todo), len(ids))
     return pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(out_status, pa.string()),
                                  vectors.cast(schema.field("embedding").type)], schema=schema)
-
-
-UNDECODABLE = "undecodable"
 
 
 def _decode(chips: list, todo: list[int], out_status: list[str], chips_path: str,
