@@ -110,6 +110,13 @@ def test_outputs_inside_the_input_folder_are_not_masked_again(faces_folder, tmp_
         assert sorted(r["source"].split("/")[-1] for r in rows) == ["face0.jpg", "face1.jpg"]
     assert sorted(p.name for p in out.rglob("*.jpg")) == ["face0.jpg", "face0_preview.jpg",
                                                         "face1.jpg", "face1_preview.jpg"]
+    # --out the input folder itself: its mask-type folders are outputs too
+    root = tmp_path / "in2"
+    shutil.copytree(faces_folder / "a", root)
+    for _ in range(2):
+        assert main(["mask", str(root), "--mask", "surgical_blue", "--out", str(root)]) == 0
+        rows = read_report(root / "mask_report.csv")
+        assert sorted(r["source"].split("/")[-1] for r in rows) == ["face0.jpg", "face1.jpg"]
 
 
 def test_two_sources_never_write_one_output(faces_folder, tmp_path):

@@ -47,8 +47,8 @@ def cmd_mask(args: argparse.Namespace) -> int:
         return 2
     aligner = FaceAligner(detector=args.detector, upsample=args.upsample, face_choice=args.face_choice)
     records, problems, claimed = [], [], {}
-    # the output folder is never read as input (a second run would mask its own outputs)
-    for source in iter_images(path, skip=out_dir, problems=problems):
+    # the output folders are never read as input (a second run would mask its own outputs)
+    for source in iter_images(path, skip=[out_dir, *(out_dir / m for m in masks)], problems=problems):
         records.extend(mask_file(source, path, out_dir, masks, aligner, args.seed, args.all_faces, args.preview,
                                  claimed))
     records.extend(MaskedFile(str(folder), m, "unreadable", 0, None, why) for folder, why in problems for m in masks)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -31,15 +31,16 @@ class MaskedFile:
     reason: str | None
 
 
-def iter_images(path: Path, skip: Path | None = None,
+def iter_images(path: Path, skip: Iterable[Path] = (),
                 problems: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
-    """``path`` itself if it is a file, else every image file below it, in sorted order. ``skip``
-    (the output folder, when it lies inside ``path``) is never searched; a folder that cannot be
-    listed, or a link to a folder (not followed: links can loop), goes to ``problems`` with why."""
+    """``path`` itself if it is a file, else every image file below it, in sorted order. Folders in
+    ``skip`` (the output folders, when they lie inside ``path``) are never searched; a folder that
+    cannot be listed, or a link to a folder (not followed: links can loop), goes to ``problems``
+    with why."""
     if path.is_file():
         yield path
         return
-    skip = skip.resolve() if skip is not None else None
+    skipped = {folder.resolve() for folder in skip}
 
     def unlistable(error: OSError) -> None:
         if problems is not None:
@@ -50,7 +51,7 @@ def iter_images(path: Path, skip: Path | None = None,
         kept = []
         for name in sorted(dirnames):
             folder = here / name
-            if skip is not None and folder.resolve() == skip:
+            if folder.resolve() in skipped:
                 continue
             if folder.is_symlink():
                 if problems is not None:
