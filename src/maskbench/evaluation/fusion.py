@@ -68,11 +68,6 @@ def _is_ok(table: pa.Table) -> np.ndarray:
     return pc.fill_null(pc.equal(table["status"], "ok"), False).to_numpy(zero_copy_only=False)
 
 
-def _ok_scores(table: pa.Table) -> np.ndarray:
-    scores = np.asarray(table["score"].to_numpy(zero_copy_only=False), dtype=float)
-    return np.where(_is_ok(table), scores, np.nan)
-
-
 # Pairs fused at a time: the member files are read, and the fused file written, this many rows at
 # a time, so a fusion job's memory follows the window, not the protocol (all-vs-all on LFW: 7.8M
 # pairs). Equal to Parquet's default row group (1Mi rows), so the fused file has the same row
@@ -126,7 +121,7 @@ def fuse_score_files(paths: Sequence[str], members: Sequence[str], out_path: str
     ok_and_scores = [_ok_and_scores(p) for p in paths]
     ok = np.logical_and.reduce([o for o, _ in ok_and_scores])
     if reference_paths:
-        references = [moments(_ok_scores(pq.read_table(p, columns=["score", "status"]))) for p in reference_paths]
+        references = [moments(np.where(*_ok_and_scores(p), np.nan)) for p in reference_paths]
     else:
         references = [moments(np.where(ok, s, np.nan)) for _, s in ok_and_scores]
     del ok_and_scores
