@@ -464,13 +464,12 @@ def _choose(curve: list[dict[str, Any]], spec: FinetuneSpec, base_unmasked: floa
     saved state is always the chosen one."""
     candidates = [r["epoch"] > 0 or spec.pretrained for r in curve]
     masked = [r["val_eer"] for r in curve]
-    if not any(v is not None and math.isfinite(v) for v, c in zip(masked, candidates) if c):
+    ranked = not any(v is not None and math.isfinite(v) for v, c in zip(masked, candidates) if c)
+    if ranked:
         masked = [-float(r["epoch"]) for r in curve]  # a rank, not an EER: the latest ranks best
-        choice = choose_epoch([r["epoch"] for r in curve], masked, [r["val_unmasked_eer"] for r in curve],
-                              base_unmasked, spec.unmasked_tolerance, candidates)
-        return replace(choice, masked_eer=None)
-    return choose_epoch([r["epoch"] for r in curve], masked, [r["val_unmasked_eer"] for r in curve],
-                        base_unmasked, spec.unmasked_tolerance, candidates)
+    choice = choose_epoch([r["epoch"] for r in curve], masked, [r["val_unmasked_eer"] for r in curve],
+                          base_unmasked, spec.unmasked_tolerance, candidates)
+    return replace(choice, masked_eer=None) if ranked else choice
 
 
 # --- checkpoint ----------------------------------------------------------------------------------
