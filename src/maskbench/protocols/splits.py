@@ -177,7 +177,10 @@ def _people(identities: dict[str, str | None]) -> dict[str, list[str]]:
 
 def identity_split(identities: dict[str, str | None], ratios: dict[str, float], seed: int) -> Split:
     """Whole people to one split, in seeded order, each to the split whose share of the images its
-    images' midpoint falls in (image counts follow the ratios up to one person's size)."""
+    images' midpoint falls in (image counts follow the ratios up to one person's size). A dataset
+    without any identity label (UTKFace) is refused: it would be a per-image split by another name."""
+    if identities and not any(v is not None for v in identities.values()):
+        raise SplitError("identity needs identity labels; this dataset has none (use random or uniform)")
     ratios = check_ratios(ratios)
     people = _people(identities)
     names = list(people)
@@ -302,8 +305,6 @@ def make_split(strategy: str, identities: dict[str, str | None], labels: pd.Data
     elif strategy == "uniform":
         split = uniform_split(labels.loc[sorted(identities)], stratify, ratios, seed)
     elif strategy == "identity":
-        if identities and not any(v is not None for v in identities.values()):  # not a per-image split by another name
-            raise SplitError("identity needs identity labels; this dataset has none (use random or uniform)")
         split = identity_split(identities, ratios, seed)
     elif strategy == "per_identity":
         split = per_identity_split(identities, seed)
