@@ -181,12 +181,9 @@ def check_config(config: dict[str, Any]) -> None:
                 raise ConfigError(f"tables.{table}.protocol: {protocol!r} is an identification protocol; "
                                   "its results are in results/tables/identification.csv")
             for model in spec.get("models") or config["models"]:
-                if not evaluable(config, model, dataset, protocol):
-                    strategy = trained_on(config, model).get(dataset)
-                    learnt = f"was trained on {dataset!r}"
-                    if strategy is None or protocol_part(config, protocol) == (strategy, "test"):
-                        strategy = weights_chosen_on(config, model, protocol)[0]
-                        learnt = f"chooses its mask-aware weights on val pairs of {dataset!r}"
+                seen = seen_by(config, model, dataset, protocol)
+                if seen is not None:
+                    strategy, learnt = seen
                     if strategy == ALL_IMAGES:
                         raise ConfigError(
                             f"tables.{table}: model {model!r} {learnt} with no split that keeps people "
@@ -297,15 +294,23 @@ def protocol_part(config: dict[str, Any], protocol: str) -> tuple[str, str] | No
 
 
 def evaluable(config: dict[str, Any], model: str, dataset: str, protocol: str) -> bool:
-    """False where a model would be tested on images it may have learnt from: a dataset it was
-    trained on, with a protocol not restricted to the test part of that same split; and a
-    mask-aware ensemble, whose weights are chosen by EER on the tested dataset's val pairs, on a
-    protocol not restricted to the test part of that split."""
+    """False where a model would be tested on images it may have learnt from (:func:`seen_by`)."""
+    return seen_by(config, model, dataset, protocol) is None
+
+
+def seen_by(config: dict[str, Any], model: str, dataset: str, protocol: str) -> tuple[str, str] | None:
+    """Why ``model`` may have learnt from images ``protocol`` tests it on in ``dataset``: (the split
+    strategy whose test part alone it may be tested on, what it learnt), or None where it may not.
+    A model learns from the train part of the datasets it was trained on; a mask-aware ensemble
+    also from the tested dataset's val pairs, on which it chooses its weights by EER."""
+    part = protocol_part(config, protocol)
     strategy = trained_on(config, model).get(dataset)
-    if strategy is not None and protocol_part(config, protocol) != (strategy, "test"):
-        return False
+    if strategy is not None and part != (strategy, "test"):
+        return strategy, f"was trained on {dataset!r}"
     chosen_on = weights_chosen_on(config, model, protocol)
-    return chosen_on is None or protocol_part(config, protocol) == (chosen_on[0], "test")
+    if chosen_on is not None and part != (chosen_on[0], "test"):
+        return chosen_on[0], f"chooses its mask-aware weights on val pairs of {dataset!r}"
+    return None
 
 
 def weights_chosen_on(config: dict[str, Any], model: str, protocol: str) -> tuple[str, str] | None:
