@@ -43,3 +43,6 @@ rule all:
         realism_targets(),
         contact_sheet_targets(),
     default_target: True
+
+
+cache_signatures(workflow.rules)

@@ -3,7 +3,10 @@ taken from the Snakefile's checkout rather than from where snakemake was started
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
 
 import yaml
 
@@ -35,3 +38,42 @@ def test_dry_run_plans_the_full_dag_in_another_directory(tmp_path):
     assert str(REPO / "src" / "maskbench" / "stages" / "align.py") in out
     assert "results/demo/aligned/shard-0.parquet" in out
     assert not any(started_in.iterdir()), "a dry run wrote into the directory it was started in"
+
+
+# Runs snakemake's command line with inspect.signature wrapped to count, per workflow function (an
+# input, params or resources function of a rule), how often its signature is worked out.
+COUNTING_SIGNATURES = """
+import inspect, sys
+from snakemake.cli import main
+computed = []
+plain_signature = inspect.signature
+def signature(func, *args, **kwargs):
+    code = getattr(func, "__code__", None)
+    if code and code.co_filename.endswith((".smk", "Snakefile")) and "__signature__" not in vars(func):
+        computed.append(f"{code.co_filename}:{code.co_firstlineno}")
+    return plain_signature(func, *args, **kwargs)
+inspect.signature = signature
+sys.argv = ["snakemake", *sys.argv[1:]]
+try:
+    main()
+finally:
+    import collections
+    print("most worked-out signatures:", collections.Counter(computed).most_common(3))
+"""
+
+
+def test_planning_works_out_each_rule_functions_signature_once(tmp_path):
+    """Snakemake inspects a rule function's signature each time it calls it (about three times a
+    job); the Snakefile gives each function its signature once, so planning cost per job stays low."""
+    proc = subprocess.run(
+        [sys.executable, "-c", COUNTING_SIGNATURES, "-n", "all", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert job_counts(proc.stdout)["score"] > 1  # input and params functions were called for many jobs
+    most = re.search(r"^most worked-out signatures: (.*)$", proc.stdout, re.M)
+    assert most, proc.stdout[-2000:]
+    counts = ast.literal_eval(most[1])
+    assert counts, "no rule function's signature was inspected: the check saw nothing"
+    assert all(n == 1 for _, n in counts), f"signatures worked out again for each job: {counts}"
