@@ -260,6 +260,42 @@ def test_ensemble_normalisation_is_never_fitted_on_the_tested_pairs():
     assert normalisation_protocol(config, "ensemble", "test_pairs") == "val_all"
 
 
+def test_an_ensemble_normalised_on_pairs_that_may_share_tested_images_is_named_for_its_footnote():
+    from maskbench.config import normalised_on_tested, table_protocol
+
+    config = copy.deepcopy(load("config.yaml"))
+    comparisons = [["unmasked", "masked"]]
+    config["protocols"] |= {
+        "all_pairs": {"kind": "all_vs_all", "comparisons": comparisons},
+        "random_test": {"kind": "all_vs_all", "comparisons": comparisons, "split": {"strategy": "random", "part": "test"}},
+    }
+    config["datasets"]["demo"]["protocols"] += ["all_pairs", "random_test"]
+    check_config(config)
+    # val and test parts of one split share no image; any other protocol may
+    assert normalised_on_tested(config, "ensemble", "test_pairs") is None
+    assert normalised_on_tested(config, "ensemble", "all_pairs") == "val_pairs"
+    assert normalised_on_tested(config, "ensemble", "random_test") == "val_pairs"
+    assert normalised_on_tested(config, "dlib_resnet", "all_pairs") is None  # no normalisation to speak of
+    spec = {"metric": "eer", "ref_variant": "unmasked", "probe_variant": "masked"}
+    assert table_protocol(config, spec, "demo") == config["datasets"]["demo"]["protocols"][0]
+    assert table_protocol(config, spec | {"protocol": {"demo": "all_pairs"}}, "demo") == "all_pairs"
+
+
+def test_paper_tables_footnote_the_ensemble_where_its_normalisation_pairs_may_be_tested():
+    """paper.yaml reports its ensemble on all-image protocols (DICTA's 1,000 pairs, all pairs) of
+    sets whose val identities fix its z-normalisation; on CelebA the table uses a test-part protocol."""
+    from maskbench.config import table_normalised_on
+
+    config = load("paper.yaml")
+    check_config(config)
+    notes = table_normalised_on(config, "benchmark2")
+    assert list(notes) == ["ensemble"]
+    assert set(notes["ensemble"].values()) == {"val_pairs"}
+    assert "lfw" in notes["ensemble"] and "celeba" not in notes["ensemble"]
+    assert table_normalised_on(config, "benchmark1") == {}  # no ensemble in it
+    assert "celeba" not in table_normalised_on(config, "fnmr1000")["ensemble"]  # all_pairs_test there
+
+
 def test_paper_fnmr_tables_run_on_protocols_with_enough_impostors():
     """DICTA's FNMR1000 table needs >= 1,000 impostor pairs per cell; dicta1000 has 500, so every
     cell was n/a by construction. Each cell's protocol must be able to give enough."""

@@ -54,6 +54,18 @@ def test_several_metrics_make_model_metric_columns(tmp_path):
     assert frame.loc["gt", "dlib:fnmr_at_fmr_1e-3"] == 0.5 and frame.loc["lfw", "head:eer"] == 0.02
 
 
+def test_footnote_for_an_ensemble_normalised_on_pairs_that_may_share_tested_images(tmp_path):
+    notes = provenance_footnotes({"dlib": [], "ens": ["dicta_cp"]},
+                                 {"ens": {"lfw": "val_pairs", "gt": "val_pairs", "sof": "val_sof"}})
+    assert list(notes) == ["ens"]
+    text = notes["ens"]
+    # both reasons, one per normalisation protocol with the datasets it touches
+    assert "dicta_cp: training data not declared" in text
+    assert "`val_pairs` pairs (no labels), which may share images with the tested pairs of lfw, gt" in text
+    assert "`val_sof` pairs (no labels), which may share images with the tested pairs of sof" in text
+    assert provenance_footnotes({"dlib": []}, {}) == {}
+
+
 def test_a_missing_metric_file_is_an_error_naming_it(tmp_path):
     cells = write_cells(tmp_path, VALUES)
     cells[("gt", "head")] = str(tmp_path / "absent.json")

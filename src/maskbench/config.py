@@ -176,7 +176,7 @@ def check_config(config: dict[str, Any]) -> None:
         for dataset in spec.get("datasets") or list(config["datasets"]):
             if not verification_protocols(config, dataset):
                 continue
-            protocol = (spec.get("protocol") or {}).get(dataset, verification_protocols(config, dataset)[0])
+            protocol = table_protocol(config, spec, dataset)
             if config["protocols"][protocol]["kind"] == "identification":
                 raise ConfigError(f"tables.{table}.protocol: {protocol!r} is an identification protocol; "
                                   "its results are in results/tables/identification.csv")
@@ -411,6 +411,42 @@ def normalisation_protocol(config: dict[str, Any], model: str, protocol: str) ->
             f"split (or give {protocol!r} a `validation:` protocol)"
         )
     return norm
+
+
+def table_protocol(config: dict[str, Any], spec: dict[str, Any], dataset: str) -> str:
+    """The protocol a table (``spec``) reports for ``dataset``: its `protocol:` entry for it, else
+    the dataset's first verification protocol."""
+    return (spec.get("protocol") or {}).get(dataset) or verification_protocols(config, dataset)[0]
+
+
+def normalised_on_tested(config: dict[str, Any], model: str, protocol: str) -> str | None:
+    """The protocol whose member scores z-normalise ensemble ``model`` tested on ``protocol`` where
+    its pairs may share images with the tested ones, else None (not an ensemble, or the two are
+    different parts of one split). The normalisation takes only the scores' mean and spread, no
+    labels: allowed, but a reader of the table should know."""
+    if config["models"][model]["kind"] != "ensemble":
+        return None
+    norm = normalisation_protocol(config, model, protocol)
+    tested, used = protocol_part(config, protocol), protocol_part(config, norm)
+    if tested and used and tested[0] == used[0] and tested[1] != used[1]:
+        return None
+    return norm
+
+
+def table_normalised_on(config: dict[str, Any], table: str) -> dict[str, dict[str, str]]:
+    """model -> {dataset: protocol} for the ensembles of a table z-normalised on pairs that may share
+    images with the pairs it reports (normalised_on_tested): the table footnotes them."""
+    spec = config["tables"][table]
+    out: dict[str, dict[str, str]] = {}
+    for dataset in spec.get("datasets") or list(config["datasets"]):
+        if not verification_protocols(config, dataset):
+            continue
+        protocol = table_protocol(config, spec, dataset)
+        for model in spec.get("models") or config["models"]:
+            norm = normalised_on_tested(config, model, protocol)
+            if norm:
+                out.setdefault(model, {})[dataset] = norm
+    return out
 
 
 def train_masks(config: dict[str, Any], model: str, dataset: str) -> list[str]:

@@ -23,6 +23,8 @@ from maskbench.config import (
     masks_for,
     models_of_kind,
     normalisation_protocol,
+    table_normalised_on,
+    table_protocol,
     unknown_provenance,
     protocol_part,
     train_masks,
@@ -258,7 +260,7 @@ def table_cells(wildcards):
     comparison = f"{spec['ref_variant']}-vs-{spec['probe_variant']}"
     cells = []
     for dataset in table_datasets(wildcards):
-        protocol = (spec.get("protocol") or {}).get(dataset) or verification_protocols(config, dataset)[0]
+        protocol = table_protocol(config, spec, dataset)
         for model in models:
             cells.append({"dataset": dataset, "model": model,
                           "path": path("metrics", dataset=dataset, model=model, protocol=protocol,

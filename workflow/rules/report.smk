@@ -24,6 +24,8 @@ rule table:
         # models (or their members) trained elsewhere on undeclared data: footnoted
         unknown=lambda wc: {m: unknown_provenance(config, m)
                             for m in config["tables"][wc.table].get("models") or config["models"]},
+        # ensembles z-normalised on pairs that may share images with the tested ones: footnoted
+        normalised_on=lambda wc: table_normalised_on(config, wc.table),
     log:
         "results/logs/tables/{table}.log",
     threads: 1

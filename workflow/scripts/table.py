@@ -4,4 +4,4 @@ from maskbench.stages.tables import write_metric_table
 
 with log_to(snakemake.log[0]):
     write_metric_table(snakemake.wildcards.table, snakemake.params.spec, list(snakemake.params.cells),
-                       snakemake.params.unknown, snakemake.output.csv)
+                       snakemake.params.unknown, snakemake.output.csv, snakemake.params.normalised_on)

@@ -53,11 +53,23 @@ def metric_table(cells: dict[tuple[str, str], str], metric: str | list[str], dat
 FOOTNOTE_MARK = "†"
 
 
-def provenance_footnotes(unknown: dict[str, list[str]]) -> dict[str, str]:
-    """model -> footnote for each model whose training data (its own or a member's) is unknown."""
-    return {model: (f"{', '.join(behind)}: training data not declared (`trained_on`); its people may "
-                    "overlap the tested ones")
-            for model, behind in unknown.items() if behind}
+def provenance_footnotes(unknown: dict[str, list[str]],
+                         normalised_on: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """model -> footnote for each model whose training data (its own or a member's) is unknown, or
+    whose score normalisation (``normalised_on``: model -> {dataset: protocol}) used pairs that may
+    share images with the tested ones."""
+    notes: dict[str, list[str]] = {}
+    for model, behind in unknown.items():
+        if behind:
+            notes.setdefault(model, []).append(f"{', '.join(behind)}: training data not declared (`trained_on`); "
+                                               "its people may overlap the tested ones")
+    for model, by_dataset in (normalised_on or {}).items():
+        for protocol in dict.fromkeys(by_dataset.values()):
+            datasets = [d for d, p in by_dataset.items() if p == protocol]
+            notes.setdefault(model, []).append(
+                f"z-normalised with the mean and spread of its members' scores on `{protocol}` pairs (no labels), "
+                f"which may share images with the tested pairs of {', '.join(datasets)}")
+    return {model: "; ".join(texts) for model, texts in notes.items()}
 
 
 def to_markdown(frame: pd.DataFrame, title: str, footnotes: dict[str, str] | None = None) -> str:
