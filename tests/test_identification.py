@@ -13,7 +13,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from maskbench.config import ConfigError
-from maskbench.evaluation.identification import IdentificationError, closed_set, open_set, top_candidates
+from maskbench.evaluation.identification import IdentificationError, closed_set, open_set, top_candidates, top_two
 from maskbench.protocols.galleries import (
     GALLERY_SCHEMA,
     PROBES_SCHEMA,
@@ -110,6 +110,38 @@ def test_open_set_fnir_at_fpir_equals_brute_force():
     fnirs = [p["fnir"] for p in got["points"]]
     assert fnirs == sorted(fnirs) and fnirs[0] < fnirs[-1]  # stricter FPIR, more misses
     assert got["fnir_at_rank_1_without_threshold"] == pytest.approx(1 - np.mean(top_id[mated] == pids[mated]))
+
+
+def test_a_tie_goes_against_the_mate_in_closed_and_open_set():
+    """A collapsed model (every image at one point) finds nobody at rank 1, in both measures."""
+    gallery, gids = np.ones((5, 4)), np.array(list("ABCDE"))
+    probes, pids = np.ones((12, 4)), np.array(list("ABCDEABCDEXY"))
+    mated = np.array([True] * 10 + [False] * 2)
+    got = closed_set(gallery, gids, probes[mated], pids[mated], "neg_l2", ranks=(1, 5))
+    assert got["rank_1"] == 0.0 and got["rank_5"] == 1.0
+    ids, scores, runner_up = top_two(gallery, gids, probes, "neg_l2")
+    np.testing.assert_array_equal(scores, runner_up)
+    assert open_set(ids, scores, pids, mated, [0.5], runner_up)["fnir_at_rank_1_without_threshold"] == 1.0
+    # apart, the mate is found and the runner-up is the other identity's best sample
+    ids, scores, runner_up = top_two(np.array([[0.0], [0.2], [1.0]]), np.array(["a", "a", "b"]), np.array([[0.1]]),
+                                     "neg_l2")
+    assert ids[0] == "a" and scores[0] == pytest.approx(-0.1) and runner_up[0] == pytest.approx(-0.9)
+
+
+def test_searches_that_could_not_run_are_misses_or_non_alarms():
+    gallery, gids = np.array([[0.0, 0.0], [10.0, 0.0]]), np.array(["A", "B"])
+    probes = np.array([[0.1, 0.0], [10.1, 0.0], [5.0, 5.0], [5.0, -6.0]])
+    pids, mated = np.array(["A", "B", "X", "Y"]), np.array([True, True, False, False])
+    ids, scores, runner_up = top_two(gallery, gids, probes, "neg_l2")
+    got = open_set(ids, scores, pids, mated, [0.0, 0.2], runner_up, failed_mated=2, failed_non_mated=3)
+    assert got["mated_searches"] == 4 and got["non_mated_searches"] == 5
+    assert got["fnir_at_rank_1_without_threshold"] == 0.5  # both that ran were found
+    strict, loose = got["points"]
+    assert strict["fpir"] == 0.0 and strict["fnir"] == 0.5
+    assert loose["fpir"] == pytest.approx(1 / 5) and loose["measurable"]  # five non-mated searches
+    closed = closed_set(gallery, gids, probes[mated], pids[mated], "neg_l2", ranks=(1,), failed=2)
+    assert closed["rank_1"] == 0.5 and closed["searches"] == 4 and closed["failed_searches"] == 2
+    assert closed_set(gallery, gids, probes[:0], pids[:0], "neg_l2", ranks=(1,), failed=3)["rank_1"] == 0.0
 
 
 def test_clear_errors_for_empty_gallery_and_missing_searches():
@@ -217,16 +249,22 @@ def test_identify_step_matches_brute_force_on_written_manifests(tmp_path):
     g_ids = gallery["image_id"].to_pylist()
     g_emb = np.stack([unmasked[i] for i in g_ids]).astype(np.float64)
     rows = [r for r in probes.to_pylist() if r["image_id"] != lost]
+    lost_mated = probes["mated"][0].as_py()
     p_emb = np.stack([masked[r["image_id"]] for r in rows]).astype(np.float64)
     mated = np.array([r["mated"] for r in rows])
     scores = score_matrix(p_emb, g_emb, "cosine")
     ranks = brute_force_ranks(scores[mated], gallery["identity"].to_pylist(),
                               [r["identity"] for r in rows if r["mated"]])
-    assert out["closed_set"]["rank_1"] == pytest.approx(np.mean(ranks == 1))
-    assert out["closed_set"]["cmc"] == pytest.approx([np.mean(ranks <= k) for k in range(1, 11)])
+    # the probe that lost its mask is still a search: a miss at every rank if mated
+    n_mated = int(mated.sum()) + lost_mated
+    assert out["closed_set"]["rank_1"] == pytest.approx(np.sum(ranks == 1) / n_mated)
+    assert out["closed_set"]["cmc"] == pytest.approx([np.sum(ranks <= k) / n_mated for k in range(1, 11)])
     assert out["counts"]["probes_missing_embedding"] == 1
-    assert out["counts"]["mated_searches"] + out["counts"]["non_mated_searches"] == len(rows)
-    assert out["open_set"]["non_mated_searches"] == int((~mated).sum()) == 9
+    assert out["counts"]["mated_searches"] + out["counts"]["non_mated_searches"] == probes.num_rows
+    assert out["counts"]["mated_searches"] == n_mated and out["counts"]["mated_searches_failed"] == lost_mated
+    assert out["counts"]["non_mated_searches_failed"] == 1 - lost_mated
+    assert out["open_set"]["non_mated_searches"] == int((~mated).sum()) + (1 - lost_mated)
+    assert out["open_set"]["mated_searches"] == n_mated
     # an enrolled image without embedding takes its identity's probes out of the searches
     first = gallery.to_pylist()[0]
     del unmasked[first["image_id"]]
@@ -236,7 +274,15 @@ def test_identify_step_matches_brute_force_on_written_manifests(tmp_path):
     orphans = sum(r["identity"] == first["identity"] for r in rows)
     assert orphans >= 2 and out["counts"]["probes_whose_mate_has_no_embedding"] == orphans
     assert out["counts"]["gallery_images_embedded"] == 11 and out["closed_set"]["gallery_identities"] == 11
-    assert out["counts"]["mated_searches"] == int(mated.sum()) - orphans
+    assert out["counts"]["mated_searches"] == n_mated
+    assert out["counts"]["mated_searches_failed"] == out["closed_set"]["failed_searches"] == orphans + lost_mated
+    # their searches count as misses: rank-1 over every mated search
+    kept = np.array([r["identity"] != first["identity"] for r in rows if r["mated"]])
+    g_keep = [i for i in g_ids if i != first["image_id"]]
+    ranks = brute_force_ranks(scores[mated][kept][:, [g_ids.index(i) for i in g_keep]],
+                              [gallery["identity"][g_ids.index(i)].as_py() for i in g_keep],
+                              [r["identity"] for r in rows if r["mated"] and r["identity"] != first["identity"]])
+    assert out["closed_set"]["rank_1"] == pytest.approx(np.sum(ranks == 1) / n_mated)
     # an empty gallery (no unmasked embeddings) is a clear error
     paths["unmasked"] = [write_embeddings(tmp_path / "none.parquet", {"elsewhere.png": np.ones(8, np.float32)})]
     with pytest.raises(IdentificationError, match="gallery is empty"):

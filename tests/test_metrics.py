@@ -525,7 +525,7 @@ def brute_ranks(gallery, gids, probes, pids, metric):
         for c, ident in enumerate(gids):
             per_id[ident] = min(per_id.get(ident, np.inf), d[r, c])
         own = per_id[pids[r]]
-        ranks.append(1 + sum(1 for k, v in per_id.items() if k != pids[r] and v < own))
+        ranks.append(1 + sum(1 for k, v in per_id.items() if k != pids[r] and v <= own))  # ties count against
     return np.array(ranks)
 
 
@@ -545,6 +545,23 @@ def test_rank_k_accuracy_matches_brute_force(metric):
     ranks = brute_ranks(gallery, gids, probes, pids, metric)
     assert got == {k: pytest.approx(float(np.mean(ranks <= k))) for k in ks}
     assert 0.2 < got[1] < got[10] < 1.0
+
+
+def test_rank_k_accuracy_counts_ties_against_the_mate():
+    # a collapsed model (every image at one point) ranks no probe first, only last
+    same = np.ones((5, 3))
+    assert metrics.rank_k_accuracy(same, list("abcde"), same, list("abcde"), ks=(1, 4, 5)) == {1: 0.0, 4: 0.0, 5: 1.0}
+    # on an integer lattice many identities tie; uneven sample counts; brute force agrees
+    rng = np.random.default_rng(8)
+    counts = rng.integers(1, 5, 30)
+    gids = np.repeat([f"id{k}" for k in range(30)], counts)
+    gallery = rng.integers(0, 3, size=(counts.sum(), 2)).astype(float)
+    pick = rng.integers(0, 30, 200)
+    probes, pids = rng.integers(0, 3, size=(200, 2)).astype(float), np.array([f"id{k}" for k in pick])
+    ks = (1, 2, 5, 10)
+    ranks = brute_ranks(gallery, gids, probes, pids, "euclidean")
+    got = metrics.rank_k_accuracy(gallery, gids, probes, pids, ks=ks)
+    assert got == {k: pytest.approx(float(np.mean(ranks <= k))) for k in ks}
 
 
 def test_rank_k_accuracy_counts_identities_not_samples():

@@ -590,7 +590,8 @@ def rank_k_accuracy(gallery_emb, gallery_ids, probe_emb, probe_ids, ks: Sequence
     """Closed-set identification rate at each rank ``k`` (the CMC at ``ks``).
 
     Ranks count distinct gallery identities, each represented by its nearest sample: a probe's rank
-    is 1 + the number of other identities strictly nearer than its own. Neighbours come from
+    is 1 + the number of other identities as near as its own or nearer (a tie goes against the
+    mate: a model that maps everyone to one point ranks nobody first). Neighbours come from
     ``sklearn.neighbors.NearestNeighbors`` (ball tree for ``euclidean``, brute force for
     ``cosine``), queried deep enough to see ``max(ks)`` identities whatever their sample counts.
     Every probe identity must be enrolled in the gallery.
@@ -625,7 +626,7 @@ def rank_k_accuracy(gallery_emb, gallery_ids, probe_emb, probe_ids, ks: Sequence
 
     depth = min(max(ks), names.size)
     per_identity = int(np.bincount(gcode).max())
-    n_neighbors = min(gallery.shape[0], (depth - 1) * per_identity + 1)
+    n_neighbors = min(gallery.shape[0], depth * per_identity + 1)
     nn = NearestNeighbors(n_neighbors=n_neighbors, metric=metric,
                           algorithm="ball_tree" if metric == "euclidean" else "brute").fit(gallery)
     dist, ind = nn.kneighbors(probes)
@@ -645,9 +646,9 @@ def rank_k_accuracy(gallery_emb, gallery_ids, probe_emb, probe_ids, ks: Sequence
     first_sorted[:, 1:] = sorted_codes[:, 1:] != sorted_codes[:, :-1]
     first = np.empty_like(first_sorted)
     np.put_along_axis(first, order, first_sorted, axis=1)
-    # every sample strictly nearer than the own identity is in the queried list, unless all of
-    # the list is nearer: then the list already holds `depth` other identities, rank > depth
-    ranks = 1 + (first & ~own & (dist < d_own[:, None])).sum(axis=1)
+    # every other sample as near as the own identity or nearer is in the queried list, unless all
+    # of the list is: then it already holds more than `depth` other identities, rank > depth
+    ranks = 1 + (first & ~own & (dist <= d_own[:, None])).sum(axis=1)
     return {k: float(np.mean(ranks <= k)) for k in ks}
 
 

@@ -121,7 +121,10 @@ def identification_rows(entries: list[dict[str, str]]) -> pd.DataFrame:
             result = json.load(f)
         row = {"dataset": e["dataset"], "protocol": e["protocol"], "probe_variant": result["probe_variant"],
                "model": e["model"], "mated_searches": result["counts"]["mated_searches"],
-               "non_mated_searches": result["counts"]["non_mated_searches"]}
+               "non_mated_searches": result["counts"]["non_mated_searches"],
+               # searches that could not run (no embedding for the probe or the mate): in the rates
+               "failed_searches": (result["counts"]["mated_searches_failed"]
+                                   + result["counts"]["non_mated_searches_failed"])}
         row.update({k: v for k, v in result["closed_set"].items() if k.startswith("rank_")})
         for point in (result.get("open_set") or {}).get("points", []):
             key = f"fnir_at_fpir_{point['fpir_target']:g}"

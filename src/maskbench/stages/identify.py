@@ -106,8 +106,9 @@ def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str
     unmasked unless the ``[real, real]`` set is given); write the metrics.
 
     ``embedding_paths`` maps variant -> embedding shards: the gallery variant's, and the
-    probe variant's (inferred when it is the only other key). Gallery images and probes without an
-    embedding are counted and left out; so is a mated probe whose whole gallery entry is.
+    probe variant's (inferred when it is the only other key). A search that cannot run (its probe,
+    or every gallery image of its mate, has no embedding) stays in the counts and the rates: a
+    mated one is a miss at every rank and threshold, a non-mated one raises no alarm.
     """
     if probe_variant is None:
         others = sorted(set(embedding_paths) - {gallery_variant})
@@ -134,33 +135,39 @@ def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str
             f"{gallery_path}: the gallery is empty after dropping images without an embedding in {gallery_variant} "
             f"({gallery.num_rows} enrolled); check the embed stage's statuses"
         )
-    p_identity = np.asarray(probes["identity"].to_pylist(), dtype=str)[p_have]
-    listed_mated = probes["mated"].to_numpy(zero_copy_only=False)[p_have]
-    enrolled = np.isin(p_identity, np.unique(g_identity))
-    mate_lost = listed_mated & ~enrolled
-    use = ~mate_lost
-    p_emb, p_identity, mated = p_emb[use], p_identity[use], listed_mated[use]
+    listed_identity = np.asarray(probes["identity"].to_pylist(), dtype=str)
+    listed_mated = probes["mated"].to_numpy(zero_copy_only=False).astype(bool)
+    mate_lost = listed_mated & ~np.isin(listed_identity, np.unique(g_identity))
+    searched = p_have & ~mate_lost
+    p_emb = p_emb[searched[p_have]]
+    p_identity, mated = listed_identity[searched], listed_mated[searched]
+    failed_mated = int((listed_mated & ~searched).sum())
+    failed_non_mated = int((~listed_mated & ~searched).sum())
     counts = {
         "gallery_images": gallery.num_rows,
         "gallery_images_embedded": int(g_have.sum()),
         "gallery_identities": int(np.unique(g_identity).size),
         "probes": probes.num_rows,
         "probes_missing_embedding": int((~p_have).sum()),
-        "probes_whose_mate_has_no_embedding": int(mate_lost.sum()),
-        "mated_searches": int(mated.sum()),
-        "non_mated_searches": int((~mated).sum()),
+        "probes_whose_mate_has_no_embedding": int((mate_lost & p_have).sum()),
+        "mated_searches": int(listed_mated.sum()),
+        "mated_searches_failed": failed_mated,
+        "non_mated_searches": int((~listed_mated).sum()),
+        "non_mated_searches_failed": failed_non_mated,
     }
     result: dict[str, Any] = {
         "gallery_variant": gallery_variant,
         "probe_variant": probe_variant,
         "score": score_kind,
         "counts": counts,
-        "closed_set": ident.closed_set(g_emb, g_identity, p_emb[mated], p_identity[mated], score_kind, ranks),
+        "closed_set": ident.closed_set(g_emb, g_identity, p_emb[mated], p_identity[mated], score_kind, ranks,
+                                       failed=failed_mated),
         "open_set": None,
     }
     if counts["non_mated_searches"]:
-        top_ids, top_scores = ident.top_candidates(g_emb, g_identity, p_emb, score_kind)
-        result["open_set"] = ident.open_set(top_ids, top_scores, p_identity, mated, fpir_targets)
+        top_ids, top_scores, runner_up = ident.top_two(g_emb, g_identity, p_emb, score_kind)
+        result["open_set"] = ident.open_set(top_ids, top_scores, p_identity, mated, fpir_targets, runner_up,
+                                            failed_mated, failed_non_mated)
     write_json(out_json, result)
     log.info("%s probes: rank-1 %.4f over %d mated searches; %d non-mated", probe_variant,
              result["closed_set"]["rank_1"] if 1 in ranks else float("nan"), counts["mated_searches"],
