@@ -165,6 +165,24 @@ def test_people_without_both_kinds_are_left_out_and_counted(tmp_path):
     assert report["dropped"]["image_of_person_without_bare_and_real_photos"] == BARE
 
 
+def test_a_person_with_one_bare_photo_is_left_out_of_every_comparison(tmp_path):
+    """[unmasked, <mask>] has genuine pairs only for people with two bare photos: [unmasked, real]
+    takes the same people, and the others are counted."""
+    images = fixture_images()
+    images = {k: v for k, v in images.items() if not (k.startswith("p0/") and not v and not k.endswith("_0001.png"))}
+    paths = [write_aligned(tmp_path / "shard-0.parquet", images)]
+    for kind in ("dicta1000", "all_vs_all"):
+        protocol = {"kind": kind, "comparisons": []} | ({"n_pairs": 20} if kind == "dicta1000" else {})
+        table, report = manifest(paths, tmp_path, protocol)
+        assert not table["ref_image"].str.startswith("p0/").any() and not table["probe_image"].str.startswith("p0/").any()
+        assert report["dropped"]["image_of_person_with_one_bare_photo"] == 1 + REAL
+    # all pairs: the genuine pairs of the real and the synthetic mask are of the same people
+    genuine = table[table["genuine"]]
+    people = {c: set(g["ref_image"].str.split("/").str[0]) for c, g in
+              genuine.groupby(genuine["ref_variant"] + "-vs-" + genuine["probe_variant"])}
+    assert people["unmasked-vs-real"] == people["unmasked-vs-surgical"] == {person(k) for k in range(1, PEOPLE)}
+
+
 def test_identification_searches_real_probes_in_a_bare_gallery(aligned, tmp_path):
     images, paths = aligned
     out = {k: str(tmp_path / f"{k}.parquet") for k in ("gallery", "probes")}
@@ -217,7 +235,8 @@ def test_real_gallery_keeps_to_the_people_of_the_bare_set(tmp_path):
     paths = [write_aligned(tmp_path / "shard-0.parquet", images, failed)]
     gallery, probes, report = real_gallery_set(paths, tmp_path, "real", 3, unknown_fraction=0.25)
     assert "p0" not in set(gallery["identity"]) | set(probes["identity"])
-    assert report["real_images_of_people_outside_the_bare_set"] == REAL
+    assert report["pools"]["images_of_people_with_one_bare_photo"] == 1 + REAL  # left out of both pools
+    assert report["real_images_of_people_outside_the_bare_set"] == 0
     assert len(probes) == (PEOPLE - 1) * (REAL - 1) and len(gallery) == report["enrolled_identities"]
 
 

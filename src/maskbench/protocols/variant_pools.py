@@ -5,7 +5,8 @@ In such a set `unmasked` holds only the bare photos (and every synthetic mask is
 them), `real` only the real-masked ones. A comparison's reference and probe images therefore come
 from the pool of its variant: ``[unmasked, surgical]`` pairs bare photos with bare photos,
 ``[unmasked, real]`` bare references with real-masked probes, ``[real, real]`` real with real.
-Only people with both kinds of photo take part, so every comparison is on the same people; and
+Only people with both kinds of photo (two bare ones or more: a bare-vs-bare genuine pair needs
+two) take part, so every comparison is on the same people; and
 ``[unmasked, real]`` keeps the reference each person has in ``[unmasked, *]`` (all_identities
 draws it with the same seeded generator), so the real and the synthetic probes are judged
 against the same reference images. The protocols' own rules hold in every pool: no image is
@@ -50,16 +51,21 @@ def pool_of(variant: str) -> str:
 
 
 def split_pools(images: dict[str, str], real: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
-    """({pool: image -> identity}, notes), keeping only people with both bare and real photos."""
-    bare_people = {v for k, v in images.items() if k not in real and v is not None}
+    """({pool: image -> identity}, notes), keeping only people with two or more bare photos and a
+    real-masked one: ``[unmasked, <mask>]`` pairs two bare photos of a person, so only such people
+    have genuine pairs there, and ``[unmasked, real]`` must be judged on the same people."""
+    bare_photos = Counter(v for k, v in images.items() if k not in real and v is not None)
     real_people = {v for k, v in images.items() if k in real and v is not None}
-    both = bare_people & real_people
+    both = {v for v in real_people if bare_photos[v] >= 2}
+    one_bare = {v for v in real_people if bare_photos[v] == 1}
     kept = {k: v for k, v in images.items() if v in both}
     pools = {BARE: {k: v for k, v in kept.items() if k not in real},
              REAL: {k: v for k, v in kept.items() if k in real}}
+    with_one_bare = sum(v in one_bare for v in images.values())
     notes = {"people_with_bare_and_real_photos": len(both),
              "unmasked_images": len(pools[BARE]), "real_images": len(pools[REAL]),
-             "images_of_people_without_both": len(images) - len(kept)}
+             "images_of_people_without_both": len(images) - len(kept) - with_one_bare,
+             "images_of_people_with_one_bare_photo": with_one_bare}
     return pools, notes
 
 
@@ -308,6 +314,7 @@ def build_pool_pairs(images: dict[str, str], real: set[str], protocol: dict[str,
     pools, notes = split_pools(images, real)
     dropped = Counter(listed_dropped or {})
     dropped["image_of_person_without_bare_and_real_photos"] += notes["images_of_people_without_both"]
+    dropped["image_of_person_with_one_bare_photo"] += notes["images_of_people_with_one_bare_photo"]
     parts: list[dict] = []
     pair_id = 0
     with atomic_path(table_path) as tmp:
