@@ -360,6 +360,50 @@ def test_http_download(source, raw_dir):
     assert files_under(Path(manifest["images"]["path"])) == TREE
 
 
+def test_a_download_cut_short_is_an_error_and_nothing_is_kept_or_pinned(raw_dir):
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # promises 1,000 bytes, sends 400, closes
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 400)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    lock = ChecksumLock()
+    try:
+        with pytest.raises(DownloadError, match="people.tgz"):
+            acquire_dataset("ds", {"images": {"url": f"http://127.0.0.1:{server.server_port}/people.tgz"}},
+                            raw_dir, lock)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not (raw_dir / "downloads" / "people.tgz").exists()
+    assert lock.digests == {} and not lock.changed
+
+
+def test_two_entries_downloading_to_one_file_are_refused_and_filename_tells_them_apart(source, raw_dir):
+    (source / "view1").mkdir()
+    (source / "view2").mkdir()
+    (source / "view1" / "pairs.txt").write_text("view 1\n")
+    (source / "view2" / "pairs.txt").write_text("view 2\n")
+    files = {"train": {"url": (source / "view1" / "pairs.txt").as_uri()},
+             "test": {"url": (source / "view2" / "pairs.txt").as_uri()}}
+    with pytest.raises(AcquireError, match="files.test and files.train both download to downloads/pairs.txt"):
+        acquire_dataset("ds", files, raw_dir)
+    assert not (raw_dir / "downloads").exists()  # refused before anything was fetched
+    files["test"]["filename"] = "test_pairs.txt"
+    manifest = acquire_dataset("ds", files, raw_dir)
+    assert Path(manifest["test"]["path"]).read_text() == "view 2\n"
+    assert Path(manifest["train"]["path"]).read_text() == "view 1\n"
+    assert Path(manifest["test"]["path"]).name == "test_pairs.txt"
+
+
 def test_unreachable_url_says_to_use_a_local_path(raw_dir, tmp_path):
     with pytest.raises(DownloadError, match="path:"):
         acquire_dataset("ds", {"images": {"url": (tmp_path / "gone.tgz").as_uri()}}, raw_dir)
@@ -484,6 +528,17 @@ def test_tar_with_device_file_is_refused(tmp_path, source, raw_dir):
         info.type = tarfile.CHRTYPE
         tf.addfile(info)
     _assert_refused(tmp_path, raw_dir, archive, "people/null")
+
+
+@pytest.mark.parametrize("target", ["../people/Ann", "Ann/../../people"])
+def test_tar_link_climbing_with_dots_is_refused_even_when_it_lands_inside(tmp_path, source, raw_dir, target):
+    """A chain of such links escapes tarfile's own filter on some Python versions (CVE-2025-4517);
+    a target without '..' cannot climb at all."""
+    archive = source / "dots.tar"
+    with tarfile.open(archive, "w") as tf:
+        _tar_member(tf, "people/Ann/Ann_0001.jpg", b"fine")
+        _tar_member(tf, "people/up", link=target, kind=tarfile.SYMTYPE)
+    _assert_refused(tmp_path, raw_dir, archive, "people/up")
 
 
 def test_tar_symlink_inside_is_fine(source, raw_dir):

@@ -121,6 +121,14 @@ def test_folder(tmp_path):
     assert report["identities"] == 2
 
 
+def test_folder_archive_with_one_wrapper_folder_is_refused_with_the_subdir_to_set(tmp_path):
+    names = ["inhouse/Ann/a.jpg", "inhouse/Bob/b.jpg", "inhouse/Cat/c.jpg"]
+    with pytest.raises(IndexLayoutError, match=r"every image would be of one person, 'inhouse'.*subdir: inhouse"):
+        build_index("folder", write_tree(tmp_path / "d", names), 1)
+    table, report = build_index("folder", tmp_path / "d", 1, {"subdir": "inhouse"})
+    assert report["identities"] == 3 and sorted(set(table["identity"].to_pylist())) == ["Ann", "Bob", "Cat"]
+
+
 def test_demo(tmp_path):
     root = write_tree(tmp_path / "images", ["id000/0.png", "id000/1.png", "id001/0.png", "landmarks.csv"])
     table, report = build_index("demo", root, 2)

@@ -121,6 +121,16 @@ def test_adding_a_model_runs_only_that_models_jobs(finished_run, tmp_path):
             assert "/dlib_reference/" in job["output"], job
 
 
+def test_editing_a_datasets_protocols_does_not_acquire_it_again(finished_run, tmp_path):
+    """The acquire job reads only the dataset's layout, files and generator settings: another
+    dataset setting changed leaves the images, chips and embeddings as they are."""
+    work = copy_workflow(tmp_path / "wf")
+    reuse_finished_run(work, finished_run)
+    edit_config(work, lambda c: c["datasets"]["demo"].__setitem__("protocols", ["test_pairs"]))
+    rules = {j["rule"] for j in planned_jobs(snakemake(work, "-n", TARGET).stdout)}
+    assert not rules & {"acquire", "index", "align", "mask", "split", "pairs", "embed", "score"}
+
+
 def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run, tmp_path):
     work = copy_workflow(tmp_path / "wf")
     reuse_finished_run(work, finished_run)

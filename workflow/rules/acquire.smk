@@ -13,7 +13,9 @@ rule acquire:
     output:
         PATHS["acquired"],
     params:
-        dataset=dataset_cfg,
+        # only what acquiring reads: editing a dataset's protocols or masks must not re-acquire it
+        # (and so re-run everything after it)
+        dataset=lambda wc: {k: v for k, v in dataset_cfg(wc).items() if k in ("layout", "files", "generate")},
         seed=SEED,
     log:
         "results/logs/acquire/{dataset}.log",

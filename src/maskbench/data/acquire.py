@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -246,7 +247,10 @@ def _stream_to(url: str, fd: int, timeout: float, dest: Path) -> dict[str, str]:
                 out.write(chunk)
                 for h in hashers.values():
                     h.update(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+            # an HTTP response that ended before its Content-Length: the bytes still owed are missing
+            if getattr(response, "length", None):
+                raise http.client.IncompleteRead(b"", response.length)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno in WRITE_ONLY_ERRNOS:
             raise explain_os_error(exc, dest) from exc  # the disk, not the network
         raise DownloadError(
@@ -305,9 +309,14 @@ def _unsafe_name_reason(name: str) -> str | None:
 
 
 def _checked_tar_members(tf: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:
-    """Yield members one by one (a single pass over a compressed stream), refusing bad names."""
+    """Yield members one by one (a single pass over a compressed stream), refusing bad names and
+    links whose target is absolute or climbs with '..': tarfile's ``data`` filter alone lets a
+    chain of links escape on some Python versions (CVE-2025-4517), a target without '..' cannot."""
     for member in tf:
         reason = _unsafe_name_reason(member.name)
+        if not reason and (member.issym() or member.islnk()):
+            reason = _unsafe_name_reason(member.linkname)
+            reason = reason and f"link to {member.linkname!r}: {reason}"
         if reason:
             raise UnsafeArchiveError(_unsafe_message(archive, member.name, reason))
         yield member
@@ -614,7 +623,7 @@ def _from_url(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
               lock: ChecksumLock | None) -> dict[str, Any]:
     """A verified earlier download, else a fresh one."""
     expected, lock_advice = _expectation(dataset, name, spec, lock)
-    cached = raw_dir / DOWNLOADS / url_basename(spec["url"])
+    cached = raw_dir / DOWNLOADS / spec_filename(name, spec)
     digests = _from_cache(cached, expected) if cached.is_file() else None
     source = "cache"
     if digests is None:
@@ -838,5 +847,28 @@ def acquire_dataset(dataset: str, files: dict[str, dict[str, Any]], raw_dir: Pat
     for name, spec in sorted(files.items()):
         if name in (DOWNLOADS,) or name.startswith(".") or "/" in name or "\\" in name:
             raise AcquireError(f"dataset {dataset!r}: {name!r} cannot be a file entry name; rename it")
+    check_download_names(dataset, files)
+    for name, spec in sorted(files.items()):
         manifest[name] = acquire_file(dataset, name, dict(spec or {}), raw_dir, lock)
     return manifest
+
+
+def check_download_names(dataset: str, files: dict[str, dict[str, Any]]) -> None:
+    """Refuse two entries (or parts of two entries) that would download to one file of
+    ``downloads/`` (URLs ending alike, such as ``.../view1/pairs.txt`` and ``.../view2/pairs.txt``):
+    each would take the other's cached copy."""
+    owner: dict[str, str] = {}
+    for name, spec in sorted(files.items()):
+        spec = dict(spec or {})
+        if spec.get("parts") is not None:
+            named = [(f"{name}.parts[{p.index}]", p.filename) for p in checked_parts(dataset, name, spec)
+                     if p.spec.get("url")]
+        else:
+            named = [(name, spec_filename(name, spec))] if spec.get("url") else []
+        for label, filename in named:
+            if filename in owner:
+                raise AcquireError(
+                    f"dataset {dataset!r}: files.{owner[filename]} and files.{label} both download to "
+                    f"{DOWNLOADS}/{filename}; give one of them another `filename:`"
+                )
+            owner[filename] = label

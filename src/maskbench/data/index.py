@@ -224,7 +224,23 @@ def _first_folder_identity(f: ImageFile) -> dict[str, Any] | str:
 def layout_folder(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[dict[str, Any]]:
     """``<identity>/<image>`` (images deeper are allowed; identity is the first folder level)."""
     top = find_top(root, options)
+    if not options.get("subdir"):
+        _refuse_wrapper_folder(top)
     return _per_file(scan_images(root, top, skips), _first_folder_identity, skips)
+
+
+def _refuse_wrapper_folder(top: Path) -> None:
+    """An archive made as ``zip -r set.zip set/`` puts every person under one folder: read as
+    identities, everyone would be that one person (nothing would complain until the pairs)."""
+    with os.scandir(top) as entries:
+        visible = [e for e in entries if not e.name.startswith(".")]
+    if len(visible) == 1 and visible[0].is_dir(follow_symlinks=False):
+        name = visible[0].name
+        raise IndexLayoutError(
+            f"{top} holds only the folder {name!r}: as the `folder` layout reads it, every image would be "
+            f"of one person, {name!r}. If the identities are its subfolders, set the dataset's "
+            f"`index_options: {{subdir: {name}}}`"
+        )
 
 
 def lfw_style_name(f: ImageFile) -> re.Match | str:
