@@ -26,7 +26,7 @@ from maskbench.io.manifests import ALIGNED_SCHEMA, SCORES_SCHEMA, embedding_sche
 from maskbench.stages.mask import mask_shard
 from maskbench.stages.metrics import write_metrics
 from maskbench.stages.pairs import build_pairs
-from maskbench.evaluation.metrics import eer
+from maskbench.evaluation.metrics import eer, fnmr_at_fmr, with_failures_to_enrol
 from maskbench.reporting.realism import COLUMNS, by_type_rows, realism_rows
 from maskbench.io.summaries import coverage_row, variant_status_counts
 from maskbench.reporting.tables import identification_rows
@@ -365,12 +365,15 @@ def test_config_refuses_real_on_a_dataset_without_real_masks():
     assert realism_protocol(config, "plain") is None
 
 
-def write_scores(path: Path, genuine, impostor) -> str:
+def write_scores(path: Path, genuine, impostor, failed_genuine: int = 0) -> str:
+    """A score file; the last ``failed_genuine`` genuine pairs failed to enrol (no score)."""
     n_g, n_i = len(genuine), len(impostor)
+    status = ["ok"] * (n_g - failed_genuine) + ["not_embedded"] * failed_genuine + ["ok"] * n_i
+    score = [*genuine[:n_g - failed_genuine], *[None] * failed_genuine, *impostor]
     pq.write_table(pa.Table.from_pydict({
         "pair_id": list(range(n_g + n_i)), "ref_image": ["a"] * (n_g + n_i), "probe_image": ["b"] * (n_g + n_i),
-        "genuine": [True] * n_g + [False] * n_i, "fold": [0] * (n_g + n_i), "score": [*genuine, *impostor],
-        "status": ["ok"] * (n_g + n_i)}, schema=SCORES_SCHEMA), path)
+        "genuine": [True] * n_g + [False] * n_i, "fold": [0] * (n_g + n_i), "score": score,
+        "status": status}, schema=SCORES_SCHEMA), path)
     return str(path)
 
 
@@ -379,7 +382,8 @@ def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
     entries = []
     for comparison, shift in [("unmasked-vs-real", 1.0), ("unmasked-vs-surgical", 1.5), ("unmasked-vs-n95", 0.9)]:
         gen, imp = rng.normal(shift, 1, 200), rng.normal(0, 1, 300)
-        scores = write_scores(tmp_path / f"{comparison}.parquet", gen, imp)
+        # 30 surgical pairs lost their probe (no face found to mask): visible, and in the FTE columns
+        scores = write_scores(tmp_path / f"{comparison}.parquet", gen, imp, 30 if "surgical" in comparison else 0)
         write_metrics(scores, str(tmp_path / f"{comparison}.json"), evaluation={"bootstrap": 20})
         entries.append({"dataset": "d", "model": "m", "protocol": "p", "comparison": comparison,
                         "metrics": str(tmp_path / f"{comparison}.json"), "scores": scores})
@@ -387,8 +391,12 @@ def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
     assert list(frame.columns) == COLUMNS and frame["probe"].tolist() == ["real", "surgical", "n95"]
     for e, (_, row) in zip(entries, frame.iterrows()):
         values = json.loads(Path(e["metrics"]).read_text())
-        for key in ("eer", "eer_ci_low", "eer_ci_high", "fnmr_at_fmr_1e-2", "n_genuine"):
+        for key in ("eer", "eer_ci_low", "eer_ci_high", "fnmr_at_fmr_1e-2", "n_genuine", "eer_with_fte",
+                    "n_failure_to_enrol_genuine", "n_failure_to_enrol_impostor"):
             assert row[key] == values[key]
+    assert frame["n_failure_to_enrol_genuine"].tolist() == [0, 30, 0]
+    assert frame.loc[1, "eer_with_fte"] > frame.loc[1, "eer"]  # the failed pairs count against it
+    assert frame.loc[1, "eer_with_fte_minus_real"] == pytest.approx(frame.loc[1, "eer_with_fte"] - frame.loc[0, "eer_with_fte"])
     real_eer = frame.loc[0, "eer"]
     assert frame.loc[1, "eer_minus_real"] == pytest.approx(frame.loc[1, "eer"] - real_eer)
     assert frame.loc[1, "eer_minus_real_ci_low"] <= frame.loc[1, "eer_minus_real"] <= frame.loc[1, "eer_minus_real_ci_high"]
@@ -401,18 +409,26 @@ def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):
     kinds = {p: ("cloth" if int(p[-8:-4]) % 3 else "surgical_white") for p in probes}
     genuine = rng.random(120) < 0.3
     score = np.where(genuine, rng.normal(1, 1, 120), rng.normal(0, 1, 120))
+    failed = genuine & (np.arange(120) % 5 == 0)  # genuine pairs whose probe failed to enrol
     path = tmp_path / "scores.parquet"
     pq.write_table(pa.Table.from_pydict({
         "pair_id": list(range(120)), "ref_image": ["r"] * 120, "probe_image": probes, "genuine": genuine.tolist(),
-        "fold": [0] * 120, "score": score.tolist(), "status": ["ok"] * 120}, schema=SCORES_SCHEMA), path)
+        "fold": [0] * 120, "score": np.where(failed, np.nan, score).tolist(),
+        "status": np.where(failed, "not_embedded", "ok").tolist()}, schema=SCORES_SCHEMA), path)
     entry = {"dataset": "mfr2", "model": "m", "protocol": "p", "comparison": "unmasked-vs-real",
              "metrics": "", "scores": str(path)}
     frame = by_type_rows([entry], {"mfr2": kinds}).set_index("real_mask_type")
-    assert frame[["n_genuine", "n_impostor"]].sum().sum() == 120
+    assert frame[["n_genuine", "n_impostor", "n_failure_to_enrol_genuine", "n_failure_to_enrol_impostor"]].sum().sum() == 120
     for kind in ("cloth", "surgical_white"):
         mine = np.array([kinds[p] == kind for p in probes])
-        assert frame.loc[kind, "n_genuine"] == (mine & genuine).sum()
-        assert frame.loc[kind, "eer"] == eer(score[mine & genuine], score[mine & ~genuine]).eer
+        ok = mine & ~failed
+        assert frame.loc[kind, "n_genuine"] == (ok & genuine).sum()
+        assert frame.loc[kind, "n_failure_to_enrol_genuine"] == (mine & failed).sum() > 0
+        assert frame.loc[kind, "eer"] == eer(score[ok & genuine], score[ok & ~genuine]).eer
+        # the FNMR counts the failed pairs as false non-matches, as the realism table's does
+        point = fnmr_at_fmr(*with_failures_to_enrol(score[ok & genuine], score[ok & ~genuine],
+                                                    int((mine & failed).sum()), 0), 1e-2)
+        assert frame.loc[kind, "fnmr_at_fmr_1e-2"] == (point.fnmr if point.measurable else None)
     assert by_type_rows([entry], {}).empty  # a set without labels has no breakdown
 
 

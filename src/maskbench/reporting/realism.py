@@ -20,10 +20,14 @@ from maskbench.io.manifests import REAL_VARIANT
 
 REAL_COMPARISON = f"unmasked-vs-{REAL_VARIANT}"
 FNMR_KEY = "fnmr_at_fmr_1e-2"
-COLUMNS = ["dataset", "model", "protocol", "probe", "n_genuine", "n_impostor",
-           "eer", "eer_ci_low", "eer_ci_high", FNMR_KEY, f"{FNMR_KEY}_ci_low", f"{FNMR_KEY}_ci_high",
-           "eer_minus_real", "eer_minus_real_ci_low", "eer_minus_real_ci_high", f"{FNMR_KEY}_minus_real",
-           "closest_to_real"]
+# values copied from each comparison's metrics file; the EER is over scored pairs, the FNMR and
+# eer_with_fte count pairs that failed to enrol (no face found to mask, no chip) as NIST does
+METRIC_COLUMNS = ["n_genuine", "n_impostor", "n_failure_to_enrol_genuine", "n_failure_to_enrol_impostor",
+                  "eer", "eer_ci_low", "eer_ci_high", "eer_with_fte",
+                  FNMR_KEY, f"{FNMR_KEY}_ci_low", f"{FNMR_KEY}_ci_high"]
+COLUMNS = ["dataset", "model", "protocol", "probe", *METRIC_COLUMNS,
+           "eer_minus_real", "eer_minus_real_ci_low", "eer_minus_real_ci_high", "eer_with_fte_minus_real",
+           f"{FNMR_KEY}_minus_real", "closest_to_real"]
 
 
 def _load(path: str) -> dict:
@@ -81,9 +85,10 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
             values = real if e is real_entry else _load(e["metrics"])
             row = {"dataset": dataset, "model": model, "protocol": protocol,
                    "probe": e["comparison"].split("-vs-", 1)[1],
-                   **{k: values.get(k) for k in COLUMNS[4:12]}}
+                   **{k: values.get(k) for k in METRIC_COLUMNS}}
             if e is not real_entry:
                 row["eer_minus_real"] = _minus(values.get("eer"), real.get("eer"))
+                row["eer_with_fte_minus_real"] = _minus(values.get("eer_with_fte"), real.get("eer_with_fte"))
                 row[f"{FNMR_KEY}_minus_real"] = _minus(values.get(FNMR_KEY), real.get(FNMR_KEY))
                 if n_boot:
                     row["eer_minus_real_ci_low"], row["eer_minus_real_ci_high"] = difference_ci(
@@ -99,8 +104,9 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-BY_TYPE_COLUMNS = ["dataset", "model", "protocol", "real_mask_type", "n_genuine", "n_impostor", "eer",
-                   "eer_ci_low", "eer_ci_high", FNMR_KEY]
+BY_TYPE_COLUMNS = ["dataset", "model", "protocol", "real_mask_type", "n_genuine", "n_impostor",
+                   "n_failure_to_enrol_genuine", "n_failure_to_enrol_impostor", "eer", "eer_ci_low", "eer_ci_high",
+                   FNMR_KEY]
 
 
 def by_type_rows(entries: Sequence[dict[str, str]], types: dict[str, dict[str, str]],
@@ -108,7 +114,8 @@ def by_type_rows(entries: Sequence[dict[str, str]], types: dict[str, dict[str, s
     """unmasked -> real per kind of real mask (MFR2's labels): for each type, the genuine and
     impostor pairs whose real-masked probe wears it, from the ``unmasked-vs-real`` score files.
 
-    ``types``: dataset -> (image_id -> mask type); datasets without labels are left out."""
+    ``types``: dataset -> (image_id -> mask type); datasets without labels are left out. As in
+    the realism table, the EER is over scored pairs and the FNMR counts pairs that failed to enrol."""
     import pyarrow.parquet as pq
 
     evaluation = evaluation or {}
@@ -117,18 +124,21 @@ def by_type_rows(entries: Sequence[dict[str, str]], types: dict[str, dict[str, s
     for e in entries:
         if e["comparison"] != REAL_COMPARISON or e["dataset"] not in types:
             continue
-        scored = pq.read_table(e["scores"], columns=["probe_image", "genuine", "score", "status"]).to_pandas()
-        scored = scored[scored["status"] == "ok"]
-        kinds = scored["probe_image"].map(types[e["dataset"]])
-        for kind in sorted(kinds.dropna().unique()):
-            part = scored[kinds == kind]
+        every = pq.read_table(e["scores"], columns=["probe_image", "genuine", "score", "status"]).to_pandas()
+        every_kind = every["probe_image"].map(types[e["dataset"]])
+        for kind in sorted(every_kind.dropna().unique()):
+            mine = every[every_kind == kind]
+            part = mine[mine["status"] == "ok"]
+            failed = mine[mine["status"] != "ok"]
             gen = part.loc[part["genuine"], "score"].to_numpy(np.float64)
             imp = part.loc[~part["genuine"], "score"].to_numpy(np.float64)
+            fte_gen, fte_imp = int(failed["genuine"].sum()), int((~failed["genuine"]).sum())
             row = {"dataset": e["dataset"], "model": e["model"], "protocol": e["protocol"], "real_mask_type": kind,
-                   "n_genuine": int(gen.size), "n_impostor": int(imp.size)}
+                   "n_genuine": int(gen.size), "n_impostor": int(imp.size),
+                   "n_failure_to_enrol_genuine": fte_gen, "n_failure_to_enrol_impostor": fte_imp}
             if gen.size and imp.size:
                 row["eer"] = metrics.eer(gen, imp).eer
-                point = metrics.fnmr_at_fmr(gen, imp, 1e-2)
+                point = metrics.fnmr_at_fmr(*metrics.with_failures_to_enrol(gen, imp, fte_gen, fte_imp), 1e-2)
                 row[FNMR_KEY] = point.fnmr if point.measurable else None
                 if n_boot:
                     row["eer_ci_low"], row["eer_ci_high"] = metrics.bootstrap_ci(
