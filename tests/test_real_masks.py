@@ -366,19 +366,28 @@ def test_config_refuses_real_on_a_dataset_without_real_masks():
 
 
 def write_scores(path: Path, genuine, impostor, failed_genuine: int = 0) -> str:
-    """A score file; the last ``failed_genuine`` genuine pairs failed to enrol (no score)."""
+    """A score file with references of 20 people (``p<k>/ref.png``); the last ``failed_genuine``
+    genuine pairs failed to enrol (no score)."""
     n_g, n_i = len(genuine), len(impostor)
     status = ["ok"] * (n_g - failed_genuine) + ["not_embedded"] * failed_genuine + ["ok"] * n_i
     score = [*genuine[:n_g - failed_genuine], *[None] * failed_genuine, *impostor]
+    refs = [f"p{k % 20}/ref.png" for k in range(n_g + n_i)]
     pq.write_table(pa.Table.from_pydict({
-        "pair_id": list(range(n_g + n_i)), "ref_image": ["a"] * (n_g + n_i), "probe_image": ["b"] * (n_g + n_i),
+        "pair_id": list(range(n_g + n_i)), "ref_image": refs, "probe_image": ["b"] * (n_g + n_i),
         "genuine": [True] * n_g + [False] * n_i, "fold": [0] * (n_g + n_i), "score": score,
         "status": status}, schema=SCORES_SCHEMA), path)
     return str(path)
 
 
+def write_people_index(path: Path) -> str:
+    pq.write_table(pa.table({"image_id": [f"p{k}/ref.png" for k in range(20)],
+                             "identity": [f"p{k}" for k in range(20)]}), path)
+    return str(path)
+
+
 def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
     rng = np.random.default_rng(0)
+    index = write_people_index(tmp_path / "index.parquet")
     entries = []
     for comparison, shift in [("unmasked-vs-real", 1.0), ("unmasked-vs-surgical", 1.5), ("unmasked-vs-n95", 0.9)]:
         gen, imp = rng.normal(shift, 1, 200), rng.normal(0, 1, 300)
@@ -386,7 +395,7 @@ def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
         scores = write_scores(tmp_path / f"{comparison}.parquet", gen, imp, 30 if "surgical" in comparison else 0)
         write_metrics(scores, str(tmp_path / f"{comparison}.json"), evaluation={"bootstrap": 20})
         entries.append({"dataset": "d", "model": "m", "protocol": "p", "comparison": comparison,
-                        "metrics": str(tmp_path / f"{comparison}.json"), "scores": scores})
+                        "metrics": str(tmp_path / f"{comparison}.json"), "scores": scores, "index": index})
     frame = realism_rows(entries, {"bootstrap": 20})
     assert list(frame.columns) == COLUMNS and frame["probe"].tolist() == ["real", "surgical", "n95"]
     for e, (_, row) in zip(entries, frame.iterrows()):
@@ -401,6 +410,24 @@ def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
     assert frame.loc[1, "eer_minus_real"] == pytest.approx(frame.loc[1, "eer"] - real_eer)
     assert frame.loc[1, "eer_minus_real_ci_low"] <= frame.loc[1, "eer_minus_real"] <= frame.loc[1, "eer_minus_real_ci_high"]
     assert frame["closest_to_real"].tolist() == [False, False, True]  # n95 (shift 0.9) is nearest to real (1.0)
+
+
+def test_difference_interval_resamples_people_once_for_both_comparisons():
+    """Identical scores on both sides differ by exactly 0 in every resample when the same people are
+    drawn for both (independent draws would give an interval around 0)."""
+    from maskbench.reporting.realism import difference_ci
+
+    rng = np.random.default_rng(4)
+    person = np.repeat(np.array([f"p{k}" for k in range(15)], dtype=object), 40)
+    effect = np.repeat(rng.normal(0, 1.0, 15), 40)  # some people are hard for every mask
+    genuine = np.tile(np.arange(40) < 10, 15)
+    score = np.where(genuine, 1.0 + effect, 0.0) + rng.normal(0, 0.7, person.size)
+    same = (score, genuine, person)
+    assert difference_ci(same, same, 50, 0.05, 1) == (0.0, 0.0)
+    shifted = (score - 0.3 * genuine, genuine, person)
+    low, high = difference_ci(same, shifted, 200, 0.05, 1)
+    point = eer(score[genuine] - 0.3, score[~genuine]).eer - eer(score[genuine], score[~genuine]).eer
+    assert low < point < high
 
 
 def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):

@@ -549,7 +549,8 @@ def realism_entries():
                 continue
             for comparison in comparisons:
                 where = {"dataset": dataset, "model": model, "protocol": protocol, "comparison": comparison}
-                out.append({**where, "metrics": path("metrics", **where), "scores": path("scores", **where)})
+                out.append({**where, "metrics": path("metrics", **where), "scores": path("scores", **where),
+                            "index": path("index", dataset=dataset)})
     return out
 
 

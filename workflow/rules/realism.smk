@@ -9,6 +9,7 @@ if realism_entries():
         input:
             metrics=[e["metrics"] for e in realism_entries()],
             scores=[e["scores"] for e in realism_entries()],
+            index=sorted({e["index"] for e in realism_entries()}),
             acquired=[v["acquired"] for v in realism_labelled_sets().values()],
             code=script_code("realism"),
         output:

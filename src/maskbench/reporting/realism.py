@@ -35,25 +35,52 @@ def _load(path: str) -> dict:
         return json.load(f)
 
 
-def _scores(path: str) -> tuple[np.ndarray, np.ndarray]:
-    from maskbench.io.score_files import read_scores
+def _scored_pairs(path: str, identity: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, genuine, person of the reference image) of a score file's scored pairs."""
+    import pyarrow.parquet as pq
 
-    genuine, impostor, _ = read_scores(path)
-    return genuine, impostor
+    table = pq.read_table(path, columns=["ref_image", "genuine", "score", "status"]).to_pandas()
+    table = table[table["status"] == "ok"]
+    person = table["ref_image"].map(identity)
+    if person.isna().any():
+        raise ValueError(f"{path}: reference image {table['ref_image'][person.isna()].iloc[0]!r} is not in the "
+                         "dataset's index")
+    return (table["score"].to_numpy(np.float64), table["genuine"].to_numpy(bool),
+            person.to_numpy(dtype=object))
 
 
-def difference_ci(real: tuple[np.ndarray, np.ndarray], synthetic: tuple[np.ndarray, np.ndarray],
+def difference_ci(real: tuple[np.ndarray, np.ndarray, np.ndarray], synthetic: tuple[np.ndarray, np.ndarray, np.ndarray],
                   n_boot: int, alpha: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of EER(synthetic) - EER(real): the two comparisons' genuine
-    and impostor scores are resampled independently (their pairs differ), from one seeded generator."""
+    """Percentile bootstrap interval of EER(synthetic) - EER(real), resampling people.
+
+    ``real`` and ``synthetic``: (score, genuine, reference person) per scored pair. A person's
+    photos sit in many pairs, and the two comparisons are of the same people, so each resample
+    draws the people once, with replacement, for both comparisons, and a pair counts as often as
+    its reference person was drawn (resampling pairs alone gives too narrow an interval)."""
     rng = np.random.default_rng(seed)
-    sets = [np.sort(np.asarray(a, np.float64)) for a in (*real, *synthetic)]
+    people, codes = np.unique(np.concatenate([real[2], synthetic[2]]).astype(str), return_inverse=True)
+    sides = []
+    for (score, genuine, _), code in ((real, codes[:real[0].size]), (synthetic, codes[real[0].size:])):
+        parts = []
+        for mask in (genuine, ~genuine):  # genuine, impostor: each sorted once, with its people
+            order = np.argsort(score[mask], kind="stable")
+            parts.append((score[mask][order], code[mask][order]))
+        sides.append(parts)
     values = np.empty(int(n_boot))
     for b in range(values.size):
-        r = [np.repeat(s, np.bincount(rng.integers(0, s.size, s.size), minlength=s.size)) for s in sets]
-        values[b] = metrics.eer(r[2], r[3]).eer - metrics.eer(r[0], r[1]).eer
+        drawn = np.bincount(rng.integers(0, people.size, people.size), minlength=people.size)
+        eers = [metrics.eer(*(np.repeat(s, drawn[c]) for s, c in side)).eer for side in sides]
+        values[b] = eers[1] - eers[0]
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def _identities(index_path: str) -> dict[str, str]:
+    """image_id -> identity from a dataset's index."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(index_path, columns=["image_id", "identity"])
+    return dict(zip(table["image_id"].to_pylist(), table["identity"].to_pylist()))
 
 
 def _minus(a: Any, b: Any) -> float | None:
@@ -64,8 +91,9 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
     """One row per (dataset, model, probe variant) from metrics files.
 
     ``entries``: dicts with dataset, model, protocol, comparison (``unmasked-vs-real`` or
-    ``unmasked-vs-<mask>``), metrics (the metrics JSON) and scores (its score file, for the
-    interval of the difference; ``evaluation.bootstrap`` resamples, 0 = none).
+    ``unmasked-vs-<mask>``), metrics (the metrics JSON), scores (its score file) and index (the
+    dataset's index: people), the last two for the interval of the difference
+    (``evaluation.bootstrap`` resamples, 0 = none).
     """
     evaluation = evaluation or {}
     n_boot, alpha, seed = evaluation.get("bootstrap", 0), evaluation.get("alpha", 0.05), evaluation.get("seed", 0)
@@ -78,7 +106,8 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
         if real_entry is None:
             raise ValueError(f"realism: {dataset}/{model}/{protocol} has no {REAL_COMPARISON} metrics")
         real = _load(real_entry["metrics"])
-        real_scores = _scores(real_entry["scores"]) if n_boot else None
+        identity = _identities(real_entry["index"]) if n_boot else {}
+        real_scores = _scored_pairs(real_entry["scores"], identity) if n_boot else None
         ordered = [real_entry] + [e for e in cell if e is not real_entry]
         group = []
         for e in ordered:
@@ -92,7 +121,7 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
                 row[f"{FNMR_KEY}_minus_real"] = _minus(values.get(FNMR_KEY), real.get(FNMR_KEY))
                 if n_boot:
                     row["eer_minus_real_ci_low"], row["eer_minus_real_ci_high"] = difference_ci(
-                        real_scores, _scores(e["scores"]), n_boot, alpha, seed)
+                        real_scores, _scored_pairs(e["scores"], identity), n_boot, alpha, seed)
             group.append(row)
         synthetic = [r for r in group[1:] if r.get("eer_minus_real") is not None]
         if synthetic:
