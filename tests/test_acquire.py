@@ -581,6 +581,24 @@ def test_corrupt_archive_says_to_fetch_again(source, raw_dir):
     assert [p.name for p in raw_dir.iterdir()] == []
 
 
+@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz"])
+def test_a_flipped_byte_in_a_compressed_tar_is_caught_and_nothing_is_kept(source, raw_dir, mode):
+    """tarfile stops before the compressed stream's trailer: its check must still be read."""
+    data = bytes(range(256)) * 800  # little to compress: a flipped byte changes the content, not the layout
+    good = source / "good.tar"
+    with tarfile.open(good, mode) as tf:
+        info = tarfile.TarInfo("people/Ann/Ann_0001.jpg")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    raw = bytearray(good.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bad = source / "bad.tar"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(AcquireError, match="cannot read the tar archive"):
+        acquire_dataset("ds", {"images": {"path": str(bad), "extract": True}}, raw_dir)
+    assert not (raw_dir / "images").exists()
+
+
 def test_manifest_is_json_serialisable(source, raw_dir):
     archive = make_tgz(source / "people.tgz", TREE)
     manifest = acquire_dataset("ds", {"images": {"path": str(archive)}}, raw_dir)

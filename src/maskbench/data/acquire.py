@@ -32,6 +32,7 @@ import hashlib
 import http.client
 import json
 import logging
+import lzma
 import os
 import re
 import shutil
@@ -340,10 +341,16 @@ def extract_tar(archive: Path, dest: Path) -> None:
     try:
         with tarfile.open(archive, "r:*") as tf:
             tf.extractall(dest, members=_checked_tar_members(tf, archive), filter="data")
+            # tarfile stops at the end-of-archive blocks, before a compressed stream's trailer:
+            # read on to the end, so that gzip's CRC (bzip2's, xz's checks) is verified
+            while tf.fileobj.read(_CHUNK):
+                pass
     except tarfile.FilterError as exc:
         member = exc.tarinfo.name if getattr(exc, "tarinfo", None) else "?"
         raise UnsafeArchiveError(_unsafe_message(archive, member, str(exc))) from exc
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # the disk or the file system, not the archive's content
         raise AcquireError(
             f"{archive}: cannot read the tar archive ({exc}); delete it and acquire again, "
             "or replace the local copy"
