@@ -296,6 +296,18 @@ def test_paper_tables_footnote_the_ensemble_where_its_normalisation_pairs_may_be
     assert "celeba" not in table_normalised_on(config, "fnmr1000")["ensemble"]  # all_pairs_test there
 
 
+def test_identification_on_video_frames_is_refused():
+    """One frame enrolled, the same video's other frames searched: near-duplicates, not recognition."""
+    config = load("paper.yaml")
+    check_config(config)
+    config["protocols"]["search"] = {"kind": "identification", "comparisons": [["unmasked", "unmasked"]]}
+    config["datasets"]["lfw"]["protocols"].append("search")
+    check_config(config)  # photos: fine
+    config["datasets"]["youtube_faces"]["protocols"].append("search")
+    with pytest.raises(ConfigError, match="'youtube_faces'.*groups images by video"):
+        check_config(config)
+
+
 def test_paper_fnmr_tables_run_on_protocols_with_enough_impostors():
     """DICTA's FNMR1000 table needs >= 1,000 impostor pairs per cell; dicta1000 has 500, so every
     cell was n/a by construction. Each cell's protocol must be able to give enough."""

@@ -25,6 +25,13 @@ def masks_for(config: dict[str, Any], dataset: str) -> list[str]:
     return list(config["datasets"][dataset].get("masks") or config["masks"])
 
 
+def _has_groups(ds: dict[str, Any]) -> bool:
+    """Whether a dataset's layout groups its images (videos: near-duplicate frames)."""
+    from maskbench.data.index import GROUPED_LAYOUTS
+
+    return ds["layout"] in GROUPED_LAYOUTS
+
+
 def has_real_masks(config: dict[str, Any], dataset: str) -> bool:
     """Whether a dataset holds photos of real masks (its layout says so, or the demo draws some)."""
     from maskbench.data.index import REAL_MASK_LAYOUTS
@@ -102,6 +109,12 @@ def check_config(config: dict[str, Any]) -> None:
                     f"protocol {protocol!r} compares variant {REAL!r} (photos of real masks), but dataset "
                     f"{name!r} has none: only the layouts real_masked, mfr2, rmfrd and rof (or a demo with "
                     f"generate.real_masks) hold them; give {name!r} a protocol without {REAL!r}"
+                )
+            if spec["kind"] == IDENTIFICATION and _has_groups(ds):
+                raise ConfigError(
+                    f"protocol {protocol!r} (identification) on dataset {name!r}: its {ds['layout']!r} layout "
+                    f"groups images by video, and a search would meet frames of the video its gallery image "
+                    f"came from (near-duplicates: rank-1 inflated); give {name!r} verification protocols only"
                 )
             if spec["kind"] == "lfw_view2":
                 key = spec.get("pairs_file", "pairs")

@@ -633,6 +633,8 @@ def layout_mfr2(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[d
 
 
 REAL_MASK_LAYOUTS = frozenset({"real_masked", "mfr2", "rmfrd", "rof"})
+# layouts whose index has a `group` per image (a video): near-duplicates that pairs keep apart
+GROUPED_LAYOUTS = frozenset({"youtube_faces"})
 """Layouts whose sets hold photos of real masks (the demo has them with ``generate.real_masks``)."""
 
 
