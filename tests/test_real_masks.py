@@ -165,6 +165,15 @@ def test_people_without_both_kinds_are_left_out_and_counted(tmp_path):
     assert report["dropped"]["image_of_person_without_bare_and_real_photos"] == BARE
 
 
+def test_real_masked_photos_the_aligner_could_not_use_are_counted(tmp_path):
+    images = fixture_images()
+    failed = {f"p1/real_mask/p1_{BARE + 1:04d}.png", f"p2/real_mask/p2_{BARE + 2:04d}.png"}
+    paths = [write_aligned(tmp_path / "shard-0.parquet", images, failed)]
+    table, report = manifest(paths, tmp_path, {"kind": "all_vs_all", "comparisons": []})
+    assert report["dropped"]["real_photo_not_aligned"] == 2
+    assert not table["probe_image"].isin(failed).any()
+
+
 def test_a_person_with_one_bare_photo_is_left_out_of_every_comparison(tmp_path):
     """[unmasked, <mask>] has genuine pairs only for people with two bare photos: [unmasked, real]
     takes the same people, and the others are counted."""

@@ -43,6 +43,7 @@ class AlignedImages:
     identity: dict[str, str | None] = field(default_factory=dict)  # every image -> identity
     usable: dict[str, str | None] = field(default_factory=dict)  # images with a usable chip -> identity
     real_masked: set[str] = field(default_factory=set)  # usable images that are photos of a real mask
+    real_unaligned: set[str] = field(default_factory=set)  # photos of a real mask without a usable chip
 
     @property
     def unusable(self) -> int:
@@ -63,6 +64,8 @@ def read_aligned(paths: Iterable[str]) -> AlignedImages:
                 out.usable[image_id] = identity
                 if is_real:
                     out.real_masked.add(image_id)
+            elif is_real:
+                out.real_unaligned.add(image_id)
     return out
 
 

@@ -79,6 +79,9 @@ def build_pairs(
         listed, listed_dropped = None, Counter()
         if kind == "lfw_view2":
             listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
+        # a real-masked photo the aligner could not use is in no pair: counted, not a failure to enrol
+        listed_dropped["real_photo_not_aligned"] += len(aligned.real_unaligned if in_split is None
+                                                        else aligned.real_unaligned & in_split)
         report = build_pool_pairs(images, real, protocol, comparisons, seed, table_path, listed, listed_dropped,
                                   groups)
     elif kind == "all_vs_all":
