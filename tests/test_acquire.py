@@ -404,6 +404,13 @@ def test_two_entries_downloading_to_one_file_are_refused_and_filename_tells_them
     assert Path(manifest["test"]["path"]).name == "test_pairs.txt"
 
 
+def test_a_filename_that_is_not_a_plain_name_is_refused(source, raw_dir):
+    pairs = source / "pairs.txt"
+    pairs.write_text("1\n")
+    with pytest.raises(AcquireError, match="not a plain file name"):
+        acquire_dataset("ds", {"pairs": {"url": pairs.as_uri(), "filename": "../checksums.lock.json"}}, raw_dir)
+
+
 def test_unreachable_url_says_to_use_a_local_path(raw_dir, tmp_path):
     with pytest.raises(DownloadError, match="path:"):
         acquire_dataset("ds", {"images": {"url": (tmp_path / "gone.tgz").as_uri()}}, raw_dir)
@@ -581,9 +588,10 @@ def test_corrupt_archive_says_to_fetch_again(source, raw_dir):
     assert [p.name for p in raw_dir.iterdir()] == []
 
 
-@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz"])
-def test_a_flipped_byte_in_a_compressed_tar_is_caught_and_nothing_is_kept(source, raw_dir, mode):
-    """tarfile stops before the compressed stream's trailer: its check must still be read."""
+@pytest.mark.parametrize("mode, where", [("w:gz", "middle"), ("w:gz", "crc"), ("w:bz2", "middle"), ("w:xz", "middle")])
+def test_a_flipped_byte_in_a_compressed_tar_is_caught_and_nothing_is_kept(source, raw_dir, mode, where):
+    """tarfile stops before the compressed stream's trailer: gzip's CRC (its last 8 bytes hold the
+    CRC and the size) must still be read; a flip in bzip2 or xz data names the archive too."""
     data = bytes(range(256)) * 800  # little to compress: a flipped byte changes the content, not the layout
     good = source / "good.tar"
     with tarfile.open(good, mode) as tf:
@@ -591,7 +599,7 @@ def test_a_flipped_byte_in_a_compressed_tar_is_caught_and_nothing_is_kept(source
         info.size = len(data)
         tf.addfile(info, io.BytesIO(data))
     raw = bytearray(good.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
+    raw[len(raw) // 2 if where == "middle" else -8] ^= 0xFF
     bad = source / "bad.tar"
     bad.write_bytes(bytes(raw))
     with pytest.raises(AcquireError, match="cannot read the tar archive"):

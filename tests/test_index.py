@@ -127,6 +127,9 @@ def test_folder_archive_with_one_wrapper_folder_is_refused_with_the_subdir_to_se
         build_index("folder", write_tree(tmp_path / "d", names), 1)
     table, report = build_index("folder", tmp_path / "d", 1, {"subdir": "inhouse"})
     assert report["identities"] == 3 and sorted(set(table["identity"].to_pylist())) == ["Ann", "Bob", "Cat"]
+    # as zipped by macOS's Finder: the wrapper and __MACOSX/ beside it
+    with pytest.raises(IndexLayoutError, match="subdir: inhouse"):
+        build_index("folder", write_tree(tmp_path / "mac", [*names, "__MACOSX/inhouse/._a.jpg"]), 1)
 
 
 def test_demo(tmp_path):

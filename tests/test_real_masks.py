@@ -172,6 +172,18 @@ def test_real_masked_photos_the_aligner_could_not_use_are_counted(tmp_path):
     table, report = manifest(paths, tmp_path, {"kind": "all_vs_all", "comparisons": []})
     assert report["dropped"]["real_photo_not_aligned"] == 2
     assert not table["probe_image"].isin(failed).any()
+    # restricted to a split part (whose manifest lists usable images only): its people's are counted
+    usable = sorted(i for i in images if i not in failed)
+    part = {i: ("test" if i.split("/")[0] in ("p1", "p3", "p4", "p5") else "train") for i in usable}
+    split = tmp_path / "split.parquet"
+    pq.write_table(pa.table({"image_id": usable, "identity": [i.split("/")[0] for i in usable],
+                             "split": [part[i] for i in usable]}), split)
+    (tmp_path / "acquired.json").write_text("{}")
+    report = build_pairs(paths, {"kind": "all_vs_all", "comparisons": [],
+                                 "split": {"strategy": "identity", "part": "test"}},
+                         COMPARISONS, 7, str(tmp_path / "acquired.json"), str(tmp_path / "s.parquet"),
+                         str(tmp_path / "s.json"), split_path=str(split))
+    assert report["dropped"]["real_photo_not_aligned"] == 1  # p1's; p2 is in the train part
 
 
 def test_a_person_with_one_bare_photo_is_left_out_of_every_comparison(tmp_path):
@@ -437,6 +449,19 @@ def test_difference_interval_resamples_people_once_for_both_comparisons():
     low, high = difference_ci(same, shifted, 200, 0.05, 1)
     point = eer(score[genuine] - 0.3, score[~genuine]).eer - eer(score[genuine], score[~genuine]).eer
     assert low < point < high
+
+
+def test_difference_interval_draws_again_when_a_side_would_lose_its_genuine_pairs():
+    """Only one of four reference people has genuine pairs: about a third of the draws leave him
+    out, and those are drawn again rather than failing on an empty set."""
+    from maskbench.reporting.realism import difference_ci
+
+    rng = np.random.default_rng(2)
+    person = np.array(["p0"] * 10 + ["p1"] * 10 + ["p2"] * 10 + ["p3"] * 10, dtype=object)
+    genuine = np.arange(40) < 10
+    side = (np.where(genuine, 1.0, 0.0) + rng.normal(0, 0.8, 40), genuine, person)
+    low, high = difference_ci(side, (side[0] - 0.2 * genuine, genuine, person), 100, 0.05, 3)
+    assert np.isfinite([low, high]).all() and low <= high
 
 
 def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):

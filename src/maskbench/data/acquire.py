@@ -242,15 +242,21 @@ def _stream_to(url: str, fd: int, timeout: float, dest: Path) -> dict[str, str]:
     """Copy a URL's body into an open file descriptor, hashing it on the way."""
     hashers = {a: hashlib.new(a) for a in CHECKSUM_ALGORITHMS}
     request = urllib.request.Request(url, headers={"User-Agent": "maskbench"})
+    received = 0
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
+                received += len(chunk)
                 for h in hashers.values():
                     h.update(chunk)
             # an HTTP response that ended before its Content-Length: the bytes still owed are missing
             if getattr(response, "length", None):
-                raise http.client.IncompleteRead(b"", response.length)
+                raise DownloadError(
+                    f"could not download {url}: the connection closed after {received} bytes, "
+                    f"{response.length} short of the announced size. Run again to retry, or download the "
+                    "file another way and set `path:` in the dataset's files entry to the local copy."
+                )
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno in WRITE_ONLY_ERRNOS:
             raise explain_os_error(exc, dest) from exc  # the disk, not the network
@@ -315,11 +321,14 @@ def _checked_tar_members(tf: tarfile.TarFile, archive: Path) -> Iterator[tarfile
     chain of links escape on some Python versions (CVE-2025-4517), a target without '..' cannot."""
     for member in tf:
         reason = _unsafe_name_reason(member.name)
-        if not reason and (member.issym() or member.islnk()):
-            reason = _unsafe_name_reason(member.linkname)
-            reason = reason and f"link to {member.linkname!r}: {reason}"
         if reason:
             raise UnsafeArchiveError(_unsafe_message(archive, member.name, reason))
+        if (member.issym() or member.islnk()) and _unsafe_name_reason(member.linkname):
+            raise UnsafeArchiveError(
+                f"{archive}: member {member.name!r} is a link to {member.linkname!r}; links that are absolute "
+                "or climb with '..' are not extracted (nothing was written outside the extraction folder). "
+                "If you trust the archive, unpack it yourself and set `path:` to the folder."
+            )
         yield member
 
 
@@ -872,6 +881,9 @@ def check_download_names(dataset: str, files: dict[str, dict[str, Any]]) -> None
                      if p.spec.get("url")]
         else:
             named = [(name, spec_filename(name, spec))] if spec.get("url") else []
+            if named and not _plain_name(named[0][1]):
+                raise AcquireError(f"dataset {dataset!r}: files.{name}: {named[0][1]!r} is not a plain file name; "
+                                   "fix `filename:`")
         for label, filename in named:
             if filename in owner:
                 raise AcquireError(

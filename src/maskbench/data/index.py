@@ -232,8 +232,8 @@ def layout_folder(root: Path, options: dict[str, Any], skips: Skips) -> Iterator
 def _refuse_wrapper_folder(top: Path) -> None:
     """An archive made as ``zip -r set.zip set/`` puts every person under one folder: read as
     identities, everyone would be that one person (nothing would complain until the pairs)."""
-    with os.scandir(top) as entries:
-        visible = [e for e in entries if not e.name.startswith(".")]
+    with os.scandir(top) as entries:  # (a zip made by macOS's Finder adds __MACOSX/ beside it)
+        visible = [e for e in entries if not e.name.startswith(".") and e.name != "__MACOSX"]
     if len(visible) == 1 and visible[0].is_dir(follow_symlinks=False):
         name = visible[0].name
         raise IndexLayoutError(
@@ -633,9 +633,9 @@ def layout_mfr2(root: Path, options: dict[str, Any], skips: Skips) -> Iterator[d
 
 
 REAL_MASK_LAYOUTS = frozenset({"real_masked", "mfr2", "rmfrd", "rof"})
-# layouts whose index has a `group` per image (a video): near-duplicates that pairs keep apart
-GROUPED_LAYOUTS = frozenset({"youtube_faces"})
 """Layouts whose sets hold photos of real masks (the demo has them with ``generate.real_masks``)."""
+GROUPED_LAYOUTS = frozenset({"youtube_faces"})
+"""Layouts whose index has a `group` per image (a video): near-duplicate frames that pairs keep apart."""
 
 
 LAYOUTS: dict[str, Layout] = {

@@ -49,14 +49,19 @@ def _scored_pairs(path: str, identity: dict[str, str]) -> tuple[np.ndarray, np.n
             person.to_numpy(dtype=object))
 
 
+_MAX_REDRAWS = 1000
+
+
 def difference_ci(real: tuple[np.ndarray, np.ndarray, np.ndarray], synthetic: tuple[np.ndarray, np.ndarray, np.ndarray],
                   n_boot: int, alpha: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of EER(synthetic) - EER(real), resampling people.
+    """Percentile bootstrap interval of EER(synthetic) - EER(real), resampling reference people.
 
     ``real`` and ``synthetic``: (score, genuine, reference person) per scored pair. A person's
     photos sit in many pairs, and the two comparisons are of the same people, so each resample
     draws the people once, with replacement, for both comparisons, and a pair counts as often as
-    its reference person was drawn (resampling pairs alone gives too narrow an interval)."""
+    its reference person was drawn (resampling pairs alone gives too narrow an interval; an
+    impostor pair's probe person is not resampled apart). A draw that leaves one side without
+    genuine or impostor pairs is drawn again."""
     rng = np.random.default_rng(seed)
     people, codes = np.unique(np.concatenate([real[2], synthetic[2]]).astype(str), return_inverse=True)
     sides = []
@@ -68,7 +73,13 @@ def difference_ci(real: tuple[np.ndarray, np.ndarray, np.ndarray], synthetic: tu
         sides.append(parts)
     values = np.empty(int(n_boot))
     for b in range(values.size):
-        drawn = np.bincount(rng.integers(0, people.size, people.size), minlength=people.size)
+        for _ in range(_MAX_REDRAWS):  # a draw without the people of one side's genuine (or impostor) pairs
+            drawn = np.bincount(rng.integers(0, people.size, people.size), minlength=people.size)
+            if all(drawn[c].any() for side in sides for _, c in side):
+                break
+        else:
+            raise ValueError(f"realism: {_MAX_REDRAWS} draws of {people.size} people in a row left one "
+                             "comparison without genuine or impostor pairs; too few people for a bootstrap")
         eers = [metrics.eer(*(np.repeat(s, drawn[c]) for s, c in side)).eer for side in sides]
         values[b] = eers[1] - eers[0]
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])

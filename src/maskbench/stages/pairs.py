@@ -80,8 +80,10 @@ def build_pairs(
         if kind == "lfw_view2":
             listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
         # a real-masked photo the aligner could not use is in no pair: counted, not a failure to enrol
-        listed_dropped["real_photo_not_aligned"] += len(aligned.real_unaligned if in_split is None
-                                                        else aligned.real_unaligned & in_split)
+        # (a split manifest lists usable images only: those of the part's people are counted)
+        people = set(images.values())
+        listed_dropped["real_photo_not_aligned"] += sum(aligned.identity.get(i) in people
+                                                        for i in aligned.real_unaligned)
         report = build_pool_pairs(images, real, protocol, comparisons, seed, table_path, listed, listed_dropped,
                                   groups)
     elif kind == "all_vs_all":
