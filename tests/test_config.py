@@ -308,6 +308,16 @@ def test_identification_on_video_frames_is_refused():
         check_config(config)
 
 
+def test_a_missing_pattern_image_fails_the_config_check(tmp_path):
+    config = load("config.yaml")
+    name = next(iter(config["masks"]))
+    config["masks"][name] |= {"pattern": "image", "pattern_image": str(tmp_path / "absent.png")}
+    with pytest.raises(ConfigError, match=f"masks.{name}.pattern_image: .*absent.png is not a file"):
+        check_config(config)
+    (tmp_path / "absent.png").write_bytes(b"x")
+    check_config(config)
+
+
 def test_paper_fnmr_tables_run_on_protocols_with_enough_impostors():
     """DICTA's FNMR1000 table needs >= 1,000 impostor pairs per cell; dicta1000 has 500, so every
     cell was n/a by construction. Each cell's protocol must be able to give enough."""

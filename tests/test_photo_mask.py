@@ -73,6 +73,34 @@ def test_image_path_paints_the_photo_at_the_bare_landmarks_then_aligns_the_maske
     assert missed.status == "no_face" and missed.chip is None and "failure to enrol" in missed.reason
 
 
+class _FindsAt(_Recorder):
+    """An aligner that finds a face whose chip maps back through ``transform`` (with a transform,
+    as the real aligner gives)."""
+
+    def __init__(self, transform):
+        super().__init__(finds=True)
+        self.transform = transform
+
+    def align(self, rgb):
+        found = super().align(rgb)
+        return AlignResult(found.status, None, 1.0, 2, found.landmarks, found.chip, self.transform)
+
+
+def test_image_path_refuses_another_face_found_in_place_of_the_masked_one():
+    """With the masked face missed and a bystander found, the chip would be a bare face labelled
+    masked: it is a failure to enrol instead."""
+    photo = np.random.default_rng(4).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    transform = np.array([[0.8, 0.0, -20.0], [0.0, 0.8, -30.0]])  # image -> chip
+    spec = MaskSpec.from_dict(SURGICAL)
+    same = mask_photo(photo, FRONTAL_CHIP_68, transform, spec, 5, _FindsAt(transform))
+    assert same.status == "masked"
+    slightly = transform + [[0, 0, 3.0], [0, 0, -2.0]]  # the same face, fitted a few pixels apart
+    assert mask_photo(photo, FRONTAL_CHIP_68, transform, spec, 5, _FindsAt(slightly)).status == "masked"
+    bystander = transform + [[0, 0, -160.0], [0, 0, 0]]  # a face 200 px to the right in the photo
+    other = mask_photo(photo, FRONTAL_CHIP_68, transform, spec, 5, _FindsAt(bystander))
+    assert other.status == "no_face" and other.chip is None and "another one" in other.reason
+
+
 def _demo_dataset(tmp_path, n=6):
     """n demo faces as photos (with margins, as in a real photo), an index and an acquired.json."""
     root = tmp_path / "images"

@@ -6,6 +6,7 @@ exist, a table names real variants) so a typo fails at start-up with the name in
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from maskbench.training.specs import FinetuneSpec, loss_options, resolve_spec
@@ -91,6 +92,11 @@ def realism_protocol(config: dict[str, Any], dataset: str) -> str | None:
 def check_config(config: dict[str, Any]) -> None:
     """Raise ConfigError naming the first dangling reference in the config."""
     masks = set(config["masks"])
+    for name, spec in config["masks"].items():
+        image = (spec or {}).get("pattern_image")
+        if image and not os.path.isfile(os.path.expanduser(str(image))):
+            raise ConfigError(f"masks.{name}.pattern_image: {image} is not a file (a relative path starts at the "
+                              "working directory)")
     for reserved in {UNMASKED, MASKED, REAL} & masks:
         raise ConfigError(f"masks.{reserved}: {reserved!r} names a variant; choose another mask name")
     for name, ds in config["datasets"].items():

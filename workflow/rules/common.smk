@@ -442,6 +442,12 @@ def mask_paint_on(wildcards):
     return config["masks"][wildcards.mask].get("paint_on") or config["align"].get("paint_on", "chip")
 
 
+def mask_pattern_image(wildcards):
+    """A mask type's `pattern_image`, an input so that editing the picture re-runs its branch."""
+    image = config["masks"][wildcards.mask].get("pattern_image")
+    return [os.path.expanduser(str(image))] if image else []
+
+
 def mask_photo_inputs(wildcards):
     if mask_paint_on(wildcards) != "image":
         return {}

@@ -11,6 +11,7 @@ rule mask:
     input:
         unpack(mask_photo_inputs),
         aligned=PATHS["aligned"],
+        pattern=mask_pattern_image,
         code=script_code("mask"),
     output:
         PATHS["masked"],

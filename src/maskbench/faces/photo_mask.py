@@ -47,5 +47,24 @@ def mask_photo(photo: np.ndarray, chip_landmarks: np.ndarray, transform: np.ndar
     if result.chip is None:
         return PhotoMaskResult(FAILURE_TO_ENROL, "failure to enrol: no face found on the masked photo",
                                None, masked)
+    if result.transform is not None and not same_face(points, unmap_points(result.transform, result.landmarks)):
+        # the masked face was missed and another one (a bystander's, unmasked) found instead
+        return PhotoMaskResult(FAILURE_TO_ENROL, "failure to enrol: the face found on the masked photo is "
+                               "another one, not the masked face", None, masked)
     return PhotoMaskResult("masked", None, result.chip, masked, result.landmarks)
+
+
+SAME_FACE_TOLERANCE = 0.3  # of the face's height (eyes to chin)
+
+
+def same_face(painted: np.ndarray, found: np.ndarray) -> bool:
+    """Whether landmarks found on the masked photo are of the face that was painted: their eye
+    centres and nose bridge (above the mask) within SAME_FACE_TOLERANCE of the face's height."""
+    def anchors(lm: np.ndarray) -> np.ndarray:
+        lm = np.asarray(lm, dtype=np.float64).reshape(68, 2)
+        return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[27]])
+
+    a, b = anchors(painted), anchors(found)
+    height = float(np.linalg.norm(a[:2].mean(0) - np.asarray(painted, dtype=np.float64).reshape(68, 2)[8]))
+    return float(np.linalg.norm(a - b, axis=1).mean()) <= SAME_FACE_TOLERANCE * max(height, 1.0)
 
