@@ -86,6 +86,19 @@ def workflow_rules(work: Path, *config_args: str) -> set[str]:
     return {line.strip() for line in proc.stdout.splitlines() if line.strip() and not line[0].isspace()}
 
 
+def test_profile_gives_training_its_memory_and_the_cpus_of_its_threads(tmp_path):
+    """A `resources:` cap in the profile would cap every job's memory (fine-tuning's 32 GB
+    included), and its `cores` every job's threads: training asks for its CPUs itself."""
+    work = copy_workflow(tmp_path / "wf")
+    (work / "threads.yaml").write_text(yaml.safe_dump({"models": {"dlib_finetuned": {"train": {"threads": 8}}}}))
+    out = snakemake(work, "-n", "--profile", str(PROFILE), "--configfile", "config/lfw.yaml",
+                    "config/lfw-finetune.yaml", "threads.yaml").stdout
+    finetune = re.search(r"^rule finetune:.*?^ +resources: ([^\n]*)", out, re.M | re.S)
+    assert finetune, out[-3000:]
+    resources = dict(re.findall(r"(\w+)=([^,]*)", finetune[1]))
+    assert resources["mem_mb"] == "32000" and resources["cpus_per_task"] == "8" and resources["gpu"] == "1"
+
+
 def test_profile_names_only_rules_of_the_workflow(tmp_path):
     """Snakemake ignores unknown rule names in --set-resources/--groups: a renamed rule would
     silently lose its resources or its group."""

@@ -111,6 +111,7 @@ if "attributes" in config:
             resources:
                 mem_mb=16000,
                 runtime=lambda wc, attempt: 720 * attempt,
+                cpus_per_task=CNN["threads"],  # torch runs this many threads (see train.smk)
             script:
                 "../scripts/attributes_cnn.py"
 

@@ -30,6 +30,9 @@ rule train_head:
     resources:
         mem_mb=4000,
         runtime=lambda wc, attempt: 120 * attempt,
+        # torch runs the config's thread count: a cluster job gets that many CPUs even where a
+        # profile caps threads (its `cores`)
+        cpus_per_task=training_threads,
     script:
         "../scripts/train_head.py"
 
@@ -62,6 +65,7 @@ rule finetune:
     resources:
         mem_mb=16000,
         runtime=lambda wc, attempt: 720 * attempt,
+        cpus_per_task=training_threads,
     script:
         "../scripts/finetune.py"
 
