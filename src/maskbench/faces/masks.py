@@ -254,10 +254,7 @@ def _cover_profile(poly: np.ndarray, face: np.ndarray, top: np.ndarray, height: 
         pts = np.vstack([top, pts[pts[:, 1] > top[1]]])
         ys = np.maximum.accumulate(pts[:, 1])
         limit = np.interp(out[:, 1], ys, pts[:, 0] + sign * margin)
-        # a point of this side lies beyond the nose and beyond the chin: on a turned head the jaw
-        # points between the two would otherwise be pushed across the face (a hole over the lips)
-        band = ((out[:, 1] > top[1]) & (out[:, 1] < ys[-1]) & (sign * (out[:, 0] - top[0]) > 0)
-                & (sign * (out[:, 0] - face[8, 0]) > 0))
+        band = (out[:, 1] > top[1]) & (out[:, 1] < ys[-1]) & (sign * (out[:, 0] - top[0]) > 0)
         out[:, 0] = np.where(band & (sign * (out[:, 0] - limit) < 0), limit, out[:, 0])
     return out
 
@@ -389,18 +386,15 @@ def _outline(lm: np.ndarray, spec: MaskSpec, fit: np.ndarray | None = None) -> t
 
 
 def _clip(pts: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
-    """Vertices kept within a frame three times the image's size: cv2.fillPoly clips the outline
-    at the border itself, whereas pulling a vertex onto the border would bend its edges (and half
-    paint the border row)."""
     if shape is None:
         return pts
     h, w = shape[:2]
-    return np.clip(pts, [-float(w), -float(h)], [2.0 * w, 2.0 * h])
+    return np.clip(pts, [0.0, 0.0], [w - 1.0, h - 1.0])
 
 
 def mask_polygon(landmarks: np.ndarray, spec: MaskSpec,
                  shape: tuple[int, int] | None = (150, 150), seed: int | None = None) -> np.ndarray:
-    """Mask outline (K, 2) in chip coordinates, kept near a chip of ``shape`` (None: as it is; see _clip);
+    """Mask outline (K, 2) in chip coordinates, clipped to a chip of ``shape`` (None: unclipped);
     ``seed`` applies the per-image fit of a mask type with ``fit_jitter``, as ``paint_mask`` does."""
     lm = _check_landmarks(landmarks)
     frame, outline = _outline(lm, spec, fit_draw(spec, seed))
