@@ -13,7 +13,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from maskbench.config import ConfigError
-from maskbench.evaluation.identification import IdentificationError, closed_set, open_set, top_candidates, top_two
+from maskbench.evaluation.identification import IdentificationError, closed_set, open_set, top_two
 from maskbench.protocols.galleries import (
     GALLERY_SCHEMA,
     PROBES_SCHEMA,
@@ -81,7 +81,7 @@ def test_top_candidates_equal_brute_force(kind):
     rng = np.random.default_rng(5)
     gallery, gids, probes, _ = random_search(rng)
     scores = score_matrix(probes, gallery, kind)
-    top_id, top_score = top_candidates(gallery, gids, probes, kind)
+    top_id, top_score, _ = top_two(gallery, gids, probes, kind)
     assert list(top_id) == list(gids[scores.argmax(axis=1)])
     np.testing.assert_allclose(top_score, scores.max(axis=1), rtol=1e-9, atol=1e-12)
 
@@ -98,7 +98,7 @@ def test_open_set_fnir_at_fpir_equals_brute_force():
     top_score, top_id = scores.max(axis=1), gids[best]
     non_mated = np.sort(top_score[~mated])[::-1]  # 70 non-mated searches
     targets = [0.5, 0.1, 0.03, 0.0]
-    got = open_set(*top_candidates(gallery, gids, probes, "neg_l2"), pids, mated, targets)
+    got = open_set(*top_two(gallery, gids, probes, "neg_l2")[:2], pids, mated, targets)
     assert got["mated_searches"] == mated.sum() and got["non_mated_searches"] == 70
     for target, point in zip(targets, got["points"]):
         k = math.floor(target * 70 + 1e-9)  # false alarms allowed
@@ -149,11 +149,11 @@ def test_clear_errors_for_empty_gallery_and_missing_searches():
     with pytest.raises(IdentificationError, match="gallery is empty"):
         closed_set(np.zeros((0, 4)), np.array([]), probes, np.array(["a"] * 3), "neg_l2")
     with pytest.raises(IdentificationError, match="gallery is empty"):
-        top_candidates(np.zeros((0, 4)), np.array([]), probes, "cosine")
+        top_two(np.zeros((0, 4)), np.array([]), probes, "cosine")
     with pytest.raises(IdentificationError, match="non-mated"):
         open_set(np.array(["a"]), np.array([1.0]), np.array(["a"]), np.array([True]), [0.1])
     with pytest.raises(IdentificationError, match="unknown score kind"):
-        top_candidates(np.ones((2, 4)), np.array(["a", "b"]), probes, "dot")
+        top_two(np.ones((2, 4)), np.array(["a", "b"]), probes, "dot")
 
 
 # ----------------------------------------------------------------------------------------------

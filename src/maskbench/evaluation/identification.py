@@ -73,12 +73,6 @@ def _check_gallery(gallery: np.ndarray, gallery_ids: np.ndarray) -> None:
         raise IdentificationError("need one identity per gallery row")
 
 
-def top_candidates(gallery, gallery_ids, probes, score_kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(identity, score) of each probe's best gallery sample."""
-    ids, scores, _ = top_two(gallery, gallery_ids, probes, score_kind)
-    return ids, scores
-
-
 def top_two(gallery, gallery_ids, probes, score_kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(identity, score) of each probe's best gallery sample, and the best score of any other
     identity (-inf with a one-identity gallery): equal to the first, the top place is a tie."""

@@ -112,12 +112,15 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
     for e in entries:
         by_cell.setdefault((e["dataset"], e["model"], e["protocol"]), []).append(e)
     rows = []
+    identities: dict[str, dict[str, str]] = {}  # index path -> image -> person, read once per dataset
     for (dataset, model, protocol), cell in by_cell.items():
         real_entry = next((e for e in cell if e["comparison"] == REAL_COMPARISON), None)
         if real_entry is None:
             raise ValueError(f"realism: {dataset}/{model}/{protocol} has no {REAL_COMPARISON} metrics")
         real = _load(real_entry["metrics"])
-        identity = _identities(real_entry["index"]) if n_boot else {}
+        if n_boot and real_entry["index"] not in identities:
+            identities[real_entry["index"]] = _identities(real_entry["index"])
+        identity = identities.get(real_entry["index"], {})
         real_scores = _scored_pairs(real_entry["scores"], identity) if n_boot else None
         ordered = [real_entry] + [e for e in cell if e is not real_entry]
         group = []
