@@ -99,6 +99,16 @@ def test_profile_gives_training_its_memory_and_the_cpus_of_its_threads(tmp_path)
     assert resources["mem_mb"] == "32000" and resources["cpus_per_task"] == "8" and resources["gpu"] == "1"
 
 
+def test_profile_memory_grows_on_each_retry():
+    """A job killed for memory is resubmitted with more: each rule's memory in the profile grows
+    with the attempt (evaluated as Snakemake does, a Python expression of `attempt`)."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert profile["retries"] >= 1
+    for rule, resources in profile["set-resources"].items():
+        memory = [eval(str(resources["mem_mb"]), {"attempt": attempt}) for attempt in (1, 2, 3)]
+        assert memory[0] < memory[1] <= memory[2], (rule, memory)
+
+
 def test_profile_names_only_rules_of_the_workflow(tmp_path):
     """Snakemake ignores unknown rule names in --set-resources/--groups: a renamed rule would
     silently lose its resources or its group."""
