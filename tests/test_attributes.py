@@ -303,9 +303,10 @@ def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     mixed (cosine schedule, weight average, each chip scored with its mirror image), against the
     linear head trained on the same mixed embeddings, on the same masked test faces (every mask
     type pooled), random split. Settings chosen on val (benchmarks/tune_attributes_cnn.py); on
-    these 240 test faces the CNN reads sex and race better than the linear head (0.906 / 0.898
-    and 0.690 / 0.673 when measured) and age clearly better (MAE 6.9 against 8.8 years); age
-    group is only checked not to have collapsed."""
+    these 240 test faces the CNN reads sex and race better than the linear head (0.904 / 0.898
+    and 0.677 / 0.675 when measured: one face in 480 on race, inside the noise of so small a set)
+    and age clearly better (MAE 6.3 against 8.4 years); age group is only checked not to have
+    collapsed."""
     table = pd.read_csv(utk_run / "results/tables/attributes.csv").set_index(
         ["model", "head", "train_variant", "task", "metric"])
     value = lambda model, head, task, metric: table.loc[(model, head, "mixed", task, metric), "masked/random"]  # noqa: E731
@@ -324,9 +325,10 @@ def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     assert timing["mean_seconds_per_epoch_per_1000_chips"] > 0
     curve = json.loads((run / "metrics.json").read_text())["training"]["curve"]
     assert curve[0]["epoch"] == 0 and "linear_probe" in curve[0]  # the start: linear heads, a candidate
-    # the weight average keeps the val age MAE from jumping epoch to epoch
-    ages = [e["val"]["age"] for e in curve]
-    assert max(abs(b - a) for a, b in zip(ages, ages[1:])) < 1.0
+    # the weight average keeps the val age MAE from jumping epoch to epoch once the first quarter
+    # of the epochs has moved the network away from its start
+    ages = [e["val"]["age"] for e in curve][len(curve) // 4:]
+    assert max(abs(b - a) for a, b in zip(ages, ages[1:])) < 0.5, ages
 
 
 @pytest.mark.slow

@@ -259,3 +259,27 @@ def test_perturbed_layouts_stay_in_chip_and_cover_mouth(noise_seed, scale, angle
             assert (poly >= 0).all() and (poly[:, 0] <= 149).all() and (poly[:, 1] <= 149).all()
             inside = cv2.pointPolygonTest(poly.astype(np.float32), tuple(map(float, mouth)), False)
             assert inside >= 0, (shape, level)
+
+
+def test_a_far_turned_head_keeps_its_mouth_covered():
+    """On a head turned far, the jaw points between the chin and the nose are not pushed across
+    the face (that folded the outline and left the lips bare)."""
+    lm = turned(FRONTAL, 55)
+    mouth = np.zeros((150, 150), np.uint8)
+    cv2.fillConvexPoly(mouth, cv2.convexHull(np.round(lm[48:60]).astype(np.int32)), 1)
+    for shape in ("surgical", "cloth", "nist_wide"):
+        share = mask_coverage(lm, spec(shape))[mouth > 0].mean()
+        assert share > 0.7, (shape, share)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_loose_fit_never_pulls_the_mask_over_the_eyes(shape):
+    """fit_jitter moves the nose edge and the whole mask per image, but never above the eyes'
+    floor: the lower eyelids stay bare whatever the draw."""
+    loose = spec(shape, nose_coverage="high", fit_jitter=1.0)
+    areas = set()
+    for seed in range(40):
+        cov = mask_coverage(FRONTAL, loose, seed=seed)
+        assert not covered(cov, FRONTAL[[40, 41, 46, 47]]).any(), seed
+        areas.add(int(cov.sum()))
+    assert len(areas) > 20  # the fit still varies per image

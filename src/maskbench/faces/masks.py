@@ -254,7 +254,10 @@ def _cover_profile(poly: np.ndarray, face: np.ndarray, top: np.ndarray, height: 
         pts = np.vstack([top, pts[pts[:, 1] > top[1]]])
         ys = np.maximum.accumulate(pts[:, 1])
         limit = np.interp(out[:, 1], ys, pts[:, 0] + sign * margin)
-        band = (out[:, 1] > top[1]) & (out[:, 1] < ys[-1]) & (sign * (out[:, 0] - top[0]) > 0)
+        # a point of this side lies beyond the nose and beyond the chin: on a turned head the jaw
+        # points between the two would otherwise be pushed across the face (a hole over the lips)
+        band = ((out[:, 1] > top[1]) & (out[:, 1] < ys[-1]) & (sign * (out[:, 0] - top[0]) > 0)
+                & (sign * (out[:, 0] - face[8, 0]) > 0))
         out[:, 0] = np.where(band & (sign * (out[:, 0] - limit) < 0), limit, out[:, 0])
     return out
 
@@ -354,18 +357,23 @@ def fit_draw(spec: MaskSpec, seed: int | None) -> np.ndarray | None:
     return spec.fit_jitter * u * np.array([0.08, 0.10, 0.03, 0.03])
 
 
-def _refit(outline: _Outline, height: float, fit: np.ndarray) -> _Outline:
-    """Move the nose edge up or down, widen or narrow over the cheeks, shift the whole mask."""
+def _refit(outline: _Outline, height: float, fit: np.ndarray, floor: float) -> _Outline:
+    """Move the nose edge up or down, widen or narrow over the cheeks, shift the whole mask; a
+    point is never moved above ``floor`` (just below the eyes: a worn mask does not cover them),
+    and one already above it (DICTA's nose landmark) is not moved higher."""
     top_y, centre_x = float(outline.top[1]), float(outline.top[0])
     bottom_y = float(outline.bottom[1])
 
     def move(pts: np.ndarray) -> np.ndarray:
         pts = np.array(pts, dtype=np.float64)
+        lowest = np.minimum(pts[..., 1], floor)
         # the top edge moves by fit[0] and the move fades out toward the bottom edge
         w = np.clip((bottom_y - pts[..., 1]) / max(bottom_y - top_y, 1.0), 0.0, 1.0)
         pts[..., 1] += fit[0] * height * w
         pts[..., 0] = centre_x + (pts[..., 0] - centre_x) * (1.0 + fit[1])
-        return pts + np.array([fit[2], fit[3]]) * height
+        pts = pts + np.array([fit[2], fit[3]]) * height
+        pts[..., 1] = np.maximum(pts[..., 1], lowest)
+        return pts
 
     return _Outline(move(outline.poly), move(outline.top), move(outline.bottom), move(outline.corners),
                     outline.side_ratio)
@@ -381,7 +389,7 @@ def _outline(lm: np.ndarray, spec: MaskSpec, fit: np.ndarray | None = None) -> t
     else:
         outline = _jaw_outline(face, frame.height, spec)
     if fit is not None:
-        outline = _refit(outline, frame.height, fit)
+        outline = _refit(outline, frame.height, fit, _eye_floor(face, frame.height))
     return frame, outline
 
 
