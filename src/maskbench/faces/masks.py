@@ -366,13 +366,13 @@ def _refit(outline: _Outline, height: float, fit: np.ndarray, floor: float) -> _
 
     def move(pts: np.ndarray) -> np.ndarray:
         pts = np.array(pts, dtype=np.float64)
-        lowest = np.minimum(pts[..., 1], floor)
+        limit = np.minimum(pts[..., 1], floor)  # the least y (highest point) it may reach
         # the top edge moves by fit[0] and the move fades out toward the bottom edge
         w = np.clip((bottom_y - pts[..., 1]) / max(bottom_y - top_y, 1.0), 0.0, 1.0)
         pts[..., 1] += fit[0] * height * w
         pts[..., 0] = centre_x + (pts[..., 0] - centre_x) * (1.0 + fit[1])
         pts = pts + np.array([fit[2], fit[3]]) * height
-        pts[..., 1] = np.maximum(pts[..., 1], lowest)
+        pts[..., 1] = np.maximum(pts[..., 1], limit)
         return pts
 
     return _Outline(move(outline.poly), move(outline.top), move(outline.bottom), move(outline.corners),
