@@ -298,6 +298,24 @@ def test_utkface_mini_fills_the_attribute_tables(utk_run):
 
 
 @pytest.mark.slow
+def test_copies_of_one_utkface_photo_stay_in_one_part(utk_run):
+    """UTKFace files some pictures twice under different names (UTKFace-mini has a pair): the
+    image-level splits keep each picture's copies in one part, so none is trained on and tested."""
+    from glob import glob
+
+    from maskbench.io.duplicates import duplicate_chips
+    from maskbench.io.readers import read_split
+
+    shards = sorted(glob(str(utk_run / "results/utkface/aligned/shard-*.parquet")))
+    for strategy in ("random", "uniform"):
+        parts = read_split(utk_run / f"results/utkface/splits/{strategy}.parquet")
+        groups = duplicate_chips(shards, list(parts))
+        report = json.loads((utk_run / f"results/utkface/splits/{strategy}.json").read_text())
+        assert groups and report["notes"]["duplicate_groups"] == len(groups), strategy
+        assert all(len({parts[i][0] for i in group}) == 1 for group in groups), strategy
+
+
+@pytest.mark.slow
 def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
     """dlib's ResNet with 13 blocks frozen and cached, fine-tuned on masked and unmasked chips
     mixed (cosine schedule, weight average, each chip scored with its mirror image), against the

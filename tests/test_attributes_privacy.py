@@ -17,15 +17,18 @@ MASKS = ["surgical_blue", "cloth_black"]
 
 
 def test_paired_bootstrap_by_hand():
-    out = paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], regression=False, seed=3, n_boot=500)
+    out = paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], regression=False, seed=3, n_boot=500, min_n=1)
     assert out["n"] == 4 and out["reference"] == 0.75 and out["attacked"] == 0.25 and out["protection"] == 0.5
     assert 0.0 <= out["ci_low"] < 0.5 < out["ci_high"] <= 1.0  # per-image differences are 0 or 1
-    assert paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], False, 3, 500) == out  # seeded
+    assert paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], False, 3, 500, min_n=1) == out  # seeded
+    # four faces are too few for an interval (it would read [0, 0] for four equal differences)
+    few = paired_bootstrap([1, 1, 0, 0], [1, 1, 0, 0], False, 3, 500)
+    assert few["protection"] == 0.0 and few["ci_low"] is None and few["ci_high"] is None
     # paired: the same shift on every image leaves no doubt
     same = paired_bootstrap(np.ones(50), np.zeros(50), False, 1, 200)
     assert same["ci_low"] == same["ci_high"] == 1.0
     # age: errors added, in years
-    age = paired_bootstrap([2.0, 4.0], [5.0, 9.0], regression=True, seed=0, n_boot=100)
+    age = paired_bootstrap([2.0, 4.0], [5.0, 9.0], regression=True, seed=0, n_boot=100, min_n=1)
     assert age["protection"] == 4.0 and 3.0 <= age["ci_low"] <= age["ci_high"] <= 5.0
     assert paired_bootstrap([], [], False, 0)["protection"] is None
     with pytest.raises(ValueError, match="differ in length"):

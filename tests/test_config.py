@@ -337,3 +337,17 @@ def test_paper_fnmr_tables_run_on_protocols_with_enough_impostors():
                 impostors = p.get("max_impostors", float("inf"))
             assert target == 0 or impostors * target >= 10, (table, dataset, protocol, impostors)
             assert all(evaluable(config, m, dataset, protocol) for m in config["models"])
+
+
+def test_a_finetuned_backbone_is_chosen_on_val_under_its_benchmark_score():
+    """Its unmasked tolerance must hold for the EER the tables report: val_score defaults to the
+    model's score (neg_l2 when none is set), an explicit val_score stays, heads get none."""
+    from maskbench.config import training_code_spec
+
+    train = {"datasets": ["lfw"], "arch": "dlib_resnet", "loss": {"kind": "supcon"}}
+    assert training_code_spec({"kind": "finetune", "score": "cosine", "train": train})["val_score"] == "cosine"
+    assert training_code_spec({"kind": "finetune", "train": train})["val_score"] == "neg_l2"
+    chosen = {**train, "val_score": "inv_l2"}
+    assert training_code_spec({"kind": "finetune", "score": "neg_l2", "train": chosen})["val_score"] == "inv_l2"
+    assert "val_score" not in training_code_spec({"kind": "head", "score": "neg_l2", "train": train})
+    assert "datasets" not in training_code_spec({"kind": "finetune", "train": train})

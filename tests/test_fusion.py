@@ -106,6 +106,21 @@ def test_every_comparison_uses_the_reference_comparisons_scale(tmp_path):
     assert not np.allclose(fused, fuse([cmp_a, cmp_b]))
 
 
+@pytest.mark.parametrize("reference, what", [([0.7] * 4, "one score for every pair"),
+                                              ([None] * 4, "no scored pair")])
+def test_a_reference_that_cannot_set_a_members_scale_is_refused(tmp_path, reference, what):
+    """A member whose reference scores are all missing or all equal would add 0 to every fused
+    score: the ensemble would silently be the other member."""
+    genuine = [True, False, True, False]
+    status = ["ok" if v is not None else "missing_embedding" for v in reference]
+    refs = [_scores_file(tmp_path / "ref_a.parquet", [0.9, 0.1, 0.8, 0.3], genuine),
+            _scores_file(tmp_path / "ref_b.parquet", [v or 0.0 for v in reference], genuine, status)]
+    paths = [_scores_file(tmp_path / f"{m}.parquet", [0.9, 0.2, 0.7, 0.1], genuine) for m in "ab"]
+    with pytest.raises(FusionError, match=f"ref_b.parquet: {what}"):
+        fuse_score_files(paths, ["a", "b"], str(tmp_path / "fused.parquet"), reference_paths=refs)
+    assert not (tmp_path / "fused.parquet").exists()
+
+
 def test_members_with_the_same_pair_ids_but_other_images_are_refused(tmp_path):
     a = _scores_file(tmp_path / "a.parquet", [1.0, 0.0], [True, False])
     b = tmp_path / "b.parquet"

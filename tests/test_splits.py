@@ -224,3 +224,37 @@ def test_ratios_are_checked():
         make_split("random", {"a": None}, pd.DataFrame(index=["a"]), {"train": 0.7, "val": 0.2, "test": 0.2}, [], 1)
     with pytest.raises(SplitError, match="no label column"):
         make_split("uniform", {"a": None}, pd.DataFrame(index=["a"]), RATIOS, ["sex"], 1)
+
+
+@pytest.mark.parametrize("strategy", ["random", "uniform"])
+def test_copies_of_one_picture_stay_in_one_part(strategy):
+    """The same picture filed under two names (UTKFace has such copies) goes to one part; the
+    report counts the groups and the moves, and other images stay where they were."""
+    identities = {f"img/{k:03d}.jpg": None for k in range(200)}
+    labels = pd.DataFrame({"sex": [SEXES[k % 2] for k in range(200)], "race": [RACES[k % 5] for k in range(200)]},
+                          index=sorted(identities))
+    plain = make_split(strategy, identities, labels, RATIOS, ["sex", "race"], 7)
+    # copies chosen to straddle parts: each group mixes a train image with a test one
+    train = sorted(i for i, s in plain.assignment.items() if s == "train")
+    test = sorted(i for i, s in plain.assignment.items() if s == "test")
+    groups = [sorted([train[k], test[k]]) for k in range(5)]
+    split = make_split(strategy, identities, labels, RATIOS, ["sex", "race"], 7, duplicates=groups)
+    for group in groups:
+        assert {split.assignment[i] for i in group} == {plain.assignment[group[0]]}
+    assert split.notes["duplicate_groups"] == 5 and split.notes["duplicates_moved"] == 5
+    copies = {i for g in groups for i in g}
+    assert all(split.assignment[i] == s for i, s in plain.assignment.items() if i not in copies)
+
+
+def test_identical_chips_are_found_across_shards_among_usable_images(tmp_path):
+    import pyarrow as pa
+
+    from maskbench.io.duplicates import duplicate_chips
+
+    shards = []
+    for k, rows in enumerate([[("a", b"x"), ("b", b"y"), ("c", None)], [("d", b"x"), ("e", b"y"), ("f", b"z")]]):
+        path = tmp_path / f"shard-{k}.parquet"
+        pq.write_table(pa.table({"image_id": [r[0] for r in rows], "chip": [r[1] for r in rows]}), path)
+        shards.append(str(path))
+    assert duplicate_chips(shards, ["a", "b", "c", "d", "e", "f"]) == [["a", "d"], ["b", "e"]]
+    assert duplicate_chips(shards, ["a", "b", "d", "f"]) == [["a", "d"]]  # e is not usable

@@ -261,7 +261,9 @@ def test_choose_epoch_rules():
     from maskbench.training.selection import choose_epoch
 
     # no unmasked pairs on val: masked EER alone
-    assert choose_epoch([0, 1, 2], [0.3, 0.2, 0.25], [None] * 3, None, 0.002).epoch == 1
+    unchecked = choose_epoch([0, 1, 2], [0.3, 0.2, 0.25], [None] * 3, None, 0.002)
+    assert unchecked.epoch == 1 and unchecked.constraint_met is None  # no limit: not checked, not passed
+    assert choose_epoch([0, 1], [float("nan")] * 2, [0.1, 0.2], None, 0.002).constraint_met is None
     # nothing within the limit (a reducing head's epoch 0 is not its base): lowest unmasked, flagged
     choice = choose_epoch([0, 1, 2], [0.3, 0.2, 0.25], [0.09, 0.08, 0.07], 0.05, 0.002)
     assert (choice.epoch, choice.constraint_met) == (2, False)

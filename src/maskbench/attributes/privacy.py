@@ -31,6 +31,9 @@ ATTACKERS = ("bare_trained", "mask_trained")
 GROUP_COLUMNS = ("sex", "race", "age_group")
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_CONFIDENCE = 0.95
+# fewer paired test faces get no interval: resampling a handful of 0/1 differences gives
+# degenerate percentiles (e.g. [0, 0] on four faces, read as "no protection, no doubt")
+MIN_INTERVAL_FACES = 20
 
 
 def per_image_scores(predictions: pd.DataFrame, task: str, variant: str) -> pd.Series:
@@ -44,9 +47,11 @@ def per_image_scores(predictions: pd.DataFrame, task: str, variant: str) -> pd.S
 
 
 def paired_bootstrap(reference: np.ndarray, attacked: np.ndarray, regression: bool, seed: int,
-                     n_boot: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
+                     n_boot: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE,
+                     min_n: int = MIN_INTERVAL_FACES) -> dict[str, Any]:
     """Protection (reference - attacked accuracy, or attacked - reference MAE) on paired per-image
-    scores, with a percentile interval from resampling images (the same draw for both sides)."""
+    scores, with a percentile interval from resampling images (the same draw for both sides) when
+    there are at least ``min_n`` of them."""
     reference, attacked = np.asarray(reference, float), np.asarray(attacked, float)
     if reference.shape != attacked.shape:
         raise ValueError(f"paired scores differ in length: {len(reference)} vs {len(attacked)}")
@@ -57,7 +62,7 @@ def paired_bootstrap(reference: np.ndarray, attacked: np.ndarray, regression: bo
     if n == 0:
         return out
     out.update(reference=float(reference.mean()), attacked=float(attacked.mean()), protection=float(diff.mean()))
-    if n_boot > 0:
+    if n_boot > 0 and n >= min_n:
         rng = np.random.default_rng(seed)
         means = np.empty(n_boot)
         for start in range(0, n_boot, 100):  # blocks of draws keep memory at 100 x n
@@ -192,6 +197,7 @@ def write_privacy(entries: Sequence[dict[str, str]], masks: dict[str, Sequence[s
     table = privacy_table(entries, masks, tasks, age_groups, seed, n_boot)
     table = table.round({c: 6 for c in ("reference", "attacked", "protection", "ci_low", "ci_high")})
     write_frame(table, csv_path, "what a mask hides: accuracy lost (MAE added) for an attacker trained on bare "
-                "or on masked faces, paired bootstrap intervals", index=False)
+                "or on masked faces, paired bootstrap intervals (none under "
+                f"{MIN_INTERVAL_FACES} faces)", index=False)
     privacy_figure(table, png_path)
     return table

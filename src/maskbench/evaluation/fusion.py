@@ -38,6 +38,17 @@ def moments(scores: np.ndarray) -> tuple[float, float]:
     return (float(finite.mean()), float(finite.std())) if finite.size else (0.0, 0.0)
 
 
+def reference_moments(scores: np.ndarray, path: str) -> tuple[float, float]:
+    """The moments of a member's reference scores, refused where they cannot set its scale: with
+    no scored pair, or every pair scored alike, the member would add 0 to every fused score
+    and the ensemble would silently be its other members."""
+    mean, std = moments(scores)
+    if not std > 0:
+        what = "no scored pair" if not np.isfinite(np.asarray(scores, dtype=float)).any() else "one score for every pair"
+        raise FusionError(f"{path}: {what}; it cannot set this member's scale for the ensemble")
+    return mean, std
+
+
 def zscore(scores: np.ndarray, reference: tuple[float, float] | None = None) -> np.ndarray:
     """(s - mean) / std with the moments of ``reference`` (default: of ``scores``); a member whose
     reference scores are constant contributes 0."""
@@ -121,9 +132,11 @@ def fuse_score_files(paths: Sequence[str], members: Sequence[str], out_path: str
     ok_and_scores = [_ok_and_scores(p) for p in paths]
     ok = np.logical_and.reduce([o for o, _ in ok_and_scores])
     if reference_paths:
-        references = [moments(np.where(*_ok_and_scores(p), np.nan)) for p in reference_paths]
-    else:
-        references = [moments(np.where(ok, s, np.nan)) for _, s in ok_and_scores]
+        references = [reference_moments(np.where(*_ok_and_scores(p), np.nan), p) for p in reference_paths]
+    elif ok.any():
+        references = [reference_moments(np.where(ok, s, np.nan), p) for (_, s), p in zip(ok_and_scores, paths)]
+    else:  # no pair scored by every member: every row is missing_member_score
+        references = [(0.0, 0.0)] * len(paths)
     del ok_and_scores
     columns = list(SCORES_SCHEMA.names)
     streams = [_windows(paths[0], columns, WINDOW_ROWS)]

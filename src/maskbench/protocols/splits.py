@@ -297,9 +297,28 @@ def split_report(split: Split, identities: dict[str, str | None], labels: pd.Dat
     return report
 
 
+def keep_duplicates_together(split: Split, duplicates: Sequence[Sequence[str]]) -> Split:
+    """Each group of copies of one picture goes to the part of its first image by name: a
+    picture in train and in test would be scored on what the model learnt."""
+    assignment, moved = dict(split.assignment), 0
+    for group in duplicates:
+        first, *others = sorted(group)
+        for image_id in others:
+            if assignment[image_id] != assignment[first]:
+                assignment[image_id] = assignment[first]
+                moved += 1
+    notes = {**split.notes, "duplicate_groups": len(duplicates), "duplicates_moved": moved}
+    return Split(split.strategy, assignment, notes)
+
+
+IMAGE_LEVEL = ("random", "uniform")  # strategies that place images one by one (copies may part)
+
+
 def make_split(strategy: str, identities: dict[str, str | None], labels: pd.DataFrame,
-               ratios: dict[str, float], stratify: Sequence[str], seed: int) -> Split:
-    """Run one strategy over the usable images and check its invariants."""
+               ratios: dict[str, float], stratify: Sequence[str], seed: int,
+               duplicates: Sequence[Sequence[str]] = ()) -> Split:
+    """Run one strategy over the usable images and check its invariants. ``duplicates`` (groups
+    of copies of one picture) stay in one part under the image-level strategies."""
     if strategy == "random":
         split = random_split(list(identities), ratios, seed)
     elif strategy == "uniform":
@@ -310,5 +329,7 @@ def make_split(strategy: str, identities: dict[str, str | None], labels: pd.Data
         split = per_identity_split(identities, seed)
     else:
         raise SplitError(f"unknown split strategy {strategy!r}; known: {list(STRATEGIES)}")
+    if strategy in IMAGE_LEVEL:
+        split = keep_duplicates_together(split, duplicates)
     check_split(split, identities)
     return split

@@ -13,6 +13,7 @@ import pyarrow as pa
 from maskbench.attributes import heads as attr
 from maskbench.io.atomic import write_json, write_table
 from maskbench.config import UNMASKED
+from maskbench.io.duplicates import duplicate_chips
 from maskbench.io.readers import load_embeddings, read_aligned, split_parts
 from maskbench.attributes.settings import POOLED
 from maskbench.attributes.study import (
@@ -26,7 +27,7 @@ from maskbench.attributes.study import (
 )
 from maskbench.reporting.figure_files import save_figure
 from maskbench.seeds import item_seed
-from maskbench.protocols.splits import make_split, split_report, split_table
+from maskbench.protocols.splits import IMAGE_LEVEL, make_split, split_report, split_table
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,13 @@ REPORT_LABELS = ("sex", "race", "age_group")  # label distributions in a split's
 def build_split(index_path: str, aligned_paths: Sequence[str], strategy: str, ratios: dict[str, float],
                 stratify: Sequence[str], age_groups: Sequence[int], seed: int, table_path: str,
                 report_path: str) -> dict[str, Any]:
-    """One strategy's split of the usable aligned images, with its report."""
+    """One strategy's split of the usable aligned images, with its report; an image-level split
+    keeps copies of one picture (identical chips) in one part."""
     aligned = read_aligned(aligned_paths)
     identities, unusable = aligned.usable, aligned.unusable
     labels = read_labels(index_path, age_groups).reindex(sorted(identities))
-    split = make_split(strategy, identities, labels, ratios, stratify, seed)
+    duplicates = duplicate_chips(aligned_paths, identities) if strategy in IMAGE_LEVEL else []
+    split = make_split(strategy, identities, labels, ratios, stratify, seed, duplicates)
     report = split_report(split, identities, labels[list(REPORT_LABELS)], seed,
                           ratios if strategy != "per_identity" else None, unusable)
     write_table(table_path, split_table(split, identities))

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from maskbench.io.atomic import write_json, write_table
 from maskbench.io.readers import load_embeddings
-from maskbench.evaluation.fusion import FusionError, moments, zscore
+from maskbench.evaluation.fusion import FusionError, reference_moments, zscore
 from maskbench.io.manifests import SCORES_SCHEMA, UNMASKED_VARIANT
 from maskbench.evaluation.mask_classifier import (
     MaskClassifier,
@@ -223,7 +223,7 @@ def _member_z(paths: Sequence[str], reference_paths: Sequence[str]) -> tuple[pa.
         raise FusionError("a mask-aware ensemble fuses two members, [full face, upper face]")
     tables = [_read_scores(p) for p in paths]
     _same_pairs(tables, paths)
-    refs = [moments(_ok(_read_scores(p))) for p in reference_paths]
+    refs = [reference_moments(_ok(_read_scores(p)), p) for p in reference_paths]
     return tables[0], zscore(_ok(tables[0]), refs[0]), zscore(_ok(tables[1]), refs[1])
 
 

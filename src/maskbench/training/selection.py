@@ -27,7 +27,7 @@ class EpochChoice:
     masked_eer: float | None
     unmasked_eer: float | None
     unmasked_limit: float | None  # base unmasked EER + tolerance (None: no unmasked check possible)
-    constraint_met: bool  # False only when no candidate epoch met the unmasked limit
+    constraint_met: bool | None  # False: no candidate met the unmasked limit; None: no limit to check
 
 
 def check_tolerance(value: object) -> float:
@@ -51,7 +51,8 @@ def choose_epoch(epochs: Sequence[int], masked: Sequence[float | None], unmasked
     and an unmasked EER within ``base_unmasked + tolerance`` compete on masked EER. Where
     ``base_unmasked`` is unknown (val has no unmasked genuine pair) the rule is masked EER alone.
     Where no epoch meets the limit (a head that reduces the dimension starts away from its base),
-    the epoch with the lowest unmasked EER is kept and ``constraint_met`` is False.
+    the epoch with the lowest unmasked EER is kept and ``constraint_met`` is False; without a
+    limit it is None (not checked, rather than passed).
     """
     if not (len(epochs) == len(masked) == len(unmasked)) or not epochs:
         raise ValueError("choose_epoch: give one masked and one unmasked EER per epoch, for at least one epoch")
@@ -65,10 +66,10 @@ def choose_epoch(epochs: Sequence[int], masked: Sequence[float | None], unmasked
         within = pool
     if within:
         k = min(within, key=lambda j: (masked[j], epochs[j]))
-        return EpochChoice(int(epochs[k]), masked[k], unmasked[k], limit, True)
+        return EpochChoice(int(epochs[k]), masked[k], unmasked[k], limit, True if limit is not None else None)
     fallback = [k for k in range(len(epochs)) if allowed[k] and _finite(unmasked[k])] or \
                [k for k in range(len(epochs)) if allowed[k]] or list(range(len(epochs)))
     k = min(fallback, key=lambda j: (unmasked[j] if _finite(unmasked[j]) else math.inf, epochs[j]))
     log.warning("no epoch keeps the val unmasked EER within %s (base + tolerance); keeping epoch %d, the "
                 "lowest unmasked EER", limit, epochs[k])
-    return EpochChoice(int(epochs[k]), masked[k], unmasked[k], limit, limit is None)
+    return EpochChoice(int(epochs[k]), masked[k], unmasked[k], limit, False if limit is not None else None)
