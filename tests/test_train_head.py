@@ -18,7 +18,7 @@ from maskbench.training import train_head
 from maskbench.training.heads import ProjectionHead, head_bytes, load_head, save_head
 from maskbench.io.manifests import embedding_schema
 from maskbench.protocols.splits import SPLITS_SCHEMA
-from maskbench.training.train_head import (EmbeddingSet, IdentityBatchSampler, masked_probe_pairs,
+from maskbench.training.train_head import (EmbeddingSet, IdentityBatchSampler, embed_with_head, masked_probe_pairs,
                                   train_projection_head)
 from maskbench.io.manifests import CURVE_SCHEMA
 from maskbench.stages.train import (project_embeddings, read_parts,
@@ -212,6 +212,27 @@ def test_training_lowers_val_masked_probe_eer(problem, trained):
     assert curve["val_genuine"][0] == pairs.n_genuine and curve["val_impostor"][0] == pairs.n_impostor
 
 
+def test_under_a_distance_the_untrained_head_scores_as_its_base(problem):
+    """Scored with neg_l2 (dlib's score), the base's val EER is that of its raw embeddings, as the
+    tables report it, and epoch 0 (the untrained head, its output at the input's length) is
+    exactly the base: the unmasked limit is the base's reported EER plus the tolerance."""
+    from maskbench.evaluation.scoring import pair_scores
+
+    train, val = problem
+    scaled = EmbeddingSet(val.vectors * np.linspace(0.5, 2.0, len(val.vectors), dtype=np.float32)[:, None],
+                          val.image_id, val.identity, val.variant)  # lengths that carry information
+    result = train_projection_head(train, scaled, {**FAST, "epochs": 1}, seed=5, score="neg_l2")
+    pairs = masked_probe_pairs(scaled, seed=5)
+    raw = pair_scores(scaled.vectors[pairs.ref], scaled.vectors[pairs.probe], "neg_l2")
+    base = metrics.eer(raw[pairs.genuine], raw[~pairs.genuine]).eer
+    assert result.meta["base_val_eer"] == pytest.approx(base, abs=1e-12)
+    assert result.curve["val_eer"][0] == pytest.approx(base, abs=1e-12)
+    cosine = train_projection_head(train, scaled, {**FAST, "epochs": 1}, seed=5)
+    assert cosine.meta["base_val_eer"] != pytest.approx(base, abs=1e-3)  # lengths ignored: another EER
+    untrained = ProjectionHead(DIM, DIM, FAST["hidden"])
+    np.testing.assert_allclose(embed_with_head(untrained, scaled.vectors, keep_norm=True), scaled.vectors, atol=1e-5)
+
+
 @pytest.mark.parametrize("loss", [{"kind": "supcon"}, {"kind": "arcface", "scale": 16.0, "margin": 0.2},
                                   {"kind": "triplet"}])
 def test_every_loss_trains(problem, loss):
@@ -233,7 +254,7 @@ def test_best_epoch_ties_go_to_the_earliest_and_epoch_0_is_the_base(problem, mon
     train, val = problem
     # (masked, unmasked) of the base, then epochs 0..3
     eers = iter([0.30, 0.05, 0.30, 0.05, 0.35, 0.05, 0.30, 0.05, 0.40, 0.05])
-    monkeypatch.setattr(train_head, "pair_eer", lambda embedded, pairs: next(eers))
+    monkeypatch.setattr(train_head, "pair_eer", lambda embedded, pairs, **_: next(eers))
     result = train_projection_head(train, val, {**FAST, "epochs": 3}, seed=1)
     assert result.best_epoch == 0
     x = val.vectors[:20]
@@ -247,7 +268,7 @@ def test_epoch_choice_never_gives_away_unmasked_accuracy(problem, monkeypatch):
     # (masked, unmasked) of the base, then epochs 0..4: epoch 2 is best masked but 0.003 worse unmasked,
     # epoch 3 is within the 0.002 tolerance, epoch 4 better on both but its masked EER is NaN (diverged)
     eers = iter([0.30, 0.050, 0.30, 0.050, 0.25, 0.051, 0.10, 0.053, 0.20, 0.052, float("nan"), 0.04])
-    monkeypatch.setattr(train_head, "pair_eer", lambda embedded, pairs: next(eers))
+    monkeypatch.setattr(train_head, "pair_eer", lambda embedded, pairs, **_: next(eers))
     result = train_projection_head(train, val, {**FAST, "epochs": 4, "unmasked_tolerance": 0.002}, seed=1)
     assert result.best_epoch == 3
     assert result.curve["val_unmasked_eer"].tolist() == [0.050, 0.051, 0.053, 0.052, 0.04]
@@ -417,7 +438,9 @@ def test_project_embeddings(tmp_path, trained):
     assert emb[1] is None and emb[3] is None
     with torch.no_grad():
         expected = trained.head.eval()(torch.tensor(x[[0, 2]])).numpy()
-    np.testing.assert_allclose(np.array([emb[0], emb[2]]), expected, rtol=1e-6, atol=1e-7)
+    # the head's direction at the base embedding's length
+    expected = expected * np.linalg.norm(x[[0, 2]], axis=1, keepdims=True)
+    np.testing.assert_allclose(np.array([emb[0], emb[2]]), expected, rtol=1e-6, atol=1e-6)
     wrong = tmp_path / "wrong.parquet"
     pq.write_table(pa.Table.from_pydict({"image_id": ["a"], "status": ["ok"], "embedding": [[0.0] * 5]},
                                         schema=embedding_schema(5)), wrong)
@@ -438,7 +461,8 @@ def test_workflow_scripts_run_with_snakemake_inputs(tmp_path, problem, monkeypat
     train_job = SimpleNamespace(
         input=SimpleNamespace(embeddings=[p for v in paths.values() for p in v], splits=[split]),
         params=SimpleNamespace(spec={**FAST, "epochs": 1, "datasets": ["syn"]}, base="base", datasets=["syn"], seed=0,
-                                torch_threads=1, embeddings=[{v: list(p) for v, p in paths.items()}]),
+                               score="neg_l2", base_score="neg_l2",
+                               torch_threads=1, embeddings=[{v: list(p) for v, p in paths.items()}]),
         threads=1, log=[str(out / "train.log")],
         output=SimpleNamespace(model=str(out / "head.safetensors"), curve=str(out / "curve.parquet"),
                                report=str(out / "report.json")))

@@ -231,13 +231,16 @@ WORKFLOW_TRAIN_KEYS = ("datasets", "split", "variants", "threads")
 """`train:` keys the workflow reads (what to train on, where); the rest goes to the training code."""
 
 
+DEFAULT_SCORE = "neg_l2"  # a model without `score:` is scored so (dlib's convention)
+
+
 def training_code_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A model's `train:` settings without the workflow's own keys. A fine-tuned backbone keeps
     its epoch on val under the score it is benchmarked with (its `score:`, neg_l2 by default)
     unless `val_score` says otherwise: the unmasked tolerance must hold for the reported EER."""
     out = {k: v for k, v in spec["train"].items() if k not in WORKFLOW_TRAIN_KEYS}
     if spec.get("kind") == "finetune":
-        out.setdefault("val_score", spec.get("score", "neg_l2"))
+        out.setdefault("val_score", spec.get("score", DEFAULT_SCORE))
     return out
 
 

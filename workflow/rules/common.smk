@@ -18,6 +18,7 @@ from maskbench.config import (
     check_config,
     comparison_pairs,
     comparisons_for,
+    DEFAULT_SCORE,
     embedding_models,
     evaluable,
     masks_for,
@@ -334,6 +335,11 @@ def projection_base(wildcards):
     """The base model's embeddings of the variant a head projects."""
     base = config["models"][wildcards.model]["base"]
     return path("embeddings", dataset=wildcards.dataset, model=base, variant=wildcards.variant)
+
+
+def model_score(model):
+    """The score a model's pairs are compared with (its `score:`)."""
+    return config["models"][model].get("score", DEFAULT_SCORE)
 
 
 def training_spec(wildcards):

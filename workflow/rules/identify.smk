@@ -71,7 +71,7 @@ if IDENTIFICATION:
         output:
             PATHS["identification"],
         params:
-            score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
+            score=lambda wc: model_score(wc.model),
             ranks=lambda wc: identification_setting(wc, "ranks", DEFAULT_RANKS),
             fpir_targets=lambda wc: identification_setting(wc, "fpir_targets", DEFAULT_FPIR_TARGETS),
             embeddings=identification_embedding_groups,
@@ -99,7 +99,7 @@ if IDENTIFICATION:
         output:
             PATHS["identification_real"],
         params:
-            score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
+            score=lambda wc: model_score(wc.model),
             ranks=lambda wc: identification_setting(wc, "ranks", DEFAULT_RANKS),
             fpir_targets=lambda wc: identification_setting(wc, "fpir_targets", DEFAULT_FPIR_TARGETS),
             gallery_variant="real",

@@ -17,7 +17,7 @@ rule score:
         scores=PATHS["scores"],
         metrics=PATHS["metrics"],
     params:
-        score=lambda wc: config["models"][wc.model].get("score", "neg_l2"),
+        score=lambda wc: model_score(wc.model),
         embeddings=comparison_embedding_groups,
         **METRICS_PARAMS,
     log:

@@ -19,6 +19,9 @@ rule train_head:
         spec=training_spec,
         embeddings=head_training_groups,
         base=lambda wc: config["models"][wc.model]["base"],
+        # val EERs are scored as the tables score the head and its base
+        score=lambda wc: model_score(wc.model),
+        base_score=lambda wc: model_score(config["models"][wc.model]["base"]),
         datasets=lambda wc: training_datasets(wc.model),
         seed=SEED,
         torch_threads=training_threads,

@@ -10,6 +10,8 @@ with log_to(snakemake.log[0]):
         datasets=list(snakemake.params.datasets),
         spec=dict(snakemake.params.spec),
         base_model=snakemake.params.base,
+        score=snakemake.params.score,
+        base_score=snakemake.params.base_score,
         seed=snakemake.params.seed,
         threads=snakemake.params.torch_threads,
         model_out=snakemake.output.model,

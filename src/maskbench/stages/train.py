@@ -107,8 +107,10 @@ def check_no_leak(split_path: str, dataset: str | None = None) -> None:
 
 def train_head_step(embeddings: list[dict[str, list[str]]], splits: list[str], datasets: list[str],
                     spec: dict[str, Any], base_model: str, seed: int, threads: int, model_out: str,
-                    curve_out: str, report_out: str) -> dict[str, Any]:
-    """Train a head on the train parts of ``datasets``, select it on their val parts, and write the
+                    curve_out: str, report_out: str, score: str = "cosine",
+                    base_score: str | None = None) -> dict[str, Any]:
+    """Train a head on the train parts of ``datasets``, select it on their val parts (EERs under
+    the head's ``score`` and its base's ``base_score``, as the tables score them), and write the
     head (safetensors), its curve (Parquet) and a JSON report; returns the report."""
     start = time.perf_counter()
     if not (len(embeddings) == len(splits) == len(datasets)):
@@ -119,7 +121,7 @@ def train_head_step(embeddings: list[dict[str, list[str]]], splits: list[str], d
     data = read_parts(embeddings, splits, TRAINING_PARTS, datasets)
     train, val = data["train"], data["val"]
     log.info("train: %s; val: %s", train.counts(), val.counts())
-    result = train_projection_head(train, val, spec, seed, threads=threads)
+    result = train_projection_head(train, val, spec, seed, threads=threads, score=score, base_score=base_score)
     meta = {**result.meta, "base_model": base_model, "datasets": list(datasets)}
     save_head(model_out, result.head, meta)
     curve = result.curve
@@ -130,6 +132,8 @@ def train_head_step(embeddings: list[dict[str, list[str]]], splits: list[str], d
         "datasets": list(datasets),
         "images": {"train": train.counts(), "val": val.counts()},
         "best_epoch": result.best_epoch,
+        "val_score": result.meta["val_score"],
+        "base_val_score": result.meta["base_val_score"],
         "base_val_eer": result.meta["base_val_eer"],
         "untrained_val_eer": result.meta["untrained_val_eer"],
         "best_val_eer": result.meta["best_val_eer"],
@@ -168,7 +172,7 @@ def project_embeddings(base_path: str, head_path: str, out_path: str, threads: i
             raise ValueError(f"{base_path}: rows with status ok but no embedding, e.g. {missing[:3]}")
         x = np.asarray([base[i] for i in ok], dtype=np.float32)
         with torch_session(threads):
-            projected = embed_with_head(head, x)
+            projected = embed_with_head(head, x, keep_norm=True)  # an identity head gives its base back
         for k, i in enumerate(ok):
             vectors[i] = projected[k].tolist()
     out = pa.Table.from_pydict({"image_id": ids, "status": statuses, "embedding": vectors},

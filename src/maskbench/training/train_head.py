@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from maskbench.evaluation import metrics
+from maskbench.evaluation.scoring import pair_scores
 from maskbench.training.heads import ProjectionHead
 from maskbench.training.losses import make_loss
 from maskbench.seeds import item_seed
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EmbeddingSet", "TrainResult", "MaskedProbePairs", "IdentityBatchSampler",
            "TRAIN_DEFAULTS", "resolve_spec", "masked_probe_pairs", "pair_eer", "torch_session",
-           "embed_with_head", "train_projection_head", "unmasked_pairs"]
+           "embed_with_head", "scored_rows", "train_projection_head", "unmasked_pairs"]
 
 IMPOSTORS_PER_GENUINE = 20
 MAX_VAL_GENUINE = 50_000  # a seeded subset beyond this keeps the per-epoch check to seconds
@@ -332,27 +333,48 @@ def _sample_different_pairs(rng: np.random.Generator, ref_ident: np.ndarray, pro
 
 
 @torch.no_grad()
-def embed_with_head(head: nn.Module | None, vectors: np.ndarray, batch: int = 8192) -> np.ndarray:
+def embed_with_head(head: nn.Module | None, vectors: np.ndarray, batch: int = 8192,
+                    keep_norm: bool = False) -> np.ndarray:
     """L2-normalised output of ``head`` (eval mode) on ``vectors``; the normalised vectors when
-    ``head`` is None (the base model)."""
+    ``head`` is None (the base model). ``keep_norm``: each output row at its input row's length,
+    so an identity head gives back the base embeddings themselves (and scores as its base under
+    a distance, not only under cosine)."""
+    x = np.asarray(vectors)
+    norms = np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1, keepdims=True)
     if head is None:
-        x = np.asarray(vectors, dtype=np.float64)
-        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    was_training = head.training
-    head.eval()
-    out = [head(torch.from_numpy(np.ascontiguousarray(vectors[s:s + batch]))).numpy()
-           for s in range(0, len(vectors), batch)]
-    head.train(was_training)
-    return np.concatenate(out) if out else np.empty((0, head.out_dim), np.float32)
+        out = x / np.maximum(norms, 1e-12)
+    else:
+        was_training = head.training
+        head.eval()
+        blocks = [head(torch.from_numpy(np.ascontiguousarray(x[s:s + batch], dtype=np.float32))).numpy()
+                  for s in range(0, len(x), batch)]
+        head.train(was_training)
+        out = np.concatenate(blocks) if blocks else np.empty((0, head.out_dim), np.float32)
+    if keep_norm:
+        out = np.asarray(out, dtype=np.float64) * norms
+    return np.asarray(out, dtype=np.float32)
 
 
-def pair_eer(embedded: np.ndarray, pairs: MaskedProbePairs, chunk: int = 200_000) -> float:
-    """EER of cosine scores of ``pairs`` over L2-normalised rows ``embedded``; NaN when a score is
-    not finite."""
+def scored_rows(head: nn.Module | None, vectors: np.ndarray, score: str) -> np.ndarray:
+    """Rows as the benchmark scores them under ``score``: unit rows for cosine; otherwise the base
+    embeddings themselves, and a head's output at its input's length (as projection writes it)."""
+    if score == "cosine":
+        return embed_with_head(head, vectors)
+    if head is None:
+        return np.asarray(vectors, dtype=np.float32)
+    return embed_with_head(head, vectors, keep_norm=True)
+
+
+def pair_eer(embedded: np.ndarray, pairs: MaskedProbePairs, chunk: int = 200_000, score: str = "cosine") -> float:
+    """EER of ``score`` scores of ``pairs`` over rows ``embedded`` (for cosine: L2-normalised rows,
+    see :func:`scored_rows`); NaN when a score is not finite."""
     scores = np.empty(pairs.ref.size, dtype=np.float64)
     for s in range(0, scores.size, chunk):
         a, b = embedded[pairs.ref[s:s + chunk]], embedded[pairs.probe[s:s + chunk]]
-        scores[s:s + chunk] = np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
+        if score == "cosine":
+            scores[s:s + chunk] = np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
+        else:
+            scores[s:s + chunk] = pair_scores(a, b, score)
     if not np.isfinite(scores).all():  # a diverged head: never selected, and the curve shows it
         log.warning("non-finite val scores: the head has diverged (lower train.lr)")
         return math.nan
@@ -374,8 +396,13 @@ def _optimizer(head: ProjectionHead, loss: nn.Module, lr: float, weight_decay: f
 
 
 def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str, Any], seed: int,
-                          threads: int = 1) -> TrainResult:
+                          threads: int = 1, score: str = "cosine", base_score: str | None = None) -> TrainResult:
     """Train a :class:`ProjectionHead` on ``train`` and keep its best epoch on ``val``.
+
+    Val EERs are those the benchmark reports: the head's output scored with ``score`` (the head's
+    own), the base embeddings with ``base_score`` (default: ``score``). With one score for both,
+    the untrained head (epoch 0) scores exactly as its base, and the unmasked limit is the base's
+    reported val EER plus the tolerance.
 
     ``spec`` is a model's ``train:`` config (see :data:`TRAIN_DEFAULTS`; ``loss`` goes to
     :func:`maskbench.training.losses.make_loss`). The learning rate follows a cosine schedule to zero over
@@ -411,12 +438,13 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
         keep_weight = float(cfg["unmasked_weight"])
 
         start = time.perf_counter()
-        base_embedded = embed_with_head(None, val.vectors)
-        base_eer = pair_eer(base_embedded, pairs)
-        base_unmasked = pair_eer(base_embedded, upairs) if upairs is not None else math.nan
-        embedded = embed_with_head(head, val.vectors)
-        eer0 = pair_eer(embedded, pairs)
-        unmasked0 = pair_eer(embedded, upairs) if upairs is not None else math.nan
+        base_score = base_score or score
+        base_embedded = scored_rows(None, val.vectors, base_score)
+        base_eer = pair_eer(base_embedded, pairs, score=base_score)
+        base_unmasked = pair_eer(base_embedded, upairs, score=base_score) if upairs is not None else math.nan
+        embedded = scored_rows(head, val.vectors, score)
+        eer0 = pair_eer(embedded, pairs, score=score)
+        unmasked0 = pair_eer(embedded, upairs, score=score) if upairs is not None else math.nan
         rows = [_row(0, math.nan, eer0, pairs, unmasked0)]
         states = {0: copy.deepcopy(head.state_dict())}
         log.info("epoch 0: val masked-probe EER %.4f (base %.4f), unmasked %.4f (base %.4f); %d genuine / %d "
@@ -439,9 +467,9 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
                 optimizer.step()
                 schedule.step()
                 total += float(loss.detach())
-            embedded = embed_with_head(head, val.vectors)
-            val_eer = pair_eer(embedded, pairs)
-            val_unmasked = pair_eer(embedded, upairs) if upairs is not None else math.nan
+            embedded = scored_rows(head, val.vectors, score)
+            val_eer = pair_eer(embedded, pairs, score=score)
+            val_unmasked = pair_eer(embedded, upairs, score=score) if upairs is not None else math.nan
             rows.append(_row(epoch, total / batches, val_eer, pairs, val_unmasked))
             states[epoch] = copy.deepcopy(head.state_dict())
             log.info("epoch %d: loss %.4f, val masked-probe EER %.4f, unmasked EER %.4f, %.1f s", epoch,
@@ -453,7 +481,8 @@ def train_projection_head(train: EmbeddingSet, val: EmbeddingSet, spec: dict[str
         head.eval()
 
     curve = pd.DataFrame(rows, columns=CURVE_COLUMNS)
-    meta = {"train": cfg, "seed": int(seed), "best_epoch": int(best_epoch), "best_val_eer": float(best_eer),
+    meta = {"train": cfg, "seed": int(seed), "val_score": score, "base_val_score": base_score,
+            "best_epoch": int(best_epoch), "best_val_eer": float(best_eer),
             "base_val_eer": float(base_eer), "untrained_val_eer": float(eer0),
             "base_val_unmasked_eer": _or_none(base_unmasked), "best_val_unmasked_eer": _or_none(choice.unmasked_eer),
             "unmasked_limit": _or_none(choice.unmasked_limit), "unmasked_constraint_met": choice.constraint_met,
