@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -169,8 +170,17 @@ def test_lfw_mini_head_trained_for_masks_lowers_masked_probe_eer(lfw_mini_run):
                                     for p in ("unmasked", "surgical_blue", "n95_white"))
              for m in ("dlib_resnet", "dlib_masked_head", "ensemble")]
     print("LFW-mini test identities, EER:\n" + "\n".join(lines) + f"\ntraining: {report}")
-    for mask in ("surgical_blue", "n95_white"):
-        assert test[("dlib_masked_head", "unmasked", mask)] < test[("dlib_resnet", "unmasked", mask)]
+    # lower on average over the masks it learnt, and higher on none (LFW-mini's test EER moves in
+    # steps of a few genuine pairs: a mask type may tie; tests/test_head_keeps_unmasked.py asks
+    # for a lower EER on each over all pairs of the test people)
+    masks = ("surgical_blue", "n95_white")
+    head = np.array([test[("dlib_masked_head", "unmasked", m)] for m in masks])
+    base = np.array([test[("dlib_resnet", "unmasked", m)] for m in masks])
+    assert head.mean() < base.mean() and (head <= base).all(), (head, base)
+    assert test[("dlib_masked_head", "unmasked", "unmasked")] <= test[("dlib_resnet", "unmasked", "unmasked")] + 0.002
+    # the untrained head is dlib as the tables score it (neg_l2 on its raw embeddings)
+    assert report["val_score"] == report["base_val_score"] == "neg_l2"
+    assert report["untrained_val_eer"] == report["base_val_eer"]
     splits = pd.read_parquet(lfw_mini_run / "results/lfw/splits/identity.parquet")
     parts = splits.groupby("split").identity.apply(set)
     assert not parts["train"] & parts["test"] and not parts["val"] & parts["test"]
