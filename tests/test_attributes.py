@@ -317,7 +317,7 @@ def test_copies_of_one_utkface_photo_stay_in_one_part(utk_run):
 
 @pytest.mark.slow
 def test_cpu_cnn_against_the_linear_head_on_masked_faces(utk_run):
-    """dlib's ResNet with 13 blocks frozen and cached, fine-tuned on masked and unmasked chips
+    """dlib's ResNet with 11 blocks frozen and cached, fine-tuned on masked and unmasked chips
     mixed (cosine schedule, weight average, each chip scored with its mirror image), against the
     linear head trained on the same mixed embeddings, on the same masked test faces (every mask
     type pooled), random split. Settings chosen on val (benchmarks/tune_attributes_cnn.py); on

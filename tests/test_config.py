@@ -349,5 +349,5 @@ def test_a_finetuned_backbone_is_chosen_on_val_under_its_benchmark_score():
     assert training_code_spec({"kind": "finetune", "train": train})["val_score"] == "neg_l2"
     chosen = {**train, "val_score": "inv_l2"}
     assert training_code_spec({"kind": "finetune", "score": "neg_l2", "train": chosen})["val_score"] == "inv_l2"
-    assert "val_score" not in training_code_spec({"kind": "head", "score": "neg_l2", "train": train})
+    assert "val_score" not in training_code_spec({"kind": "projection", "score": "neg_l2", "train": train})
     assert "datasets" not in training_code_spec({"kind": "finetune", "train": train})

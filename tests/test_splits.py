@@ -258,3 +258,17 @@ def test_identical_chips_are_found_across_shards_among_usable_images(tmp_path):
         shards.append(str(path))
     assert duplicate_chips(shards, ["a", "b", "c", "d", "e", "f"]) == [["a", "d"], ["b", "e"]]
     assert duplicate_chips(shards, ["a", "b", "d", "f"]) == [["a", "d"]]  # e is not usable
+
+
+def test_per_identity_counts_the_copies_it_parts_and_unknown_copies_are_refused():
+    """per_identity sends one image of a person to val and one to test by design: copies of one
+    picture it parts are counted, not moved; a copy outside the split is a clear error."""
+    identities = {f"p{k // 3}/{k % 3}.jpg": f"p{k // 3}" for k in range(30)}
+    labels = pd.DataFrame(index=sorted(identities))
+    plain = make_split("per_identity", identities, labels, RATIOS, [], 3)
+    parted = [["p0/0.jpg", "p0/1.jpg"]] if plain.assignment["p0/0.jpg"] != plain.assignment["p0/1.jpg"] else []
+    split = make_split("per_identity", identities, labels, RATIOS, [], 3, duplicates=[["p0/0.jpg", "p0/1.jpg"]])
+    assert split.assignment == plain.assignment
+    assert split.notes["duplicate_groups"] == 1 and split.notes["duplicate_groups_across_parts"] == len(parted)
+    with pytest.raises(SplitError, match="not among the split's images"):
+        make_split("random", identities, labels, RATIOS, [], 3, duplicates=[["p0/0.jpg", "nowhere.jpg"]])

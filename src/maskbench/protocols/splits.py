@@ -302,6 +302,9 @@ def keep_duplicates_together(split: Split, duplicates: Sequence[Sequence[str]]) 
     picture in train and in test would be scored on what the model learnt."""
     assignment, moved = dict(split.assignment), 0
     for group in duplicates:
+        unknown = sorted(set(group) - set(assignment))
+        if unknown:
+            raise SplitError(f"copies {sorted(group)}: {unknown} not among the split's images")
         first, *others = sorted(group)
         for image_id in others:
             if assignment[image_id] != assignment[first]:
@@ -312,13 +315,15 @@ def keep_duplicates_together(split: Split, duplicates: Sequence[Sequence[str]]) 
 
 
 IMAGE_LEVEL = ("random", "uniform")  # strategies that place images one by one (copies may part)
+WATCHES_COPIES = (*IMAGE_LEVEL, "per_identity")  # per_identity parts one person's images by design
 
 
 def make_split(strategy: str, identities: dict[str, str | None], labels: pd.DataFrame,
                ratios: dict[str, float], stratify: Sequence[str], seed: int,
                duplicates: Sequence[Sequence[str]] = ()) -> Split:
     """Run one strategy over the usable images and check its invariants. ``duplicates`` (groups
-    of copies of one picture) stay in one part under the image-level strategies."""
+    of copies of one picture) stay in one part under the image-level strategies; per_identity
+    (one image of a person to val, one to test) counts the groups it parts."""
     if strategy == "random":
         split = random_split(list(identities), ratios, seed)
     elif strategy == "uniform":
@@ -331,5 +336,8 @@ def make_split(strategy: str, identities: dict[str, str | None], labels: pd.Data
         raise SplitError(f"unknown split strategy {strategy!r}; known: {list(STRATEGIES)}")
     if strategy in IMAGE_LEVEL:
         split = keep_duplicates_together(split, duplicates)
+    elif duplicates:
+        parted = sum(len({split.assignment[i] for i in group}) > 1 for group in duplicates)
+        split.notes.update(duplicate_groups=len(duplicates), duplicate_groups_across_parts=parted)
     check_split(split, identities)
     return split

@@ -27,7 +27,7 @@ from maskbench.attributes.study import (
 )
 from maskbench.reporting.figure_files import save_figure
 from maskbench.seeds import item_seed
-from maskbench.protocols.splits import IMAGE_LEVEL, make_split, split_report, split_table
+from maskbench.protocols.splits import WATCHES_COPIES, make_split, split_report, split_table
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,11 @@ def build_split(index_path: str, aligned_paths: Sequence[str], strategy: str, ra
                 stratify: Sequence[str], age_groups: Sequence[int], seed: int, table_path: str,
                 report_path: str) -> dict[str, Any]:
     """One strategy's split of the usable aligned images, with its report; an image-level split
-    keeps copies of one picture (identical chips) in one part."""
+    keeps copies of one picture (identical chips) in one part; per_identity counts those it parts."""
     aligned = read_aligned(aligned_paths)
     identities, unusable = aligned.usable, aligned.unusable
     labels = read_labels(index_path, age_groups).reindex(sorted(identities))
-    duplicates = duplicate_chips(aligned_paths, identities) if strategy in IMAGE_LEVEL else []
+    duplicates = duplicate_chips(aligned_paths, identities) if strategy in WATCHES_COPIES else []
     split = make_split(strategy, identities, labels, ratios, stratify, seed, duplicates)
     report = split_report(split, identities, labels[list(REPORT_LABELS)], seed,
                           ratios if strategy != "per_identity" else None, unusable)

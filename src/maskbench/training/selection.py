@@ -70,6 +70,7 @@ def choose_epoch(epochs: Sequence[int], masked: Sequence[float | None], unmasked
     fallback = [k for k in range(len(epochs)) if allowed[k] and _finite(unmasked[k])] or \
                [k for k in range(len(epochs)) if allowed[k]] or list(range(len(epochs)))
     k = min(fallback, key=lambda j: (unmasked[j] if _finite(unmasked[j]) else math.inf, epochs[j]))
-    log.warning("no epoch keeps the val unmasked EER within %s (base + tolerance); keeping epoch %d, the "
-                "lowest unmasked EER", limit, epochs[k])
+    if limit is not None:
+        log.warning("no epoch keeps the val unmasked EER within %s (base + tolerance); keeping epoch %d, the "
+                    "lowest unmasked EER", limit, epochs[k])
     return EpochChoice(int(epochs[k]), masked[k], unmasked[k], limit, False if limit is not None else None)
