@@ -340,7 +340,9 @@ def embed_with_head(head: nn.Module | None, vectors: np.ndarray, batch: int = 81
     so an identity head gives back the base embeddings themselves (and scores as its base under
     a distance, not only under cosine)."""
     x = np.asarray(vectors)
-    norms = np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1, keepdims=True)
+    # row lengths only where used (the per-epoch val pass of a cosine head needs none)
+    norms = (np.linalg.norm(np.asarray(x, dtype=np.float64), axis=1, keepdims=True)
+             if head is None or keep_norm else None)
     if head is None:
         out = x / np.maximum(norms, 1e-12)
     else:
