@@ -236,6 +236,35 @@ def test_pretrained_start_is_kept_unless_a_later_epoch_keeps_unmasked_accuracy(d
     np.testing.assert_array_equal(BackboneEmbedder(result.backbone).embed(chips), start)
 
 
+def test_a_pretrained_trunk_under_a_random_projection_is_not_the_start_it_is_held_to(dataset, monkeypatch) -> None:
+    """With ``dim:`` a pretrained trunk gets a projection drawn at random: epoch 0 is then neither
+    the pretrained network nor a candidate, and the unmasked limit is the trunk's own val EER."""
+    train, val = chipsets(dataset)
+    spec = FinetuneSpec.from_dict({**RESNET_SMALL, "pretrained": True, "loss": {"kind": "supcon"}, "epochs": 2,
+                                   "batch_size": 8})
+    original = finetune_module.build_model
+    monkeypatch.setattr(finetune_module, "build_model", lambda s, cache_dir=None: original(s, cache_dir, False))
+    calls = []
+
+    def fake_val_eers(backbone, *args):
+        calls.append(backbone.dim)
+        if backbone.dim != 16:  # the trunk alone: 0.05 unmasked, limit 0.052
+            return 0.5, 0.050
+        return {1: (0.1, 0.060), 3: (0.3, 0.060), 4: (0.4, 0.051)}[len(calls)]  # epoch 0, (trunk), 1, 2
+
+    monkeypatch.setattr(finetune_module, "val_eers", fake_val_eers)
+    result = finetune(train, val, spec, seed=2, threads=1)
+    assert calls == [16, 2048, 16, 16]
+    assert result.report["unmasked_limit"] == pytest.approx(0.052)
+    # epoch 0 has the lowest masked EER but is a random projection: never kept; epoch 2 meets the limit
+    assert result.best_epoch == 2 and result.report["unmasked_constraint_met"] is True
+    calls.clear()
+    monkeypatch.setattr(finetune_module, "val_eers", lambda backbone, *args: (
+        calls.append(backbone.dim) or ((0.5, 0.050) if backbone.dim != 16 else (0.1, 0.060))))
+    result = finetune(train, val, spec, seed=2, threads=1)  # nothing within the limit: a trained epoch still
+    assert result.best_epoch == 1 and result.report["unmasked_constraint_met"] is False
+
+
 def test_unmasked_val_pairs_match_brute_force() -> None:
     data = ChipSet([f"i{k}" for k in range(9)], list("aaabbbcdd"), [b""] * 9)
     pairs = unmasked_val_pairs(data, seed=1, n_impostors=1000, max_genuine=1000)
@@ -315,7 +344,7 @@ def test_without_masked_val_pairs_the_choice_only_moves_forward():
     curve, chosen = [], []
     for epoch, value in enumerate(unmasked):
         curve.append({"epoch": epoch, "val_eer": None, "val_unmasked_eer": value})
-        choice = _choose(curve, spec, unmasked[0])
+        choice = _choose(curve, spec, unmasked[0], start_is_base=True)
         assert choice.epoch in (epoch, chosen[-1] if chosen else 0)
         assert choice.masked_eer is None and choice.constraint_met
         chosen.append(choice.epoch)

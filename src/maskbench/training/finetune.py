@@ -10,7 +10,8 @@ sample of impostors) and unmasked against unmasked. The kept epoch has the lowes
 among those whose unmasked EER is at most the starting model's plus ``unmasked_tolerance``
 (:mod:`maskbench.training.selection`). Epoch 0 in the curve is the starting model: a candidate when it is
 the pretrained model (so fine-tuning never loses unmasked accuracy on val beyond the tolerance),
-a baseline only when it is a random initialisation.
+a baseline only when it is a random initialisation or a pretrained trunk under a projection drawn
+at random (``dim``); the limit of the latter is the trunk's own val unmasked EER.
 
 The result is saved as safetensors whose metadata carries everything needed to rebuild the
 network (architecture, projection, preprocessing), so
@@ -236,6 +237,21 @@ def build_model(spec: FinetuneSpec, cache_dir: str | Path | None = None, pretrai
     return with_projection(trunk, spec.dim)
 
 
+def projected(backbone: Backbone) -> bool:
+    """Whether the network ends in a projection to ``spec.dim`` (see :func:`build_model`)."""
+    return isinstance(backbone.module, nn.Sequential)
+
+
+def trunk_of(backbone: Backbone) -> Backbone:
+    """The trunk under a projection, seeing the same region of the chip (shares its weights)."""
+    trunk = backbone.module[0]
+    dim = backbone.module[1].in_features
+    if isinstance(backbone, UpperFaceBackbone):
+        return UpperFaceBackbone(trunk, backbone.input_size, backbone.mean, backbone.std, dim, backbone.arch,
+                                 cut=backbone.cut)
+    return Backbone(trunk, backbone.input_size, backbone.mean, backbone.std, dim, backbone.arch)
+
+
 def embed_with(backbone: Backbone, chips: list[np.ndarray], batch_size: int, device: torch.device) -> np.ndarray:
     """Embeddings of decoded chips with the module in eval mode (restored to train mode after)."""
     module = backbone.module
@@ -396,13 +412,19 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
             log.warning("val part has %d genuine and %d impostor masked-probe pairs: no EER, the last epoch is kept",
                         len(pairs.genuine), len(pairs.impostor))
         upairs = unmasked_val_pairs(val, seed, spec.val_impostors, spec.val_max_genuine)
-        started = time.perf_counter()
         start_eer, start_unmasked = val_eers(backbone, val, pairs, upairs, spec.val_score, spec.batch_size, dev)
         counts = {"val_genuine": len(pairs.genuine), "val_impostor": len(pairs.impostor)}
         curve = [{"epoch": 0, "loss": None, "val_eer": start_eer, **counts, "val_unmasked_eer": start_unmasked}]
         log.info("epoch 0 (start): val EER %s, unmasked %s", start_eer, start_unmasked)
-        limit_base = start_unmasked if spec.pretrained else None
-        kept: tuple[int, dict[str, torch.Tensor]] | None = (0, _state_copy(backbone.module)) if spec.pretrained else None
+        start_is_base = spec.pretrained and not projected(backbone)
+        if start_is_base:
+            limit_base = start_unmasked
+        elif spec.pretrained:  # the pretrained trunk, without the projection drawn at random on top of it
+            limit_base = val_eers(trunk_of(backbone), val, pairs, upairs, spec.val_score, spec.batch_size, dev)[1]
+            log.info("pretrained trunk without its projection: val unmasked EER %s", limit_base)
+        else:
+            limit_base = None
+        kept: tuple[int, dict[str, torch.Tensor]] | None = (0, _state_copy(backbone.module)) if start_is_base else None
         epochs = []
         for epoch in range(1, spec.epochs + 1):
             started = time.perf_counter()
@@ -421,11 +443,11 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
             log.info("epoch %d: loss %.5f, val EER %s, unmasked %s, %.1f s", epoch, stats.loss, value,
                      unmasked_value, seconds)
             # the choice over epochs so far is the previous one or this epoch: one saved state suffices
-            choice = _choose(curve, spec, limit_base)
+            choice = _choose(curve, spec, limit_base, start_is_base)
             if kept is None or choice.epoch == epoch:
                 kept = (epoch, _state_copy(backbone.module))
     assert kept is not None
-    choice = _choose(curve, spec, limit_base)
+    choice = _choose(curve, spec, limit_base, start_is_base)
     best_epoch = kept[0]
     assert choice.epoch == best_epoch
     backbone.module.load_state_dict(kept[1])
@@ -448,6 +470,7 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
         "start_val_unmasked_eer": start_unmasked,
         "best_val_unmasked_eer": curve[best_epoch]["val_unmasked_eer"],
         "unmasked_limit": choice.unmasked_limit,
+        "start_is_candidate": start_is_base,
         "unmasked_constraint_met": choice.constraint_met,
         "val_unmasked": {"genuine_pairs": int(len(upairs.genuine)), "impostor_pairs": int(len(upairs.impostor))},
         "best_epoch": best_epoch,
@@ -457,12 +480,13 @@ def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], 
     return FinetuneResult(backbone, curve, best_epoch, best_eer, report)
 
 
-def _choose(curve: list[dict[str, Any]], spec: FinetuneSpec, base_unmasked: float | None):
-    """The epoch rule on the curve so far: epoch 0 competes only as the pretrained model; with no
+def _choose(curve: list[dict[str, Any]], spec: FinetuneSpec, base_unmasked: float | None, start_is_base: bool):
+    """The epoch rule on the curve so far: epoch 0 competes only as the pretrained model itself (not
+    a random initialisation, nor a pretrained trunk under a random projection); with no
     masked-probe EER at all (val too small) the latest epoch within the unmasked limit is kept.
     Either way the choice after each epoch is that epoch or the one chosen before, so the one
     saved state is always the chosen one."""
-    candidates = [r["epoch"] > 0 or spec.pretrained for r in curve]
+    candidates = [r["epoch"] > 0 or start_is_base for r in curve]
     masked = [r["val_eer"] for r in curve]
     ranked = not any(v is not None and math.isfinite(v) for v, c in zip(masked, candidates) if c)
     if ranked:
