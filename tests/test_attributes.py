@@ -215,6 +215,11 @@ def test_tables_and_figures_from_synthetic_runs(tmp_path):
     assert 0 <= mixed_sex["masked/random"] <= 1
     groups = pd.read_csv(tmp_path / "by_group.csv")
     assert set(groups["group_by"]) == {"sex", "race", "age_group"}
+    # every known group has a row per head, task and variant; one without a test face has n = 0, no value
+    one = groups[(groups.train_variant == "mixed") & (groups.task == "sex") & (groups.test_variant == "unmasked")]
+    for group_by, names in (("sex", attr.SEX_CLASSES), ("race", attr.RACE_CLASSES)):
+        assert list(one.loc[one.group_by == group_by, "group"].drop_duplicates()) == list(names)
+    assert groups.loc[groups["n"] == 0, "value"].isna().all() and groups.loc[groups["n"] > 0, "value"].notna().all()
     assert (tmp_path / "attributes.md").read_text().startswith("# attributes")
     pngs = [tmp_path / f"{k}.png" for k in ("confusion", "coverage", "age_error")]
     attribute_figures(str(tmp_path / "mixed" / "metrics.json"), *map(str, pngs))

@@ -105,6 +105,12 @@ def test_privacy_table_from_prediction_files(tmp_path):
     for group_by in ("sex", "race", "age_group"):
         assert groups.loc[groups.group_by == group_by, "n"].sum() == n
     assert list(groups.loc[groups.group_by == "sex", "group"]) == ["male", "female"]
+    # every age group has its row; those without a test face (ages here are 20-59) say n = 0
+    ages = groups[groups.group_by == "age_group"].set_index("group")
+    assert list(ages.index) == attr.age_group_names(attr.DEFAULT_AGE_GROUPS)
+    empty = ages[ages["n"] == 0]
+    assert len(empty) >= 2 and empty["protection"].isna().all()
+    assert ages.loc[ages["n"] > 0, "protection"].notna().all()
     # the first 60% of images are right when masked: all of them even-numbered half male
     by_sex = groups[groups.group_by == "sex"].set_index("group")
     assert by_sex.loc["male", "attacked"] == pytest.approx(0.6) and by_sex.loc["female", "attacked"] == pytest.approx(0.6)

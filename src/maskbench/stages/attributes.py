@@ -124,9 +124,12 @@ def _metric_names(task: str) -> tuple[str, ...]:
 
 
 def _group_order(group_by: str, per: dict[str, Any], age_groups: Sequence[str]) -> list[str]:
-    """Groups in their natural order (classes as listed, age groups by age), others after."""
+    """Every known group of a grouping with any test face, in its natural order (classes as listed,
+    age groups by age; one without a test face gets a row with n = 0), others after."""
+    if not per:
+        return []
     known = {"sex": attr.SEX_CLASSES, "race": attr.RACE_CLASSES, "age_group": age_groups}.get(group_by, ())
-    return [g for g in known if g in per] + sorted(g for g in per if g not in known)
+    return list(known) + sorted(g for g in per if g not in known)
 
 
 def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -147,7 +150,7 @@ def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.Da
                     metric = "mae" if attr.is_regression(task) else "accuracy"
                     for group_by, per in metrics["by_group"].items():
                         for group in _group_order(group_by, per, result["age_groups"]):
-                            values = per[group]
+                            values = per.get(group, {"n": 0, metric: None})
                             group_rows.append({**key, "head": head, "task": task, "test_variant": variant,
                                                "group_by": group_by, "group": group, "n": values["n"],
                                                "metric": metric, "value": values[metric]})
