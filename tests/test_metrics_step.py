@@ -64,8 +64,9 @@ def test_single_fold_with_validation_scores_uses_their_threshold(tmp_path):
     t = metrics.eer(val_score[val_gen], val_score[~val_gen]).threshold
     assert point["status"] == "ok" and point["method"] == "validation"
     assert point["threshold"] == t
-    assert point["confusion_matrix"] == confusion(score[ok], genuine[ok], t)  # unscored pairs left out
-    assert sum(map(sum, point["confusion_matrix"])) == out["n_genuine"] + out["n_impostor"]
+    # a pair that failed to enrol is rejected: a genuine one a false non-match (NIST)
+    assert point["confusion_matrix"] == confusion(np.where(ok, score, -np.inf), genuine, t)
+    assert sum(map(sum, point["confusion_matrix"])) == out["n_genuine"] + out["n_impostor"] + out["n_unscored"]
     assert out["operating_fmr"] == point["fmr"]
 
 
@@ -124,6 +125,21 @@ def test_folds_cross_validate_and_sum_the_confusion_matrices(tmp_path):
         total += confusion(score[~rest], genuine[~rest], t)
     assert point["confusion_matrix"] == total.tolist()
     assert "kfold_accuracy" in out  # the LFW accuracy is still reported beside it
+
+
+def test_fold_accuracy_counts_a_failure_to_enrol_as_a_rejection(tmp_path):
+    """LFW classifies every pair: a pair that failed to enrol is 'different', wrong when genuine.
+    Leaving such pairs out raised the accuracy as enrolment failed more often."""
+    path, score, genuine, fold, ok = scores_file(tmp_path / "s.parquet", n_gen=150, n_imp=150, folds=10, seed=4,
+                                                 unscored=60)
+    out = compute_metrics(path)
+    floor = score[ok].min() - 1.0
+    expected = metrics.kfold_accuracy(np.where(ok, score, floor), genuine, fold)
+    assert out["kfold_accuracy"] == pytest.approx(expected.mean)
+    scored_only = metrics.kfold_accuracy(score[ok], genuine[ok], fold[ok])
+    assert out["kfold_accuracy"] < scored_only.mean
+    fnr = [f["confusion_matrix"][1][0] for f in out["operating_point"]["folds"]]
+    assert sum(fnr) >= int((~ok & genuine).sum())  # every failed genuine pair is a false non-match
 
 
 def test_an_empty_validation_class_is_a_named_error(tmp_path):

@@ -464,10 +464,17 @@ def export_score_file(scores_path: str, aligned_paths: list[str], out_path: str,
 
 
 def read_scored_pairs(path: str):
-    """The scored pairs of a score file (a DataFrame), and how many pairs had no score."""
+    """(the scored pairs, every pair) of a score file as DataFrames (score, genuine, fold); in the
+    second a pair without a score (a side failed to enrol) has a score below every other, so a
+    decision rule counts it as NIST does: a genuine one a false non-match, an impostor one a
+    correct rejection."""
     table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
     ok = table["status"] == "ok"
-    return table[ok], int((~ok).sum())
+    scored = table[ok]
+    if ok.all():
+        return scored, table
+    floor = float(scored["score"].min()) - 1.0 if len(scored) else 0.0
+    return scored, table.assign(score=table["score"].where(ok, floor))
 
 
 def unscored_counts(path: str) -> tuple[int, int]:

@@ -81,7 +81,8 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     groups cut at ``age_groups``.
     """
     evaluation = evaluation or {}
-    pairs, unscored = read_scored_pairs(scores_path)
+    pairs, every_pair = read_scored_pairs(scores_path)
+    unscored = len(every_pair) - len(pairs)
     genuine_as_read = pairs.loc[pairs["genuine"], "score"].to_numpy(np.float64)
     impostor_as_read = pairs.loc[~pairs["genuine"], "score"].to_numpy(np.float64)
     # sorted once: every metric below but d' (a mean, whose last bits depend on order) reuses them
@@ -111,7 +112,8 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         out[key] = _value(point.fnmr) if point.measurable else None
         out[f"{key}_threshold"] = _value(point.threshold)
         out[f"{key}_measurable"] = bool(point.measurable)
-    in_folds = pairs[pairs["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
+    # decisions (fold accuracy, operating point) are over every pair, a failure to enrol a rejection
+    in_folds = every_pair[every_pair["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
     if in_folds["fold"].nunique() > 1 and cross_validatable(in_folds):
         kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(), in_folds["genuine"].to_numpy(),
                                        in_folds["fold"].to_numpy())
@@ -135,7 +137,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
             key = f"nist_{fmr_key(target)}"
             out[key] = _value(result.fnmr) if result.measurable else None
             out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None
-    point = json_safe(operating_point(pairs, val_scores_path, evaluation.get("operating_point")))
+    point = json_safe(operating_point(every_pair, val_scores_path, evaluation.get("operating_point")))
     out["operating_point"] = point
     for key in OPERATING_KEYS:  # flat copies for tables; None when no threshold could be chosen
         out[f"operating_{key}"] = point.get(key)
