@@ -114,6 +114,21 @@ def test_weights_chosen_on_val_help_masked_probes_and_keep_bare_ones():
         choose_weights(bare, masked, step=0.3)
 
 
+def test_a_val_comparison_counts_pairs_it_could_not_score_and_names_itself():
+    """Pairs a member could not score are failures to enrol in the weight search's EER: a
+    comparison whose genuine pairs mostly failed scored 0 on the few left and pulled the mean."""
+    rng = np.random.default_rng(5)
+    c = val_comparison(rng, "unmasked-vs-m0", True, n_gen=100, n_imp=400)
+    failed = c.z_upper.copy()
+    failed[:90] = np.nan  # 90 of 100 genuine pairs unscored
+    mostly_failed = ValComparison(c.name, c.z_full, failed, c.p_masked, c.genuine)
+    for w in (0.0, 0.5, 1.0):
+        assert mostly_failed.eer(w, w) > max(0.45, c.eer(w, w) + 0.05)
+    none_left = ValComparison(c.name, c.z_full, np.where(c.genuine, np.nan, c.z_upper), c.p_masked, c.genuine)
+    with pytest.raises(FusionError, match="unmasked-vs-m0: 0 genuine"):
+        none_left.eer(0.5, 0.5)
+
+
 def scores_file(path, probes, genuine, scores, status=None):
     n = len(probes)
     status = status or ["ok"] * n

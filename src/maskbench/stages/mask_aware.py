@@ -34,7 +34,7 @@ from maskbench.evaluation.mask_classifier import (
     fit_mask_classifier,
     load_mask_classifier,
 )
-from maskbench.evaluation.metrics import eer
+from maskbench.evaluation.metrics import eer, with_failures_to_enrol
 from maskbench.config import check_weight_step
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,18 @@ class ValComparison:
     genuine: np.ndarray
 
     def eer(self, w_masked: float, w_unmasked: float) -> float:
+        """EER of the fused scores, a pair a member could not score counted as a failure to enrol
+        (as the metrics' ``eer_with_fte``): a comparison whose genuine pairs mostly failed must not
+        look good to the weight search by their absence."""
         fused = mask_aware_fuse(self.z_full, self.z_upper, self.p_masked, w_masked, w_unmasked)
         ok = np.isfinite(fused)
         gen = np.asarray(self.genuine, dtype=bool)
-        return eer(fused[ok & gen], fused[ok & ~gen]).eer
+        if not (ok & gen).any() or not (ok & ~gen).any():
+            raise FusionError(f"val comparison {self.name}: {int((ok & gen).sum())} genuine and "
+                              f"{int((ok & ~gen).sum())} impostor pairs scored by both members; an EER needs both")
+        genuine, impostor = with_failures_to_enrol(fused[ok & gen], fused[ok & ~gen], int((~ok & gen).sum()),
+                                                   int((~ok & ~gen).sum()))
+        return eer(genuine, impostor).eer
 
 
 @dataclass(frozen=True)
