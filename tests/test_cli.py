@@ -7,7 +7,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from maskbench.cli import main
 
@@ -25,7 +25,8 @@ def faces_folder(tmp_path_factory, shared_data):
     Image.fromarray(np.full((120, 120, 3), 90, np.uint8)).save(root / "blank.png")
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "empty.png").write_bytes(b"")
-    (root / "notes.txt").write_text("ignored: not an image")
+    (root / "notes.txt").write_text("not an image: recorded as skipped")
+    (root / ".DS_Store").write_bytes(b"hidden: passed over")
     return root
 
 
@@ -46,7 +47,8 @@ def test_mask_folder_mixed_good_and_bad(faces_folder, tmp_path, capsys):
     assert by_file[("blank.png", "surgical_blue")] == "no_face"
     assert by_file[("broken.jpg", "surgical_blue")] == "unreadable"
     assert by_file[("empty.png", "surgical_blue")] == "unreadable"
-    assert len(rows) == 6 * 2  # every image file has a record per mask; notes.txt is not an image
+    assert by_file[("notes.txt", "surgical_blue")] == "skipped"
+    assert len(rows) == 7 * 2  # every file has a record per mask (notes.txt: not an image); hidden ones none
     masked = np.asarray(Image.open(out / "surgical_blue" / "a" / "face0.jpg"))
     original = np.asarray(Image.open(faces_folder / "a" / "face0.jpg"))
     assert masked.shape == original.shape
@@ -56,7 +58,7 @@ def test_mask_folder_mixed_good_and_bad(faces_folder, tmp_path, capsys):
     assert diff[95:115, 80:170].mean() < 12
     assert (out / "n95_white" / "b" / "face2_preview.jpg").exists()
     printed = capsys.readouterr().out
-    assert "6 file(s) x 2 mask type(s)" in printed and "no_face" in printed
+    assert "7 file(s) x 2 mask type(s)" in printed and "no_face" in printed
 
 
 def test_mask_single_file_is_deterministic(faces_folder, tmp_path):
@@ -183,3 +185,51 @@ def test_bad_out_and_a_config_without_masks_are_clear_errors(faces_folder, tmp_p
     (tmp_path / "c.yaml").write_text("seed: 1\n")
     with pytest.raises(SystemExit, match="defines no mask types"):
         main(["mask", str(faces_folder / "a"), "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o")])
+
+
+def test_an_input_inside_the_output_folder_is_refused_and_left_intact(faces_folder, tmp_path, capsys):
+    """Masking masked/surgical_blue into masked/ would write every output over its own input."""
+    import shutil
+
+    out = tmp_path / "masked"
+    inside = out / "surgical_blue"
+    shutil.copytree(faces_folder / "a", inside)
+    before = {p.name: p.read_bytes() for p in inside.iterdir()}
+    for target in (inside, inside / "face0.jpg"):
+        assert main(["mask", str(target), "--mask", "surgical_blue", "--out", str(out)]) == 2
+        assert "would be overwritten" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in inside.iterdir()} == before
+
+
+def test_a_photo_with_a_corrupt_exif_block_and_a_jfif_name_is_masked(faces_folder, tmp_path):
+    """Pillow's exif_transpose raised on a corrupt EXIF block and the run stopped with no report."""
+    root = tmp_path / "in"
+    root.mkdir()
+    face = Image.open(faces_folder / "a" / "face0.jpg").transpose(Image.Transpose.ROTATE_90)  # EXIF 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x9003] = 6, "Cam", "2020:01:01 00:00:00"
+    for name in ("phone.jpg", "other.jfif"):
+        face.save(root / name, "JPEG", exif=exif.tobytes())
+    data = bytearray((root / "phone.jpg").read_bytes())
+    start = data.find(b"Exif")
+    for offset, value in ((17, 9), (55, 2), (90, 144), (114, 46)):  # bytes inside the EXIF block
+        data[start + offset] = value
+    (root / "phone.jpg").write_bytes(bytes(data))
+    with pytest.raises(Exception):  # the case: Pillow's own transpose fails on it
+        ImageOps.exif_transpose(Image.open(root / "phone.jpg"))
+    out = tmp_path / "out"
+    assert main(["mask", str(root), "--mask", "surgical_blue", "--out", str(out)]) == 0
+    rows = {r["source"].split("/")[-1]: r for r in read_report(out / "mask_report.csv")}
+    assert rows["phone.jpg"]["status"] == "masked" and rows["other.jfif"]["status"] == "masked"
+    assert (out / "surgical_blue" / "other.png").is_file()
+
+
+def test_bad_options_are_clear_errors(faces_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--config .*missing.yaml"):
+        main(["mask", str(faces_folder / "a"), "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)])
+    (tmp_path / "bad.yaml").write_text("masks: {odd: {shape: surgical, color: not-a-colour}}\n")
+    with pytest.raises(SystemExit, match="mask type 'odd'"):
+        main(["mask", str(faces_folder / "a"), "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["mask", str(faces_folder / "a"), "--upsample", "-1", "--out", str(tmp_path)])
+    assert "must be 0 or more" in capsys.readouterr().err

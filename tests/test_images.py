@@ -65,3 +65,31 @@ def test_decompression_bomb_guard(tmp_path):
     path = save(Image.new("L", (3000, 3000)), tmp_path / "big.png")
     result = read_rgb(path, max_pixels=1_000_000)
     assert result.status == "too_large" and "3000x3000" in result.reason
+
+
+def test_a_corrupt_exif_block_keeps_the_photo_and_its_orientation(tmp_path):
+    """Bytes of the EXIF block changed (as on some phone photos) make Pillow's exif_transpose
+    raise while the pixels decode: the photo is read, turned as its orientation tag says."""
+    for changes in ([(41, 9), (79, 2), (114, 144), (138, 46)], [(41, 63), (50, 81), (99, 62), (141, 170)]):
+        im = Image.fromarray((np.random.default_rng(0).random((40, 64, 3)) * 255).astype(np.uint8))
+        exif = Image.Exif()
+        exif[0x0112], exif[0x010F], exif[0x9003] = 6, "Cam", "2020:01:01 00:00:00"
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", exif=exif.tobytes())
+        data = bytearray(buf.getvalue())
+        for offset, value in changes:
+            data[offset] = value
+        path = tmp_path / "phone.jpg"
+        path.write_bytes(bytes(data))
+        r = read_rgb(path)
+        assert r.status == "ok" and r.image.shape == (64, 40, 3)  # orientation 6: turned upright
+
+
+def test_thirty_two_bit_grey_is_scaled_by_its_bit_depth(tmp_path):
+    """12-bit data in a 32-bit integer image (mode I) came out black when divided by 65535."""
+    values = np.arange(64 * 64).reshape(64, 64).astype(np.int32)  # 0 .. 4095
+    path = tmp_path / "grey12.tif"
+    Image.fromarray(values, mode="I").save(path)
+    r = read_rgb(path)
+    assert r.status == "ok" and r.image.max() == 255
+    assert abs(float(r.image.mean()) - values.mean() / 4095 * 255) < 1.0

@@ -21,15 +21,31 @@ def load_mask_specs(config: str | None, names: list[str] | None) -> dict:
 
     available = DEFAULT_MASKS
     if config:
-        with open(config, encoding="utf-8") as f:
-            available = (yaml.safe_load(f) or {}).get("masks") or {}
+        try:
+            with open(config, encoding="utf-8") as f:
+                available = (yaml.safe_load(f) or {}).get("masks") or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SystemExit(f"--config {config}: {exc}") from None
         if not available:
             raise SystemExit(f"{config} defines no mask types (no `masks:` section)")
     unknown = [n for n in names or [] if n not in available]
     if unknown:
         raise SystemExit(f"unknown mask type(s) {', '.join(unknown)}; known: {', '.join(available)}")
     chosen = names or list(available)
-    return {name: MaskSpec.from_dict(available[name]) for name in chosen}
+    specs = {}
+    for name in chosen:
+        try:
+            specs[name] = MaskSpec.from_dict(available[name])
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"mask type {name!r}: {exc}") from None
+    return specs
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
@@ -45,15 +61,22 @@ def cmd_mask(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: --out {out_dir} is a file, not a folder", file=sys.stderr)
         return 2
+    outputs = [out_dir / m for m in masks]
+    for folder in outputs:  # masking a folder's files into itself would overwrite them
+        if folder.resolve() == path.resolve() or folder.resolve() in path.resolve().parents:
+            print(f"error: {path} lies inside the output folder {folder}: its files would be overwritten; "
+                  f"choose another --out", file=sys.stderr)
+            return 2
     aligner = FaceAligner(detector=args.detector, upsample=args.upsample, face_choice=args.face_choice)
-    records, problems, claimed = [], [], {}
-    # the output folders are never read as input (a second run would mask its own outputs)
-    for source in iter_images(path, skip=[out_dir, *(out_dir / m for m in masks)], problems=problems):
+    records, problems, not_images, claimed = [], [], [], {}
+    report = out_dir / "mask_report.csv"
+    # the outputs are never read as input (a second run would mask its own outputs)
+    for source in iter_images(path, skip=[out_dir, *outputs, report], problems=problems, not_images=not_images):
         records.extend(mask_file(source, path, out_dir, masks, aligner, args.seed, args.all_faces, args.preview,
                                  claimed))
     records.extend(MaskedFile(str(folder), m, "unreadable", 0, None, why) for folder, why in problems for m in masks)
+    records.extend(MaskedFile(str(file), m, "skipped", 0, None, why) for file, why in not_images for m in masks)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = out_dir / "mask_report.csv"
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow(["source", "mask", "status", "faces", "output", "reason"])
@@ -110,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="hog (dlib), cnn (dlib MMOD, slow) or mediapipe (finds masked faces; optional install)")
     mask.add_argument("--face-choice", choices=["largest", "centre"], default="largest",
                       help="face kept without --all-faces: the largest, or the one nearest the centre")
-    mask.add_argument("--upsample", type=int, default=1, help="detector upsampling (finds smaller faces)")
+    mask.add_argument("--upsample", type=non_negative, default=1, help="detector upsampling (finds smaller faces)")
     mask.set_defaults(func=cmd_mask)
 
     masks = sub.add_parser("masks", help="list the mask types; optionally write a preview sheet")

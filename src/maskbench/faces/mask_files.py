@@ -18,25 +18,28 @@ from maskbench.io.atomic import atomic_path
 from maskbench.io.images import read_rgb
 from maskbench.seeds import item_seed
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
+                  ".ppm"}
 
 
 @dataclass(frozen=True)
 class MaskedFile:
     source: str
     mask: str
-    status: str  # masked | no_face | unreadable | too_small | too_large | error
+    status: str  # masked | no_face | unreadable | too_small | too_large | error | skipped (not an image name)
     faces: int
     output: str | None
     reason: str | None
 
 
 def iter_images(path: Path, skip: Iterable[Path] = (),
-                problems: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
-    """``path`` itself if it is a file, else every image file below it, in sorted order. Folders in
-    ``skip`` (the output folders, when they lie inside ``path``) are never searched; a folder that
+                problems: list[tuple[Path, str]] | None = None,
+                not_images: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
+    """``path`` itself if it is a file, else every image file below it, in sorted order. Folders and
+    files in ``skip`` (the outputs, when they lie inside ``path``) are never searched; a folder that
     cannot be listed, or a link to a folder (not followed: links can loop), goes to ``problems``
-    with why."""
+    with why; any other file whose name is not an image's goes to ``not_images`` (hidden files,
+    named with a leading dot, are passed over)."""
     if path.is_file():
         yield path
         return
@@ -60,8 +63,13 @@ def iter_images(path: Path, skip: Iterable[Path] = (),
             kept.append(name)
         dirnames[:] = kept
         for name in sorted(filenames):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+            if name.startswith(".") or (here / name).resolve() in skipped:
+                continue
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 yield here / name
+            elif not_images is not None:
+                not_images.append((here / name, f"not an image file name ({Path(name).suffix or 'no suffix'}): "
+                                                f"give it one of {' '.join(sorted(IMAGE_SUFFIXES))} to mask it"))
 
 
 def output_path(source: Path, root: Path, out_dir: Path, mask: str) -> Path:
@@ -97,7 +105,10 @@ def mask_file(source: Path, root: Path, out_dir: Path, masks: dict, aligner, see
     name = str(source)
     key = (source.relative_to(root) if root.is_dir() else Path(source.name)).as_posix()
     claimed = {} if claimed is None else claimed
-    read = read_rgb(source)
+    try:
+        read = read_rgb(source)
+    except Exception as exc:  # read_rgb reports bad files itself; anything else is this file's alone
+        return [MaskedFile(name, m, "unreadable", 0, None, f"{type(exc).__name__}: {exc}") for m in masks]
     if read.image is None:
         return [MaskedFile(name, m, read.status, 0, None, read.reason) for m in masks]
     try:
@@ -116,6 +127,10 @@ def mask_file(source: Path, root: Path, out_dir: Path, masks: dict, aligner, see
     records = []
     for mask_name, spec in masks.items():
         dest = output_path(source, root, out_dir, mask_name)
+        if dest.resolve() == source.resolve():
+            records.append(MaskedFile(name, mask_name, "error", len(landmarks), None,
+                                      f"the output would overwrite the input {dest}: choose another --out"))
+            continue
         if claimed.get(dest, name) != name:
             records.append(MaskedFile(name, mask_name, "error", len(landmarks), None,
                                       f"output {dest} is already written for {claimed[dest]}"))

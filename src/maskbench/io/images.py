@@ -27,11 +27,41 @@ class ReadResult:
     reason: str | None = None
 
 
+def _full_scale(peak: float) -> float:
+    """The white level of 32-bit integer pixels: the smallest common sensor depth (8, 10, 12, 14,
+    16, 24 or 32 bits) that holds the brightest pixel (12-bit data divided by 65535 came out black)."""
+    for bits in (8, 10, 12, 14, 16, 24, 32):
+        if peak <= 2 ** bits - 1:
+            return float(2 ** bits - 1)
+    return float(peak)
+
+
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose)
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says. A corrupt EXIF block (common on phone
+    photos) makes Pillow's exif_transpose raise while the pixels are fine: then the orientation tag
+    is read alone, and where even that fails the pixels are kept as stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - any error inside Pillow's EXIF parsing
+        try:
+            orientation = int(img.getexif().get(0x0112, 1))
+        except Exception:  # noqa: BLE001
+            orientation = 1
+        method = _ORIENTATION.get(orientation)
+        return img.transpose(method) if method is not None else img
+
+
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
     """Convert any PIL mode to RGB uint8, scaling 16/32-bit data instead of clipping it."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        top = 65535.0 if img.mode.startswith("I;16") else _full_scale(arr.max(initial=0))
         arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if img.mode == "F":
@@ -63,7 +93,7 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> R
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img.seek(0)  # first frame of GIF/TIFF stacks
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                img = _upright(img)
             return ReadResult(_to_rgb_array(img), "ok")
     except PermissionError:
         return ReadResult(None, "unreadable", "permission denied: make the file readable (chmod a+r)")
