@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskbench.faces.align import FaceAligner, array_to_shape, chip_transform, map_points
+from maskbench.faces.align import FaceAligner, array_to_shape, chip_transform, map_points, unmap_points
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +167,31 @@ def test_a_bad_row_of_a_landmarks_file_names_the_file_line_and_image(tmp_path):
         path.write_text("\n".join([header, good, bad]) + "\n")
         with pytest.raises(ValueError, match=r"landmarks.csv, line 3 \(b.jpg\): expected 136 numbers"):
             read_landmarks_csv(path)
+
+
+@pytest.mark.parametrize("config", ["lfw.yaml", "paper.yaml"])
+def test_configs_of_subject_centred_sets_keep_the_subject_where_a_bystander_is_larger(shared_data, config):
+    """In these LFW photos the largest face is someone else's; the configs of subject-centred
+    sets choose the face nearest the centre, so the chip is the named person's."""
+    import yaml
+
+    from conftest import REPO
+
+    settings = yaml.safe_load((REPO / "config" / config).read_text())["align"]
+    aligner = FaceAligner(detector=settings["detector"], upsample=settings["upsample"],
+                          face_choice=settings.get("face_choice", "largest"),
+                          upsample_on_miss=settings.get("upsample_on_miss", False))
+    largest = FaceAligner(detector=settings["detector"], upsample=settings["upsample"], face_choice="largest",
+                          upsample_on_miss=settings.get("upsample_on_miss", False))
+    names = ["lfw-deepfunneled/Gwendal_Peizerat/Gwendal_Peizerat_0002.jpg",
+             "lfw-deepfunneled/Rita_Moreno/Rita_Moreno_0002.jpg"]
+    with tarfile.open(shared_data / "lfw-mini" / "lfw-deepfunneled-mini.tgz") as tf:
+        images = [np.asarray(Image.open(io.BytesIO(tf.extractfile(n).read())).convert("RGB")) for n in names]
+    for image in images:
+        centre = np.array(image.shape[1::-1]) / 2
+        kept, big = aligner.align(image), largest.align(image)
+        assert kept.n_faces >= 2
+        off = [np.hypot(*(unmap_points(r.transform, r.landmarks)[27:48].mean(0) - centre)) for r in (kept, big)]
+        assert off[0] < 30  # eyes and nose of the kept face at the centre
+        if not settings.get("upsample_on_miss"):  # searched upsampled, the largest face is a bystander's
+            assert off[1] > 30
