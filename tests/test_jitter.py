@@ -9,7 +9,7 @@ import pytest
 from maskbench.faces.demo_chips import aligned_demo_chip
 from maskbench.models import jitter as J
 from maskbench.models.dlib_resnet import embed_chips
-from maskbench.models.embed import make_embedder
+from maskbench.models.embed import DlibReferenceEmbedder, make_embedder
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_jitter_is_seeded_per_chip_and_close_to_the_plain_vector(chips: np.ndarr
 
 def test_jitter_averages_like_dlibs_num_jitters(chips: np.ndarray) -> None:
     ours = make_embedder({"kind": "dlib_resnet", "jitter": 8}).embed(chips[:2])
-    theirs = make_embedder({"kind": "dlib_resnet", "backend": "dlib", "jitter": 8}).embed(chips[:2])
+    theirs = DlibReferenceEmbedder(jitter=8).embed(chips[:2])
     plain = make_embedder({"kind": "dlib_resnet"}).embed(chips[:2])
     # different random crops, same distribution: much closer to each other than to the plain vector
     assert (np.linalg.norm(ours - theirs, axis=1) < np.linalg.norm(ours - plain, axis=1)).all()
@@ -81,11 +81,19 @@ def test_bad_jitter_is_refused(bad) -> None:
         make_embedder({"kind": "dlib_resnet", "jitter": bad})
 
 
+def test_jitter_with_dlibs_own_network_is_refused() -> None:
+    """dlib's crops follow the chips embedded before (0.019 apart for one chip, alone or in its shard)."""
+    with pytest.raises(ValueError, match="backend: torch"):
+        make_embedder({"kind": "dlib_resnet", "backend": "dlib", "jitter": 4})
+
+
 @pytest.mark.parametrize("model, ok", [
     ({"kind": "dlib_resnet", "jitter": 10}, True),
     ({"kind": "dlib_resnet", "jitter": 0}, True),
     ({"kind": "dlib_resnet", "jitter": 1}, False),  # dlib would silently treat it as none
     ({"kind": "torchvision", "arch": "resnet50", "jitter": 10}, False),  # only dlib's ResNet jitters
+    ({"kind": "dlib_resnet", "backend": "dlib", "jitter": 10}, False),  # dlib's crops are not seeded per chip
+    ({"kind": "dlib_resnet", "backend": "dlib"}, True),
 ])
 def test_config_schema_checks_jitter(model, ok) -> None:
     import jsonschema

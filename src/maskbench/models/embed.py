@@ -44,7 +44,9 @@ class DlibReferenceEmbedder:
 
         from maskbench.models.jitter import check_jitter
 
-        self.jitter = check_jitter(jitter)  # dlib's num_jitters; its crops are not seeded per chip
+        # dlib's num_jitters: its crops come from the model's one generator, not seeded per chip, so a
+        # chip's vector depends on the chips before it (a reference for tests; the workflow refuses it)
+        self.jitter = check_jitter(jitter)
         self._model = dlib.face_recognition_model_v1(str(model_path("face_recognition_resnet")))
         self.batch_size = batch_size
 
@@ -138,7 +140,11 @@ def make_embedder(model: dict[str, Any], threads: int = 1, cache_dir: str | None
     if kind == "dlib_resnet":
         jitter = model.get("jitter", 0)
         if model.get("backend", "torch") == "dlib":
-            return DlibReferenceEmbedder(batch_size=batch_size, threads=threads, jitter=jitter)
+            if jitter:
+                raise ValueError("jitter with backend: dlib: dlib draws its crops from one generator per process, "
+                                 "so a chip's vector would depend on the chips embedded before it; use backend: "
+                                 "torch (dlib's crops, seeded by each chip's bytes)")
+            return DlibReferenceEmbedder(batch_size=batch_size, threads=threads)
         return DlibTorchEmbedder(batch_size=batch_size, threads=threads, cache_dir=cache_dir, jitter=jitter)
     if kind == "torchvision":
         from maskbench.models.backbones import TORCHVISION_ARCHS, build_backbone
