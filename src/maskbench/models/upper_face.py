@@ -1,4 +1,8 @@
-"""The upper-face model's input: the aligned chip cut above the nose, where a mask never reaches.
+"""The upper-face model's input: the aligned chip cut at the nose bridge, below which masks sit.
+
+Masks drawn high on the nose (``nose_coverage: high``) can show their top edge a few rows above
+the line on some chips; a line above every mask's top would cut through the lower eyelids, which
+carry more of the identity than the mask's edge hides (README, model kinds).
 
 Everything below a horizontal line at the nose bridge is replaced by the network's mean colour
 (zero after normalisation), so a masked and an unmasked chip of one face look alike and the
