@@ -171,6 +171,28 @@ def test_lfw_view2_split_drops_and_counts_pairs_outside_the_part(tmp_path):
     assert report["image_pairs"] == 2
 
 
+def test_lfw_view2_keeps_a_pair_whose_photo_was_not_aligned_as_a_failure_to_enrol(tmp_path):
+    """LFW classifies every listed pair: one with a photo the aligner could not use stays in the
+    manifest, unscored, and the metrics count it (it was dropped, leaving fewer, unequal folds)."""
+    from maskbench.stages.metrics import compute_metrics
+
+    every = ["Ann/Ann_0001.jpg", "Ann/Ann_0002.jpg", "Bob/Bob_0001.jpg", "Bob/Bob_0003.jpg", "Cid/Cid_0002.jpg"]
+    pq.write_table(pa.table({"image_id": every, "identity": [i.split("/")[0] for i in every],
+                             "status": ["ok"] * 4 + ["no_face"]}), tmp_path / "aligned.parquet")
+    (tmp_path / "pairs.txt").write_text("2\t1\nAnn\t1\t2\nAnn\t1\tBob\t1\nBob\t1\t3\nCid\t2\tBob\t3\n")
+    (tmp_path / "acquired.json").write_text(json.dumps({"pairs": {"path": str(tmp_path / "pairs.txt")}}))
+    report = build_pairs([str(tmp_path / "aligned.parquet")], {"kind": "lfw_view2"}, COMPARISONS[:1], 0,
+                         str(tmp_path / "acquired.json"), tmp_path / "p.parquet", tmp_path / "p.json")
+    assert report["image_pairs"] == 4 and report["dropped"] == {} and report["pairs_with_an_unaligned_image"] == 1
+    embeddings = tmp_path / "unmasked.parquet"
+    write_embeddings(embeddings, every[:4], np.random.default_rng(0))
+    counts = score_comparison(str(tmp_path / "p.parquet"), "unmasked-vs-unmasked", {"unmasked": [str(embeddings)]},
+                              "cosine", str(tmp_path / "s.parquet"))
+    assert counts == {"pairs": 4, "scored": 3, "missing_embedding": 1}
+    metrics = compute_metrics(str(tmp_path / "s.parquet"))
+    assert (metrics["n_failure_to_enrol_genuine"], metrics["n_failure_to_enrol_impostor"]) == (0, 1)
+
+
 # ----------------------------------------------------------------------------------------------
 # streaming scores
 

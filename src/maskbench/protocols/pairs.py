@@ -195,9 +195,12 @@ def parse_lfw_pairs(text: str) -> list[tuple[str, int, str, int, bool, int]]:
 
 
 def lfw_view2_pairs(images: dict[str, str], pairs_text: str, all_images: Iterable[str],
-                    in_split: set[str] | None = None) -> tuple[list[ImagePair], Counter]:
-    """The official pairs; a pair whose image is missing, was not aligned or (given ``in_split``,
-    the images of one split part) lies outside the part is dropped and counted."""
+                    in_split: set[str] | None = None,
+                    keep_unaligned: bool = False) -> tuple[list[ImagePair], Counter]:
+    """The official pairs; a pair whose image is missing or (given ``in_split``, the images of one
+    split part) lies outside the part is dropped and counted. A pair with an image the aligner
+    could not use is dropped and counted too, unless ``keep_unaligned``: then it stays, with no
+    embedding to score, so it counts as a failure to enrol (LFW's protocol classifies every pair)."""
     usable = lfw_image_lookup(images)
     known = lfw_image_lookup(all_images)
     pairs, dropped = [], Counter()
@@ -205,6 +208,8 @@ def lfw_view2_pairs(images: dict[str, str], pairs_text: str, all_images: Iterabl
         keys = [(name1, n1), (name2, n2)]
         if any(k not in known for k in keys):
             dropped["image_not_in_dataset"] += 1
+        elif any(k not in usable for k in keys) and keep_unaligned and in_split is None:
+            pairs.append(ImagePair(known[keys[0]], known[keys[1]], genuine, fold))
         elif any(k not in usable for k in keys):
             dropped["image_not_aligned"] += 1
         elif in_split is not None and any(usable[k] not in in_split for k in keys):

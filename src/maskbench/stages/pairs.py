@@ -47,12 +47,12 @@ def read_groups(index_path: str | None) -> dict[str, str | None] | None:
 
 
 def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
-                  in_split: set[str] | None):
+                  in_split: set[str] | None, keep_unaligned: bool = False):
     key = protocol.get("pairs_file", "pairs")
     entry = load_acquired(acquired_json).get(key)
     if entry is None:
         raise ProtocolError(f"{acquired_json} lists no pairs file {key!r}")
-    return lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every, in_split)
+    return lfw_view2_pairs(usable, Path(entry["path"]).read_text(encoding="utf-8"), every, in_split, keep_unaligned)
 
 
 def build_pairs(
@@ -96,12 +96,18 @@ def build_pairs(
         elif kind == "dicta1000":
             pairs = dicta_pairs(images, seed, protocol.get("n_pairs", 1000), folds, groups)
         elif kind == "lfw_view2":
-            pairs, dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
+            # a listed pair whose photo was not aligned stays, unscored: a failure to enrol, as LFW
+            # classifies every pair (a split part lists aligned photos only: there it is dropped)
+            pairs, dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split, keep_unaligned=True)
         else:
             raise ProtocolError(f"unknown verification protocol kind {kind!r}; known: {list(VERIFICATION_KINDS)}")
-        check_pairs(pairs, images)
+        unaligned = {i for p in pairs for i in (p.ref_image, p.probe_image)} - set(images)
+        check_pairs(pairs, {**images, **{i: aligned.identity.get(i) for i in unaligned}})
         write_table(table_path, pairs_table(pairs, comparisons))
         report = pairs_report(pairs, comparisons, dropped)
+        if kind == "lfw_view2":
+            report["pairs_with_an_unaligned_image"] = sum(p.ref_image in unaligned or p.probe_image in unaligned
+                                                          for p in pairs)
     if split_entry:
         report["split"] = split_entry
     if groups is not None:
