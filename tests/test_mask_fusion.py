@@ -256,3 +256,25 @@ def test_config_checks_name_what_is_wrong():
     bad["protocols"]["val_pairs"]["comparisons"] = [["unmasked", "unmasked"]]
     with pytest.raises(ConfigError, match=r"\[unmasked, masked\]"):
         check_config(bad)
+
+
+def test_a_mask_type_the_members_hold_out_stays_unseen_by_the_classifier_and_the_weights(tmp_path):
+    """The default config's head holds cloth_black out; a mask-aware ensemble over it learnt its
+    classifier and chose its weights on cloth_black too, so its 'unseen mask' numbers were not."""
+    from conftest import snakemake
+
+    from maskbench.config import mask_aware_masks
+
+    config = demo_config()
+    assert mask_aware_masks(config, "aware", "demo") == ["surgical_blue", "n95_white"]
+    untrained = copy.deepcopy(config)
+    untrained["models"]["aware"]["members"] = ["dlib_resnet", "ensemble"]
+    untrained["models"]["ensemble"] = {"kind": "ensemble", "members": ["dlib_resnet"]}
+    assert mask_aware_masks(untrained, "aware", "demo") == list(config["masks"])
+    (tmp_path / "aware.yaml").write_text(yaml.safe_dump(config))
+    planned = snakemake(REPO, "-n", "results/demo/fusion/aware/test_pairs.json", "--directory",
+                        str(tmp_path / "work"), "--configfile", str(tmp_path / "aware.yaml")).stdout
+    blocks = planned.split("\n\n")
+    for rule in ("train_mask_classifier", "mask_aware_weights"):
+        block = next(b for b in blocks if f"rule {rule}:" in b)
+        assert "surgical_blue" in block and "cloth_black" not in block, block

@@ -485,6 +485,17 @@ def train_masks(config: dict[str, Any], model: str, dataset: str) -> list[str]:
     return out
 
 
+def mask_aware_masks(config: dict[str, Any], model: str, dataset: str) -> list[str]:
+    """Mask types a mask-aware ensemble learns from on a dataset (its classifier and its weights):
+    those its trained members saw, so a type they hold out stays unseen by the whole model; every
+    type of the dataset where no member is trained."""
+    trained = [m for m in config["models"][model]["members"] if "train" in config["models"][m]]
+    if not trained:
+        return masks_for(config, dataset)
+    seen = {mask for member in trained for mask in train_masks(config, member, dataset)}
+    return [m for m in masks_for(config, dataset) if m in seen]
+
+
 def check_group_by(config: dict[str, Any], dataset: str) -> None:
     """Raise ConfigError when a dataset's ``group_by`` names an attribute its layout cannot give,
     or the dataset has no verification pairs to group."""

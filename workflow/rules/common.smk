@@ -12,6 +12,7 @@ from maskbench.attributes.settings import split_settings
 from maskbench.code_closure import closure
 from maskbench.config import (
     has_real_masks,
+    mask_aware_masks,
     mask_aware_settings,
     selection_protocol,
     CHIP_KINDS,
@@ -704,7 +705,7 @@ def mask_classifier_embedding_groups(wildcards):
     """dataset -> variant -> the base model's embedding files the mask classifier learns from."""
     block = config["models"][wildcards.model]["mask_aware"]
     return {dataset: {variant: embedding_files(dataset, block["base"], [variant])
-                      for variant in variants_for(config, dataset)}
+                      for variant in ["unmasked", *mask_aware_masks(config, wildcards.model, dataset)]}
             for dataset in block["datasets"]}
 
 
@@ -726,11 +727,13 @@ def mask_aware_selection_score_groups(wildcards):
     """comparison -> the members' scores of it (in member order), for every unmasked-vs-<variant>
     comparison of the protocol the weights are chosen on."""
     select = selection_protocol(config, wildcards.model, wildcards.protocol)
+    held_out = set(masks_for(config, wildcards.dataset)) - set(mask_aware_masks(config, wildcards.model,
+                                                                                 wildcards.dataset))
     return {
         comparison: [path("scores", dataset=wildcards.dataset, model=member, protocol=select, comparison=comparison)
                      for member in config["models"][wildcards.model]["members"]]
         for comparison in comparisons_for(config, wildcards.dataset, select)
-        if comparison.startswith("unmasked-vs-")
+        if comparison.startswith("unmasked-vs-") and comparison.split("-vs-")[1] not in held_out
     }
 
 
