@@ -165,13 +165,37 @@ def test_people_without_both_kinds_are_left_out_and_counted(tmp_path):
     assert report["dropped"]["image_of_person_without_bare_and_real_photos"] == BARE
 
 
-def test_real_masked_photos_the_aligner_could_not_use_are_counted(tmp_path):
+def test_real_masked_photos_the_aligner_could_not_use_are_failures_to_enrol(tmp_path):
+    """They stay in the real pool, unscored (a synthetic mask's face not found again counts so):
+    left out, the real-mask numbers were of the photos the detector could handle."""
     images = fixture_images()
     failed = {f"p1/real_mask/p1_{BARE + 1:04d}.png", f"p2/real_mask/p2_{BARE + 2:04d}.png"}
     paths = [write_aligned(tmp_path / "shard-0.parquet", images, failed)]
     table, report = manifest(paths, tmp_path, {"kind": "all_vs_all", "comparisons": []})
-    assert report["dropped"]["real_photo_not_aligned"] == 2
-    assert not table["probe_image"].isin(failed).any()
+    assert report["real_photos_not_aligned"] == 2 and "real_photo_not_aligned" not in report["dropped"]
+    assert_pools(table, images)
+    real = table[(table.ref_variant == "unmasked") & (table.probe_variant == "real")]
+    assert set(failed) <= set(real.probe_image)
+    (tmp_path / "all").mkdir()
+    everyone = manifest([write_aligned(tmp_path / "all" / "shard-0.parquet", images)], tmp_path / "all",
+                        {"kind": "all_vs_all", "comparisons": []})[0]
+    assert len(table) == len(everyone)  # the same pairs as had every photo been aligned
+    embeddings = tmp_path / "real.parquet"
+    usable = sorted(i for i, r in images.items() if r and i not in failed)
+    pq.write_table(pa.Table.from_pydict({"image_id": usable, "status": ["ok"] * len(usable),
+                                         "embedding": np.ones((len(usable), 4), np.float32).tolist()},
+                                        schema=embedding_schema(4)), embeddings)
+    bare = tmp_path / "bare.parquet"
+    bare_ids = sorted(i for i, r in images.items() if not r)
+    pq.write_table(pa.Table.from_pydict({"image_id": bare_ids, "status": ["ok"] * len(bare_ids),
+                                         "embedding": np.ones((len(bare_ids), 4), np.float32).tolist()},
+                                        schema=embedding_schema(4)), bare)
+    from maskbench.stages.score import score_comparison
+
+    counts = score_comparison(str(tmp_path / "pairs.parquet"), "unmasked-vs-real",
+                              {"unmasked": [str(bare)], "real": [str(embeddings)]}, "cosine",
+                              str(tmp_path / "scores.parquet"))
+    assert counts["missing_embedding"] == int(real.probe_image.isin(failed).sum()) > 0
     # restricted to a split part (whose manifest lists usable images only): its people's are counted
     usable = sorted(i for i in images if i not in failed)
     part = {i: ("test" if i.split("/")[0] in ("p1", "p3", "p4", "p5") else "train") for i in usable}
@@ -183,7 +207,8 @@ def test_real_masked_photos_the_aligner_could_not_use_are_counted(tmp_path):
                                  "split": {"strategy": "identity", "part": "test"}},
                          COMPARISONS, 7, str(tmp_path / "acquired.json"), str(tmp_path / "s.parquet"),
                          str(tmp_path / "s.json"), split_path=str(split))
-    assert report["dropped"]["real_photo_not_aligned"] == 1  # p1's; p2 is in the train part
+    assert report["real_photos_not_aligned"] == 1  # p1's; p2 is in the train part
+    assert pd.read_parquet(tmp_path / "s.parquet").probe_image.isin(failed).sum() > 0
 
 
 def test_a_person_with_one_bare_photo_is_left_out_of_every_comparison(tmp_path):

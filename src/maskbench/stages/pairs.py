@@ -79,13 +79,16 @@ def build_pairs(
         listed, listed_dropped = None, Counter()
         if kind == "lfw_view2":
             listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
-        # a real-masked photo the aligner could not use is in no pair: counted, not a failure to enrol
-        # (a split manifest lists usable images only: those of the part's people are counted)
+        # a real-masked photo the aligner could not use stays in its pool, unscored: a failure to enrol,
+        # as a synthetic mask's face that is not found again (a mask that defeats the detector is part of
+        # what it does, and leaving such photos out would keep the easy ones). A split manifest lists
+        # usable images only: those of the part's people are added.
         people = set(images.values())
-        listed_dropped["real_photo_not_aligned"] += sum(aligned.identity.get(i) in people
-                                                        for i in aligned.real_unaligned)
-        report = build_pool_pairs(images, real, protocol, comparisons, seed, table_path, listed, listed_dropped,
-                                  groups)
+        unaligned_real = {i: aligned.identity[i] for i in sorted(aligned.real_unaligned)
+                          if aligned.identity.get(i) in people}
+        report = build_pool_pairs({**images, **unaligned_real}, real | set(unaligned_real), protocol, comparisons,
+                                  seed, table_path, listed, listed_dropped, groups)
+        report["real_photos_not_aligned"] = len(unaligned_real)
     elif kind == "all_vs_all":
         prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"), groups)
         report = write_all_vs_all(prepared, comparisons, table_path)
