@@ -167,9 +167,18 @@ def test_workflow_steps_train_choose_and_fuse_with_statuses(tmp_path):
         vectors = dict(zip(images, faces(rng, len(images), masked, shift=3.0)))
         emb[variant] = [embedding_file(tmp_path / f"results/d/embeddings/base/{variant}.parquet", vectors)]
     clf_path = str(tmp_path / "clf.json")
-    clf = train_mask_classifier_step({"d": emb}, {"d": str(split)}, 1.0, "base", clf_path)
-    assert clf.report["train"]["bare"] == clf.report["train"]["masked"] == 60  # 15 people x 4 images
+    # real-masked photos (here drawn like the synthetic ones) are checked on train and val people only
+    real_ids = [f"{p}/real.png" for p in people]
+    real = [embedding_file(tmp_path / "results/d/embeddings/base/real.parquet",
+                           dict(zip(real_ids, faces(rng, len(real_ids), True, shift=3.0))))]
+    pq.write_table(pa.Table.from_pydict({"image_id": images + real_ids,
+                                         "identity": [i.split("/")[0] for i in images + real_ids],
+                                         "split": [part[i.split("/")[0]] for i in images + real_ids]}), split)
+    clf = train_mask_classifier_step({"d": emb}, {"d": str(split)}, 1.0, "base", clf_path, real_embeddings={"d": real})
+    assert clf.report["train"]["bare"] == clf.report["train"]["masked"] == 60  # 15 people x 4 images: no real one
     assert clf.report["val"]["bare"] == 28 and clf.report["val"]["masked_called_masked"] > 0.9
+    assert clf.report["real"]["d"]["photos"] == 22 and clf.report["real"]["d"]["masked_called_masked"] > 0.9
+    assert json.loads((tmp_path / "clf.json").read_text())["report"]["real"] == clf.report["real"]
 
     val_images = [i for i in images if part[i.split("/")[0]] == "val"]
     probes = val_images * 3
@@ -271,6 +280,7 @@ def test_a_mask_type_the_members_hold_out_stays_unseen_by_the_classifier_and_the
     untrained["models"]["aware"]["members"] = ["dlib_resnet", "ensemble"]
     untrained["models"]["ensemble"] = {"kind": "ensemble", "members": ["dlib_resnet"]}
     assert mask_aware_masks(untrained, "aware", "demo") == list(config["masks"])
+    config["datasets"]["demo"]["generate"]["real_masks"] = 1  # real-masked photos: checked by the classifier
     (tmp_path / "aware.yaml").write_text(yaml.safe_dump(config))
     planned = snakemake(REPO, "-n", "results/demo/fusion/aware/test_pairs.json", "--directory",
                         str(tmp_path / "work"), "--configfile", str(tmp_path / "aware.yaml")).stdout
@@ -278,3 +288,5 @@ def test_a_mask_type_the_members_hold_out_stays_unseen_by_the_classifier_and_the
     for rule in ("train_mask_classifier", "mask_aware_weights"):
         block = next(b for b in blocks if f"rule {rule}:" in b)
         assert "surgical_blue" in block and "cloth_black" not in block, block
+        if rule == "train_mask_classifier":
+            assert "results/demo/embeddings/dlib_resnet/real.parquet" in block

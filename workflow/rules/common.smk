@@ -709,6 +709,17 @@ def mask_classifier_embedding_groups(wildcards):
             for dataset in block["datasets"]}
 
 
+def mask_classifier_real_groups(wildcards):
+    """dataset -> the base model's embeddings of its real-masked photos (checked, never learnt)."""
+    block = config["models"][wildcards.model]["mask_aware"]
+    return {dataset: embedding_files(dataset, block["base"], ["real"])
+            for dataset in block["datasets"] if has_real_masks(config, dataset)}
+
+
+def mask_classifier_real_embeddings(wildcards):
+    return [p for paths in mask_classifier_real_groups(wildcards).values() for p in paths]
+
+
 def mask_classifier_embeddings(wildcards):
     return [p for variants in mask_classifier_embedding_groups(wildcards).values()
             for paths in variants.values() for p in paths]

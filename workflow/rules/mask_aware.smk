@@ -9,6 +9,7 @@ rule train_mask_classifier:
         model=one_of(MASK_AWARE_MODELS),
     input:
         embeddings=mask_classifier_embeddings,
+        real=mask_classifier_real_embeddings,
         splits=mask_classifier_splits,
         code=script_code("train_mask_classifier"),
     output:
@@ -16,6 +17,7 @@ rule train_mask_classifier:
     params:
         datasets=lambda wc: list(config["models"][wc.model]["mask_aware"]["datasets"]),
         embeddings=mask_classifier_embedding_groups,
+        real=mask_classifier_real_groups,
         base=lambda wc: config["models"][wc.model]["mask_aware"]["base"],
         c=lambda wc: mask_aware_settings(config["models"][wc.model])["C"],
     log:

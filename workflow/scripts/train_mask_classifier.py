@@ -10,4 +10,5 @@ with log_to(snakemake.log[0]):
         c=float(snakemake.params.c),
         base_model=snakemake.params.base,
         out_path=snakemake.output[0],
+        real_embeddings={d: list(files) for d, files in snakemake.params.real.items()},
     )

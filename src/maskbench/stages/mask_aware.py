@@ -171,11 +171,32 @@ def _labelled_part(variants: dict[str, list[str]], split_path: str, part: str,
     return ids, np.stack(rows), np.asarray(labels, dtype=bool)
 
 
+def real_mask_rates(classifier: MaskClassifier, real_embeddings: dict[str, list[str]],
+                    splits: dict[str, str]) -> dict[str, dict[str, float | int]]:
+    """Per dataset with photos of real masks: how many of its train and val people's real-masked
+    photos the classifier calls masked (it learnt on synthetic masks only; test is never read)."""
+    out = {}
+    for dataset in sorted(real_embeddings):
+        split = pq.read_table(splits[dataset], columns=["image_id", "split"]).to_pylist()
+        keep = {r["image_id"] for r in split if r["split"] in ("train", "val")}
+        vectors = load_embeddings(list(real_embeddings[dataset]))
+        ids = sorted(set(vectors) & keep)
+        if not ids:
+            out[dataset] = {"photos": 0}
+            continue
+        p = classifier.probability(np.stack([vectors[i] for i in ids]))
+        out[dataset] = {"photos": len(ids), "masked_called_masked": float(np.mean(p >= classifier.threshold)),
+                        "mean_p_masked": float(np.mean(p))}
+    return out
+
+
 def train_mask_classifier_step(embeddings: dict[str, dict[str, list[str]]], splits: dict[str, str], c: float,
-                               base_model: str, out_path: str) -> MaskClassifier:
+                               base_model: str, out_path: str,
+                               real_embeddings: dict[str, list[str]] | None = None) -> MaskClassifier:
     """Fit the mask classifier on the train parts of the datasets' identity splits (bare vs every
     masked variant given), calibrate it on their val parts, and write it; test is never read.
-    ``embeddings`` maps dataset -> variant -> embedding files; ``splits`` maps dataset -> split."""
+    ``embeddings`` maps dataset -> variant -> embedding files; ``splits`` maps dataset -> split;
+    ``real_embeddings`` (dataset -> files of its real-masked photos) are only checked, never learnt."""
     parts: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {"train": ([], []), "val": ([], [])}
     for dataset in sorted(embeddings):
         if dataset not in splits:
@@ -191,6 +212,8 @@ def train_mask_classifier_step(embeddings: dict[str, dict[str, list[str]]], spli
     val_x, val_y = np.concatenate(parts["val"][0]), np.concatenate(parts["val"][1])
     fitted = fit_mask_classifier(train_x, train_y, val_x, val_y, c=c)
     report = {**fitted.report, "base_model": base_model, "datasets": sorted(embeddings)}
+    if real_embeddings:
+        report["real"] = real_mask_rates(fitted, real_embeddings, splits)
     classifier = MaskClassifier(mean=fitted.mean, scale=fitted.scale, coef=fitted.coef, intercept=fitted.intercept,
                                 calibration=fitted.calibration, threshold=fitted.threshold, report=report)
     classifier.save(out_path)
