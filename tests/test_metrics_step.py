@@ -199,4 +199,4 @@ def test_folds_of_one_person_record_why_instead_of_failing(tmp_path):
     out = compute_metrics(path)
     assert out["eer"] == metrics.eer(score[genuine], score[~genuine]).eer
     assert out["operating_point"]["status"] == FOLDS_TOO_SMALL
-    assert out.get("kfold_accuracy") is None
+    assert out.get("kfold_accuracy") is None and out["kfold_accuracy_status"] == FOLDS_TOO_SMALL

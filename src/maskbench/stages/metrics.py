@@ -119,6 +119,8 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
                                        in_folds["fold"].to_numpy())
         out["kfold_accuracy"] = _value(kfold.mean)
         out["kfold_accuracy_se"] = _value(kfold.std_error)
+    elif in_folds["fold"].nunique() > 1:  # a table shows n/a: this says why
+        out["kfold_accuracy_status"] = FOLDS_TOO_SMALL
     n_boot = evaluation.get("bootstrap", 0)
     if n_boot:
         alpha = evaluation.get("alpha", 0.05)
