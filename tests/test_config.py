@@ -351,3 +351,22 @@ def test_a_finetuned_backbone_is_chosen_on_val_under_its_benchmark_score():
     assert training_code_spec({"kind": "finetune", "score": "neg_l2", "train": chosen})["val_score"] == "inv_l2"
     assert "val_score" not in training_code_spec({"kind": "projection", "score": "neg_l2", "train": train})
     assert "datasets" not in training_code_spec({"kind": "finetune", "train": train})
+
+
+@pytest.mark.parametrize("files", [
+    ["config.yaml"], ["lfw.yaml"], ["lfw.yaml", "lfw-mini.yaml"], ["lfw.yaml", "lfw-finetune.yaml"],
+    ["lfw.yaml", "lfw-finetune.yaml", "lfw-mini.yaml"], ["paper.yaml"], ["real_masks.yaml"], ["utkface.yaml"],
+    ["utkface.yaml", "utkface-mini.yaml"],
+], ids=lambda files: "+".join(files))
+def test_every_shipped_config_passes_the_schema_and_the_checks(files):
+    """Each config (and each documented override on it) as Snakemake merges and checks it at start-up:
+    a table metric the schema did not list once made config/lfw.yaml fail before any job ran."""
+    from snakemake.utils import update_config, validate
+
+    config: dict = {}
+    for name in files:
+        update_config(config, load(name))
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    if "splits" in config:
+        validate({"splits": config["splits"]}, schema=str(REPO / "workflow" / "schemas" / "attributes.schema.yaml"))
+    check_config(config)
