@@ -208,6 +208,13 @@ def test_real_masked_photos_the_aligner_could_not_use_are_failures_to_enrol(tmp_
                          COMPARISONS, 7, str(tmp_path / "acquired.json"), str(tmp_path / "s.parquet"),
                          str(tmp_path / "s.json"), split_path=str(split))
     assert report["real_photos_not_aligned"] == 1  # p1's; p2 is in the train part
+    # no real-masked photo aligned at all: still pools, every real probe a failure to enrol
+    none = {i for i, r in images.items() if r}
+    table, report = manifest([write_aligned(tmp_path / "none.parquet", images, none)], tmp_path,
+                             {"kind": "all_vs_all", "comparisons": []})
+    assert report["real_photos_not_aligned"] == len(none)
+    assert_pools(table, images)
+    assert set(table.loc[table.probe_variant == "real", "probe_image"]) == none
     assert pd.read_parquet(tmp_path / "s.parquet").probe_image.isin(failed).sum() > 0
 
 

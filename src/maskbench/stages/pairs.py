@@ -75,17 +75,17 @@ def build_pairs(
     folds = protocol.get("folds", 1)
     groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
     real = aligned.real_masked & set(images)
-    if real:  # photos of real masks: each side of a comparison draws from its variant's pool
+    # a real-masked photo the aligner could not use stays in its pool, unscored: a failure to enrol,
+    # as a synthetic mask's face that is not found again (a mask that defeats the detector is part of
+    # what it does, and leaving such photos out would keep the easy ones). A split manifest lists
+    # usable images only: those of the part's people are added.
+    people = set(images.values())
+    unaligned_real = {i: aligned.identity[i] for i in sorted(aligned.real_unaligned)
+                      if aligned.identity.get(i) in people}
+    if real or unaligned_real:  # photos of real masks: each side of a comparison draws from its variant's pool
         listed, listed_dropped = None, Counter()
         if kind == "lfw_view2":
             listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
-        # a real-masked photo the aligner could not use stays in its pool, unscored: a failure to enrol,
-        # as a synthetic mask's face that is not found again (a mask that defeats the detector is part of
-        # what it does, and leaving such photos out would keep the easy ones). A split manifest lists
-        # usable images only: those of the part's people are added.
-        people = set(images.values())
-        unaligned_real = {i: aligned.identity[i] for i in sorted(aligned.real_unaligned)
-                          if aligned.identity.get(i) in people}
         report = build_pool_pairs({**images, **unaligned_real}, real | set(unaligned_real), protocol, comparisons,
                                   seed, table_path, listed, listed_dropped, groups)
         report["real_photos_not_aligned"] = len(unaligned_real)
