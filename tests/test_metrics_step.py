@@ -133,9 +133,14 @@ def test_fold_accuracy_counts_a_failure_to_enrol_as_a_rejection(tmp_path):
     path, score, genuine, fold, ok = scores_file(tmp_path / "s.parquet", n_gen=150, n_imp=150, folds=10, seed=4,
                                                  unscored=60)
     out = compute_metrics(path)
-    floor = score[ok].min() - 1.0
-    expected = metrics.kfold_accuracy(np.where(ok, score, floor), genuine, fold)
+    expected = metrics.kfold_accuracy(score, genuine, fold, scored=ok)
     assert out["kfold_accuracy"] == pytest.approx(expected.mean)
+    by_hand = []  # each fold: threshold from the other folds' scored pairs, a failure always 'different'
+    for k in range(10):
+        rest = (fold != k) & ok
+        t = metrics._midpoint_threshold(np.sort(score[rest & genuine]), np.sort(score[rest & ~genuine]))
+        by_hand.append(np.mean(((score[fold == k] >= t) & ok[fold == k]) == genuine[fold == k]))
+    assert expected.mean == pytest.approx(np.mean(by_hand))
     scored_only = metrics.kfold_accuracy(score[ok], genuine[ok], fold[ok])
     assert out["kfold_accuracy"] < scored_only.mean
     fnr = [f["confusion_matrix"][1][0] for f in out["operating_point"]["folds"]]
@@ -200,3 +205,30 @@ def test_folds_of_one_person_record_why_instead_of_failing(tmp_path):
     assert out["eer"] == metrics.eer(score[genuine], score[~genuine]).eer
     assert out["operating_point"]["status"] == FOLDS_TOO_SMALL
     assert out.get("kfold_accuracy") is None and out["kfold_accuracy_status"] == FOLDS_TOO_SMALL
+
+
+def test_a_comparison_without_a_scored_genuine_pair_is_recorded_not_a_crash(tmp_path):
+    """Every genuine pair failed to enrol (e.g. no real-masked photo found): the file says so, and
+    the rates that count failures are still given (FNMR 1: every genuine pair is a non-match)."""
+    path, score, genuine, _, ok = scores_file(tmp_path / "s.parquet", n_gen=20, n_imp=300, seed=5)
+    table = pq.read_table(path).to_pandas()
+    table.loc[table.genuine, "status"] = "missing_embedding"
+    table.loc[table.genuine, "score"] = None
+    pq.write_table(pa.Table.from_pandas(table, schema=SCORES_SCHEMA, preserve_index=False), path)
+    out = compute_metrics(path, evaluation={"bootstrap": 20})
+    assert out["n_genuine"] == 0 and out["n_failure_to_enrol_genuine"] == 20
+    assert out["eer"] is None and "no scored genuine pair" in out["status"]
+    assert out["fnmr_at_fmr_1e-2"] == 1.0 and out["eer_with_fte"] == 1.0
+    json.dumps(out, allow_nan=False)
+
+
+def test_a_validation_threshold_below_every_test_score_still_rejects_failures(tmp_path):
+    """Unscored pairs were given a score just below the lowest test score; a threshold from another
+    set could fall below it and accept them."""
+    path, score, genuine, _, ok = scores_file(tmp_path / "test.parquet", seed=1, unscored=20, offset=10.0)
+    val_path, *_ = scores_file(tmp_path / "val.parquet", seed=2)
+    point = compute_metrics(path, val_scores_path=val_path)["operating_point"]
+    assert point["threshold"] < score[ok].min()  # every scored test pair accepted
+    (tn, fp), (fn, tp) = point["confusion_matrix"]
+    assert fn == int((~ok & genuine).sum()) and tn == int((~ok & ~genuine).sum())
+    assert point["iou"] == pytest.approx(metrics.histogram_overlap(score[ok & genuine], score[ok & ~genuine]))

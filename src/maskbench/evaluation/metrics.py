@@ -449,12 +449,13 @@ def _midpoint_threshold(gen: np.ndarray, imp: np.ndarray) -> float:
     return mid if mid > max(below) else t
 
 
-def cross_validation_folds(scores: np.ndarray, labels: np.ndarray,
-                           folds) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
+def cross_validation_folds(scores: np.ndarray, labels: np.ndarray, folds,
+                           scored: np.ndarray | None = None) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
     """(fold name, its pairs as a mask, genuine and impostor scores of the other folds) per fold.
 
     ``folds`` is a fold label per pair, or a number of contiguous near-equal folds in pair order.
-    Every fold's threshold is chosen on the other folds, so each of those must hold both kinds."""
+    Every fold's threshold is chosen on the other folds, so each of those must hold both kinds.
+    ``scored`` (a mask) leaves pairs without a score out of the other folds' scores."""
     if isinstance(folds, (int, np.integer)):
         if not 2 <= folds <= scores.size:
             raise ValueError(f"need 2 <= folds <= number of pairs ({scores.size}), got {folds}")
@@ -466,24 +467,30 @@ def cross_validation_folds(scores: np.ndarray, labels: np.ndarray,
     names = np.unique(fold_of)
     if names.size < 2:
         raise ValueError("cross-validation needs at least 2 folds")
+    use = np.ones(scores.shape, dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
     for name in names.tolist():
         test = fold_of == name
-        train_g, train_i = scores[~test & labels], scores[~test & ~labels]
+        train_g, train_i = scores[~test & labels & use], scores[~test & ~labels & use]
         if not train_g.size or not train_i.size:
             raise ValueError(f"the folds other than {name!r} lack genuine or impostor pairs to choose a threshold on")
         yield name, test, train_g, train_i
 
 
-def kfold_accuracy(scores, genuine_labels, folds) -> KFoldAccuracy:
+def kfold_accuracy(scores, genuine_labels, folds, scored=None) -> KFoldAccuracy:
     """Verification accuracy under the LFW View 2 protocol (Huang et al. 2007).
 
     For each fold the threshold is chosen on the other folds (maximum accuracy, at the middle of
     the interval of equally accurate thresholds) and applied to that fold. ``folds`` is either the
     number of folds, splitting the pairs in their given order into contiguous near-equal parts (as
     LFW's pairs.txt is ordered), or one fold label per pair. Reports the mean, the standard error
-    ``std(ddof=1) / sqrt(k)`` of the LFW results tables, and the per-fold values.
+    ``std(ddof=1) / sqrt(k)`` of the LFW results tables, and the per-fold values. ``scored`` (a
+    mask) marks the pairs with a score: one without (a failure to enrol) is decided 'different'
+    whatever the threshold, and takes no part in choosing it, as LFW classifies every pair.
     """
-    s = _scores(scores, "pair")
+    ok = None if scored is None else np.asarray(scored, dtype=bool)
+    s = _scores(scores if ok is None else np.where(ok, np.asarray(scores, dtype=np.float64), 0.0), "pair")
+    if ok is None:
+        ok = np.ones(s.shape, dtype=bool)
     labels = np.asarray(genuine_labels)
     if labels.shape != s.shape:
         raise ValueError(f"genuine_labels has shape {labels.shape}, scores {s.shape}")
@@ -492,10 +499,10 @@ def kfold_accuracy(scores, genuine_labels, folds) -> KFoldAccuracy:
             raise ValueError("genuine_labels must be booleans or 0/1")
         labels = labels.astype(bool)
     accuracies, thresholds = [], []
-    for _, test, train_g, train_i in cross_validation_folds(s, labels, folds):
+    for _, test, train_g, train_i in cross_validation_folds(s, labels, folds, ok):
         # a fresh sort per fold is cheaper than one argsort and k gathers (SIMD float sorts)
         t = _midpoint_threshold(np.sort(train_g), np.sort(train_i))
-        accuracies.append(float(np.mean((s[test] >= t) == labels[test])))
+        accuracies.append(float(np.mean(((s[test] >= t) & ok[test]) == labels[test])))
         thresholds.append(t)
     acc = np.array(accuracies)
     return KFoldAccuracy(mean=float(acc.mean()), std_error=float(acc.std(ddof=1) / math.sqrt(acc.size)),

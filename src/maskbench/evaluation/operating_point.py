@@ -51,25 +51,32 @@ def choose_threshold(val_genuine, val_impostor, rule: str = "eer", target: float
             "n_genuine": int(np.size(val_genuine)), "n_impostor": int(np.size(val_impostor))}
 
 
-def _test_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+def _test_arrays(scores, labels, scored=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, labels, scored mask); an unscored pair's score (NaN) is replaced by 0, never read."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
-    if s.ndim != 1 or y.shape != s.shape:
-        raise ValueError(f"test scores and labels must be 1-d of equal length, got {s.shape} and {y.shape}")
+    ok = np.ones(s.shape, dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
+    if s.ndim != 1 or y.shape != s.shape or ok.shape != s.shape:
+        raise ValueError(f"test scores, labels and the scored mask must be 1-d of equal length, got {s.shape}, "
+                         f"{y.shape} and {ok.shape}")
     if s.size == 0:
         raise ValueError("no test scores")
+    s = np.where(ok, s, 0.0)
     if not np.isfinite(s).all():
-        raise ValueError(f"{int((~np.isfinite(s)).sum())} test score(s) are not finite; drop unscored pairs first")
+        raise ValueError(f"{int((~np.isfinite(s)).sum())} test score(s) are not finite; mark unscored pairs "
+                         "in `scored`")
     if y.dtype != bool:
         if not np.isin(y, (0, 1)).all():
             raise ValueError("test labels must be booleans or 0/1 (1 = genuine)")
         y = y.astype(bool)
-    return s, y
+    return s, y, ok
 
 
-def decisions(scores, threshold: float) -> np.ndarray:
-    """Accepted (genuine) where ``score >= threshold``."""
-    return np.asarray(scores, dtype=np.float64) >= threshold
+def decisions(scores, threshold: float, scored=None) -> np.ndarray:
+    """Accepted (genuine) where ``score >= threshold``; a pair without a score (``scored`` False: a
+    failure to enrol) is rejected at every threshold, as NIST counts it."""
+    accept = np.asarray(scores, dtype=np.float64) >= threshold
+    return accept if scored is None else accept & np.asarray(scored, dtype=bool)
 
 
 def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -123,12 +130,12 @@ def _report(cm: np.ndarray) -> dict:
     return report
 
 
-def _summary(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict:
+def _summary(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray, scored: np.ndarray) -> dict:
     """Confusion matrix, rates and sklearn's classification report of pooled test decisions."""
     cm = _confusion(y_true, y_pred)
     (tn, fp), (fn, tp) = cm.tolist()
     report = _report(cm)
-    gen, imp = scores[y_true], scores[~y_true]
+    gen, imp = scores[y_true & scored], scores[~y_true & scored]
     return {
         "labels": list(CLASS_NAMES),
         "confusion_matrix": cm.tolist(),  # rows: true impostor, genuine; columns: decided so
@@ -143,28 +150,31 @@ def _summary(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict
 
 
 def operating_report(val_genuine, val_impostor, test_scores, test_labels, rule: str = "eer",
-                     target: float | None = None) -> dict:
-    """Threshold chosen on validation scores by ``rule``; decisions on the test pairs counted."""
-    s, y = _test_arrays(test_scores, test_labels)
+                     target: float | None = None, scored=None) -> dict:
+    """Threshold chosen on validation scores by ``rule``; decisions on the test pairs counted
+    (``scored``: a mask of the pairs with a score; the others are rejected)."""
+    s, y, ok = _test_arrays(test_scores, test_labels, scored)
     chosen = choose_threshold(val_genuine, val_impostor, rule, target)
     return {
         "method": "validation", "rule": rule, "target_fmr": _check_rule(rule, target),
         "threshold": chosen["threshold"],
         "validation": {k: v for k, v in chosen.items() if k != "threshold"},
-        **_summary(y, decisions(s, chosen["threshold"]), s),
+        **_summary(y, decisions(s, chosen["threshold"], ok), s, ok),
     }
 
 
-def cross_validated_report(scores, labels, folds, rule: str = "eer", target: float | None = None) -> dict:
-    """Each fold's threshold chosen on the other folds; decisions pooled over the folds, so the
-    confusion matrix is the sum of the folds' matrices (each listed under ``folds``)."""
-    s, y = _test_arrays(scores, labels)
+def cross_validated_report(scores, labels, folds, rule: str = "eer", target: float | None = None,
+                           scored=None) -> dict:
+    """Each fold's threshold chosen on the other folds' scored pairs; decisions pooled over the
+    folds, so the confusion matrix is the sum of the folds' matrices (each listed under ``folds``);
+    a pair without a score (``scored`` False) is rejected."""
+    s, y, ok = _test_arrays(scores, labels, scored)
     target = _check_rule(rule, target)
     pred = np.empty_like(y)
     per_fold = []
-    for name, test, val_g, val_i in metrics.cross_validation_folds(s, y, folds):
+    for name, test, val_g, val_i in metrics.cross_validation_folds(s, y, folds, ok):
         chosen = choose_threshold(val_g, val_i, rule, target)
-        pred[test] = decisions(s[test], chosen["threshold"])
+        pred[test] = decisions(s[test], chosen["threshold"], ok[test])
         per_fold.append({
             "fold": name,
             "threshold": chosen["threshold"], "validation_fmr": chosen["fmr"],
@@ -172,7 +182,7 @@ def cross_validated_report(scores, labels, folds, rule: str = "eer", target: flo
             "confusion_matrix": _confusion(y[test], pred[test]).tolist(),
         })
     return {"method": "cross_validation", "rule": rule, "target_fmr": target, "folds": per_fold,
-            **_summary(y, pred, s)}
+            **_summary(y, pred, s, ok)}
 
 
 def json_safe(value):

@@ -464,17 +464,13 @@ def export_score_file(scores_path: str, aligned_paths: list[str], out_path: str,
 
 
 def read_scored_pairs(path: str):
-    """(the scored pairs, every pair) of a score file as DataFrames (score, genuine, fold); in the
-    second a pair without a score (a side failed to enrol) has a score below every other, so a
-    decision rule counts it as NIST does: a genuine one a false non-match, an impostor one a
+    """(the scored pairs, every pair) of a score file as DataFrames (score, genuine, fold, status);
+    the second adds ``scored``, False for a pair without a score (a side failed to enrol), which a
+    decision rule rejects as NIST counts it: a genuine one a false non-match, an impostor one a
     correct rejection."""
     table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
     ok = table["status"] == "ok"
-    scored = table[ok]
-    if ok.all():
-        return scored, table
-    floor = float(scored["score"].min()) - 1.0 if len(scored) else 0.0
-    return scored, table.assign(score=table["score"].where(ok, floor))
+    return table[ok], table.assign(scored=ok.to_numpy())
 
 
 def unscored_counts(path: str) -> tuple[int, int]:

@@ -37,6 +37,9 @@ def cross_validatable(in_folds) -> bool:
     impostor = total - genuine
     return bool(((genuine - counts["sum"] > 0) & (impostor - (counts["count"] - counts["sum"]) > 0)).all())
 OPERATING_KEYS = ("fmr", "fnmr", "accuracy")
+# metrics over the scored pairs only: undefined without a scored pair of each kind
+SCORED_KEYS = ("eer", "eer_threshold", "eer_rocch", "auc", "d_prime", "best_accuracy", "best_accuracy_threshold",
+               "histogram_overlap")
 
 
 def operating_point(pairs, val_scores_path: str | None = None, settings: dict | None = None) -> dict:
@@ -56,15 +59,26 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
         if not val_genuine.size or not val_impostor.size:
             raise ValueError(f"validation scores {val_scores_path} need scored genuine and impostor pairs; "
                              f"found {val_genuine.size} genuine and {val_impostor.size} impostor")
-        return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target)}
+        return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target,
+                                                   _scored(pairs))}
     in_folds = pairs[pairs["fold"] >= 0]
-    if in_folds["fold"].nunique() > 1 and not cross_validatable(in_folds):
+    if in_folds["fold"].nunique() > 1 and not folds_cross_validate(in_folds):
         return {"status": FOLDS_TOO_SMALL}
     if in_folds["fold"].nunique() > 1:
         report = cross_validated_report(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(bool),
-                                        in_folds["fold"].to_numpy(), rule, target)
+                                        in_folds["fold"].to_numpy(), rule, target, _scored(in_folds))
         return {"status": "ok", **report, "n_between_folds": int(len(pairs) - len(in_folds))}
     return {"status": NO_VALIDATION}
+
+
+def _scored(pairs) -> np.ndarray:
+    return pairs["scored"].to_numpy(bool) if "scored" in pairs else np.ones(len(pairs), dtype=bool)
+
+
+def folds_cross_validate(in_folds) -> bool:
+    """:func:`cross_validatable` on the pairs with a score (only they choose a threshold)."""
+    scored = in_folds[_scored(in_folds)]
+    return scored["fold"].nunique() > 1 and cross_validatable(scored)
 
 
 def compute_metrics(scores_path: str, baseline_path: str | None = None,
@@ -87,36 +101,44 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     impostor_as_read = pairs.loc[~pairs["genuine"], "score"].to_numpy(np.float64)
     # sorted once: every metric below but d' (a mean, whose last bits depend on order) reuses them
     genuine, impostor = np.sort(genuine_as_read), np.sort(impostor_as_read)
-    eer = metrics.eer(genuine, impostor)
-    accuracy, accuracy_threshold = metrics.best_accuracy(genuine, impostor)
-    out = {
-        "n_genuine": int(genuine.size),
-        "n_impostor": int(impostor.size),
-        "n_unscored": unscored,
-        "eer": _value(eer.eer),
-        "eer_threshold": _value(eer.threshold),
-        "eer_rocch": _value(metrics.eer_convex_hull(genuine, impostor)),
-        "auc": _value(metrics.roc_auc(genuine, impostor)),
-        "d_prime": _value(metrics.d_prime(genuine_as_read, impostor_as_read)),
-        "best_accuracy": _value(accuracy),
-        "best_accuracy_threshold": _value(accuracy_threshold),
-        "histogram_overlap": _value(metrics.histogram_overlap(genuine, impostor)),
-    }
+    out: dict[str, Any] = {"n_genuine": int(genuine.size), "n_impostor": int(impostor.size), "n_unscored": unscored}
+    if genuine.size and impostor.size:
+        eer = metrics.eer(genuine, impostor)
+        accuracy, accuracy_threshold = metrics.best_accuracy(genuine, impostor)
+        out |= {
+            "eer": _value(eer.eer),
+            "eer_threshold": _value(eer.threshold),
+            "eer_rocch": _value(metrics.eer_convex_hull(genuine, impostor)),
+            "auc": _value(metrics.roc_auc(genuine, impostor)),
+            "d_prime": _value(metrics.d_prime(genuine_as_read, impostor_as_read)),
+            "best_accuracy": _value(accuracy),
+            "best_accuracy_threshold": _value(accuracy_threshold),
+            "histogram_overlap": _value(metrics.histogram_overlap(genuine, impostor)),
+        }
+    else:  # e.g. every real-masked probe failed to enrol: recorded, the run goes on
+        out |= {key: None for key in SCORED_KEYS}
+        out["status"] = (f"no scored {'genuine' if not genuine.size else 'impostor'} pair: metrics over scored "
+                         "pairs are not defined; those counting failures to enrol are")
     fte_genuine, fte_impostor = unscored_counts(scores_path)
     genuine_fte, impostor_fte = with_failures_to_enrol(genuine, impostor, fte_genuine, fte_impostor)
+    with_fte = bool(genuine_fte.size and impostor_fte.size)
     out["n_failure_to_enrol_genuine"], out["n_failure_to_enrol_impostor"] = fte_genuine, fte_impostor
-    out["eer_with_fte"] = _value(metrics.eer(genuine_fte, impostor_fte).eer) if genuine_fte.size else None
+    out["eer_with_fte"] = _value(metrics.eer(genuine_fte, impostor_fte).eer) if with_fte else None
     # FNMR counts failures to enrol as false non-matches (NIST FRVT); EER above is over scored pairs
-    for point in metrics.fnmr_at_fmr_many(genuine_fte, impostor_fte, FMR_TARGETS):
+    points = metrics.fnmr_at_fmr_many(genuine_fte, impostor_fte, FMR_TARGETS) if with_fte else []
+    for point in points:
         key = fmr_key(point.target_fmr)
         out[key] = _value(point.fnmr) if point.measurable else None
         out[f"{key}_threshold"] = _value(point.threshold)
         out[f"{key}_measurable"] = bool(point.measurable)
+    for target in FMR_TARGETS if not with_fte else ():
+        key = fmr_key(target)
+        out[key], out[f"{key}_threshold"], out[f"{key}_measurable"] = None, None, False
     # decisions (fold accuracy, operating point) are over every pair, a failure to enrol a rejection
     in_folds = every_pair[every_pair["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
-    if in_folds["fold"].nunique() > 1 and cross_validatable(in_folds):
-        kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(), in_folds["genuine"].to_numpy(),
-                                       in_folds["fold"].to_numpy())
+    if in_folds["fold"].nunique() > 1 and folds_cross_validate(in_folds):
+        kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(),
+                                       in_folds["fold"].to_numpy(), _scored(in_folds))
         out["kfold_accuracy"] = _value(kfold.mean)
         out["kfold_accuracy_se"] = _value(kfold.std_error)
     elif in_folds["fold"].nunique() > 1:  # a table shows n/a: this says why
@@ -125,15 +147,17 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     if n_boot:
         alpha = evaluation.get("alpha", 0.05)
         seed = evaluation.get("seed", 0)
-        low, high = metrics.bootstrap_ci(genuine, impostor, lambda g, i: metrics.eer(g, i).eer, n_boot, alpha, seed)
-        out["eer_ci_low"], out["eer_ci_high"] = _value(low), _value(high)
-        if impostor_fte.size >= 100:  # the interval of the FNMR reported: failures to enrol count
+        if genuine.size and impostor.size:
+            low, high = metrics.bootstrap_ci(genuine, impostor, lambda g, i: metrics.eer(g, i).eer, n_boot, alpha,
+                                             seed)
+            out["eer_ci_low"], out["eer_ci_high"] = _value(low), _value(high)
+        if with_fte and impostor_fte.size >= 100:  # the interval of the FNMR reported: failures to enrol count
             low, high = metrics.bootstrap_ci(
                 genuine_fte, impostor_fte, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
             out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"] = _value(low), _value(high)
     nist_targets = evaluation.get("nist_fmr", [1e-2, 1e-3])
     base_impostor = np.sort(read_scores(baseline_path)[1]) if baseline_path else None
-    if baseline_path:
+    if baseline_path and with_fte:
         for target in nist_targets:
             result = metrics.nist_masked_probe(base_impostor, genuine_fte, impostor_fte, target)
             key = f"nist_{fmr_key(target)}"
