@@ -465,6 +465,24 @@ def test_realism_rows_put_synthetic_masks_beside_real_ones(tmp_path):
     assert frame["closest_to_real"].tolist() == [False, False, True]  # n95 (shift 0.9) is nearest to real (1.0)
 
 
+def test_realism_rows_when_no_real_masked_probe_was_found(tmp_path):
+    """Every real-masked probe failed to enrol (the detector found none): the real row says so with
+    its failures counted; the synthetic rows keep their numbers and no difference is made up."""
+    rng = np.random.default_rng(1)
+    index = write_people_index(tmp_path / "index.parquet")
+    entries = []
+    for comparison, failed in [("unmasked-vs-real", 200), ("unmasked-vs-surgical", 0)]:
+        scores = write_scores(tmp_path / f"{comparison}.parquet", rng.normal(1, 1, 200), rng.normal(0, 1, 300), failed)
+        write_metrics(scores, str(tmp_path / f"{comparison}.json"), evaluation={"bootstrap": 20})
+        entries.append({"dataset": "d", "model": "m", "protocol": "p", "comparison": comparison,
+                        "metrics": str(tmp_path / f"{comparison}.json"), "scores": scores, "index": index})
+    frame = realism_rows(entries, {"bootstrap": 20}).set_index("probe")
+    assert frame.loc["real", "n_failure_to_enrol_genuine"] == 200 and pd.isna(frame.loc["real", "eer"])
+    assert frame.loc["real", "fnmr_at_fmr_1e-2"] == 1.0
+    assert 0 < frame.loc["surgical", "eer"] < 0.5 and pd.isna(frame.loc["surgical", "eer_minus_real"])
+    assert frame.loc["surgical", "eer_with_fte_minus_real"] < 0
+
+
 def test_difference_interval_resamples_people_once_for_both_comparisons():
     """Identical scores on both sides differ by exactly 0 in every resample when the same people are
     drawn for both (independent draws would give an interval around 0)."""

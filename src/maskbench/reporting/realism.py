@@ -133,7 +133,7 @@ def realism_rows(entries: Sequence[dict[str, str]], evaluation: dict | None = No
                 row["eer_minus_real"] = _minus(values.get("eer"), real.get("eer"))
                 row["eer_with_fte_minus_real"] = _minus(values.get("eer_with_fte"), real.get("eer_with_fte"))
                 row[f"{FNMR_KEY}_minus_real"] = _minus(values.get(FNMR_KEY), real.get(FNMR_KEY))
-                if n_boot:
+                if n_boot and row["eer_minus_real"] is not None:  # both EERs defined (scored pairs of each kind)
                     row["eer_minus_real_ci_low"], row["eer_minus_real_ci_high"] = difference_ci(
                         real_scores, _scored_pairs(e["scores"], identity), n_boot, alpha, seed)
             group.append(row)
