@@ -92,9 +92,9 @@ def check_rows(rows, pairs, index, attributes, targets=(1e-2,), base_impostor=No
     """Every row against counting per group in plain Python and numpy."""
     ok = (pairs.status == "ok").to_numpy()
     gen_all = pairs.genuine.to_numpy()
-    score = pairs.score.to_numpy()
+    score = np.where(ok, pairs.score.to_numpy(), -np.inf)  # a failure to enrol: rejected at every threshold
     all_scores = score[ok]
-    global_t = {t: brute_threshold(all_scores, score[ok & ~gen_all], t) for t in targets}
+    global_t = {t: brute_threshold(all_scores, score[~gen_all], t) for t in targets}
     nist_t = {} if base_impostor is None else {
         t: brute_threshold(np.concatenate([base_impostor, all_scores]), base_impostor, t) for t in targets}
     by_key = {(r["attribute"], r["group"]): r for r in rows}
@@ -114,23 +114,28 @@ def check_rows(rows, pairs, index, attributes, targets=(1e-2,), base_impostor=No
             if g == ACROSS_GROUPS:
                 assert row["status"] == EXCLUDED and "eer" not in row
                 continue
+            gen_f, imp_f = score[member & gen_all], score[member & ~gen_all]  # failures included (-inf)
+            assert (row["n_failure_to_enrol_genuine"], row["n_failure_to_enrol_impostor"]) == (
+                gen_f.size - gen.size, imp_f.size - imp.size)
             if gen.size and imp.size:
                 assert row["status"] == OK
                 assert row["eer"] == metrics.eer(gen, imp).eer
                 assert row["auc"] == pytest.approx(roc_auc_score(np.r_[np.ones(gen.size), np.zeros(imp.size)],
                                                                  np.r_[gen, imp]), abs=1e-12)
-                for target, key in ((1e-2, "fnmr_at_fmr_1e-2"), (1e-3, "fnmr_at_fmr_1e-3")):
-                    measurable = imp.size >= 1 / target
-                    assert row[f"{key}_measurable"] is measurable
-                    assert row[key] == (pytest.approx(brute_fnmr_at_fmr(gen, imp, target)) if measurable else None)
             else:
-                assert row["status"] == (NO_IMPOSTOR if gen.size else NO_GENUINE)
-                assert row["eer"] is None and row["auc"] is None and row["fnmr_at_fmr_1e-2"] is None
+                assert row["eer"] is None and row["auc"] is None
+            if gen_f.size and imp_f.size:  # FNMR counts the group's failures to enrol as non-matches
+                for target, key in ((1e-2, "fnmr_at_fmr_1e-2"), (1e-3, "fnmr_at_fmr_1e-3")):
+                    measurable = imp_f.size >= 1 / target
+                    assert row[f"{key}_measurable"] is measurable
+                    assert row[key] == (pytest.approx(brute_fnmr_at_fmr(gen_f, imp_f, target)) if measurable else None)
+            else:
+                assert row["status"] in (NO_IMPOSTOR, NO_GENUINE) and row["fnmr_at_fmr_1e-2"] is None
             for prefix, thresholds in (("global", global_t), ("nist", nist_t)):
                 for target, t in thresholds.items():
                     key = f"{prefix}_fnmr_at_fmr_{target:.0e}".replace("e-0", "e-")
-                    assert row[key] == (pytest.approx(np.mean(gen < t)) if gen.size else None)
-                    assert row[f"{key}_fmr"] == (pytest.approx(np.mean(imp >= t)) if imp.size else None)
+                    assert row[key] == (pytest.approx(np.mean(gen_f < t)) if gen_f.size else None)
+                    assert row[f"{key}_fmr"] == (pytest.approx(np.mean(imp_f >= t)) if imp_f.size else None)
             if base_impostor is None:
                 assert not any(k.startswith("nist_") for k in row)
         assert total == len(pairs)  # every pair accounted for, once per attribute
@@ -161,6 +166,20 @@ def test_a_group_without_impostor_pairs_is_na_not_a_crash():
     assert asian["eer"] is None and asian["fnmr_at_fmr_1e-2"] is None
     assert asian["fnmr_at_fmr_1e-2_measurable"] is False
     assert asian["global_fnmr_at_fmr_1e-2"] is not None and asian["global_fnmr_at_fmr_1e-2_fmr"] is None
+
+
+def test_a_group_whose_genuine_pairs_all_failed_to_enrol_shows_it():
+    """Every female genuine pair failed (no face found): the row said 'no genuine pairs' and gave no
+    FNMR, hiding the group a system fails most; it is every genuine pair a non-match."""
+    index = population()
+    pairs = all_pairs(index, unscored=0)
+    sex = dict(zip(index.image_id, index.sex))
+    female = pairs.ref_image.map(sex).eq("female") & pairs.probe_image.map(sex).eq("female") & pairs.genuine
+    pairs.loc[female, "status"], pairs.loc[female, "score"] = "missing_embedding", np.nan
+    row = next(r for r in metrics_by_group(pairs, index, ["sex"], targets=[0.1]) if r["group"] == "female")
+    assert row["status"] == "every genuine pair failed to enrol" and row["n_genuine"] == 0
+    assert row["n_failure_to_enrol_genuine"] == int(female.sum()) > 0
+    assert row["global_fnmr_at_fmr_1e-1"] == 1.0 and row["eer"] is None
 
 
 def test_a_group_without_genuine_pairs_is_na_not_a_crash():

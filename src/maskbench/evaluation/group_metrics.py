@@ -15,6 +15,10 @@ Which pairs make a group (NIST FRVT Part 3, Grother, Ngan & Hanaoka, NISTIR 8280
 Per group, the same core metrics as for the whole comparison, on the group's pairs: EER, ROC AUC,
 FNMR at FMR 1e-2 and 1e-3 (``None`` - shown as ``n/a`` - when the group has fewer than
 ``1 / target`` impostor pairs, as in :func:`maskbench.evaluation.metrics.fnmr_at_fmr`), and the counts.
+As for the whole comparison, a pair that failed to enrol counts in every FNMR and FMR as NIST
+counts it (a genuine one a non-match at every threshold, an impostor one a correct rejection) and
+in ``eer_with_fte``; ``eer`` and ``auc`` are over the scored pairs. A group whose photos fail more
+often therefore shows it.
 Because a per-group threshold hides differences a real system shows, FNMR and FMR are also given
 at **one threshold for everybody**:
 
@@ -51,6 +55,9 @@ OK = "ok"
 NO_GENUINE = "no genuine pairs"
 NO_IMPOSTOR = "no impostor pairs"
 NO_SCORES = "no scored pairs"
+NO_SCORED_GENUINE = "every genuine pair failed to enrol"
+NO_SCORED_IMPOSTOR = "every impostor pair failed to enrol"
+ALL_FAILED = "every pair failed to enrol"
 EXCLUDED = "excluded: across groups (NIST FRVT same-group impostors)"
 
 
@@ -111,32 +118,46 @@ def _value(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def _status(n_genuine: int, n_impostor: int) -> str:
+def _status(n_genuine: int, n_impostor: int, fte_genuine: int = 0, fte_impostor: int = 0) -> str:
     if not n_genuine and not n_impostor:
-        return NO_SCORES
-    return NO_GENUINE if not n_genuine else NO_IMPOSTOR if not n_impostor else OK
+        return ALL_FAILED if fte_genuine or fte_impostor else NO_SCORES
+    if not n_genuine:
+        return NO_SCORED_GENUINE if fte_genuine else NO_GENUINE
+    if not n_impostor:
+        return NO_SCORED_IMPOSTOR if fte_impostor else NO_IMPOSTOR
+    return OK
 
 
-def core_metrics(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, Any]:
-    """EER, AUC and FNMR at FMR 1e-2 / 1e-3 of one group; ``None`` where a class is empty (the
-    status says which) or a target needs more impostor pairs than the group has."""
-    out: dict[str, Any] = {"status": _status(genuine.size, impostor.size),
-                           "n_genuine": int(genuine.size), "n_impostor": int(impostor.size)}
+def core_metrics(genuine: np.ndarray, impostor: np.ndarray, fte_genuine: int = 0,
+                 fte_impostor: int = 0) -> dict[str, Any]:
+    """EER, AUC (scored pairs), EER with failures to enrol and FNMR at FMR 1e-2 / 1e-3 (failures
+    counted) of one group; ``None`` where a class is empty (the status says which) or a target
+    needs more impostor pairs than the group has."""
+    out: dict[str, Any] = {"status": _status(genuine.size, impostor.size, fte_genuine, fte_impostor),
+                           "n_genuine": int(genuine.size), "n_impostor": int(impostor.size),
+                           "n_failure_to_enrol_genuine": int(fte_genuine),
+                           "n_failure_to_enrol_impostor": int(fte_impostor)}
     both = genuine.size and impostor.size
     out["eer"] = _value(metrics.eer(genuine, impostor).eer) if both else None
     out["auc"] = _value(metrics.roc_auc(genuine, impostor)) if both else None
-    points = metrics.fnmr_at_fmr_many(genuine, impostor, CORE_FMR) if both else [None] * len(CORE_FMR)
+    gen_fte, imp_fte = metrics.with_failures_to_enrol(genuine, impostor, fte_genuine, fte_impostor)
+    with_fte = gen_fte.size and imp_fte.size
+    out["eer_with_fte"] = _value(metrics.eer(gen_fte, imp_fte).eer) if with_fte else None
+    points = metrics.fnmr_at_fmr_many(gen_fte, imp_fte, CORE_FMR) if with_fte else [None] * len(CORE_FMR)
     for target, point in zip(CORE_FMR, points):
-        measurable = bool(impostor.size) and 1.0 / impostor.size <= target
+        measurable = bool(imp_fte.size) and 1.0 / imp_fte.size <= target
         out[fmr_key(target)] = _value(point.fnmr) if point is not None and measurable else None
         out[f"{fmr_key(target)}_measurable"] = measurable
     return out
 
 
-def rates_at(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> tuple[float | None, float | None]:
-    """(FMR, FNMR) at a threshold fixed elsewhere (ties accepted); ``None`` for an empty class."""
-    fmr = float(np.count_nonzero(impostor >= threshold) / impostor.size) if impostor.size else None
-    fnmr = float(np.count_nonzero(genuine < threshold) / genuine.size) if genuine.size else None
+def rates_at(genuine: np.ndarray, impostor: np.ndarray, threshold: float, fte_genuine: int = 0,
+             fte_impostor: int = 0) -> tuple[float | None, float | None]:
+    """(FMR, FNMR) at a threshold fixed elsewhere (ties accepted), a pair that failed to enrol
+    rejected; ``None`` for an empty class."""
+    n_imp, n_gen = impostor.size + fte_impostor, genuine.size + fte_genuine
+    fmr = float(np.count_nonzero(impostor >= threshold) / n_imp) if n_imp else None
+    fnmr = float((np.count_nonzero(genuine < threshold) + fte_genuine) / n_gen) if n_gen else None
     return fmr, fnmr
 
 
@@ -156,11 +177,12 @@ def fixed_thresholds(genuine: np.ndarray, impostor: np.ndarray, targets: Sequenc
 
 
 def fixed_threshold_metrics(genuine: np.ndarray, impostor: np.ndarray,
-                            thresholds: dict[str, tuple[float, bool]]) -> dict[str, float | None]:
+                            thresholds: dict[str, tuple[float, bool]], fte_genuine: int = 0,
+                            fte_impostor: int = 0) -> dict[str, float | None]:
     """``<key>`` (FNMR) and ``<key>_fmr`` of one group at each shared threshold."""
     out = {}
     for key, (threshold, measurable) in thresholds.items():
-        fmr, fnmr = rates_at(genuine, impostor, threshold) if measurable else (None, None)
+        fmr, fnmr = rates_at(genuine, impostor, threshold, fte_genuine, fte_impostor) if measurable else (None, None)
         out[key], out[f"{key}_fmr"] = fnmr, fmr
     return out
 
@@ -191,7 +213,10 @@ def metrics_by_group(pairs: pd.DataFrame, index: pd.DataFrame, attributes: Seque
     genuine_mask = pairs["genuine"].to_numpy(bool)
     score = pairs["score"].to_numpy(np.float64)
     all_gen, all_imp = score[scored & genuine_mask], score[scored & ~genuine_mask]
-    thresholds = fixed_thresholds(all_gen, all_imp, targets, base_impostor)
+    # the comparison's own thresholds: set with its failures to enrol, as the metrics file's
+    all_gen, all_imp = metrics.with_failures_to_enrol(all_gen, all_imp, int((~scored & genuine_mask).sum()),
+                                                      int((~scored & ~genuine_mask).sum()))
+    thresholds = fixed_thresholds(all_gen, all_imp, targets, base_impostor) if all_gen.size and all_imp.size else {}
     images = pd.Index(pd.unique(pd.concat([pairs["ref_image"], pairs["probe_image"]])))
     missing = int((~images.isin(index["image_id"])).sum())
     if missing:
@@ -204,9 +229,10 @@ def metrics_by_group(pairs: pd.DataFrame, index: pd.DataFrame, attributes: Seque
             member = of_pair == group
             gen = score[member & scored & genuine_mask]
             imp = score[member & scored & ~genuine_mask]
-            row = {"attribute": attribute, "group": group, **core_metrics(gen, imp),
-                   "n_unscored": int((member & ~scored).sum())}
-            row.update(fixed_threshold_metrics(gen, imp, thresholds))
+            fte_gen, fte_imp = int((member & ~scored & genuine_mask).sum()), int((member & ~scored & ~genuine_mask).sum())
+            row = {"attribute": attribute, "group": group, **core_metrics(gen, imp, fte_gen, fte_imp),
+                   "n_unscored": fte_gen + fte_imp}
+            row.update(fixed_threshold_metrics(gen, imp, thresholds, fte_gen, fte_imp))
             rows.append(row)
         across = of_pair == ACROSS_GROUPS
         rows.append({"attribute": attribute, "group": ACROSS_GROUPS, "status": EXCLUDED,
@@ -250,8 +276,8 @@ def by_group_table(entries: Sequence[dict[str, str]]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=KEY_COLUMNS)
     frame = pd.DataFrame(rows)
-    counts = ["n_genuine", "n_impostor", "n_unscored"]
-    own = ["eer", "auc", *(fmr_key(t) for t in CORE_FMR)]  # the group's own metrics first
+    counts = ["n_genuine", "n_impostor", "n_unscored", "n_failure_to_enrol_genuine", "n_failure_to_enrol_impostor"]
+    own = ["eer", "auc", "eer_with_fte", *(fmr_key(t) for t in CORE_FMR)]  # the group's own metrics first
     measured = own + sorted(set(frame.columns) - set(KEY_COLUMNS + counts + own + ["status"]))
     frame = frame.reindex(columns=KEY_COLUMNS + ["status"] + counts + measured)
     frame[measured] = frame[measured].astype(object).where(frame[measured].notna(), NOT_AVAILABLE)
