@@ -250,6 +250,23 @@ def test_identification_searches_real_probes_in_a_bare_gallery(aligned, tmp_path
     assert len(probes) - len(real) == PEOPLE * (BARE - 1)
 
 
+def test_identification_searches_real_photos_the_aligner_missed_as_failed_probes(tmp_path):
+    """They were left out of identification (and their person too, if none aligned) while the
+    verification pairs keep them: they are probes without an embedding, misses, never enrolled."""
+    images = fixture_images()
+    failed = {f"p1/real_mask/p1_{BARE + j:04d}.png" for j in (1, 2)} | {f"p2/real_mask/p2_{BARE + 1:04d}.png"}
+    paths = [write_aligned(tmp_path / "shard-0.parquet", images, failed)]
+    bare_gallery, bare_probes, report = real_gallery_set(paths, tmp_path, "unmasked", 3, unknown_fraction=0.25)
+    assert failed <= set(bare_probes["image_id"]) and report["real_probes_not_aligned"] == 3
+    assert "p1" in set(bare_gallery["identity"]) | set(bare_probes["identity"])  # every real photo failed
+    gallery, probes, report = real_gallery_set(paths, tmp_path, "real", 3, unknown_fraction=0.25)
+    (tmp_path / "all").mkdir()
+    everyone = real_gallery_set([write_aligned(tmp_path / "all.parquet", images)], tmp_path / "all", "real", 3,
+                                unknown_fraction=0.25)
+    assert gallery.equals(everyone[0]) and probes.equals(everyone[1])  # chosen as if every photo had aligned
+    assert report["real_probes_not_aligned"] + report["real_gallery_images_not_aligned"] == len(failed)
+
+
 def real_set(aligned, tmp_path, seed=3):
     """The [unmasked, real] set of the same protocol, written beside the [real, real] one."""
     return real_gallery_set(aligned, tmp_path, "unmasked", seed, unknown_fraction=0.25)

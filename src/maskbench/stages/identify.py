@@ -61,7 +61,13 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
     real = aligned.real_masked & set(images)
     if gallery_variant == REAL and not real:
         raise ProtocolError("identification [real, real]: no usable real-masked photo of a person with bare photos")
-    pools, pool_notes = split_pools(images, real) if real else ({BARE: images}, None)
+    # real-masked photos the aligner could not use take part as if aligned, with no embedding: a probe
+    # among them is a failed search (a miss, as a synthetic mask's face not found); the people are
+    # those of the verification pairs
+    people = set(images.values())
+    unaligned = {i: aligned.identity[i] for i in sorted(aligned.real_unaligned) if aligned.identity.get(i) in people}
+    pools, pool_notes = (split_pools({**images, **unaligned}, real | set(unaligned)) if real or unaligned
+                         else ({BARE: images}, None))
     chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
                                    protocol.get("unknown_fraction", 0.0))
     check_identification(chosen, pools[BARE])
@@ -69,6 +75,8 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
         # the bare set's people only (its unknown ones unknown again), so the two galleries compare
         people = {n for _, n in chosen.gallery} | {n for _, n, _ in chosen.probes}
         unknown = {n for _, n, mated in chosen.probes if not mated}
+        # chosen as if every photo had aligned: one that did not fails where it falls (an enrolled
+        # one leaves its person's searches without a mate: misses, as a failure to enrol does)
         pool = {i: n for i, n in pools[REAL].items() if n in people}
         chosen = choose_identification(pool, seed, protocol.get("gallery_size", 1),
                                        protocol.get("unknown_fraction", 0.0), unknown=unknown)
@@ -77,10 +85,13 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
     probes = probes_table(chosen)
     if gallery_variant == REAL:
         report |= {"gallery_variant": REAL, "probe_variant": REAL, "pools": pool_notes,
-                   "real_images_of_people_outside_the_bare_set": len(pools[REAL]) - len(pool)}
-    elif real:
+                   "real_images_of_people_outside_the_bare_set": len(pools[REAL]) - len(pool),
+                   "real_probes_not_aligned": sum(i in unaligned for i, _, _ in chosen.probes),
+                   "real_gallery_images_not_aligned": sum(i in unaligned for i, _ in chosen.gallery)}
+    elif real or unaligned:
         chosen, probes = with_real_probes(chosen, pools[REAL])
-        report |= {"real_probes": probes.num_rows - report["probes"], "pools": pool_notes}
+        report |= {"real_probes": probes.num_rows - report["probes"], "pools": pool_notes,
+                   "real_probes_not_aligned": sum(i in unaligned for i, _, _ in chosen.probes)}
     if split_entry:
         report["split"] = split_entry
     write_table(gallery_path, gallery_table(chosen))
