@@ -162,27 +162,30 @@ def rates_at(genuine: np.ndarray, impostor: np.ndarray, threshold: float, fte_ge
 
 
 def fixed_thresholds(genuine: np.ndarray, impostor: np.ndarray, targets: Sequence[float],
-                     base_impostor: np.ndarray | None = None) -> dict[str, tuple[float, bool]]:
+                     base_impostor: np.ndarray | None = None) -> dict[str, tuple[float, bool, float]]:
     """Thresholds shared by every group: ``global_*`` on all impostor pairs of the comparison;
     ``nist_*`` on all unmasked impostor pairs (when ``base_impostor`` is given). Each is
-    ``(threshold, measurable)``."""
+    ``(threshold, measurable, target FMR)``."""
     out = {}
     for point in metrics.fnmr_at_fmr_many(genuine, impostor, targets):
-        out[f"global_{fmr_key(point.target_fmr)}"] = (point.threshold, point.measurable)
+        out[f"global_{fmr_key(point.target_fmr)}"] = (point.threshold, point.measurable, point.target_fmr)
     if base_impostor is not None:
         for target in targets:
             result = metrics.nist_masked_probe(base_impostor, genuine, impostor, target)
-            out[f"nist_{fmr_key(target)}"] = (result.threshold, result.measurable)
+            out[f"nist_{fmr_key(target)}"] = (result.threshold, result.measurable, target)
     return out
 
 
 def fixed_threshold_metrics(genuine: np.ndarray, impostor: np.ndarray,
-                            thresholds: dict[str, tuple[float, bool]], fte_genuine: int = 0,
+                            thresholds: dict[str, tuple[float, bool, float]], fte_genuine: int = 0,
                             fte_impostor: int = 0) -> dict[str, float | None]:
-    """``<key>`` (FNMR) and ``<key>_fmr`` of one group at each shared threshold."""
+    """``<key>`` (FNMR) and ``<key>_fmr`` of one group at each shared threshold; the group's FMR
+    only where it has at least ``1 / target`` impostor pairs (fewer cannot show a rate that low)."""
     out = {}
-    for key, (threshold, measurable) in thresholds.items():
+    for key, (threshold, measurable, target) in thresholds.items():
         fmr, fnmr = rates_at(genuine, impostor, threshold, fte_genuine, fte_impostor) if measurable else (None, None)
+        if target > 0 and impostor.size + fte_impostor < 1.0 / target:
+            fmr = None
         out[key], out[f"{key}_fmr"] = fnmr, fmr
     return out
 
