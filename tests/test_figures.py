@@ -82,3 +82,26 @@ def test_roc_legend_sits_beside_the_axes(tmp_path, monkeypatch):
         assert legend_box.x0 >= axes_box.x1  # outside, to the right: it hides no curve
         assert legend_box.x1 <= fig.bbox.x1 + 1  # and not cut off
     plt.close(fig)
+
+
+def test_a_comparison_without_a_scored_genuine_pair_is_named_not_a_crash(tmp_path):
+    """No real-masked face found: every genuine pair unscored. The curves of the others are drawn,
+    the legend says why this one is missing (the figure stopped the run)."""
+    entries = curves(MODELS[:1], COMPARISONS[:2], root=tmp_path)
+    table = pq.read_table(entries[1]["path"]).to_pandas()
+    table.loc[table.genuine, "status"], table.loc[table.genuine, "score"] = "missing_embedding", np.nan
+    pq.write_table(pa.Table.from_pandas(table, schema=SCORES_SCHEMA, preserve_index=False), entries[1]["path"])
+    for draw in (figures.roc_figure, figures.det_figure, figures.score_histograms):
+        path = tmp_path / f"{draw.__name__}.png"
+        draw(entries, "t", str(path))
+        assert path.stat().st_size > 5000
+    shown = {}
+    original = figures.save_figure
+    figures.save_figure = lambda fig, path, pdf=True: shown.update(fig=fig)
+    try:
+        roc_figure(entries, "ROC", str(tmp_path / "x.png"))
+    finally:
+        figures.save_figure = original
+    labels = [t.get_text() for ax in shown["fig"].axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert any("no scored genuine pair" in label for label in labels) and any("EER" in label for label in labels)
+    plt.close(shown["fig"])

@@ -232,3 +232,24 @@ def test_a_validation_threshold_below_every_test_score_still_rejects_failures(tm
     (tn, fp), (fn, tp) = point["confusion_matrix"]
     assert fn == int((~ok & genuine).sum()) and tn == int((~ok & ~genuine).sum())
     assert point["iou"] == pytest.approx(metrics.histogram_overlap(score[ok & genuine], score[ok & ~genuine]))
+
+
+def test_nist_rates_reject_failures_whatever_the_baseline_threshold(tmp_path):
+    """neg_l2-like scores: the baseline threshold lay below the stand-in score of pairs that failed
+    to enrol, so every failed pair counted as a match (FNMR 0, FMR 1 with every pair failed)."""
+    path, score, genuine, _, _ = scores_file(tmp_path / "s.parquet", n_gen=30, n_imp=300, seed=7, offset=-1.0)
+    table = pq.read_table(path).to_pandas()
+    table["status"], table["score"] = "missing_embedding", np.nan
+    pq.write_table(pa.Table.from_pandas(table, schema=SCORES_SCHEMA, preserve_index=False), path)
+    base, *_ = scores_file(tmp_path / "base.parquet", n_gen=30, n_imp=300, seed=8, offset=-10.0)
+    out = compute_metrics(path, baseline_path=base)
+    assert out["nist_fnmr_at_fmr_1e-2"] == 1.0 and out["nist_fnmr_at_fmr_1e-2_fmr"] == 0.0
+    assert out["fnmr_at_fmr_1e-2_threshold"] is None  # no scored impostor: no threshold but a stand-in's
+    folds, *_ = scores_file(tmp_path / "f.parquet", n_gen=40, n_imp=120, folds=4, seed=9)
+    table = pq.read_table(folds).to_pandas()
+    table["status"], table["score"] = "missing_embedding", np.nan
+    pq.write_table(pa.Table.from_pandas(table, schema=SCORES_SCHEMA, preserve_index=False), folds)
+    out = compute_metrics(folds)
+    assert out["kfold_accuracy_status"].startswith("too few scored pairs")
+    assert out["operating_point"]["status"].startswith("too few scored pairs")
+    json.dumps(out, allow_nan=False)

@@ -343,6 +343,17 @@ def test_real_gallery_search_uses_real_embeddings_and_has_its_own_table_rows(ali
     assert list(both.columns) == [*alone.columns[:2], "gallery_variant", *alone.columns[2:]]
     assert both[["gallery_variant", "probe_variant"]].values.tolist() == [["real", "real"], ["unmasked", "real"]]
     assert both["mated_searches"].tolist() == [result["counts"]["mated_searches"], bare["counts"]["mated_searches"]]
+    # no gallery photo embedded (every one chosen failed to align): every mated search a miss, recorded
+    enrolled = set(gallery["image_id"])
+    kept = [i for i, real in sorted(images.items()) if real and i not in enrolled]
+    pq.write_table(pa.Table.from_pydict({"image_id": kept, "status": ["ok"] * len(kept),
+                                         "embedding": [centre[i.split("/")[0]].tolist() for i in kept]},
+                                        schema=embedding_schema(8)), tmp_path / "some.parquet")
+    lost = identify_step(str(tmp_path / "real-gallery.parquet"), str(tmp_path / "real-probes.parquet"),
+                         {"real": [str(tmp_path / "some.parquet")]}, out_json=str(tmp_path / "lost.json"),
+                         gallery_variant="real", **setting)
+    assert lost["closed_set"]["rank_1"] == 0.0 and lost["closed_set"]["failed_searches"] == int(probes["mated"].sum())
+    assert "every mated search is a miss" in lost["status"]
 
 
 def test_identification_takes_real_real_and_refuses_other_masked_galleries():
@@ -558,6 +569,14 @@ def test_breakdown_by_kind_of_real_mask_splits_the_real_probes(tmp_path):
                                                     int((mine & failed).sum()), 0), 1e-2)
         assert frame.loc[kind, "fnmr_at_fmr_1e-2"] == (point.fnmr if point.measurable else None)
     assert by_type_rows([entry], {}).empty  # a set without labels has no breakdown
+    # a kind whose every genuine probe failed: FNMR 1, not n/a (40 failed genuine, 200 scored impostor pairs)
+    n = 240
+    pq.write_table(pa.Table.from_pydict({
+        "pair_id": list(range(n)), "ref_image": ["r"] * n, "probe_image": [f"q/q_{k:04d}.png" for k in range(n)],
+        "genuine": [True] * 40 + [False] * 200, "fold": [0] * n, "score": [None] * 40 + rng.normal(size=200).tolist(),
+        "status": ["not_embedded"] * 40 + ["ok"] * 200}, schema=SCORES_SCHEMA), path)
+    frame = by_type_rows([entry], {"mfr2": {f"q/q_{k:04d}.png": "cloth" for k in range(n)}})
+    assert frame.loc[0, "n_genuine"] == 0 and frame.loc[0, "fnmr_at_fmr_1e-2"] == 1.0
 
 
 def test_fine_tuning_takes_no_real_masked_photo_as_an_unmasked_example(tmp_path):

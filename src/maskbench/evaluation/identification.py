@@ -123,6 +123,13 @@ def closed_set(gallery, gallery_ids, probes, probe_ids, score_kind: str,
     }
 
 
+def all_failed_closed_set(searches: int, ranks: Sequence[int] = (1, 5), cmc_depth: int = CMC_DEPTH) -> dict:
+    """:func:`closed_set` where no search could run (no gallery image has an embedding): every
+    mated search a miss at every rank."""
+    return {"searches": int(searches), "failed_searches": int(searches), "gallery_identities": 0,
+            **{f"rank_{int(k)}": 0.0 for k in ranks}, "cmc": [0.0] * cmc_depth}
+
+
 def open_set(top_ids, top_scores, probe_ids, mated, fpir_targets: Sequence[float], runner_up=None,
              failed_mated: int = 0, failed_non_mated: int = 0) -> dict:
     """FNIR at each FPIR target (rank 1), from each search's top candidate. With ``runner_up``

@@ -364,6 +364,21 @@ def fixed_threshold_rates(genuine, impostor, threshold: float) -> tuple[float, f
     return (int(np.count_nonzero(imp >= t)) / imp.size, int(np.count_nonzero(gen < t)) / gen.size)
 
 
+def rates_with_failures(genuine, impostor, threshold: float, fte_genuine: int = 0,
+                        fte_impostor: int = 0) -> tuple[float | None, float | None]:
+    """``(FMR, FNMR)`` at a threshold fixed elsewhere, with pairs that failed to enrol counted as
+    NIST counts them whatever the threshold: a genuine one a non-match, an impostor one a correct
+    rejection (a stand-in score below the others would be accepted by a threshold set lower)."""
+    t = float(threshold)
+    if math.isnan(t):
+        raise ValueError("threshold is NaN")
+    gen, imp = np.asarray(genuine, dtype=np.float64), np.asarray(impostor, dtype=np.float64)
+    n_gen, n_imp = gen.size + int(fte_genuine), imp.size + int(fte_impostor)
+    fmr = int(np.count_nonzero(imp >= t)) / n_imp if n_imp else None
+    fnmr = (int(np.count_nonzero(gen < t)) + int(fte_genuine)) / n_gen if n_gen else None
+    return fmr, fnmr
+
+
 def nist_masked_probe(unmasked_impostor, masked_genuine, masked_impostor,
                       target_fmr: float) -> MaskedProbeResult:
     """The NISTIR 8311 protocol (Ngan, Grother & Hanaoka 2020, FRVT Part 6A).

@@ -79,6 +79,10 @@ def _legend_outside(ax) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
 
 
+def style_of(styles: dict, model: str, ref: str) -> str:
+    return styles[(model, ref == "unmasked")]
+
+
 def _draw_curves(curves: list[dict[str, str]], title: str, png_path: str, draw, setup) -> None:
     panels, colours, styles = curve_styles(curves)
     fig, axes = _panel_figure(panels, title)
@@ -88,8 +92,12 @@ def _draw_curves(curves: list[dict[str, str]], title: str, png_path: str, draw, 
             genuine, impostor, _ = read_scores(curve["path"])
             # a panel of one model names only the comparison
             label = f"{ref} vs {probe}" if panel_title else curve["label"]
+            if not (genuine.size and impostor.size):  # e.g. no real-masked face found: no curve, said so
+                ax.plot([], [], color=colours[_mask_of(ref, probe)], linestyle=style_of(styles, model, ref),
+                        label=f"{label} (no scored {'genuine' if not genuine.size else 'impostor'} pair)")
+                continue
             draw(ax, genuine, impostor, label, colour=colours[_mask_of(ref, probe)],
-                 style=styles[(model, ref == "unmasked")])
+                 style=style_of(styles, model, ref))
         setup(ax)
         if panel_title:
             ax.set_title(panel_title, fontsize=9)
@@ -153,10 +161,15 @@ def score_histograms(curves: list[dict[str, str]], title: str, png_path: str) ->
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=110, squeeze=False)
     for ax, curve in zip(axes.flat, curves):
         genuine, impostor, _ = read_scores(curve["path"])
-        bins = np.histogram_bin_edges(np.concatenate([genuine, impostor]), bins=40)
-        ax.hist(impostor, bins=bins, alpha=0.6, density=True, label=f"impostor ({impostor.size})")
-        ax.hist(genuine, bins=bins, alpha=0.6, density=True, label=f"genuine ({genuine.size})")
-        ax.axvline(metrics.eer(genuine, impostor).threshold, color="k", lw=0.8, ls="--")
+        if genuine.size or impostor.size:
+            bins = np.histogram_bin_edges(np.concatenate([genuine, impostor]), bins=40)
+            for scores, name in ((impostor, "impostor"), (genuine, "genuine")):
+                if scores.size:
+                    ax.hist(scores, bins=bins, alpha=0.6, density=True, label=f"{name} ({scores.size})")
+                else:
+                    ax.plot([], [], label=f"{name} (0 scored)")
+        if genuine.size and impostor.size:
+            ax.axvline(metrics.eer(genuine, impostor).threshold, color="k", lw=0.8, ls="--")
         ax.set_title(curve["label"], fontsize=8)
         ax.set_xlabel("score (higher = more similar)", fontsize=7)
         ax.legend(fontsize=6)

@@ -179,10 +179,11 @@ def by_type_rows(entries: Sequence[dict[str, str]], types: dict[str, dict[str, s
             row = {"dataset": e["dataset"], "model": e["model"], "protocol": e["protocol"], "real_mask_type": kind,
                    "n_genuine": int(gen.size), "n_impostor": int(imp.size),
                    "n_failure_to_enrol_genuine": fte_gen, "n_failure_to_enrol_impostor": fte_imp}
-            if gen.size and imp.size:
-                row["eer"] = metrics.eer(gen, imp).eer
+            if imp.size and (gen.size or fte_gen):  # failures count: a type whose every probe failed has FNMR 1
                 point = metrics.fnmr_at_fmr(*metrics.with_failures_to_enrol(gen, imp, fte_gen, fte_imp), 1e-2)
                 row[FNMR_KEY] = point.fnmr if point.measurable else None
+            if gen.size and imp.size:
+                row["eer"] = metrics.eer(gen, imp).eer
                 if n_boot:
                     row["eer_ci_low"], row["eer_ci_high"] = metrics.bootstrap_ci(
                         gen, imp, lambda g, i: metrics.eer(g, i).eer, n_boot, alpha, seed)

@@ -141,7 +141,7 @@ def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str
     g_have, g_emb = _embedded(gallery, g_ids, g_matrix)
     p_have, p_emb = _embedded(probes, p_ids, p_matrix)
     g_identity = np.asarray(gallery["identity"].to_pylist(), dtype=str)[g_have]
-    if g_emb.shape[0] == 0:
+    if g_emb.shape[0] == 0 and gallery_variant == UNMASKED:
         raise ident.IdentificationError(
             f"{gallery_path}: the gallery is empty after dropping images without an embedding in {gallery_variant} "
             f"({gallery.num_rows} enrolled); check the embed stage's statuses"
@@ -171,11 +171,18 @@ def identify_step(gallery_path: str, probes_path: str, embedding_paths: dict[str
         "probe_variant": probe_variant,
         "score": score_kind,
         "counts": counts,
-        "closed_set": ident.closed_set(g_emb, g_identity, p_emb[mated], p_identity[mated], score_kind, ranks,
-                                       failed=failed_mated),
+        "closed_set": None,
         "open_set": None,
     }
-    if counts["non_mated_searches"]:
+    if g_emb.shape[0] == 0:  # a real-masked gallery none of whose photos was aligned: every search failed
+        log.warning("%s: no gallery image has an embedding in %s: every mated search is a miss", gallery_path,
+                    gallery_variant)
+        result["status"] = "no gallery image has an embedding: every mated search is a miss"
+        result["closed_set"] = ident.all_failed_closed_set(counts["mated_searches"], ranks)
+    else:
+        result["closed_set"] = ident.closed_set(g_emb, g_identity, p_emb[mated], p_identity[mated], score_kind,
+                                                ranks, failed=failed_mated)
+    if counts["non_mated_searches"] and g_emb.shape[0]:
         top_ids, top_scores, runner_up = ident.top_two(g_emb, g_identity, p_emb, score_kind)
         result["open_set"] = ident.open_set(top_ids, top_scores, p_identity, mated, fpir_targets, runner_up,
                                             failed_mated, failed_non_mated)

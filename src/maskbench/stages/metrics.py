@@ -25,6 +25,7 @@ def _value(x: float | None) -> float | None:
 
 
 NO_VALIDATION = "no validation pairs: set folds > 1 or a validation protocol"
+NO_SCORED_FOLDS = "too few scored pairs: every genuine or every impostor pair of the folds failed to enrol"
 FOLDS_TOO_SMALL = ("the folds are too small to choose a threshold on the others (a fold holds one person, so "
                    "its impostor pairs lie between folds): use fewer folds or a validation protocol")
 
@@ -63,7 +64,7 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
                                                    _scored(pairs))}
     in_folds = pairs[pairs["fold"] >= 0]
     if in_folds["fold"].nunique() > 1 and not folds_cross_validate(in_folds):
-        return {"status": FOLDS_TOO_SMALL}
+        return {"status": why_not_cross_validated(in_folds)}
     if in_folds["fold"].nunique() > 1:
         report = cross_validated_report(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(bool),
                                         in_folds["fold"].to_numpy(), rule, target, _scored(in_folds))
@@ -73,6 +74,11 @@ def operating_point(pairs, val_scores_path: str | None = None, settings: dict | 
 
 def _scored(pairs) -> np.ndarray:
     return pairs["scored"].to_numpy(bool) if "scored" in pairs else np.ones(len(pairs), dtype=bool)
+
+
+def why_not_cross_validated(in_folds) -> str:
+    scored = in_folds[_scored(in_folds)]
+    return NO_SCORED_FOLDS if scored["genuine"].all() or not scored["genuine"].any() else FOLDS_TOO_SMALL
 
 
 def folds_cross_validate(in_folds) -> bool:
@@ -129,7 +135,8 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     for point in points:
         key = fmr_key(point.target_fmr)
         out[key] = _value(point.fnmr) if point.measurable else None
-        out[f"{key}_threshold"] = _value(point.threshold)
+        # without a scored impostor the threshold would be the stand-in score of the failures
+        out[f"{key}_threshold"] = _value(point.threshold) if impostor.size else None
         out[f"{key}_measurable"] = bool(point.measurable)
     for target in FMR_TARGETS if not with_fte else ():
         key = fmr_key(target)
@@ -142,7 +149,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         out["kfold_accuracy"] = _value(kfold.mean)
         out["kfold_accuracy_se"] = _value(kfold.std_error)
     elif in_folds["fold"].nunique() > 1:  # a table shows n/a: this says why
-        out["kfold_accuracy_status"] = FOLDS_TOO_SMALL
+        out["kfold_accuracy_status"] = why_not_cross_validated(in_folds)
     n_boot = evaluation.get("bootstrap", 0)
     if n_boot:
         alpha = evaluation.get("alpha", 0.05)
@@ -160,9 +167,10 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     if baseline_path and with_fte:
         for target in nist_targets:
             result = metrics.nist_masked_probe(base_impostor, genuine_fte, impostor_fte, target)
+            fmr, fnmr = metrics.rates_with_failures(genuine, impostor, result.threshold, fte_genuine, fte_impostor)
             key = f"nist_{fmr_key(target)}"
-            out[key] = _value(result.fnmr) if result.measurable else None
-            out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None
+            out[key] = _value(fnmr) if result.measurable else None
+            out[f"{key}_fmr"] = _value(fmr) if result.measurable else None
     point = json_safe(operating_point(every_pair, val_scores_path, evaluation.get("operating_point")))
     out["operating_point"] = point
     for key in OPERATING_KEYS:  # flat copies for tables; None when no threshold could be chosen
