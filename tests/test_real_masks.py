@@ -265,6 +265,12 @@ def test_identification_searches_real_photos_the_aligner_missed_as_failed_probes
                                 unknown_fraction=0.25)
     assert gallery.equals(everyone[0]) and probes.equals(everyone[1])  # chosen as if every photo had aligned
     assert report["real_probes_not_aligned"] + report["real_gallery_images_not_aligned"] == len(failed)
+    # not one real-masked photo aligned: the set is still made (every search fails), as the pairs are
+    none = {i for i, r in images.items() if r}
+    (tmp_path / "none").mkdir()
+    gallery, probes, report = real_gallery_set([write_aligned(tmp_path / "none.parquet", images, none)],
+                                               tmp_path / "none", "real", 3, unknown_fraction=0.25)
+    assert set(gallery["image_id"]) | set(probes["image_id"]) <= none and report["real_gallery_images_not_aligned"] > 0
 
 
 def real_set(aligned, tmp_path, seed=3):

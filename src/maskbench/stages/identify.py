@@ -59,13 +59,13 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
     usable = aligned.usable
     images, _, split_entry = restrict_to_split(usable, protocol, split_path)
     real = aligned.real_masked & set(images)
-    if gallery_variant == REAL and not real:
-        raise ProtocolError("identification [real, real]: no usable real-masked photo of a person with bare photos")
     # real-masked photos the aligner could not use take part as if aligned, with no embedding: a probe
     # among them is a failed search (a miss, as a synthetic mask's face not found); the people are
     # those of the verification pairs
     people = set(images.values())
     unaligned = {i: aligned.identity[i] for i in sorted(aligned.real_unaligned) if aligned.identity.get(i) in people}
+    if gallery_variant == REAL and not (real or unaligned):
+        raise ProtocolError("identification [real, real]: no real-masked photo of a person with bare photos")
     pools, pool_notes = (split_pools({**images, **unaligned}, real | set(unaligned)) if real or unaligned
                          else ({BARE: images}, None))
     chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
