@@ -63,13 +63,21 @@ def iter_images(path: Path, skip: Iterable[Path] = (),
             kept.append(name)
         dirnames[:] = kept
         for name in sorted(filenames):
-            if name.startswith(".") or (here / name).resolve() in skipped:
+            if name.startswith(".") or _resolved(here / name) in skipped:
                 continue
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 yield here / name
             elif not_images is not None:
                 not_images.append((here / name, f"not an image file name ({Path(name).suffix or 'no suffix'}): "
                                                 f"give it one of {' '.join(sorted(IMAGE_SUFFIXES))} to mask it"))
+
+
+def _resolved(path: Path) -> Path:
+    """The real path, or the path itself where it cannot be resolved (a link loop: read_rgb reports it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def output_path(source: Path, root: Path, out_dir: Path, mask: str) -> Path:
@@ -127,7 +135,7 @@ def mask_file(source: Path, root: Path, out_dir: Path, masks: dict, aligner, see
     records = []
     for mask_name, spec in masks.items():
         dest = output_path(source, root, out_dir, mask_name)
-        if dest.resolve() == source.resolve():
+        if _resolved(dest) == _resolved(source):
             records.append(MaskedFile(name, mask_name, "error", len(landmarks), None,
                                       f"the output would overwrite the input {dest}: choose another --out"))
             continue
