@@ -469,8 +469,9 @@ def read_scored_pairs(path: str):
     decision rule rejects as NIST counts it: a genuine one a false non-match, an impostor one a
     correct rejection."""
     table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
-    ok = table["status"] == "ok"
-    return table[ok], table.assign(scored=ok.to_numpy())
+    ok = (table["status"] == "ok").to_numpy()
+    table["scored"] = ok
+    return (table if ok.all() else table[ok]), table  # no copy of millions of rows where every pair scored
 
 
 def unscored_counts(path: str) -> tuple[int, int]:
