@@ -474,14 +474,6 @@ def read_scored_pairs(path: str):
     return (table if ok.all() else table[ok]), table  # no copy of millions of rows where every pair scored
 
 
-def unscored_counts(path: str) -> tuple[int, int]:
-    """(genuine, impostor) pairs without a score: a side failed to enrol (no face found on the
-    masked photo, a chip that could not be masked or embedded)."""
-    table = pq.read_table(path, columns=["genuine", "status"]).to_pandas()
-    missing = table["status"] != "ok"
-    return int((missing & table["genuine"]).sum()), int((missing & ~table["genuine"]).sum())
-
-
 def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Genuine and impostor scores of the scored pairs, and how many pairs had no score."""
     table = pq.read_table(path, columns=["score", "genuine", "status"]).to_pandas()

@@ -11,7 +11,7 @@ import numpy as np
 from maskbench.evaluation import metrics
 from maskbench.evaluation.metrics import fmr_key, with_failures_to_enrol
 from maskbench.io.atomic import write_json
-from maskbench.io.score_files import read_scored_pairs, read_scores, unscored_counts
+from maskbench.io.score_files import read_scored_pairs, read_scores
 from maskbench.evaluation.operating_point import cross_validated_report, json_safe, operating_report
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,9 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         out |= {key: None for key in SCORED_KEYS}
         out["status"] = (f"no scored {'genuine' if not genuine.size else 'impostor'} pair: metrics over scored "
                          "pairs are not defined; those counting failures to enrol are")
-    fte_genuine, fte_impostor = unscored_counts(scores_path)
+    failed = ~every_pair["scored"].to_numpy(bool)
+    is_genuine = every_pair["genuine"].to_numpy(bool)
+    fte_genuine, fte_impostor = int((failed & is_genuine).sum()), int((failed & ~is_genuine).sum())
     genuine_fte, impostor_fte = with_failures_to_enrol(genuine, impostor, fte_genuine, fte_impostor)
     with_fte = bool(genuine_fte.size and impostor_fte.size)
     out["n_failure_to_enrol_genuine"], out["n_failure_to_enrol_impostor"] = fte_genuine, fte_impostor
