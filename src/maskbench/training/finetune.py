@@ -244,12 +244,11 @@ def projected(backbone: Backbone) -> bool:
 
 def trunk_of(backbone: Backbone) -> Backbone:
     """The trunk under a projection, seeing the same region of the chip (shares its weights)."""
-    trunk = backbone.module[0]
-    dim = backbone.module[1].in_features
+    trunk = Backbone(backbone.module[0], backbone.input_size, backbone.mean, backbone.std,
+                     backbone.module[1].in_features, backbone.arch)
     if isinstance(backbone, UpperFaceBackbone):
-        return UpperFaceBackbone(trunk, backbone.input_size, backbone.mean, backbone.std, dim, backbone.arch,
-                                 cut=backbone.cut)
-    return Backbone(trunk, backbone.input_size, backbone.mean, backbone.std, dim, backbone.arch)
+        return with_region(trunk, "upper", backbone.cut)
+    return trunk
 
 
 def embed_with(backbone: Backbone, chips: list[np.ndarray], batch_size: int, device: torch.device) -> np.ndarray:
