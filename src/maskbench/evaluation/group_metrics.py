@@ -155,10 +155,7 @@ def rates_at(genuine: np.ndarray, impostor: np.ndarray, threshold: float, fte_ge
              fte_impostor: int = 0) -> tuple[float | None, float | None]:
     """(FMR, FNMR) at a threshold fixed elsewhere (ties accepted), a pair that failed to enrol
     rejected; ``None`` for an empty class."""
-    n_imp, n_gen = impostor.size + fte_impostor, genuine.size + fte_genuine
-    fmr = float(np.count_nonzero(impostor >= threshold) / n_imp) if n_imp else None
-    fnmr = float((np.count_nonzero(genuine < threshold) + fte_genuine) / n_gen) if n_gen else None
-    return fmr, fnmr
+    return metrics.rates_with_failures(genuine, impostor, threshold, fte_genuine, fte_impostor)
 
 
 def fixed_thresholds(genuine: np.ndarray, impostor: np.ndarray, targets: Sequence[float],
