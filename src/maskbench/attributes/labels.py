@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -26,6 +26,17 @@ def age_group_names(bounds: Sequence[int] = DEFAULT_AGE_GROUPS) -> list[str]:
         names.append(f"{low}-{high}")
         low = high + 1
     return names + [f"{low}+"]
+
+
+def ordered_groups(column: str, present: Iterable[str], age_groups: Sequence[str]) -> list[str]:
+    """The rows of a grouping (sex, race, age group) that has any labelled face: every known group in
+    its natural order (one without a face keeps its row, n = 0; ``age_groups`` are the names), then
+    any other label found, sorted."""
+    present = set(present)
+    if not present:
+        return []
+    known = {"sex": SEX_CLASSES, "race": RACE_CLASSES, "age_group": tuple(age_groups)}.get(column, ())
+    return list(known) + sorted(present - set(known))
 
 
 def age_group(age: float, bounds: Sequence[int] = DEFAULT_AGE_GROUPS) -> str:

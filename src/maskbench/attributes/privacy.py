@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from maskbench.attributes import heads as attr
+from maskbench.attributes.labels import ordered_groups
 from maskbench.config import UNMASKED
 from maskbench.seeds import item_seed
 
@@ -122,14 +123,8 @@ def privacy_rows(runs: dict[str, pd.DataFrame], masks: Sequence[str], tasks: Seq
 
 
 def _ordered(column: str, values: np.ndarray, age_groups: Sequence[int]) -> list[str]:
-    """Every known group of a labelled grouping, in its natural order (a group without a test face
-    gets a row with n = 0 rather than no row), then any other labels found."""
     present = {str(v) for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))}
-    if not present:
-        return []
-    known = {"sex": attr.SEX_CLASSES, "race": attr.RACE_CLASSES,
-             "age_group": attr.age_group_names(age_groups)}[column]
-    return list(known) + sorted(present - set(known))
+    return ordered_groups(column, present, attr.age_group_names(age_groups))
 
 
 def privacy_table(entries: Sequence[dict[str, str]], masks: dict[str, Sequence[str]], tasks: Sequence[str],

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from maskbench.attributes import heads as attr
+from maskbench.attributes.labels import ordered_groups
 from maskbench.io.atomic import write_json, write_table
 from maskbench.config import UNMASKED
 from maskbench.io.duplicates import duplicate_chips
@@ -123,15 +124,6 @@ def _metric_names(task: str) -> tuple[str, ...]:
     return ("mae", "rmse") if attr.is_regression(task) else ("accuracy", "balanced_accuracy")
 
 
-def _group_order(group_by: str, per: dict[str, Any], age_groups: Sequence[str]) -> list[str]:
-    """Every known group of a grouping with any test face, in its natural order (classes as listed,
-    age groups by age; one without a test face gets a row with n = 0), others after."""
-    if not per:
-        return []
-    known = {"sex": attr.SEX_CLASSES, "race": attr.RACE_CLASSES, "age_group": age_groups}.get(group_by, ())
-    return list(known) + sorted(g for g in per if g not in known)
-
-
 def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(headline metrics, per-group metrics), one row per value, from the metrics files listed in
     ``entries`` (each with dataset, model, split, train_variant and path)."""
@@ -149,7 +141,7 @@ def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.Da
                                      "test_variant": variant, "value": metrics[metric], "n": metrics["n"]})
                     metric = "mae" if attr.is_regression(task) else "accuracy"
                     for group_by, per in metrics["by_group"].items():
-                        for group in _group_order(group_by, per, result["age_groups"]):
+                        for group in ordered_groups(group_by, per, result["age_groups"]):
                             values = per.get(group, {"n": 0, metric: None})
                             group_rows.append({**key, "head": head, "task": task, "test_variant": variant,
                                                "group_by": group_by, "group": group, "n": values["n"],
