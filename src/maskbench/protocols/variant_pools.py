@@ -50,6 +50,12 @@ def pool_of(variant: str) -> str:
     return REAL if variant == REAL_VARIANT else BARE
 
 
+def unaligned_real(aligned: Any, people: set[str]) -> dict[str, str]:
+    """image -> person of the real-masked photos the aligner could not use (``aligned``:
+    :class:`maskbench.io.readers.AlignedImages`) of ``people``: they take part as failures to enrol."""
+    return {i: aligned.identity[i] for i in sorted(aligned.real_unaligned) if aligned.identity.get(i) in people}
+
+
 def split_pools(images: dict[str, str], real: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
     """({pool: image -> identity}, notes), keeping only people with two or more bare photos and a
     real-masked one: ``[unmasked, <mask>]`` pairs two bare photos of a person, so only such people

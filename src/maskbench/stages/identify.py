@@ -27,7 +27,7 @@ from maskbench.protocols.galleries import (
 )
 from maskbench.io.readers import embedding_matrix, read_aligned
 from maskbench.protocols.pairs import ProtocolError, restrict_to_split
-from maskbench.protocols.variant_pools import BARE, REAL, split_pools
+from maskbench.protocols.variant_pools import BARE, REAL, split_pools, unaligned_real
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
     # real-masked photos the aligner could not use take part as if aligned, with no embedding: a probe
     # among them is a failed search (a miss, as a synthetic mask's face not found); the people are
     # those of the verification pairs
-    people = set(images.values())
-    unaligned = {i: aligned.identity[i] for i in sorted(aligned.real_unaligned) if aligned.identity.get(i) in people}
+    unaligned = unaligned_real(aligned, set(images.values()))
     if gallery_variant == REAL and not (real or unaligned):
         raise ProtocolError("identification [real, real]: no real-masked photo of a person with bare photos")
     pools, pool_notes = (split_pools({**images, **unaligned}, real | set(unaligned)) if real or unaligned

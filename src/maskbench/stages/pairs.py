@@ -28,7 +28,7 @@ from maskbench.protocols.pairs import (
     pairs_table,
     restrict_to_split,
 )
-from maskbench.protocols.variant_pools import build_pool_pairs
+from maskbench.protocols.variant_pools import build_pool_pairs, unaligned_real
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,14 @@ def build_pairs(
     # as a synthetic mask's face that is not found again (a mask that defeats the detector is part of
     # what it does, and leaving such photos out would keep the easy ones). A split manifest lists
     # usable images only: those of the part's people are added.
-    people = set(images.values())
-    unaligned_real = {i: aligned.identity[i] for i in sorted(aligned.real_unaligned)
-                      if aligned.identity.get(i) in people}
-    if real or unaligned_real:  # photos of real masks: each side of a comparison draws from its variant's pool
+    unaligned = unaligned_real(aligned, set(images.values()))
+    if real or unaligned:  # photos of real masks: each side of a comparison draws from its variant's pool
         listed, listed_dropped = None, Counter()
         if kind == "lfw_view2":
             listed, listed_dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split)
-        report = build_pool_pairs({**images, **unaligned_real}, real | set(unaligned_real), protocol, comparisons,
+        report = build_pool_pairs({**images, **unaligned}, real | set(unaligned), protocol, comparisons,
                                   seed, table_path, listed, listed_dropped, groups)
-        report["real_photos_not_aligned"] = len(unaligned_real)
+        report["real_photos_not_aligned"] = len(unaligned)
     elif kind == "all_vs_all":
         prepared = prepare_all_vs_all(images, seed, folds, protocol.get("max_impostors"), groups)
         report = write_all_vs_all(prepared, comparisons, table_path)
@@ -104,12 +102,12 @@ def build_pairs(
             pairs, dropped = _listed_pairs(protocol, acquired_json, usable, every, in_split, keep_unaligned=True)
         else:
             raise ProtocolError(f"unknown verification protocol kind {kind!r}; known: {list(VERIFICATION_KINDS)}")
-        unaligned = {i for p in pairs for i in (p.ref_image, p.probe_image)} - set(images)
-        check_pairs(pairs, {**images, **{i: aligned.identity.get(i) for i in unaligned}})
+        not_aligned = {i for p in pairs for i in (p.ref_image, p.probe_image)} - set(images)
+        check_pairs(pairs, {**images, **{i: aligned.identity.get(i) for i in not_aligned}})
         write_table(table_path, pairs_table(pairs, comparisons))
         report = pairs_report(pairs, comparisons, dropped)
         if kind == "lfw_view2":
-            report["pairs_with_an_unaligned_image"] = sum(p.ref_image in unaligned or p.probe_image in unaligned
+            report["pairs_with_an_unaligned_image"] = sum(p.ref_image in not_aligned or p.probe_image in not_aligned
                                                           for p in pairs)
     if split_entry:
         report["split"] = split_entry
