@@ -68,6 +68,29 @@ def test_dicta_balanced_sample(sizes, seed):
     assert pairs == dicta_pairs(images, seed, n_pairs=n)
 
 
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(2, 4), min_size=3, max_size=12), seed=st.integers(0, 2**32))
+def test_dicta_never_lists_two_photos_twice(sizes, seed):
+    """Where photo b drew a after a drew b, (a, b) and (b, a) were both in the pool: one comparison
+    counted twice in the EER and its bootstrap."""
+    images = make_images(sizes)
+    n = 2 * (len(images) // 2)
+    pairs = dicta_pairs(images, seed, n_pairs=n)
+    keys = [frozenset((p.ref_image, p.probe_image)) for p in pairs]
+    assert len(set(keys)) == len(keys)
+
+
+def test_dicta_two_photos_a_person_give_one_genuine_pair_each():
+    """FEI frontal's shape (two photos a person): one genuine pair a person, so at most n_pairs =
+    2 x people, and asking for more says how many distinct pairs there are."""
+    images = make_images([2] * 10)
+    pairs = dicta_pairs(images, 0, n_pairs=20)
+    assert sum(p.genuine for p in pairs) == 10
+    assert len({images[p.ref_image] for p in pairs if p.genuine}) == 10
+    with pytest.raises(ProtocolError, match="gives 10 and .* distinct"):
+        dicta_pairs(images, 0, n_pairs=22)
+
+
 def test_dicta_too_many_pairs_asked_is_a_clear_error():
     with pytest.raises(ProtocolError, match="lower protocols"):
         dicta_pairs(make_images([2, 2]), 0, n_pairs=1000)

@@ -126,7 +126,11 @@ def all_identities_pairs(images: dict[str, str], seed: int, folds: int = 1,
 def dicta_pairs(images: dict[str, str], seed: int, n_pairs: int = 1000, folds: int = 1,
                 groups: dict[str, str | None] | None = None) -> list[ImagePair]:
     """The DICTA 2021 construction: per source image one genuine and one impostor partner, then a
-    seeded sample of ``n_pairs`` balanced between genuine and impostor (not a file's first lines)."""
+    seeded sample of ``n_pairs`` balanced between genuine and impostor (not a file's first lines).
+
+    Two photos make one pair whichever drew the other: where b drew a after a drew b, the second
+    draw is dropped, so no comparison counts twice (a person with two photos gives one genuine
+    pair, not two; on LFW-mini 111 of 500 genuine pairs were such repeats)."""
     by_identity = group_by_identity(images)
     names = list(by_identity)
     fold_of = fold_of_people(names, seed, folds)
@@ -144,16 +148,29 @@ def dicta_pairs(images: dict[str, str], seed: int, n_pairs: int = 1000, folds: i
                 other = others[int(rng.integers(len(others)))]
                 partner = by_identity[other][int(rng.integers(len(by_identity[other])))]
                 impostor.append(ImagePair(image, partner, False, _pair_fold(name, other, fold_of)))
+    genuine, impostor = _distinct(genuine), _distinct(impostor)
     half = n_pairs // 2
     if len(genuine) < half or len(impostor) < half:
         raise ProtocolError(
             f"dicta1000 needs {half} genuine and {half} impostor pairs; the data gives "
-            f"{len(genuine)} and {len(impostor)}: lower protocols.<name>.n_pairs"
+            f"{len(genuine)} and {len(impostor)} distinct ones: lower protocols.<name>.n_pairs"
         )
     rng = np.random.default_rng(item_seed(seed, "dicta1000", "sample"))
     chosen = [genuine[i] for i in sorted(rng.choice(len(genuine), half, replace=False))]
     chosen += [impostor[i] for i in sorted(rng.choice(len(impostor), half, replace=False))]
     return chosen
+
+
+def _distinct(pairs: list[ImagePair]) -> list[ImagePair]:
+    """``pairs`` without a later pair of the same two photos, in either order."""
+    seen: set[frozenset[str]] = set()
+    out = []
+    for pair in pairs:
+        key = frozenset((pair.ref_image, pair.probe_image))
+        if key not in seen:
+            seen.add(key)
+            out.append(pair)
+    return out
 
 
 _LFW_NAME = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+$")
