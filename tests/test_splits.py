@@ -272,3 +272,19 @@ def test_per_identity_counts_the_copies_it_parts_and_unknown_copies_are_refused(
     assert split.notes["duplicate_groups"] == 1 and split.notes["duplicate_groups_across_parts"] == len(parted)
     with pytest.raises(SplitError, match="not among the split's images"):
         make_split("random", identities, labels, RATIOS, [], 3, duplicates=[["p0/0.jpg", "nowhere.jpg"]])
+
+
+def test_a_part_the_people_do_not_reach_is_named_and_a_protocol_on_it_says_so(tmp_path):
+    """Two people with five photos each cannot fill train, val and test: the split names the empty
+    part, and a pair protocol on it says the part is empty (it blamed a mismatched split before)."""
+    from maskbench.protocols.pairs import ProtocolError, restrict_to_split
+
+    identities = {f"p{k}/img_{i}.png": f"p{k}" for k in range(2) for i in range(5)}
+    split = make_split("identity", identities, pd.DataFrame(), RATIOS, (), seed=0)
+    assert split.notes["empty_parts"] == ["test"]
+    write_table(tmp_path / "identity.parquet", split_table(split, identities))
+    protocol = {"split": {"strategy": "identity", "part": "test"}}
+    with pytest.raises(ProtocolError, match="part 'test' of the split is empty"):
+        restrict_to_split(identities, protocol, str(tmp_path / "identity.parquet"))
+    assert "empty_parts" not in make_split("identity", {f"p{k}/a.png": f"p{k}" for k in range(20)},
+                                           pd.DataFrame(), RATIOS, (), seed=0).notes

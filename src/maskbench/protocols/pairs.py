@@ -304,6 +304,9 @@ def restrict_to_split(usable: dict[str, str], protocol: dict[str, Any],
             f"(results/<dataset>/splits/{spec['strategy']}.parquet)"
         )
     part = {i for i, (p, _) in read_split(split_path).items() if p == spec["part"]}
+    if not part:
+        raise ProtocolError(f"{split_path}: part {spec['part']!r} of the split is empty (too few people or "
+                            "images for the split's ratios; its .json lists notes.empty_parts)")
     kept = {k: v for k, v in usable.items() if k in part}
     if not kept:
         raise ProtocolError(f"{split_path}: no usable image is in part {spec['part']!r}; "

@@ -340,4 +340,9 @@ def make_split(strategy: str, identities: dict[str, str | None], labels: pd.Data
         parted = sum(len({split.assignment[i] for i in group}) > 1 for group in duplicates)
         split.notes.update(duplicate_groups=len(duplicates), duplicate_groups_across_parts=parted)
     check_split(split, identities)
+    if strategy != "per_identity":
+        filled = set(split.assignment.values())
+        empty = [p for p in SPLIT_NAMES if check_ratios(ratios)[p] > 0 and p not in filled]
+        if empty:  # too few people (or images) for the ratios: a protocol on that part says so
+            split.notes["empty_parts"] = empty
     return split
