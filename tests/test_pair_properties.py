@@ -172,7 +172,9 @@ def test_identification_manifest_invariants(data, gallery_size, unknown):
             assert usable[row["image_id"]] == row["identity"]  # usable, in the part, right identity
         assert report["mated_probes"] == sum(p["mated"] for p in probes)
         assert report["non_mated_probes"] == sum(not p["mated"] for p in probes)
-        assert len({p["identity"] for p in probes if not p["mated"]}) == n_unknown
+        unknown_people = {p["identity"] for p in probes if not p["mated"]}
+        assert len(unknown_people) == n_unknown
+        assert sum(not p["mated"] for p in probes) == sum(v in unknown_people for v in usable.values())
         build("b")
         for suffix in ("_g.parquet", "_p.parquet", ".json"):
             assert (folder / f"a{suffix}").read_bytes() == (folder / f"b{suffix}").read_bytes()

@@ -247,7 +247,8 @@ def test_identification_searches_real_probes_in_a_bare_gallery(aligned, tmp_path
     assert real["image_id"].map(images).all() and not probes.loc[~probes["real_mask"], "image_id"].map(images).any()
     assert len(real) == PEOPLE * REAL == report["real_probes"]
     assert (real["mated"] == real["identity"].isin(set(gallery["identity"]))).all()
-    assert len(probes) - len(real) == PEOPLE * (BARE - 1)
+    unknown = report["unknown_identities"]  # every bare photo of an unknown person is searched
+    assert unknown >= 1 and len(probes) - len(real) == PEOPLE * (BARE - 1) + unknown
 
 
 def test_identification_searches_real_photos_the_aligner_missed_as_failed_probes(tmp_path):
@@ -299,7 +300,8 @@ def test_real_gallery_enrols_and_searches_only_real_masked_photos(aligned, tmp_p
     assert set(probes.loc[~probes["mated"], "identity"]) == unknown  # the same people left out
     assert set(gallery["identity"]) == set(bare_gallery["identity"]) == {person(k) for k in range(PEOPLE)} - unknown
     assert len(gallery) == (PEOPLE - len(unknown)) * gallery_size == report["gallery_images"]
-    assert len(probes) == PEOPLE * (REAL - gallery_size) == report["probes"]  # as the bare rule: unknown people too
+    # as the bare rule: every photo of an unknown person is searched
+    assert len(probes) == PEOPLE * (REAL - gallery_size) + len(unknown) * gallery_size == report["probes"]
     assert (probes["mated"] == probes["identity"].isin(set(gallery["identity"]))).all()
     assert report["gallery_variant"] == "real" and "real_mask" not in probes.columns
 
@@ -313,7 +315,8 @@ def test_real_gallery_keeps_to_the_people_of_the_bare_set(tmp_path):
     assert "p0" not in set(gallery["identity"]) | set(probes["identity"])
     assert report["pools"]["images_of_people_with_one_bare_photo"] == 1 + REAL  # left out of both pools
     assert report["real_images_of_people_outside_the_bare_set"] == 0
-    assert len(probes) == (PEOPLE - 1) * (REAL - 1) and len(gallery) == report["enrolled_identities"]
+    assert len(probes) == (PEOPLE - 1) * (REAL - 1) + report["unknown_identities"]
+    assert len(gallery) == report["enrolled_identities"]
 
 
 def test_real_gallery_search_uses_real_embeddings_and_has_its_own_table_rows(aligned, tmp_path):

@@ -7,7 +7,8 @@ probe is never matched against its own unmasked copy. Each identity draws from i
 generator, so adding an identity does not change the choices of the others.
 
 Open set: with ``unknown_fraction`` > 0 that share of the eligible identities (seeded, at least
-one) is left out of the gallery; their probes are non-mated searches, the others' are mated.
+one) is left out of the gallery; every image of theirs is a non-mated search (none is set aside
+for a gallery they are not in), the others' probes are mated.
 A gallery of another pool (real-masked photos) names the bare gallery's unknown people instead,
 so the two galleries leave out the same people and their results compare.
 """
@@ -83,7 +84,7 @@ def choose_identification(images: dict[str, str | None], seed: int, gallery_size
         mated = name not in unknown
         if mated:
             gallery.extend((i, name) for i in groups[name] if i in enrolled)
-        probes.extend((i, name, mated) for i in groups[name] if i not in enrolled)
+        probes.extend((i, name, mated) for i in groups[name] if i not in enrolled or not mated)
     notes = {
         "gallery_size": gallery_size,
         "unknown_fraction": unknown_fraction,
