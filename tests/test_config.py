@@ -204,6 +204,15 @@ def test_every_model_kind_declares_trained_on_and_the_guard_applies(kind, extra)
     config["tables"]["leaky"]["protocol"] = {"demo": "test_pairs"}
     with pytest.raises(ConfigError, match="with no split"):
         check_config(config)
+    # a split by image puts a person's photos in every part: its test part tests people it learnt
+    config["protocols"]["random_test"] = {"kind": "all_vs_all", "comparisons": [["unmasked", "masked"]],
+                                          "split": {"strategy": "random", "part": "test"}}
+    config["datasets"]["demo"]["protocols"].append("random_test")
+    for split in ("random", "uniform", "per_identity"):
+        config["models"]["theirs"]["trained_on"] = {"datasets": ["demo"], "split": split}
+        assert not evaluable(config, "theirs", "demo", "random_test")
+        assert not evaluable(config, "theirs", "demo", "test_pairs")
+    config["datasets"]["demo"]["protocols"].remove("random_test")
     assert unknown_provenance(config, "theirs") == []
     del config["models"]["theirs"]["trained_on"]
     del config["tables"]["leaky"]

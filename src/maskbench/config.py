@@ -206,8 +206,8 @@ def check_config(config: dict[str, Any]) -> None:
                     if strategy == ALL_IMAGES:
                         raise ConfigError(
                             f"tables.{table}: model {model!r} {learnt} with no split that keeps people "
-                            f"unseen (none declared in trained_on, sources on different splits, or weights "
-                            f"chosen on a protocol without one), so no protocol of {dataset!r} tests it on "
+                            f"unseen (none declared in trained_on, a split by image, sources on different splits, "
+                            f"or weights chosen on a protocol without one), so no protocol of {dataset!r} tests it on "
                             f"unseen people; leave {dataset!r} out of the table (its `datasets:`) or give "
                             f"it that split"
                         )
@@ -332,6 +332,8 @@ def seen_by(config: dict[str, Any], model: str, dataset: str, protocol: str) -> 
     also from the tested dataset's val pairs, on which it chooses its weights by EER."""
     part = protocol_part(config, protocol)
     strategy = trained_on(config, model).get(dataset)
+    if strategy not in (None, ALL_IMAGES, "identity"):
+        strategy = ALL_IMAGES  # a split by image (random, uniform, per_identity) puts a person in every part
     if strategy is not None and part != (strategy, "test"):
         return strategy, f"was trained on {dataset!r}"
     chosen_on = weights_chosen_on(config, model, protocol)
