@@ -70,3 +70,19 @@ def test_training_time_comes_from_the_benchmark_file(tmp_path):
     bench.write_text("s\th:m:s\tmax_rss\n12.345\t0:00:12\t100\n")
     frame = training_time_table({"head": str(bench), "elsewhere": str(tmp_path / "missing.tsv")})
     assert frame.set_index("model")["train_wall_seconds"].to_dict() == {"head": 12.3, "elsewhere": ""}
+
+
+def test_failures_to_enrol_are_beside_the_eer_and_a_real_gallery_never_fills_rank_1(tmp_path):
+    """`eer` is of the pairs scored: a mask whose faces are often not found looked better on it
+    alone; and a [real, real] search (probe variant `real` too) took the [unmasked, real] row's
+    rank-1 where it came first."""
+    path = _json(tmp_path / "m.json", {"eer": 0.157, "eer_with_fte": 0.312, "fnmr_at_fmr_1e-3": 0.86,
+                                       "n_failure_to_enrol_genuine": 30, "n_failure_to_enrol_impostor": 4})
+    metrics = [{"dataset": "d", "model": "m", "protocol": "p", "comparison": "unmasked-vs-real", "path": path}]
+    ident = [{"dataset": "d", "model": "m", "protocol": protocol,
+              "path": _json(tmp_path / f"{protocol}.json", {"probe_variant": "real", "gallery_variant": gallery,
+                                                         "closed_set": {"rank_1": rank}})}
+             for protocol, gallery, rank in (("a_search", "real", 0.1), ("b_search", "unmasked", 0.7))]
+    row = model_table(metrics, ident, {}).iloc[0]
+    assert (row["eer"], row["eer_with_fte"], row["failed_to_enrol_pairs"]) == (0.157, 0.312, 34)
+    assert (row["rank_1"], row["identification_protocol"]) == (0.7, "b_search")

@@ -86,3 +86,34 @@ def test_csv_and_markdown_with_a_footnote_for_unknown_training_data(tmp_path):
     assert md[2] == "| dataset | dlib:eer | dlib:fnmr_at_fmr_1e-3 | head:eer † | head:fnmr_at_fmr_1e-3 † |"
     assert md[-1].startswith("† head: dicta_cp: training data not declared")
     assert "†" not in to_markdown(frame, "t")  # nothing to footnote, no mark
+
+
+def test_markdown_shows_cells_as_the_csv_does_and_empty_tables_are_written(tmp_path):
+    """An all-number row printed its counts as floats (602.0) and a missing value as None or nan
+    where the CSV is blank; a table without rows crashed (KeyError / IndexError)."""
+    from maskbench.stages.tables import write_all_metrics, write_identification_table
+
+    frame = pd.DataFrame({"dataset": ["a", "b"], "images": [602, 7], "rate": [0.5, float("nan")],
+                          "note": [None, "x"]})
+    write_frame(frame, str(tmp_path / "t.csv"), "t", index=False)
+    md = (tmp_path / "t.md").read_text().splitlines()
+    assert md[4] == "| a | 602 | 0.5 |  |" and md[5] == "| b | 7 |  | x |"
+    write_all_metrics([], str(tmp_path / "all.csv"))
+    write_identification_table([], str(tmp_path / "ident.csv"))
+    assert (tmp_path / "all.csv").read_text().startswith("dataset,model,protocol,ref_variant,probe_variant")
+    assert "No rows" in (tmp_path / "ident.md").read_text()
+
+
+def test_a_configured_table_names_the_protocol_of_each_dataset(tmp_path):
+    """benchmark2 (test_pairs) and view2 (lfw_view2) showed different EERs under one title: the
+    Markdown title now says which pairs each row is of; the CSV keeps datasets x models."""
+    from maskbench.stages.tables import write_metric_table
+
+    paths = write_cells(tmp_path, VALUES)
+    cells = [{"dataset": d, "model": m, "protocol": {"lfw": "test_pairs", "gt": "dicta1000"}[d], "path": p}
+             for (d, m), p in paths.items()]
+    spec = {"metric": ["eer", "fnmr_at_fmr_1e-3"], "ref_variant": "unmasked", "probe_variant": "surgical"}
+    write_metric_table("t", spec, cells, {}, str(tmp_path / "t.csv"))
+    title = (tmp_path / "t.md").read_text().splitlines()[0]
+    assert title == "# t: eer, fnmr_at_fmr_1e-3, unmasked vs surgical; pairs: lfw test_pairs, gt dicta1000"
+    assert pd.read_csv(tmp_path / "t.csv", index_col="dataset").columns.str.contains(":").all()

@@ -264,7 +264,7 @@ def table_cells(wildcards):
     for dataset in table_datasets(wildcards):
         protocol = table_protocol(config, spec, dataset)
         for model in models:
-            cells.append({"dataset": dataset, "model": model,
+            cells.append({"dataset": dataset, "model": model, "protocol": protocol,
                           "path": path("metrics", dataset=dataset, model=model, protocol=protocol,
                                        comparison=comparison)})
     return cells

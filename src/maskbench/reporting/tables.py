@@ -72,6 +72,13 @@ def provenance_footnotes(unknown: dict[str, list[str]],
     return {model: "; ".join(texts) for model, texts in notes.items()}
 
 
+def _md_text(value: Any) -> str:
+    """A cell as the CSV shows it: blank for a missing value (None and NaN printed as words)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
 def to_markdown(frame: pd.DataFrame, title: str, footnotes: dict[str, str] | None = None) -> str:
     """A Markdown table; a column of a model in ``footnotes`` (``model`` or ``model:metric``) is
     marked and its note follows the table."""
@@ -80,8 +87,11 @@ def to_markdown(frame: pd.DataFrame, title: str, footnotes: dict[str, str] | Non
     header = "| " + " | ".join([frame.index.name or "", *marked]) + " |"
     rule = "|" + "---|" * (len(frame.columns) + 1)
     lines = [f"# {title}", "", header, rule]
-    for name, row in frame.iterrows():
-        lines.append("| " + " | ".join([str(name), *(str(v) for v in row.tolist())]) + " |")
+    # object rows: iterrows() of an all-number row gives floats (a count of 602 printed 602.0)
+    for name, row in frame.astype(object).iterrows():
+        lines.append("| " + " | ".join([str(name), *(_md_text(v) for v in row.tolist())]) + " |")
+    if frame.empty:
+        lines += ["", "No rows: nothing of this kind was configured or evaluable."]
     shown = [m for m in footnotes if any(str(c).split(":")[0] == m for c in frame.columns)]
     if shown:
         lines += [""] + [f"{FOOTNOTE_MARK} {m}: {footnotes[m]}" for m in shown]
@@ -92,7 +102,7 @@ def write_frame(frame: pd.DataFrame, csv_path: str, title: str, index: bool = Tr
                 footnotes: dict[str, str] | None = None) -> None:
     """CSV plus a Markdown copy beside it (with ``footnotes`` per model), both written atomically."""
     write_text(csv_path, frame.to_csv(index=index, lineterminator="\n"))
-    shown = frame if index else frame.set_index(frame.columns[0])
+    shown = frame if index or not len(frame.columns) else frame.set_index(frame.columns[0])
     write_text(str(Path(csv_path).with_suffix(".md")), to_markdown(shown, title, footnotes))
 
 
@@ -107,7 +117,8 @@ def long_metrics(entries: list[dict[str, str]]) -> pd.DataFrame:
         ref, probe = e["comparison"].split("-vs-")
         rows.append({"dataset": e["dataset"], "model": e["model"], "protocol": e["protocol"],
                      "ref_variant": ref, "probe_variant": probe, **values})
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=None if rows else ["dataset", "model", "protocol", "ref_variant",
+                                                           "probe_variant"])
     return frame.sort_values(["dataset", "protocol", "ref_variant", "probe_variant", "model"], kind="stable")
 
 
@@ -131,7 +142,7 @@ def identification_rows(entries: list[dict[str, str]]) -> pd.DataFrame:
             row[key] = point["fnir"] if point["measurable"] else NOT_MEASURABLE
         rows.append(row)
         galleries.append(result.get("gallery_variant", "unmasked"))
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=None if rows else ["dataset", "protocol", "probe_variant", "model"])
     if frame.empty:
         return frame
     if set(galleries) == {"unmasked"}:  # no [real, real]: the table as it always was

@@ -34,13 +34,19 @@ def write_coverage(summaries: Mapping[str, Mapping[str, Any]], csv_path: str) ->
 def write_metric_table(name: str, spec: Mapping[str, Any], cells: Sequence[Mapping[str, str]],
                        unknown: Mapping[str, Any], csv_path: str,
                        normalised_on: Mapping[str, Mapping[str, str]] | None = None) -> None:
-    """One configured table (rows datasets, columns models); ``cells`` are ``{dataset, model, path}``.
-    ``unknown`` and ``normalised_on`` are footnoted per model (see provenance_footnotes)."""
+    """One configured table (rows datasets, columns models); ``cells`` are ``{dataset, model, path}``
+    and the ``protocol`` whose pairs the cell reports, named per dataset in the Markdown title (two
+    tables of one comparison on different protocols give different numbers). ``unknown`` and
+    ``normalised_on`` are footnoted per model (see provenance_footnotes)."""
     by_cell = {(c["dataset"], c["model"]): c["path"] for c in cells}
     datasets = list(dict.fromkeys(c["dataset"] for c in cells))
     models = list(dict.fromkeys(c["model"] for c in cells))
     frame = metric_table(by_cell, spec["metric"], datasets, models, spec.get("with_ci", False))
-    title = f"{name}: {spec['metric']}, {spec['ref_variant']} vs {spec['probe_variant']}"
+    metric = spec["metric"] if isinstance(spec["metric"], str) else ", ".join(spec["metric"])
+    title = f"{name}: {metric}, {spec['ref_variant']} vs {spec['probe_variant']}"
+    protocols = {c["dataset"]: c["protocol"] for c in cells if c.get("protocol")}
+    if protocols:
+        title += "; pairs: " + ", ".join(f"{d} {p}" for d, p in protocols.items())
     notes = provenance_footnotes(dict(unknown), {m: dict(by) for m, by in (normalised_on or {}).items()})
     write_frame(frame, csv_path, title, footnotes=notes)
 
