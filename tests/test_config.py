@@ -379,3 +379,15 @@ def test_every_shipped_config_passes_the_schema_and_the_checks(files):
     if "splits" in config:
         validate({"splits": config["splits"]}, schema=str(REPO / "workflow" / "schemas" / "attributes.schema.yaml"))
     check_config(config)
+
+
+def test_figures_show_the_protocol_that_tests_the_most_models():
+    """LFW's figures showed View 2 (its first protocol), where only dlib may be tested: the trained
+    head and the ensemble were missing from them without a word."""
+    from maskbench.config import evaluable, figure_protocol
+
+    config = load("lfw.yaml")
+    assert figure_protocol(config, "lfw") == "test_pairs"
+    assert all(evaluable(config, m, "lfw", "test_pairs") for m in config["models"])
+    config["models"] = {"dlib_resnet": config["models"]["dlib_resnet"]}  # tested everywhere: a tie
+    assert figure_protocol(config, "lfw") == "lfw_view2"  # ties keep the first protocol

@@ -322,6 +322,20 @@ def test_nist_masked_probe_small_case():
     assert (result.fmr, result.fnmr) == (0.5, pytest.approx(1 / 3))  # 0.61 matches; 0.5 does not
 
 
+def test_nist_masked_probe_counts_failures_to_enrol_whatever_the_threshold():
+    """Failures passed as counts: a genuine one a non-match, an impostor one a rejection, also where
+    no pair of a class was scored (it needed stand-in scores, which a low threshold accepted)."""
+    result = metrics.nist_masked_probe([0.1, 0.6, 0.7, 0.2], [0.65, 0.9, 0.5], [0.61, 0.0], 0.25,
+                                       fte_genuine=1, fte_impostor=2)
+    assert (result.fmr, result.fnmr) == (0.25, 0.5)  # 1 of 4 impostors matches; 0.5 and the failure miss
+    assert (result.n_masked_genuine, result.n_masked_impostor) == (4, 4)
+    everyone_failed = metrics.nist_masked_probe([0.1, 0.6, 0.7, 0.2], [], [], 1.0, fte_genuine=3, fte_impostor=5)
+    assert everyone_failed.threshold == -np.inf and (everyone_failed.fmr, everyone_failed.fnmr) == (0.0, 1.0)
+    assert metrics.nist_threshold([0.1, 0.6, 0.7, 0.2], 0.25) == (result.threshold, result.measurable)
+    with pytest.raises(ValueError, match="none failed to enrol"):
+        metrics.nist_masked_probe([0.1], [], [0.2], 0.5)
+
+
 # ---------------------------------------------------------------------------------------------
 # AUC, d', accuracy, overlap
 

@@ -448,6 +448,15 @@ def table_protocol(config: dict[str, Any], spec: dict[str, Any], dataset: str) -
     return (spec.get("protocol") or {}).get(dataset) or verification_protocols(config, dataset)[0]
 
 
+def figure_protocol(config: dict[str, Any], dataset: str) -> str:
+    """The protocol a dataset's ROC, DET, histogram and mask-effect figures show: the first of its
+    verification protocols on which the most models may be tested (LFW's first, View 2, tests dlib
+    alone, its test pairs every model)."""
+    protocols = verification_protocols(config, dataset)
+    evaluated = [sum(evaluable(config, m, dataset, p) for m in config["models"]) for p in protocols]
+    return protocols[evaluated.index(max(evaluated))]
+
+
 def normalised_on_tested(config: dict[str, Any], model: str, protocol: str) -> str | None:
     """The protocol whose member scores z-normalise ensemble ``model`` tested on ``protocol`` where
     its pairs may share images with the tested ones, else None (not an ensemble, or the two are

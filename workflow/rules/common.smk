@@ -22,6 +22,7 @@ from maskbench.config import (
     DEFAULT_SCORE,
     embedding_models,
     evaluable,
+    figure_protocol,
     masks_for,
     models_of_kind,
     normalisation_protocol,
@@ -287,7 +288,7 @@ def metric_entries():
 
 
 def roc_curves(wildcards):
-    protocol = verification_protocols(config, wildcards.dataset)[0]
+    protocol = figure_protocol(config, wildcards.dataset)
     return [
         {"label": f"{model}: {comparison.replace('-vs-', ' vs ')}", "model": model, "comparison": comparison,
          "path": path("scores", dataset=wildcards.dataset, model=model, protocol=protocol, comparison=comparison)}
@@ -298,7 +299,7 @@ def roc_curves(wildcards):
 
 
 def mask_effect_rows(wildcards):
-    protocol = verification_protocols(config, wildcards.dataset)[0]
+    protocol = figure_protocol(config, wildcards.dataset)
     return [
         {"model": m, "comparison": c,
          "path": path("metrics", dataset=wildcards.dataset, model=m, protocol=protocol, comparison=c)}

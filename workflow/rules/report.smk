@@ -117,6 +117,7 @@ rule curve_figures:
         pdfs=[PATHS["figure_pdf"].replace("{figure}", f) for f in ("roc", "det", "scores")],
     params:
         curves=roc_curves,
+        protocol=lambda wc: figure_protocol(config, wc.dataset),
     log:
         "results/logs/figures/curves_{dataset}.log",
     threads: 1
@@ -143,6 +144,7 @@ rule mask_effect_figure:
         pdf=PATHS["figure_pdf"].replace("{figure}", "mask_effect"),
     params:
         rows=mask_effect_rows,
+        protocol=lambda wc: figure_protocol(config, wc.dataset),
     log:
         "results/logs/figures/mask_effect_{dataset}.log",
     threads: 1

@@ -3,4 +3,5 @@ from maskbench.logs import log_to
 from maskbench.stages.figures import mask_effect
 
 with log_to(snakemake.log[0]):
-    mask_effect(snakemake.params.rows, snakemake.wildcards.dataset, snakemake.output.png)
+    mask_effect(snakemake.params.rows, f"{snakemake.wildcards.dataset} {snakemake.params.protocol}",
+                snakemake.output.png)

@@ -37,7 +37,7 @@ __all__ = [
     "EER", "ErrorRates", "KFoldAccuracy", "MaskedProbeResult", "OperatingPoint",
     "best_accuracy", "bootstrap_ci", "d_prime", "det_curve", "eer", "eer_convex_hull",
     "error_rates", "fixed_threshold_rates", "fnmr_at_fmr", "fnmr_at_fmr_many",
-    "histogram_overlap", "kfold_accuracy", "nist_masked_probe", "probit", "rank_k_accuracy",
+    "histogram_overlap", "kfold_accuracy", "nist_masked_probe", "nist_threshold", "probit", "rank_k_accuracy",
     "roc_auc",
 ]
 
@@ -379,25 +379,41 @@ def rates_with_failures(genuine, impostor, threshold: float, fte_genuine: int = 
     return fmr, fnmr
 
 
-def nist_masked_probe(unmasked_impostor, masked_genuine, masked_impostor,
-                      target_fmr: float) -> MaskedProbeResult:
+def nist_threshold(unmasked_impostor, target_fmr: float) -> tuple[float, bool]:
+    """The threshold NISTIR 8311 fixes on unmasked-unmasked impostor scores at ``target_fmr``, and
+    whether they are enough to measure it (see :func:`nist_masked_probe`)."""
+    return _threshold_at_fmr(_sorted(_scores(unmasked_impostor, "unmasked impostor")), _check_fmr_target(target_fmr))
+
+
+def nist_masked_probe(unmasked_impostor, masked_genuine, masked_impostor, target_fmr: float,
+                      fte_genuine: int = 0, fte_impostor: int = 0) -> MaskedProbeResult:
     """The NISTIR 8311 protocol (Ngan, Grother & Hanaoka 2020, FRVT Part 6A).
 
     The threshold is fixed on unmasked-unmasked impostor scores at ``target_fmr`` (as in
     :func:`fnmr_at_fmr`); masked FNMR and FMR are then measured at that same threshold, so the
     effect of masks shows in both rates rather than being absorbed by a re-tuned threshold.
     ``measurable`` refers to the unmasked impostors fixing the threshold. ``target_fmr = 1``
-    gives threshold ``-inf`` (accept everything).
+    gives threshold ``-inf`` (accept everything). ``fte_genuine`` / ``fte_impostor`` masked pairs
+    failed to enrol and count as NIST counts them (:func:`rates_with_failures`), so a class may
+    have no scored pair as long as it has failures.
     """
-    target = _check_fmr_target(target_fmr)
-    unmasked = _sorted(_scores(unmasked_impostor, "unmasked impostor"))
-    gen, imp = _pair(masked_genuine, masked_impostor, sort=False)
-    threshold, measurable = _threshold_at_fmr(unmasked, target)
-    fmr, fnmr = fixed_threshold_rates(gen, imp, threshold)
+    threshold, measurable = nist_threshold(unmasked_impostor, target_fmr)
+    gen, imp = (_scores_or_none(v, name) for v, name in ((masked_genuine, "masked genuine"),
+                                                         (masked_impostor, "masked impostor")))
+    for arr, failed, name in ((gen, fte_genuine, "genuine"), (imp, fte_impostor, "impostor")):
+        if arr.size + int(failed) == 0:
+            raise ValueError(f"masked {name} scores are empty and none failed to enrol: no {name} pair to rate")
+    fmr, fnmr = rates_with_failures(gen, imp, threshold, fte_genuine, fte_impostor)
     return MaskedProbeResult(
-        target_fmr=target, threshold=threshold, fmr=fmr, fnmr=fnmr, measurable=measurable,
-        n_unmasked_impostor=int(unmasked.size), n_masked_genuine=int(gen.size),
-        n_masked_impostor=int(imp.size))
+        target_fmr=float(target_fmr), threshold=threshold, fmr=fmr, fnmr=fnmr, measurable=measurable,
+        n_unmasked_impostor=int(np.size(unmasked_impostor)), n_masked_genuine=int(gen.size + fte_genuine),
+        n_masked_impostor=int(imp.size + fte_impostor))
+
+
+def _scores_or_none(values, name: str) -> np.ndarray:
+    """:func:`_scores`, an empty array allowed (a class whose pairs all failed to enrol)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return arr.reshape(0) if arr.size == 0 else _scores(arr, name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from maskbench.reporting.training_figures import training_curve_figure
 
 def curve_figures(curves: Sequence[Mapping[str, str]], dataset: str, roc_path: str, det_path: str,
                   hist_path: str) -> None:
-    """ROC, DET and score-histogram figures of one dataset."""
+    """ROC, DET and score-histogram figures of one dataset (``dataset``: its name and the protocol shown)."""
     roc_figure(curves, f"ROC: {dataset}", roc_path)
     det_figure(curves, f"DET: {dataset}", det_path)
     score_histograms(curves, f"Genuine and impostor scores: {dataset}", hist_path)

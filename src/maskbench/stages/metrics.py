@@ -168,11 +168,10 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     base_impostor = np.sort(read_scores(baseline_path)[1]) if baseline_path else None
     if baseline_path and with_fte:
         for target in nist_targets:
-            result = metrics.nist_masked_probe(base_impostor, genuine_fte, impostor_fte, target)
-            fmr, fnmr = metrics.rates_with_failures(genuine, impostor, result.threshold, fte_genuine, fte_impostor)
+            result = metrics.nist_masked_probe(base_impostor, genuine, impostor, target, fte_genuine, fte_impostor)
             key = f"nist_{fmr_key(target)}"
-            out[key] = _value(fnmr) if result.measurable else None
-            out[f"{key}_fmr"] = _value(fmr) if result.measurable else None
+            out[key] = _value(result.fnmr) if result.measurable else None
+            out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None
     point = json_safe(operating_point(every_pair, val_scores_path, evaluation.get("operating_point")))
     out["operating_point"] = point
     for key in OPERATING_KEYS:  # flat copies for tables; None when no threshold could be chosen
