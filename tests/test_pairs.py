@@ -168,3 +168,34 @@ def test_genuine_partner_never_from_the_same_group():
         assert genuine and all(groups[p.ref_image] != groups[p.probe_image] for p in genuine)
     same = [p for p in dicta_pairs(images, 1, n_pairs=30) if p.genuine and groups[p.ref_image] == groups[p.probe_image]]
     assert same  # without groups, frames of one video do pair up: what the group column prevents
+
+
+@pytest.mark.parametrize("kind", ["all_identities", "dicta1000", "all_vs_all"])
+def test_no_genuine_pair_compares_a_photo_with_a_copy_of_itself(tmp_path, kind):
+    """A set that files one picture twice under a person (identical aligned chips) gave genuine
+    pairs of the picture and its copy: a perfect score that says nothing of recognition."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from maskbench.io.chips import encode_chip
+    from maskbench.stages.pairs import build_pairs
+
+    rng = np.random.default_rng(0)
+    images = {f"p{k}/img_{i}.png": f"p{k}" for k in range(6) for i in range(3)}
+    chips = {i: encode_chip(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)) for i in images}
+    copies = [("p0/img_0.png", "p0/img_1.png"), ("p3/img_1.png", "p3/img_2.png")]
+    for a, b in copies:
+        chips[b] = chips[a]
+    pq.write_table(pa.table({"image_id": list(images), "identity": list(images.values()),
+                             "status": ["ok"] * len(images), "chip": [chips[i] for i in images]}),
+                   tmp_path / "aligned.parquet")
+    (tmp_path / "acquired.json").write_text("{}")
+    protocol = {"kind": kind, **({"n_pairs": 16} if kind == "dicta1000" else {})}
+    report = build_pairs([str(tmp_path / "aligned.parquet")], protocol, [("unmasked", "unmasked")], 3,
+                         str(tmp_path / "acquired.json"), str(tmp_path / "pairs.parquet"), str(tmp_path / "pairs.json"))
+    pairs = pd.read_parquet(tmp_path / "pairs.parquet")
+    joined = {frozenset(p) for p in zip(pairs["ref_image"], pairs["probe_image"])}
+    assert not joined & {frozenset(c) for c in copies}
+    assert pairs["genuine"].any() and report["copies_of_one_picture"] == {"groups": 2, "images": 4}

@@ -18,7 +18,9 @@ def duplicate_chips(paths: Iterable[str], images: Iterable[str]) -> list[list[st
     deterministic, so identical files give identical chips; re-encoded copies are not found."""
     wanted, by_digest = set(images), {}
     for path in paths:
-        table = read_shard(path, ["image_id", "chip"])
+        table = read_shard(path, ["image_id"], optional=["chip"])
+        if "chip" not in table.column_names:  # a manifest of image ids only (no chips to compare)
+            continue
         for image_id, chip in zip(table["image_id"].to_pylist(), table["chip"].to_pylist()):
             if image_id in wanted and chip:
                 by_digest.setdefault(hashlib.blake2b(chip, digest_size=16).digest(), []).append(image_id)

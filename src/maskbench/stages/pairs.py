@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from maskbench.protocols.all_vs_all import prepare as prepare_all_vs_all
 from maskbench.protocols.all_vs_all import write_all_vs_all
 from maskbench.io.atomic import write_json, write_table
+from maskbench.io.duplicates import duplicate_chips
 from maskbench.io.readers import load_acquired, read_aligned
 from maskbench.protocols.pairs import (
     ProtocolError,
@@ -44,6 +45,20 @@ def read_groups(index_path: str | None) -> dict[str, str | None] | None:
         return None
     groups = dict(zip(table["image_id"].to_pylist(), table["group"].to_pylist()))
     return groups if any(g is not None for g in groups.values()) else None
+
+
+def with_copies_grouped(groups: dict[str, str | None] | None,
+                        copies: list[list[str]]) -> dict[str, str | None] | None:
+    """``groups`` (image -> video or session, or None) with each set of copies of one picture made
+    one group, so that no genuine pair compares a photo with a copy of itself (a perfect score that
+    says nothing of recognition). A copy takes the group of the first copy that has one."""
+    if not copies:
+        return groups
+    out = dict(groups or {})
+    for members in copies:
+        label = next((out[i] for i in members if out.get(i) is not None), f"copy:{members[0]}")
+        out.update({i: label for i in members})
+    return out
 
 
 def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
@@ -74,6 +89,8 @@ def build_pairs(
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
     groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
+    copies = duplicate_chips(aligned_paths, images) if kind != "lfw_view2" else []  # a listed protocol is as listed
+    groups = with_copies_grouped(groups, copies)
     real = aligned.real_masked & set(images)
     # a real-masked photo the aligner could not use stays in its pool, unscored: a failure to enrol,
     # as a synthetic mask's face that is not found again (a mask that defeats the detector is part of
@@ -113,6 +130,8 @@ def build_pairs(
         report["split"] = split_entry
     if groups is not None:
         report["genuine_pairs_within_a_group"] = False
+    if copies:  # never a genuine pair of two copies of one picture
+        report["copies_of_one_picture"] = {"groups": len(copies), "images": sum(len(c) for c in copies)}
     report["kind"] = kind
     write_json(report_path, report)
     log.info("%s: %d image pairs x %d comparisons; dropped %s", kind, report["image_pairs"],
