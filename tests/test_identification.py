@@ -291,3 +291,23 @@ def test_identify_step_matches_brute_force_on_written_manifests(tmp_path):
         identify_step(str(tmp_path / "g.parquet"), str(tmp_path / "p.parquet"), paths, "cosine",
                       str(tmp_path / "r2.json"))
     assert not (tmp_path / "r2.json").exists()
+
+
+def test_a_probe_that_is_a_copy_of_an_enrolled_picture_is_not_searched(tmp_path):
+    """One picture filed twice under a person (identical aligned chips): with one copy enrolled,
+    the other as a probe found itself at rank 1, whatever the mask."""
+    from maskbench.io.chips import encode_chip
+
+    rng = np.random.default_rng(1)
+    images = {f"id{k:02d}/img_{i}.png": f"id{k:02d}" for k in range(5) for i in range(3)}
+    chips = {i: encode_chip(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)) for i in images}
+    for i in range(3):  # every photo of id00 is one picture: whichever is enrolled, the others are copies
+        chips[f"id00/img_{i}.png"] = chips["id00/img_0.png"]
+    pq.write_table(pa.table({"image_id": list(images), "identity": list(images.values()),
+                             "status": ["ok"] * len(images), "chip": [chips[i] for i in images]}),
+                   tmp_path / "aligned.parquet")
+    report = build_identification([str(tmp_path / "aligned.parquet")], {"kind": "identification"}, 3,
+                                  str(tmp_path / "g.parquet"), str(tmp_path / "p.parquet"), str(tmp_path / "r.json"))
+    probes = pq.read_table(tmp_path / "p.parquet").to_pylist()
+    assert "id00" not in {p["identity"] for p in probes} and len(probes) == 4 * 2
+    assert report["probes_copies_of_enrolled_images"] == 2 and report["mated_probes"] == 8

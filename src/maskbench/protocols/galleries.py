@@ -97,6 +97,16 @@ def choose_identification(images: dict[str, str | None], seed: int, gallery_size
     return IdentificationSet(gallery, probes, notes)
 
 
+def without_copies_of_enrolled(chosen: IdentificationSet, copies: list[list[str]]) -> IdentificationSet:
+    """The set without the probes that are copies of an enrolled image (one picture filed under two
+    names: identical chips), which would find themselves; how many left is in the notes."""
+    enrolled = {i for i, _ in chosen.gallery}
+    twins = {i for group in copies if enrolled & set(group) for i in group} - enrolled
+    kept = [p for p in chosen.probes if p[0] not in twins]
+    notes = {**chosen.notes, "probes_copies_of_enrolled_images": len(chosen.probes) - len(kept)}
+    return IdentificationSet(chosen.gallery, kept, notes)
+
+
 def check_identification(chosen: IdentificationSet, images: dict[str, str | None]) -> None:
     """Raise ProtocolError at the first broken invariant: every image usable and listed once, none
     both enrolled and searched, identities as in the data, ``mated`` exactly when enrolled."""

@@ -24,7 +24,9 @@ from maskbench.protocols.galleries import (
     gallery_table,
     identification_report,
     probes_table,
+    without_copies_of_enrolled,
 )
+from maskbench.io.duplicates import duplicate_chips
 from maskbench.io.readers import embedding_matrix, read_aligned
 from maskbench.protocols.pairs import ProtocolError, restrict_to_split
 from maskbench.protocols.variant_pools import BARE, REAL, split_pools, unaligned_real
@@ -69,6 +71,9 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
                          else ({BARE: images}, None))
     chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
                                    protocol.get("unknown_fraction", 0.0))
+    copies = duplicate_chips(aligned_paths, pools[BARE])
+    if copies:  # a probe that is a copy of an enrolled picture would find itself
+        chosen = without_copies_of_enrolled(chosen, copies)
     check_identification(chosen, pools[BARE])
     if gallery_variant == REAL:
         # the bare set's people only (its unknown ones unknown again), so the two galleries compare
