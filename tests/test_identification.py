@@ -311,3 +311,15 @@ def test_a_probe_that_is_a_copy_of_an_enrolled_picture_is_not_searched(tmp_path)
     probes = pq.read_table(tmp_path / "p.parquet").to_pylist()
     assert "id00" not in {p["identity"] for p in probes} and len(probes) == 4 * 2
     assert report["probes_copies_of_enrolled_images"] == 2 and report["mated_probes"] == 8
+
+
+def test_only_copies_filed_under_the_enrolled_person_are_left_out():
+    from maskbench.protocols.galleries import without_copies_of_enrolled
+
+    chosen = IdentificationSet([("a/1", "a"), ("b/1", "b")], [("a/2", "a", True), ("b/2", "b", True),
+                                                              ("c/1", "c", False)], {})
+    kept = without_copies_of_enrolled(chosen, [["a/1", "a/2"], ["b/2", "c/1", "a/9"]])
+    assert kept.probes == [("b/2", "b", True), ("c/1", "c", False)]  # b/2 copies no enrolled photo of b
+    assert kept.notes["probes_copies_of_enrolled_images"] == 1
+    other = without_copies_of_enrolled(chosen, [["a/1", "c/1"]])  # a copy under another person stays
+    assert other.probes == chosen.probes

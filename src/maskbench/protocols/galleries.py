@@ -98,11 +98,13 @@ def choose_identification(images: dict[str, str | None], seed: int, gallery_size
 
 
 def without_copies_of_enrolled(chosen: IdentificationSet, copies: list[list[str]]) -> IdentificationSet:
-    """The set without the probes that are copies of an enrolled image (one picture filed under two
-    names: identical chips), which would find themselves; how many left is in the notes."""
-    enrolled = {i for i, _ in chosen.gallery}
-    twins = {i for group in copies if enrolled & set(group) for i in group} - enrolled
-    kept = [p for p in chosen.probes if p[0] not in twins]
+    """The set without the probes that are copies of an image enrolled for their own person (one
+    picture filed under two names: identical chips), which would find themselves; how many left is
+    in the notes. A copy under another person is a labelling matter, not this one: it stays."""
+    enrolled = dict(chosen.gallery)
+    group_of = {i: k for k, group in enumerate(copies) for i in group}
+    own = {(group_of[i], n) for i, n in enrolled.items() if i in group_of}
+    kept = [p for p in chosen.probes if p[0] in enrolled or (group_of.get(p[0]), p[1]) not in own]
     notes = {**chosen.notes, "probes_copies_of_enrolled_images": len(chosen.probes) - len(kept)}
     return IdentificationSet(chosen.gallery, kept, notes)
 
