@@ -17,10 +17,14 @@ MASKS = ["surgical_blue", "cloth_black"]
 
 
 def test_paired_bootstrap_by_hand():
-    out = paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], regression=False, seed=3, n_boot=500, min_n=1)
+    out = paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], regression=False, seed=3, n_boot=500, min_n=1,
+                           min_discordant=1)
     assert out["n"] == 4 and out["reference"] == 0.75 and out["attacked"] == 0.25 and out["protection"] == 0.5
     assert 0.0 <= out["ci_low"] < 0.5 < out["ci_high"] <= 1.0  # per-image differences are 0 or 1
-    assert paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], False, 3, 500, min_n=1) == out  # seeded
+    assert paired_bootstrap([1, 1, 1, 0], [1, 0, 0, 0], False, 3, 500, min_n=1, min_discordant=1) == out  # seeded
+    # 21 faces, one scored differently: [0, 0] read "no protection, no doubt"; too few differences
+    one = paired_bootstrap(np.r_[np.ones(20), 0], np.r_[np.ones(20), 1], False, 1, 500)
+    assert one["n"] == 21 and one["ci_low"] is None and one["ci_high"] is None
     # four faces are too few for an interval (it would read [0, 0] for four equal differences)
     few = paired_bootstrap([1, 1, 0, 0], [1, 1, 0, 0], False, 3, 500)
     assert few["protection"] == 0.0 and few["ci_low"] is None and few["ci_high"] is None
@@ -28,7 +32,7 @@ def test_paired_bootstrap_by_hand():
     same = paired_bootstrap(np.ones(50), np.zeros(50), False, 1, 200)
     assert same["ci_low"] == same["ci_high"] == 1.0
     # age: errors added, in years
-    age = paired_bootstrap([2.0, 4.0], [5.0, 9.0], regression=True, seed=0, n_boot=100, min_n=1)
+    age = paired_bootstrap([2.0, 4.0], [5.0, 9.0], regression=True, seed=0, n_boot=100, min_n=1, min_discordant=1)
     assert age["protection"] == 4.0 and 3.0 <= age["ci_low"] <= age["ci_high"] <= 5.0
     assert paired_bootstrap([], [], False, 0)["protection"] is None
     with pytest.raises(ValueError, match="differ in length"):
@@ -100,20 +104,21 @@ def test_privacy_table_from_prediction_files(tmp_path):
         assert row["n"] == n
     assert overall.loc[("age", "cloth_black", "mask_trained"), "protection"] == pytest.approx(2.0)
     assert overall.loc[("age", "surgical_blue", "bare_trained"), "metric"] == "mae"
-    # per group: the groups of each grouping cover every test face once
+    # per group: the groups of each grouping cover every test face once; a task is never broken down
+    # by its own attribute (accuracy within a true class is its recall, not what a mask hides)
     groups = table[(table.task == "sex") & (table["mask"] == "surgical_blue") & (table.attacker == "bare_trained")]
-    for group_by in ("sex", "race", "age_group"):
+    assert set(groups.group_by) == {"all", "race", "age_group"}
+    assert set(table.loc[table.task == "age", "group_by"]) == {"all", "sex", "race"}
+    for group_by in ("race", "age_group"):
         assert groups.loc[groups.group_by == group_by, "n"].sum() == n
-    assert list(groups.loc[groups.group_by == "sex", "group"]) == ["male", "female"]
+    age_rows = table[(table.task == "age") & (table["mask"] == "surgical_blue") & (table.attacker == "bare_trained")]
+    assert list(age_rows.loc[age_rows.group_by == "sex", "group"]) == ["male", "female"]
     # every age group has its row; those without a test face (ages here are 20-59) say n = 0
     ages = groups[groups.group_by == "age_group"].set_index("group")
     assert list(ages.index) == attr.age_group_names(attr.DEFAULT_AGE_GROUPS)
     empty = ages[ages["n"] == 0]
     assert len(empty) >= 2 and empty["protection"].isna().all()
     assert ages.loc[ages["n"] > 0, "protection"].notna().all()
-    # the first 60% of images are right when masked: all of them even-numbered half male
-    by_sex = groups[groups.group_by == "sex"].set_index("group")
-    assert by_sex.loc["male", "attacked"] == pytest.approx(0.6) and by_sex.loc["female", "attacked"] == pytest.approx(0.6)
 
     csv, png = tmp_path / "privacy.csv", tmp_path / "privacy.png"
     write_privacy(entries, {"utk": MASKS}, ["sex", "age"], list(attr.DEFAULT_AGE_GROUPS), 1, 200, str(csv), str(png))

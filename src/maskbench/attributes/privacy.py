@@ -11,7 +11,8 @@ unmasked-trained run exists). Two attackers then see the same test faces masked:
 Protection = reference accuracy - attacker accuracy on the masked faces (points of accuracy lost),
 or attacker MAE - reference MAE for age (years of error added). Both are measured on the same
 test images (paired), so the interval is a paired bootstrap over test images (seeded), computed
-for every mask type, over all faces and within each sex, race and age group.
+for every mask type, over all faces and within each sex, race and age group (but the task's own:
+see OWN_GROUP).
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ DEFAULT_CONFIDENCE = 0.95
 # fewer paired test faces get no interval: resampling a handful of 0/1 differences gives
 # degenerate percentiles (e.g. [0, 0] on four faces, read as "no protection, no doubt")
 MIN_INTERVAL_FACES = 20
+# nor do fewer faces whose two scores differ: with one of 21 faces changed the percentiles were
+# [0, 0] whatever the group's size (the interval is of the differences, not of the faces)
+MIN_DISCORDANT_FACES = 5
+# a task's own attribute: accuracy within one true class is that class's recall, which a model
+# biased toward one answer on masked faces raises for that class ("masks make men's sex easier to
+# read"); those rows say nothing of privacy and are left out
+OWN_GROUP = {"sex": "sex", "race": "race", "age_group": "age_group", "age": "age_group"}
 
 
 def per_image_scores(predictions: pd.DataFrame, task: str, variant: str) -> pd.Series:
@@ -49,10 +57,11 @@ def per_image_scores(predictions: pd.DataFrame, task: str, variant: str) -> pd.S
 
 def paired_bootstrap(reference: np.ndarray, attacked: np.ndarray, regression: bool, seed: int,
                      n_boot: int = DEFAULT_BOOTSTRAP, confidence: float = DEFAULT_CONFIDENCE,
-                     min_n: int = MIN_INTERVAL_FACES) -> dict[str, Any]:
+                     min_n: int = MIN_INTERVAL_FACES,
+                     min_discordant: int = MIN_DISCORDANT_FACES) -> dict[str, Any]:
     """Protection (reference - attacked accuracy, or attacked - reference MAE) on paired per-image
     scores, with a percentile interval from resampling images (the same draw for both sides) when
-    there are at least ``min_n`` of them."""
+    there are at least ``min_n`` of them and ``min_discordant`` whose two scores differ."""
     reference, attacked = np.asarray(reference, float), np.asarray(attacked, float)
     if reference.shape != attacked.shape:
         raise ValueError(f"paired scores differ in length: {len(reference)} vs {len(attacked)}")
@@ -63,7 +72,7 @@ def paired_bootstrap(reference: np.ndarray, attacked: np.ndarray, regression: bo
     if n == 0:
         return out
     out.update(reference=float(reference.mean()), attacked=float(attacked.mean()), protection=float(diff.mean()))
-    if n_boot > 0 and n >= min_n:
+    if n_boot > 0 and n >= min_n and np.count_nonzero(diff) >= min_discordant:
         rng = np.random.default_rng(seed)
         means = np.empty(n_boot)
         for start in range(0, n_boot, 100):  # blocks of draws keep memory at 100 x n
@@ -106,7 +115,7 @@ def privacy_rows(runs: dict[str, pd.DataFrame], masks: Sequence[str], tasks: Seq
                 attacked = per_image_scores(runs[train], task, mask)
                 ids = reference.index.intersection(attacked.index).sort_values()
                 selections = [("all", "all", np.ones(len(ids), bool))]
-                for column in GROUP_COLUMNS:
+                for column in (c for c in GROUP_COLUMNS if c != OWN_GROUP.get(task)):
                     values = groups[column].reindex(ids).astype(object).to_numpy()
                     for group in _ordered(column, values, age_groups):
                         selections.append((column, group, values == group))

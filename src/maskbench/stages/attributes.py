@@ -105,12 +105,17 @@ def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, 
     study = Study(read_labels(index_path, age_groups), by_split, test_ids, age_groups, embeddings)
     result = result_header(meta, train, train_on, test_on, tasks, heads, seed, age_groups, study)
     columns: dict[str, list] = {name: [] for name in PREDICTIONS_SCHEMA.names}
-    for head_kind in heads:
-        result["heads"][head_kind] = {}
-        for task in tasks:
-            entry = _run_task(study, head_kind, task, train_on, test_on, thresholds, seed, columns)
-            result["heads"][head_kind][task] = entry
-            log.info("%s/%s: %s", head_kind, task, headlines(task, entry["test"]))
+    from threadpoolctl import threadpool_limits
+
+    # BLAS on one thread: the sums of several threads round differently, and the bytes (an MAE's
+    # last digits, a coverage count at a threshold) followed the thread count of the machine
+    with threadpool_limits(1):
+        for head_kind in heads:
+            result["heads"][head_kind] = {}
+            for task in tasks:
+                entry = _run_task(study, head_kind, task, train_on, test_on, thresholds, seed, columns)
+                result["heads"][head_kind][task] = entry
+                log.info("%s/%s: %s", head_kind, task, headlines(task, entry["test"]))
     write_table(predictions_path, pa.Table.from_pydict(columns, schema=PREDICTIONS_SCHEMA))
     write_json(metrics_path, result)
     return result
