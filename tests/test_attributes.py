@@ -491,3 +491,19 @@ def test_wide_table_keeps_a_metric_that_is_missing_everywhere():
     assert table["metric"].tolist() == ["accuracy", "balanced_accuracy"]
     assert table[["unmasked/random", "masked/random"]].iloc[0].tolist() == [0.75, 0.5]
     assert table[["unmasked/random", "masked/random"]].iloc[1].isna().all()
+
+
+def test_chance_is_the_train_majority_or_median_on_the_test_faces():
+    """attributes.csv gave raw accuracies only: 52% on age groups reads otherwise beside the 39% of
+    always answering the train part's most frequent group."""
+    from maskbench.attributes.study import Study, chance_level
+
+    labels = pd.DataFrame({"sex": ["male"] * 6 + ["female"] * 4, "race": ["white"] * 10,
+                           "age": [20, 30, 40, 50, 60, 25, 35, 45, 55, 65], "age_group": [None] * 10},
+                          index=[f"i{k}" for k in range(10)])
+    study = Study(labels, {"train": ["i0", "i1", "i2", "i6", "i7"], "val": [], "test": ["i3", "i4", "i5", "i8", "i9"]},
+                  ["i3", "i4", "i5", "i8", "i9"], [3, 12, 19, 30, 45, 60])
+    sex = chance_level(study, "sex")  # train: 3 male, 2 female -> always male; test: 3 male of 5
+    assert sex == {"accuracy": pytest.approx(0.6), "balanced_accuracy": pytest.approx(0.5)}
+    age = chance_level(study, "age")  # train median 35; test ages 50 60 25 55 65
+    assert age["mae"] == pytest.approx((15 + 25 + 10 + 20 + 30) / 5)

@@ -104,6 +104,24 @@ def evaluate_variants(study: Study, head_kind: str, task: str, tested: Sequence[
                                     study.groups(tested, len(pooled)), thresholds)
     return out
 
+def chance_level(study: Study, task: str) -> dict[str, float] | None:
+    """What a head must beat: the train part's most frequent class (its median age for age)
+    answered for every paired test face, scored as the heads are (masks change nothing here)."""
+    train = study.labelled(task, study.by_split["train"])
+    tested = study.labelled(task, study.test_ids)
+    if not train or not tested:
+        return None
+    truth, known = study.target(task, tested), study.target(task, train)
+    if attr.is_regression(task):
+        error = np.asarray(truth, float) - float(np.median(known))
+        return {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error ** 2).mean()))}
+    values, counts = np.unique(known, return_counts=True)
+    majority = values[int(np.argmax(counts))]  # ties: the first class in sorted order
+    present = np.unique(truth)
+    return {"accuracy": float(np.mean(truth == majority)),
+            "balanced_accuracy": float((majority in present) / len(present))}
+
+
 def result_header(meta: dict[str, Any] | None, train: str, train_on: Sequence[str], test_on: Sequence[str],
                   tasks: Sequence[str], head_kinds: Sequence[str], seed: int, age_groups: Sequence[int],
                   study: Study) -> dict[str, Any]:

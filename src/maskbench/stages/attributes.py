@@ -20,6 +20,7 @@ from maskbench.attributes.settings import POOLED
 from maskbench.attributes.study import (
     PREDICTIONS_SCHEMA,
     Study,
+    chance_level,
     evaluate_variants,
     headlines,
     read_labels,
@@ -33,6 +34,7 @@ from maskbench.protocols.splits import WATCHES_COPIES, make_split, split_report,
 log = logging.getLogger(__name__)
 
 REPORT_LABELS = ("sex", "race", "age_group")  # label distributions in a split's report
+CHANCE = "chance"  # attributes.csv rows of the train part's majority class (median age) on the test faces
 
 # ----------------------------------------------------------------------------------------------
 # split stage
@@ -104,6 +106,7 @@ def run_attributes(split_path: str, index_path: str, embedding_paths: dict[str, 
     test_ids = [i for i in by_split["test"] if all(i in embeddings[v] for v in test_on)]
     study = Study(read_labels(index_path, age_groups), by_split, test_ids, age_groups, embeddings)
     result = result_header(meta, train, train_on, test_on, tasks, heads, seed, age_groups, study)
+    result["chance"] = {task: chance_level(study, task) for task in tasks}
     columns: dict[str, list] = {name: [] for name in PREDICTIONS_SCHEMA.names}
     from threadpoolctl import threadpool_limits
 
@@ -151,6 +154,10 @@ def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.Da
                             group_rows.append({**key, "head": head, "task": task, "test_variant": variant,
                                                "group_by": group_by, "group": group, "n": values["n"],
                                                "metric": metric, "value": values[metric]})
+        for task, chance in (result.get("chance") or {}).items():  # the level a head must beat
+            for variant in result["tested_as"] if chance else ():
+                rows += [{**key, "head": CHANCE, "task": task, "metric": metric, "test_variant": variant,
+                          "value": chance[metric], "n": None} for metric in _metric_names(task)]
     return pd.DataFrame(rows), pd.DataFrame(group_rows)
 
 

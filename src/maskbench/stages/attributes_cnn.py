@@ -23,7 +23,8 @@ from maskbench.attributes.cnn import (
     save_attribute_cnn,
     train_attribute_cnn,
 )
-from maskbench.attributes.study import PREDICTIONS_SCHEMA, Study, evaluate_variants, headlines, read_labels, result_header, val_metric
+from maskbench.attributes.study import (PREDICTIONS_SCHEMA, Study, chance_level, evaluate_variants, headlines,
+                                        read_labels, result_header, val_metric)
 from maskbench.io.readers import read_chips, split_parts
 from maskbench.attributes.settings import MIXED, CnnSpec
 from maskbench.config import UNMASKED
@@ -125,6 +126,7 @@ def run_attributes_cnn(split_path: str, index_path: str, aligned_paths: Sequence
     chips = read_chips(list(aligned_paths), test_masks, set(by_split["test"]))
     study.test_ids = [i for i in by_split["test"] if all(i in variant_chips(chips, v) for v in test_on)]
     result = result_header(meta, train, train_on, test_on, tasks, [CNN_HEAD], seed, age_groups, study)
+    result["chance"] = {task: chance_level(study, task) for task in tasks}
     columns: dict[str, list] = {name: [] for name in PREDICTIONS_SCHEMA.names}
     with torch_threads(threads):
         result["heads"][CNN_HEAD] = evaluate_cnn(model, study, test_on, chips, thresholds, rows, columns, device)
