@@ -102,7 +102,9 @@ def _compare(split_path, index_path, features, train_variants, masks, tasks, hea
                                              for m in masks]) if masks else np.zeros(0)
                     scores[POOLED][task] = _score(task, np.concatenate([truth] * len(masks)), pooled) if masks else None
                 for test in TEST_VARIANTS if masks else (UNMASKED,):
-                    rows.append({**row_key, "test_variant": test, "n": len(test_ids),
+                    # faces scored: the pooled row scores every test image once per mask type
+                    faces = len(test_ids) * (len(masks) if test == POOLED else 1)
+                    rows.append({**row_key, "test_variant": test, "n": faces,
                                  **{t: scores[test].get(t) for t in tasks}})
                 log.info("%s on %s, trained %s: %s", kind, name, train, scores)
     write_json(out_path, {**(meta or {}), "test_images": len(test_ids), "rows": rows})
