@@ -208,8 +208,11 @@ def test_tables_and_figures_from_synthetic_runs(tmp_path):
                         "path": str(tmp_path / train / "metrics.json")})
     table = attributes_tables(entries, ["random"], str(tmp_path / "attributes.csv"), str(tmp_path / "by_group.csv"))
     assert list(table.columns[6:]) == ["unmasked/random", "masked/random", "surgical/random"]
-    assert list(table["train_variant"].unique()) == ["unmasked", "mixed"]
+    assert list(table["train_variant"].unique()) == ["unmasked", "mixed", "-"]
     assert list(table["task"].unique()) == list(attr.TASKS)
+    chance = table[table["head"] == "chance"]  # once for the two runs, after them: the level to beat
+    assert len(chance) == len(chance[["task", "metric"]].drop_duplicates()) == 8
+    assert table.index[-8:].equals(chance.index)
     csv = pd.read_csv(tmp_path / "attributes.csv")
     mixed_sex = csv[(csv.train_variant == "mixed") & (csv.task == "sex") & (csv.metric == "accuracy")].iloc[0]
     assert 0 <= mixed_sex["masked/random"] <= 1

@@ -259,7 +259,7 @@ def test_tables_and_figures_take_the_cnn_beside_the_heads(mixed, data, tmp_path)
                 "path": str(out / "metrics.json")}]
     table = attributes_tables(entries, ["random"], str(tmp_path / "attributes.csv"), str(tmp_path / "by_group.csv"))
     assert list(table["model"].unique()) == ["dlib_resnet", "cnn_dlib_resnet"]
-    assert list(table.loc[table.model == "cnn_dlib_resnet", "head"].unique()) == [CNN_HEAD]
+    assert list(table.loc[table.model == "cnn_dlib_resnet", "head"].unique()) == [CNN_HEAD, "chance"]
     csv = pd.read_csv(tmp_path / "attributes.csv")
     row = csv[(csv.model == "cnn_dlib_resnet") & (csv.task == "sex") & (csv.metric == "accuracy")].iloc[0]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -658,7 +658,8 @@ def workflow_run(tmp_path_factory):
 def test_workflow_files_the_cnn_beside_the_heads(workflow_run):
     table = pd.read_csv(workflow_run / "results/tables/attributes.csv")
     runs = table[["model", "head", "train_variant"]].drop_duplicates().values.tolist()
-    assert runs == [["dlib_resnet", "linear", "unmasked"], ["cnn_dlib_resnet", "cnn", "mixed"]]
+    assert runs == [["dlib_resnet", "linear", "unmasked"], ["dlib_resnet", "chance", "-"],
+                    ["cnn_dlib_resnet", "cnn", "mixed"], ["cnn_dlib_resnet", "chance", "-"]]
     assert table[["unmasked/random", "masked/random", f"{MASK}/random"]].notna().all().all()
     run_dir = workflow_run / "results/utkface/attributes/cnn_dlib_resnet/random/mixed"
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -199,3 +199,16 @@ def test_no_genuine_pair_compares_a_photo_with_a_copy_of_itself(tmp_path, kind):
     joined = {frozenset(p) for p in zip(pairs["ref_image"], pairs["probe_image"])}
     assert not joined & {frozenset(c) for c in copies}
     assert pairs["genuine"].any() and report["copies_of_one_picture"] == {"groups": 2, "images": 4}
+    assert "genuine_pairs_within_a_group" not in report  # the protocol's video rule, not the copies
+
+
+def test_copies_in_two_videos_join_the_two_videos():
+    """A copy moved from video B into A's group paired with B's other frames: the two groups are
+    now one, and images without a group keep none."""
+    from maskbench.stages.pairs import with_copies_grouped
+
+    groups = {"p/a1": "A", "p/a2": "A", "p/b1": "B", "p/b2": "B", "p/c1": "C", "p/x": None}
+    out = with_copies_grouped(groups, [["p/a1", "p/b1"], ["p/x", "p/y"]])
+    assert out["p/a1"] == out["p/a2"] == out["p/b1"] == out["p/b2"] != out["p/c1"] == "C"
+    assert out["p/x"] == out["p/y"] is not None and out["p/x"] not in {"A", "B", "C"}
+    assert with_copies_grouped(None, []) is None and with_copies_grouped(groups, []) is groups

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 REPORT_LABELS = ("sex", "race", "age_group")  # label distributions in a split's report
 CHANCE = "chance"  # attributes.csv rows of the train part's majority class (median age) on the test faces
+NOT_TRAINED = "-"  # their train_variant: no model is trained for them
 
 # ----------------------------------------------------------------------------------------------
 # split stage
@@ -135,7 +136,7 @@ def _metric_names(task: str) -> tuple[str, ...]:
 def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(headline metrics, per-group metrics), one row per value, from the metrics files listed in
     ``entries`` (each with dataset, model, split, train_variant and path)."""
-    rows, group_rows = [], []
+    rows, group_rows, chance_seen = [], [], set()
     for e in entries:
         with open(e["path"], encoding="utf-8") as f:
             result = json.load(f)
@@ -154,17 +155,23 @@ def long_results(entries: Sequence[dict[str, str]]) -> tuple[pd.DataFrame, pd.Da
                             group_rows.append({**key, "head": head, "task": task, "test_variant": variant,
                                                "group_by": group_by, "group": group, "n": values["n"],
                                                "metric": metric, "value": values[metric]})
-        for task, chance in (result.get("chance") or {}).items():  # the level a head must beat
-            for variant in result["tested_as"] if chance else ():
-                rows += [{**key, "head": CHANCE, "task": task, "metric": metric, "test_variant": variant,
-                          "value": chance[metric], "n": None} for metric in _metric_names(task)]
+        # the level a head must beat: once per (dataset, model, split), not per trained run
+        chance_key = {**key, "train_variant": NOT_TRAINED}
+        if tuple(chance_key.values()) not in chance_seen:
+            chance_seen.add(tuple(chance_key.values()))
+            for task, chance in (result.get("chance") or {}).items():
+                for variant in result["tested_as"] if chance else ():
+                    rows += [{**chance_key, "head": CHANCE, "task": task, "metric": metric, "test_variant": variant,
+                              "value": chance[metric], "n": None} for metric in _metric_names(task)]
     return pd.DataFrame(rows), pd.DataFrame(group_rows)
 
 
 def _in_order(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Rows sorted by ``columns``, each in the order its values first appear (config order), tasks
-    in TASKS order."""
+    in TASKS order, chance rows after the heads."""
     rank = {c: {v: k for k, v in enumerate(attr.TASKS if c == "task" else dict.fromkeys(frame[c]))} for c in columns}
+    if "head" in rank and CHANCE in rank["head"]:  # after the heads it is the level of
+        rank["head"][CHANCE] = len(rank["head"])
     return frame.sort_values(list(columns), key=lambda col: col.map(rank[col.name]), kind="stable")
 
 

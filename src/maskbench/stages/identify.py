@@ -71,8 +71,8 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
                          else ({BARE: images}, None))
     chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
                                    protocol.get("unknown_fraction", 0.0))
-    copies = duplicate_chips(aligned_paths, pools[BARE])
-    if copies:  # a probe that is a copy of an enrolled picture would find itself
+    copies = duplicate_chips(aligned_paths, images)  # a probe copying an enrolled picture would find itself
+    if copies:
         chosen = without_copies_of_enrolled(chosen, copies)
     check_identification(chosen, pools[BARE])
     if gallery_variant == REAL:
@@ -84,6 +84,8 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
         pool = {i: n for i, n in pools[REAL].items() if n in people}
         chosen = choose_identification(pool, seed, protocol.get("gallery_size", 1),
                                        protocol.get("unknown_fraction", 0.0), unknown=unknown)
+        if copies:
+            chosen = without_copies_of_enrolled(chosen, copies)
         check_identification(chosen, pool)
     report = identification_report(chosen)
     probes = probes_table(chosen)

@@ -51,13 +51,29 @@ def with_copies_grouped(groups: dict[str, str | None] | None,
                         copies: list[list[str]]) -> dict[str, str | None] | None:
     """``groups`` (image -> video or session, or None) with each set of copies of one picture made
     one group, so that no genuine pair compares a photo with a copy of itself (a perfect score that
-    says nothing of recognition). A copy takes the group of the first copy that has one."""
+    says nothing of recognition). Copies in two videos join the two videos into one group, so no
+    frame pairs with its own video through a copy."""
     if not copies:
         return groups
     out = dict(groups or {})
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(key: tuple[str, str]) -> tuple[str, str]:
+        while parent.get(key, key) != key:
+            key = parent[key]
+        return key
+
+    def node(image: str) -> tuple[str, str]:  # an image's group, or the image where it has none
+        return ("group", out[image]) if out.get(image) is not None else ("copy", image)
+
     for members in copies:
-        label = next((out[i] for i in members if out.get(i) is not None), f"copy:{members[0]}")
-        out.update({i: label for i in members})
+        roots = sorted({find(node(i)) for i in members})
+        for other in roots[1:]:
+            parent[other] = roots[0]
+    for image in {*out, *(i for members in copies for i in members)}:
+        root = find(node(image))
+        if root != node(image) or root[0] == "copy":
+            out[image] = root[1] if root[0] == "group" else f"copy:{root[1]}"
     return out
 
 
@@ -89,6 +105,7 @@ def build_pairs(
     kind = protocol["kind"]
     folds = protocol.get("folds", 1)
     groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
+    within_groups = groups is not None  # the protocol's own rule, whatever the copies add below
     copies = duplicate_chips(aligned_paths, images) if kind != "lfw_view2" else []  # a listed protocol is as listed
     groups = with_copies_grouped(groups, copies)
     real = aligned.real_masked & set(images)
@@ -128,7 +145,7 @@ def build_pairs(
                                                           for p in pairs)
     if split_entry:
         report["split"] = split_entry
-    if groups is not None:
+    if within_groups:
         report["genuine_pairs_within_a_group"] = False
     if copies:  # never a genuine pair of two copies of one picture
         report["copies_of_one_picture"] = {"groups": len(copies), "images": sum(len(c) for c in copies)}
