@@ -630,12 +630,3 @@ def test_workflow_plans_a_real_masked_gallery_beside_the_bare_one(tmp_path):
     refused = snakemake(work, target, "-n", "--cores", "1", "--configfile", "c.yaml", check=False)
     assert refused.returncode != 0 and "start with unmasked, or be [real, real]" in refused.stdout
 
-
-def test_coverage_counts_every_aligned_photo_without_a_masked_chip_as_a_failure_to_enrol():
-    """A chip the painter failed on (status error) leaves its pairs unscored like a face not found
-    again (no_face); coverage counted only the second."""
-    aligned = {"images": 20, "usable": 18, "usable_rate": 0.9}
-    masked = {"surgical": {"images": 20, "usable": 10,
-                           "statuses": {"masked": 10, "no_face": 3, "error": 5, "not_aligned": 2}}}
-    row = coverage_row("d", aligned, masked)
-    assert row["surgical_failure_to_enrol"] == 8

@@ -1,5 +1,5 @@
 """Split one dataset's usable aligned images with one strategy."""
-from maskbench.stages.attributes import build_split
+from maskbench.stages.split import build_split
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):

@@ -44,6 +44,17 @@ def age_group(age: float, bounds: Sequence[int] = DEFAULT_AGE_GROUPS) -> str:
     return names[int(np.searchsorted(np.asarray(bounds), age, side="left"))]
 
 
+def read_labels(index_path: str, bounds: Sequence[int]):
+    """sex, race, age and age group per image (a DataFrame, index: image_id); missing labels stay
+    missing. pandas and pyarrow are imported here: the Snakefile imports this module."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(index_path, columns=["image_id", "sex", "race", "age"]).to_pandas().set_index("image_id")
+    frame["age_group"] = [None if pd.isna(a) else age_group(a, bounds) for a in frame["age"]]
+    return frame.sort_index()
+
+
 def is_regression(task: str) -> bool:
     return task == "age"
 

@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from maskbench.attributes import heads as attr
+from maskbench.attributes.labels import read_labels  # noqa: F401  (the study's reader of labels)
 from maskbench.attributes.settings import POOLED
 from maskbench.config import UNMASKED
 
@@ -31,11 +31,6 @@ PREDICTIONS_SCHEMA = pa.schema(
     ]
 )
 
-def read_labels(index_path: str, bounds: Sequence[int]) -> pd.DataFrame:
-    """sex, race, age and age group per image (index: image_id); missing labels stay missing."""
-    frame = pq.read_table(index_path, columns=["image_id", "sex", "race", "age"]).to_pandas().set_index("image_id")
-    frame["age_group"] = [None if pd.isna(a) else attr.age_group(a, bounds) for a in frame["age"]]
-    return frame.sort_index()
 
 def _prediction_rows(head: str, task: str, variant: str, ids: Sequence[str], labels: pd.DataFrame,
                      truth: np.ndarray, prediction: attr.Prediction) -> dict[str, list]:

@@ -7,10 +7,7 @@ from typing import Iterable
 
 import pyarrow.parquet as pq
 
-from maskbench.io.manifests import REAL_MASK_STATUS, USABLE_STATUSES
-
-# masked-shard statuses that are no failure to enrol: a chip, no aligned face to paint, a real mask
-_NOT_FAILURES = ("masked", "not_aligned", REAL_MASK_STATUS)
+from maskbench.io.manifests import USABLE_STATUSES
 
 
 def status_counts(paths: Iterable[str], usable_statuses: Iterable[str] = USABLE_STATUSES) -> dict:
@@ -74,8 +71,6 @@ def coverage_row(dataset: str, aligned: dict, masked: dict[str, dict]) -> dict:
             base = counts["usable"]
     for mask, counts in masked.items():
         row[f"{mask}_masked_rate"] = round(counts["usable"] / base, 6) if base else 0.0
-        # aligned bare photos without a masked chip (paint_on: image: no face found again on the
-        # masked photo; a chip the painter failed on): their pairs are unscored, failures to enrol
-        statuses = counts.get("statuses") or {}
-        row[f"{mask}_failure_to_enrol"] = int(sum(n for s, n in statuses.items() if s not in _NOT_FAILURES))
+        # paint_on: image: masked photos where no face was found again (failures to enrol)
+        row[f"{mask}_failure_to_enrol"] = int((counts.get("statuses") or {}).get("no_face", 0))
     return row

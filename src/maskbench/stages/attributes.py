@@ -1,4 +1,4 @@
-"""Stage runners of the attribute study: config checks, splits, heads, tables and figures."""
+"""Stage runners of the attribute study: heads, tables and figures (splits: stages/split.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from maskbench.attributes import heads as attr
 from maskbench.attributes.labels import ordered_groups
 from maskbench.io.atomic import write_json, write_table
 from maskbench.config import UNMASKED
-from maskbench.io.duplicates import duplicate_chips
-from maskbench.io.readers import load_embeddings, read_aligned, split_parts
+from maskbench.io.readers import load_embeddings, split_parts
 from maskbench.attributes.settings import POOLED
 from maskbench.attributes.study import (
     PREDICTIONS_SCHEMA,
@@ -29,35 +28,11 @@ from maskbench.attributes.study import (
 )
 from maskbench.reporting.figure_files import save_figure
 from maskbench.seeds import item_seed
-from maskbench.protocols.splits import WATCHES_COPIES, make_split, split_report, split_table
 
 log = logging.getLogger(__name__)
 
-REPORT_LABELS = ("sex", "race", "age_group")  # label distributions in a split's report
 CHANCE = "chance"  # attributes.csv rows of the train part's majority class (median age) on the test faces
 NOT_TRAINED = "-"  # their train_variant: no model is trained for them
-
-# ----------------------------------------------------------------------------------------------
-# split stage
-
-
-def build_split(index_path: str, aligned_paths: Sequence[str], strategy: str, ratios: dict[str, float],
-                stratify: Sequence[str], age_groups: Sequence[int], seed: int, table_path: str,
-                report_path: str) -> dict[str, Any]:
-    """One strategy's split of the usable aligned images, with its report; an image-level split
-    keeps copies of one picture (identical chips) in one part; per_identity counts those it parts."""
-    aligned = read_aligned(aligned_paths)
-    identities, unusable = aligned.usable, aligned.unusable
-    labels = read_labels(index_path, age_groups).reindex(sorted(identities))
-    duplicates = duplicate_chips(aligned_paths, identities) if strategy in WATCHES_COPIES else []
-    split = make_split(strategy, identities, labels, ratios, stratify, seed, duplicates)
-    report = split_report(split, identities, labels[list(REPORT_LABELS)], seed,
-                          ratios if strategy != "per_identity" else None, unusable)
-    write_table(table_path, split_table(split, identities))
-    write_json(report_path, report)
-    log.info("%s split: %s", strategy, report["sizes"])
-    return report
-
 
 # ----------------------------------------------------------------------------------------------
 # attribute stage
