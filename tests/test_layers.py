@@ -178,3 +178,25 @@ def test_code_stamp_records_each_file_hash_and_changes_only_with_content(tmp_pat
     b.write_text("y = 3\n")
     code_stamp([str(a), str(b)], str(out))
     assert out.read_text() != first and out.read_text().splitlines()[0] == first.splitlines()[0]
+
+
+# The stages whose re-run costs most, or re-runs what costs most (a split re-run trains every model
+# on it again), with the library code each may run: an edit anywhere else must not re-run them.
+COSTLY_STAGE_CODE = {
+    "align": ("faces/", "io/", "stages/align.py"),
+    "mask": ("faces/", "io/", "stages/mask.py"),
+    "embed": ("models/", "io/", "stages/embed.py", "training/specs.py", "training/selection.py"),  # fine-tuned nets
+    "split": ("io/", "protocols/split", "attributes/labels.py", "stages/split.py"),
+}
+ANY_STAGE = ("errors.py", "logs.py", "seeds.py", "variants.py", "__init__.py")
+
+
+@pytest.mark.parametrize("script", sorted(COSTLY_STAGE_CODE))
+def test_costly_stages_run_only_their_own_code(script):
+    """The split stage lived in the attribute study's module: its code was config.py and every
+    attribute file, so an edit of a table re-ran the splits and then every training job."""
+    repo = PACKAGE_DIR.parents[1]
+    files = [Path(f).resolve().relative_to(PACKAGE_DIR).as_posix()
+             for f in closure(repo / "workflow" / "scripts" / f"{script}.py", (), PACKAGE_DIR)]
+    allowed = COSTLY_STAGE_CODE[script] + ANY_STAGE
+    assert files and not [f for f in files if not f.startswith(allowed)], files
