@@ -323,3 +323,16 @@ def test_only_copies_filed_under_the_enrolled_person_are_left_out():
     assert kept.notes["probes_copies_of_enrolled_images"] == 1
     other = without_copies_of_enrolled(chosen, [["a/1", "c/1"]])  # a copy under another person stays
     assert other.probes == chosen.probes
+
+
+def test_a_real_masked_probe_that_copies_an_enrolled_bare_picture_is_left_out():
+    from maskbench.stages.identify import with_real_probes
+
+    chosen = IdentificationSet([("a/1", "a"), ("b/1", "b")], [("a/2", "a", True)], {})
+    real = {"a/real_1": "a", "a/real_2": "a", "b/real_1": "b"}
+    out, table = with_real_probes(chosen, real, [["a/1", "a/real_1"]])
+    assert [p[0] for p in out.probes] == ["a/2", "a/real_2", "b/real_1"]
+    assert out.notes["probes_copies_of_enrolled_images"] == 1
+    assert table["real_mask"].to_pylist() == [False, True, True]
+    assert with_real_probes(chosen, real)[0].probes[1:] == [("a/real_1", "a", True), ("a/real_2", "a", True),
+                                                           ("b/real_1", "b", True)]

@@ -207,8 +207,9 @@ def test_copies_in_two_videos_join_the_two_videos():
     now one, and images without a group keep none."""
     from maskbench.stages.pairs import with_copies_grouped
 
-    groups = {"p/a1": "A", "p/a2": "A", "p/b1": "B", "p/b2": "B", "p/c1": "C", "p/x": None}
+    groups = {"p/a1": "A", "p/a2": "A", "p/b1": "B", "p/b2": "B", "p/c1": "C", "p/x": None, "p/z": None}
     out = with_copies_grouped(groups, [["p/a1", "p/b1"], ["p/x", "p/y"]])
+    assert out["p/z"] is None  # neither a copy nor in a group a copy joined
     assert out["p/a1"] == out["p/a2"] == out["p/b1"] == out["p/b2"] != out["p/c1"] == "C"
     assert out["p/x"] == out["p/y"] is not None and out["p/x"] not in {"A", "B", "C"}
     assert with_copies_grouped(None, []) is None and with_copies_grouped(groups, []) is groups

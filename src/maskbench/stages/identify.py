@@ -33,14 +33,22 @@ from maskbench.protocols.variant_pools import BARE, REAL, split_pools, unaligned
 
 log = logging.getLogger(__name__)
 
-def with_real_probes(chosen: IdentificationSet, real: dict[str, str]) -> tuple[IdentificationSet, pa.Table]:
+def with_real_probes(chosen: IdentificationSet, real: dict[str, str],
+                     copies: list[list[str]] = ()) -> tuple[IdentificationSet, pa.Table]:
     """The set with every real-masked photo of its people added as a probe (mated when the person
     is enrolled), and the probes table with a ``real_mask`` column telling the two pools apart.
-    The gallery stays bare, so a real-masked probe never meets an enrolled copy of itself."""
+    The gallery stays bare; a real-masked photo whose chip copies an enrolled bare one of its person
+    (one picture filed in both pools) is left out as a bare copy is (``copies``)."""
     people = {n for _, n in chosen.gallery} | {n for _, n, _ in chosen.probes}
     enrolled = {n for _, n in chosen.gallery}
     extra = [(i, n, n in enrolled) for i, n in sorted(real.items(), key=lambda kv: (kv[1], kv[0])) if n in people]
-    chosen = IdentificationSet(chosen.gallery, [*chosen.probes, *extra], chosen.notes)
+    notes = chosen.notes
+    if copies:
+        kept = without_copies_of_enrolled(IdentificationSet(chosen.gallery, extra, {}), copies).probes
+        key = "probes_copies_of_enrolled_images"
+        notes = {**notes, key: notes.get(key, 0) + len(extra) - len(kept)}
+        extra = kept
+    chosen = IdentificationSet(chosen.gallery, [*chosen.probes, *extra], notes)
     table = probes_table(chosen)
     flags = [False] * (table.num_rows - len(extra)) + [True] * len(extra)
     return chosen, table.append_column("real_mask", pa.array(flags, pa.bool_()))
@@ -95,9 +103,11 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
                    "real_probes_not_aligned": sum(i in unaligned for i, _, _ in chosen.probes),
                    "real_gallery_images_not_aligned": sum(i in unaligned for i, _ in chosen.gallery)}
     elif real or unaligned:
-        chosen, probes = with_real_probes(chosen, pools[REAL])
+        chosen, probes = with_real_probes(chosen, pools[REAL], copies)
         report |= {"real_probes": probes.num_rows - report["probes"], "pools": pool_notes,
                    "real_probes_not_aligned": sum(i in unaligned for i, _, _ in chosen.probes)}
+        if copies:  # the bare and the real-masked probes left out
+            report["probes_copies_of_enrolled_images"] = chosen.notes["probes_copies_of_enrolled_images"]
     if split_entry:
         report["split"] = split_entry
     write_table(gallery_path, gallery_table(chosen))

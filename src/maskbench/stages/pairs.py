@@ -70,9 +70,11 @@ def with_copies_grouped(groups: dict[str, str | None] | None,
         roots = sorted({find(node(i)) for i in members})
         for other in roots[1:]:
             parent[other] = roots[0]
-    for image in {*out, *(i for members in copies for i in members)}:
-        root = find(node(image))
-        if root != node(image) or root[0] == "copy":
+    copied = {i for members in copies for i in members}
+    nodes = {image: node(image) for image in {*out, *copied}}  # before any relabelling
+    for image, own in nodes.items():
+        root = find(own)
+        if root != own or image in copied:  # a copy, or in a group a copy joined: all others stay as they were
             out[image] = root[1] if root[0] == "group" else f"copy:{root[1]}"
     return out
 
