@@ -312,6 +312,14 @@ def test_a_probe_that_is_a_copy_of_an_enrolled_picture_is_not_searched(tmp_path)
     assert "id00" not in {p["identity"] for p in probes} and len(probes) == 4 * 2
     assert report["probes_copies_of_enrolled_images"] == 2 and report["mated_probes"] == 8
 
+    from maskbench.stages.copies import write_copies  # found once per dataset, as the workflow does
+
+    write_copies([str(tmp_path / "aligned.parquet")], str(tmp_path / "copies.json"))
+    again = build_identification([str(tmp_path / "aligned.parquet")], {"kind": "identification"}, 3,
+                                 str(tmp_path / "g2.parquet"), str(tmp_path / "p2.parquet"), str(tmp_path / "r2.json"),
+                                 copies_path=str(tmp_path / "copies.json"))
+    assert again == report and (tmp_path / "p2.parquet").read_bytes() == (tmp_path / "p.parquet").read_bytes()
+
 
 def test_only_copies_filed_under_the_enrolled_person_are_left_out():
     from maskbench.protocols.galleries import without_copies_of_enrolled

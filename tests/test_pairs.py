@@ -201,11 +201,31 @@ def test_no_genuine_pair_compares_a_photo_with_a_copy_of_itself(tmp_path, kind):
     assert pairs["genuine"].any() and report["copies_of_one_picture"] == {"groups": 2, "images": 4}
     assert "genuine_pairs_within_a_group" not in report  # the protocol's video rule, not the copies
 
+    # the workflow finds the copies once per dataset (the copies stage): the same pairs, byte for byte
+    from maskbench.stages.copies import write_copies
+
+    assert write_copies([str(tmp_path / "aligned.parquet")], str(tmp_path / "copies.json"))["images"] == 4
+    again = build_pairs([str(tmp_path / "aligned.parquet")], protocol, [("unmasked", "unmasked")], 3,
+                        str(tmp_path / "acquired.json"), str(tmp_path / "again.parquet"), str(tmp_path / "again.json"),
+                        copies_path=str(tmp_path / "copies.json"))
+    assert again == report
+    assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "pairs.parquet").read_bytes()
+
+
+def test_copies_file_read_for_the_images_a_protocol_uses(tmp_path):
+    """A group of copies counts within a protocol's images only where two of them are in it."""
+    from maskbench.io.copies import read_copies
+
+    (tmp_path / "copies.json").write_text('{"groups": [["a/1", "b/1", "c/1"], ["d/1", "d/2"]], "images": 5}')
+    assert read_copies(tmp_path / "copies.json", ["a/1", "c/1", "d/1", "e/1"]) == [["a/1", "c/1"]]
+    assert read_copies(tmp_path / "copies.json", ["d/2", "d/1", "b/1"]) == [["d/1", "d/2"]]
+    assert read_copies(tmp_path / "copies.json", []) == []
+
 
 def test_copies_in_two_videos_join_the_two_videos():
     """A copy moved from video B into A's group paired with B's other frames: the two groups are
     now one, and images without a group keep none."""
-    from maskbench.stages.pairs import with_copies_grouped
+    from maskbench.protocols.pairs import with_copies_grouped
 
     groups = {"p/a1": "A", "p/a2": "A", "p/b1": "B", "p/b2": "B", "p/c1": "C", "p/x": None, "p/z": None}
     out = with_copies_grouped(groups, [["p/a1", "p/b1"], ["p/x", "p/y"]])

@@ -54,7 +54,7 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         # a score or fuse job writes its comparison's metrics too (a metrics job is for imported scores)
         "score": (len(chip_models) + len(heads)) * n_comparisons + len(members),
         "fuse": len(ensembles) * n_comparisons,
-        "curve_figures": 1, "mask_effect_figure": 1, "align_summary": 1, "mask_summary": n_masks,
+        "curve_figures": 1, "mask_effect_figure": 1, "align_summary": 1, "copies": 1, "mask_summary": n_masks,
         "coverage": 1, "table": len(config["tables"]), "all_metrics": 1, "all": 1,
         # 1:N search: one gallery/probe manifest, one search per model with embeddings and probe variant
         "identification_protocol": 1, "identify": (len(chip_models) + len(heads)) * n_comparisons,

@@ -47,6 +47,25 @@ rule align_summary:
         "../scripts/align_summary.py"
 
 
+# copies{dataset}: images that are one picture filed under two names (identical chips), found once
+rule copies:
+    conda:
+        "../../envs/data.yaml"
+    input:
+        shards=aligned_shards,
+        code=script_code("copies"),
+    output:
+        PATHS["copies"],
+    log:
+        "results/logs/align/{dataset}/copies.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=lambda wc, attempt: 20 * attempt,
+    script:
+        "../scripts/copies.py"
+
+
 rule mask_summary:
     conda:
         "../../envs/data.yaml"

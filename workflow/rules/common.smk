@@ -87,6 +87,7 @@ PATHS = {
     "index_report": "results/{dataset}/index.json",
     "aligned": "results/{dataset}/aligned/shard-{shard}.parquet",
     "aligned_summary": "results/{dataset}/aligned/summary.json",
+    "copies": "results/{dataset}/aligned/copies.json",
     "masked": "results/{dataset}/masked/{mask}/shard-{shard}.parquet",
     "masked_summary": "results/{dataset}/masked/{mask}/summary.json",
     "split": "results/{dataset}/splits/{strategy}.parquet",

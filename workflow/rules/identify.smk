@@ -13,6 +13,7 @@ if IDENTIFICATION:
             protocol=one_of(IDENTIFICATION_PROTOCOLS),
         input:
             aligned=aligned_shards,
+            copies=PATHS["copies"],  # a probe copying an enrolled picture is not searched
             split=protocol_split_file,
             code=script_code("identification_protocol"),
         output:
@@ -38,6 +39,7 @@ if IDENTIFICATION:
             protocol=one_of(IDENTIFICATION_PROTOCOLS),
         input:
             aligned=aligned_shards,
+            copies=PATHS["copies"],  # a probe copying an enrolled picture is not searched
             split=protocol_split_file,
             code=script_code("identification_protocol"),
         output:

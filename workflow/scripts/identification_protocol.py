@@ -14,4 +14,5 @@ with log_to(snakemake.log[0]):
         report_path=snakemake.output.report,
         split_path=split[0] if split else None,
         gallery_variant=getattr(snakemake.params, "gallery_variant", "unmasked"),
+        copies_path=snakemake.input.copies,
     )

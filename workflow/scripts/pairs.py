@@ -15,4 +15,5 @@ with log_to(snakemake.log[0]):
         report_path=snakemake.output.report,
         split_path=split[0] if split else None,
         index_path=snakemake.input.index,
+        copies_path=snakemake.input.copies,
     )

@@ -85,6 +85,38 @@ def _pair_fold(a: str, b: str, fold_of: dict[str, int]) -> int:
     return fold_of[a] if fold_of[a] == fold_of[b] else -1
 
 
+def with_copies_grouped(groups: dict[str, str | None] | None,
+                        copies: list[list[str]]) -> dict[str, str | None] | None:
+    """``groups`` (image -> video or session, or None) with each set of copies of one picture made
+    one group, so that no genuine pair compares a photo with a copy of itself (a perfect score that
+    says nothing of recognition). Copies in two videos join the two videos into one group, so no
+    frame pairs with its own video through a copy."""
+    if not copies:
+        return groups
+    out = dict(groups or {})
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(key: tuple[str, str]) -> tuple[str, str]:
+        while parent.get(key, key) != key:
+            key = parent[key]
+        return key
+
+    def node(image: str) -> tuple[str, str]:  # an image's group, or the image where it has none
+        return ("group", out[image]) if out.get(image) is not None else ("copy", image)
+
+    for members in copies:
+        roots = sorted({find(node(i)) for i in members})
+        for other in roots[1:]:
+            parent[other] = roots[0]
+    copied = {i for members in copies for i in members}
+    nodes = {image: node(image) for image in {*out, *copied}}  # before any relabelling
+    for image, own in nodes.items():
+        root = find(own)
+        if root != own or image in copied:  # a copy, or in a group a copy joined: all others stay as they were
+            out[image] = root[1] if root[0] == "group" else f"copy:{root[1]}"
+    return out
+
+
 def _genuine_mates(image: str, members: list[str], groups: dict[str, str | None] | None) -> list[str]:
     """The person's other images, without those of the same group (video, session)."""
     g = groups.get(image) if groups else None

@@ -26,7 +26,7 @@ from maskbench.protocols.galleries import (
     probes_table,
     without_copies_of_enrolled,
 )
-from maskbench.io.duplicates import duplicate_chips
+from maskbench.io.copies import find_copies
 from maskbench.io.readers import embedding_matrix, read_aligned
 from maskbench.protocols.pairs import ProtocolError, restrict_to_split
 from maskbench.protocols.variant_pools import BARE, REAL, split_pools, unaligned_real
@@ -56,11 +56,13 @@ def with_real_probes(chosen: IdentificationSet, real: dict[str, str],
 
 def build_identification(aligned_paths: list[str], protocol: dict[str, Any], seed: int, gallery_path: str,
                          probes_path: str, report_path: str, split_path: str | None = None,
-                         gallery_variant: str = UNMASKED) -> dict:
+                         gallery_variant: str = UNMASKED, copies_path: str | None = None) -> dict:
     """Write the gallery and probe manifests of one identification protocol, and their counts.
 
     ``gallery_variant`` ``real`` writes the ``[real, real]`` set instead: each person's
-    real-masked photos chosen as the bare gallery's are, the same people left unknown."""
+    real-masked photos chosen as the bare gallery's are, the same people left unknown.
+    ``copies_path`` is the dataset's copies file (the copies stage); without it the copies are
+    found here, from the chips."""
     if protocol["kind"] != "identification":
         raise ValueError(f"protocol kind {protocol['kind']!r} is not identification")
     if gallery_variant not in (UNMASKED, REAL):
@@ -79,7 +81,7 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
                          else ({BARE: images}, None))
     chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
                                    protocol.get("unknown_fraction", 0.0))
-    copies = duplicate_chips(aligned_paths, images)  # a probe copying an enrolled picture would find itself
+    copies = find_copies(aligned_paths, images, copies_path)  # a probe copying an enrolled picture would find itself
     if copies:
         chosen = without_copies_of_enrolled(chosen, copies)
     check_identification(chosen, pools[BARE])

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from maskbench.protocols.all_vs_all import prepare as prepare_all_vs_all
 from maskbench.protocols.all_vs_all import write_all_vs_all
 from maskbench.io.atomic import write_json, write_table
-from maskbench.io.duplicates import duplicate_chips
+from maskbench.io.copies import find_copies
 from maskbench.io.readers import load_acquired, read_aligned
 from maskbench.protocols.pairs import (
     ProtocolError,
@@ -28,6 +28,7 @@ from maskbench.protocols.pairs import (
     pairs_report,
     pairs_table,
     restrict_to_split,
+    with_copies_grouped,
 )
 from maskbench.protocols.variant_pools import build_pool_pairs, unaligned_real
 
@@ -45,38 +46,6 @@ def read_groups(index_path: str | None) -> dict[str, str | None] | None:
         return None
     groups = dict(zip(table["image_id"].to_pylist(), table["group"].to_pylist()))
     return groups if any(g is not None for g in groups.values()) else None
-
-
-def with_copies_grouped(groups: dict[str, str | None] | None,
-                        copies: list[list[str]]) -> dict[str, str | None] | None:
-    """``groups`` (image -> video or session, or None) with each set of copies of one picture made
-    one group, so that no genuine pair compares a photo with a copy of itself (a perfect score that
-    says nothing of recognition). Copies in two videos join the two videos into one group, so no
-    frame pairs with its own video through a copy."""
-    if not copies:
-        return groups
-    out = dict(groups or {})
-    parent: dict[tuple[str, str], tuple[str, str]] = {}
-
-    def find(key: tuple[str, str]) -> tuple[str, str]:
-        while parent.get(key, key) != key:
-            key = parent[key]
-        return key
-
-    def node(image: str) -> tuple[str, str]:  # an image's group, or the image where it has none
-        return ("group", out[image]) if out.get(image) is not None else ("copy", image)
-
-    for members in copies:
-        roots = sorted({find(node(i)) for i in members})
-        for other in roots[1:]:
-            parent[other] = roots[0]
-    copied = {i for members in copies for i in members}
-    nodes = {image: node(image) for image in {*out, *copied}}  # before any relabelling
-    for image, own in nodes.items():
-        root = find(own)
-        if root != own or image in copied:  # a copy, or in a group a copy joined: all others stay as they were
-            out[image] = root[1] if root[0] == "group" else f"copy:{root[1]}"
-    return out
 
 
 def _listed_pairs(protocol: dict[str, Any], acquired_json: str, usable: dict[str, str], every: list[str],
@@ -98,9 +67,12 @@ def build_pairs(
     report_path: str,
     split_path: str | None = None,
     index_path: str | None = None,
+    copies_path: str | None = None,
 ) -> dict:
     """Write one protocol's manifest and its report. ``index_path`` gives the images' groups
-    (videos): genuine pairs never within a group unless the protocol sets ``same_group_genuine``."""
+    (videos): genuine pairs never within a group unless the protocol sets ``same_group_genuine``.
+    ``copies_path`` is the dataset's copies file (the copies stage); without it the copies are
+    found here, from the chips."""
     aligned = read_aligned(aligned_paths)
     usable, every = aligned.usable, aligned.every
     images, in_split, split_entry = restrict_to_split(usable, protocol, split_path)
@@ -108,7 +80,7 @@ def build_pairs(
     folds = protocol.get("folds", 1)
     groups = None if protocol.get("same_group_genuine") else read_groups(index_path)
     within_groups = groups is not None  # the protocol's own rule, whatever the copies add below
-    copies = duplicate_chips(aligned_paths, images) if kind != "lfw_view2" else []  # a listed protocol is as listed
+    copies = [] if kind == "lfw_view2" else find_copies(aligned_paths, images, copies_path)  # listed: as listed
     groups = with_copies_grouped(groups, copies)
     real = aligned.real_masked & set(images)
     # a real-masked photo the aligner could not use stays in its pool, unscored: a failure to enrol,

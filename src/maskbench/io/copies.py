@@ -1,0 +1,26 @@
+"""The dataset's copies of one picture, found once (the copies stage) and read by every protocol.
+
+Finding them reads every aligned chip; a dataset's pairs and identification protocols each read
+the one list instead of hashing every chip again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from maskbench.io.duplicates import duplicate_chips
+
+
+def read_copies(path: str | Path, images: Iterable[str]) -> list[list[str]]:
+    """Groups (sorted, of two or more) of copies of one picture among ``images``, from the
+    dataset's copies file: a group with one of ``images`` only is no copy within them."""
+    wanted = set(images)
+    groups = json.loads(Path(path).read_text(encoding="utf-8"))["groups"]
+    return sorted(kept for kept in (sorted(i for i in group if i in wanted) for group in groups) if len(kept) > 1)
+
+
+def find_copies(aligned_paths: Iterable[str], images: Iterable[str], copies_path: str | Path | None) -> list[list[str]]:
+    """Copies among ``images``: from the dataset's copies file where given, else from the chips."""
+    return read_copies(copies_path, images) if copies_path else duplicate_chips(aligned_paths, images)
