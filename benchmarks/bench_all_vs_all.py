@@ -75,7 +75,7 @@ def in_fresh_process(fn, *args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--identities", type=int, default=500)
     parser.add_argument("--dim", type=int, default=128)

@@ -73,7 +73,7 @@ def time_epoch(data: ChipSet, labels: dict[str, np.ndarray], spec: CnnSpec,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="training chips")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--archs", nargs="+", default=["dlib_resnet", "resnet50"], choices=["dlib_resnet", "resnet50"])

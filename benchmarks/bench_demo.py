@@ -82,7 +82,7 @@ def contact_sheet(path: Path, n_identities: int, images: int, seed: int, landmar
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--identities", type=int, default=20)
     ap.add_argument("--images", type=int, default=5)
     ap.add_argument("--seed", type=int, default=2021)

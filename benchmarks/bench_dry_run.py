@@ -51,7 +51,7 @@ def dry_run(configs: list[str]) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per config; the best is printed")
     args = parser.parse_args()
     print(f"{'config':40s} {'jobs':>7s} {'wall s':>8s} {'CPU s':>8s}   (best of {args.repeat})")

@@ -54,7 +54,7 @@ def time_epoch(data: ChipSet, arch: str, threads: int, batch_size: int, loss: st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="training chips")
     parser.add_argument("--per-identity", type=int, default=10, help="images per synthetic person")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])

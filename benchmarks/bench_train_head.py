@@ -50,7 +50,7 @@ def synthetic(n_rows: int, seed: int, prefix: str) -> EmbeddingSet:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[2000, 10000, 50000])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))

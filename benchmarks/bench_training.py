@@ -40,7 +40,7 @@ def head_epoch(rows: int, threads: int, epochs: int) -> tuple[float, float, int]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chips", type=int, default=256, help="fine-tuning chips per epoch")
     parser.add_argument("--rows", type=int, default=20000, help="projection head embedding rows")
     parser.add_argument("--epochs", type=int, default=3, help="projection head epochs to average")

@@ -109,7 +109,7 @@ def pooled_scores(predictions: dict, labels: dict[str, np.ndarray], tasks) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("changes", nargs="*", default=["{}"], help="JSON objects of attributes.cnn keys to change")
     parser.add_argument("--configfile", nargs="+", default=["config/utkface.yaml", "config/utkface-mini.yaml"])
     parser.add_argument("--results", default="results")
