@@ -18,7 +18,6 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/code.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/mask.smk"

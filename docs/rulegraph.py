@@ -1,5 +1,5 @@
 """Regenerate docs/rulegraph.dot and docs/rulegraph.svg: the rule graph of `snakemake all` on the
-default config, without the code-stamp rule every rule depends on (drawn, it hides the stages).
+default config.
 
     python docs/rulegraph.py
 """
@@ -13,25 +13,19 @@ import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
-NOT_DRAWN = {"code_stamp"}
 
 
-def without(dot: str, rules: set[str]) -> str:
-    """The DOT text with the nodes labelled ``rules`` and their edges removed."""
-    hidden = {n for n, label in re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M) if label in rules}
+def with_sorted_edges(dot: str) -> str:
+    """The DOT text with its edges sorted: Snakemake lists them in no fixed order."""
     keep, edges = [], []
     for line in dot.splitlines():
-        node = re.match(r"^\s*(\d+)\[label", line)
-        edge = re.match(r"^\s*(\d+) -> (\d+)", line)
-        if (node and node[1] in hidden) or (edge and {edge[1], edge[2]} & hidden):
-            continue
-        if edge:
+        if re.match(r"^\s*(\d+) -> (\d+)", line):
             edges.append(line)
-        else:
-            if line.strip() == "}":  # Snakemake lists the edges in no fixed order: sorted, the file is stable
-                keep.extend(sorted(edges, key=lambda e: tuple(int(n) for n in re.findall(r"\d+", e)[:2])))
-                edges = []
-            keep.append(line)
+            continue
+        if line.strip() == "}":
+            keep.extend(sorted(edges, key=lambda e: tuple(int(n) for n in re.findall(r"\d+", e)[:2])))
+            edges = []
+        keep.append(line)
     return "\n".join(keep) + "\n"
 
 
@@ -41,7 +35,7 @@ def main() -> None:
     snakemake = Path(sys.executable).parent / "snakemake"
     out = subprocess.run([str(snakemake if snakemake.exists() else "snakemake"), "all", "--rulegraph", "dot",
                           "--quiet", "all"], cwd=DOCS.parent, check=True, capture_output=True, text=True).stdout
-    dot = without(out[out.index("digraph"):], NOT_DRAWN)
+    dot = with_sorted_edges(out[out.index("digraph"):])
     (DOCS / "rulegraph.dot").write_text(dot)
     svg = subprocess.run(["dot", "-Tsvg"], input=dot, check=True, capture_output=True, text=True).stdout
     (DOCS / "rulegraph.svg").write_text(svg)

@@ -33,9 +33,11 @@ def test_dry_run_plans_the_full_dag_in_another_directory(tmp_path):
     assert jobs["table"] == len(cfg["tables"])
     assert {"all", "acquire", "index", "embed", "pairs", "score", "fuse", "coverage", "all_metrics",
             "curve_figures", "models_table"} <= set(jobs)
-    # planned in the working directory, with the library files of the checkout as code inputs
+    # planned in the working directory, the code stamps recording the library files of the checkout
     assert f"Working directory: {workdir}" in out
-    assert str(REPO / "src" / "maskbench" / "stages" / "align.py") in out
+    stamped = [(workdir / line.split("  ", 1)[1]).resolve()
+               for line in (workdir / "results" / "code" / "align.sha256").read_text().splitlines()]
+    assert (REPO / "src" / "maskbench" / "stages" / "align.py").resolve() in stamped
     assert "results/demo/aligned/shard-0.parquet" in out
     assert not any(started_in.iterdir()), "a dry run wrote into the directory it was started in"
 

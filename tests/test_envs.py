@@ -18,33 +18,22 @@ from maskbench.code_closure import closure
 CONDA_TO_PYPI = {"opencv": "opencv-python-headless"}
 
 
-# rules that run on the submitting machine with Snakemake's own interpreter (a local shell job on a
-# standard-library module): no environment, no cluster resources
-LOCAL_ONLY = {"code_stamp"}
-
-
-def rule_blocks(local_only: bool = False) -> dict[str, str]:
-    """rule -> its body, for the rules that run a script (or only the in-process ones)."""
+def rule_blocks() -> dict[str, str]:
+    """rule -> its body, for every top-level rule."""
     blocks = {}
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = path.read_text()
         for match in re.finditer(r"(?ms)^rule (\w+):\n(.*?)(?=^\S|\Z)", text):
-            if (match[1] in LOCAL_ONLY) == local_only:
-                blocks[match[1]] = match[2]
+            blocks[match[1]] = match[2]
     return blocks
 
 
-def test_local_only_rules_are_local_and_need_only_the_standard_library():
-    blocks = rule_blocks(local_only=True)
-    assert set(blocks) == LOCAL_ONLY
+def test_every_job_is_a_stage_in_its_environment_and_code_stamps_need_only_the_standard_library():
+    """Code stamps are brought up to date as the workflow is read (no job, no interpreter path in any
+    rule's code); what does it, maskbench.code_closure, runs in Snakemake's own process."""
     rules_text = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
-    local = set(re.findall(r"^localrules:\s*\n((?:\s+\w+,?\n)+)", rules_text, re.M))
-    local_names = {n for block in local for n in re.findall(r"(\w+)", block)}
-    for rule, body in blocks.items():
-        # a shell job on Snakemake's interpreter: a `run:` block would start a whole Snakemake per job
-        assert re.search(r"^\s+shell:", body, re.M) and "sys.executable" in body, rule
-        assert not re.search(r"^\s+(run|script):", body, re.M), rule
-        assert rule in local_names, f"{rule} runs on the submitting machine: declare it in localrules"
+    assert not re.search(r"^\s*localrules:", rules_text, re.M)
+    assert "sys.executable" not in rules_text
     from maskbench import code_closure
 
     assert third_party_imports(code_closure.__file__) == set()
@@ -118,7 +107,7 @@ def all_rules() -> dict[str, dict[str, str]]:
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             match = re.match(r"^(\s*)rule (\w+):", line)
-            if not match or match[2] in LOCAL_ONLY:
+            if not match:
                 continue
             indent, body = len(match[1]), []
             for nxt in lines[i + 1:]:

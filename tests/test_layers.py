@@ -180,6 +180,31 @@ def test_code_stamp_records_each_file_hash_and_changes_only_with_content(tmp_pat
     assert out.read_text() != first and out.read_text().splitlines()[0] == first.splitlines()[0]
 
 
+def test_refreshing_a_code_stamp_leaves_it_untouched_unless_the_code_changed(tmp_path):
+    """The workflow refreshes every stamp as it is read: an unchanged stamp keeps its bytes and its
+    mtime (nothing re-runs); a changed one names exactly the files whose content changed."""
+    import os
+
+    from maskbench.code_closure import refresh_stamp
+
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    out = tmp_path / "s.sha256"
+    assert refresh_stamp([str(a), str(b)], str(out)) == sorted([str(a), str(b)])  # new: every file
+    os.utime(out, (1_000_000, 1_000_000))
+    before = out.read_bytes()
+    a.touch()
+    assert refresh_stamp([str(b), str(a)], str(out)) is None
+    assert out.read_bytes() == before and out.stat().st_mtime == 1_000_000
+    b.write_text("y = 3\n")
+    assert refresh_stamp([str(a), str(b)], str(out)) == [str(b)]
+    assert out.read_bytes() != before and out.stat().st_mtime > 1_000_000
+    c = tmp_path / "c.py"
+    c.write_text("z = 0\n")
+    assert refresh_stamp([str(a), str(c)], str(out)) == sorted([str(b), str(c)])  # one left, one joined
+
+
 # The stages whose re-run costs most, or re-runs what costs most (a split re-run trains every model
 # on it again), with the library code each may run: an edit anywhere else must not re-run them.
 COSTLY_STAGE_CODE = {

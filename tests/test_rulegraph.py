@@ -7,15 +7,11 @@ import re
 from conftest import REPO, copy_workflow, snakemake
 
 
-# infrastructure, not a stage: every rule depends on its script's code stamp (drawn, it hides the stages)
-NOT_DRAWN = {"code_stamp"}
-
-
 def graph_edges(dot: str) -> tuple[set[str], set[tuple[str, str]]]:
-    """(rule names, dependency edges by name) of a snakemake rule graph in DOT, without NOT_DRAWN."""
+    """(rule names, dependency edges by name) of a snakemake rule graph in DOT."""
     labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M))
     edges = {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)}
-    return set(labels.values()) - NOT_DRAWN, {e for e in edges if not set(e) & NOT_DRAWN}
+    return set(labels.values()), edges
 
 
 def test_committed_rule_graph_matches_the_workflow(tmp_path):
@@ -25,7 +21,7 @@ def test_committed_rule_graph_matches_the_workflow(tmp_path):
     committed = (REPO / "docs" / "rulegraph.dot").read_text()
     assert graph_edges(current) == graph_edges(committed), (
         "docs/rulegraph.dot is stale: regenerate it with "
-        "`python docs/rulegraph.py` (the rule graph without the code stamps, as DOT and SVG)"
+        "`python docs/rulegraph.py` (the rule graph, as DOT and SVG)"
     )
     svg = (REPO / "docs" / "rulegraph.svg").read_text()
     rules, _ = graph_edges(committed)

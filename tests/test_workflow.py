@@ -59,8 +59,6 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         # 1:N search: one gallery/probe manifest, one search per model with embeddings and probe variant
         "identification_protocol": 1, "identify": (len(chip_models) + len(heads)) * n_comparisons,
         "identification_table": 1, "models_table": 1, "training_time": 1,
-        # one code stamp per script the run uses (rule code_stamp, local)
-        "code_stamp": counts["code_stamp"],
         "total": counts["total"],
     }
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
@@ -79,12 +77,6 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         assert all("/val_pairs/unmasked-vs-unmasked.parquet" in p for p in scores if p not in tested)
 
 
-# The one lint allowed: the code stamps run Snakemake's own interpreter on a standard-library module
-# (workflow/rules/code.smk), so there is no software of theirs to deploy; as a `run:` block (which
-# the linter exempts) Snakemake would start a whole new Snakemake per stamp.
-ALLOWED_LINTS = {("code_stamp", "Specify a conda environment or container for each rule.")}
-
-
 def test_lint_has_no_findings(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(work, "--lint", check=False)
@@ -92,7 +84,7 @@ def test_lint_has_no_findings(tmp_path):
     for block in re.split(r"(?m)^Lints for ", proc.stdout)[1:]:
         subject = block.split(" (", 1)[0].removeprefix("rule ")
         found |= {(subject, title) for title in re.findall(r"(?m)^\s+\* (.+?):$", block)}
-    assert found <= ALLOWED_LINTS, proc.stdout
+    assert not found, proc.stdout
     assert "Lints for" not in proc.stdout or found, proc.stdout  # a lint block whose title was not parsed
 
 

@@ -91,15 +91,37 @@ def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def code_stamp(files: list[str], out_path: str) -> None:
+def _stamp_lines(files: list[str]) -> list[str]:
+    import hashlib
+
+    return [f"{hashlib.sha256(Path(f).read_bytes()).hexdigest()}  {f}\n" for f in sorted(files)]
+
+
+def refresh_stamp(files: list[str], out_path: str) -> list[str] | None:
+    """Bring a code stamp up to date: None where it already records ``files`` as they are (it is
+    left untouched, so nothing re-runs), else the paths whose hash changed (all of them for a new
+    stamp), after rewriting it. The workflow calls this while it is read, so stamps follow the code
+    whatever runs Snakemake: no job, and nothing that depends on the interpreter's path."""
+    lines = _stamp_lines(files)
+    out = Path(out_path)
+    try:
+        old = out.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        old = None
+    if old == lines:
+        return None
+    code_stamp(files, out_path, lines)
+    return sorted({line.split("  ", 1)[1].rstrip("\n") for line in set(lines) ^ set(old or [])})
+
+
+def code_stamp(files: list[str], out_path: str, lines: list[str] | None = None) -> None:
     """Write ``sha256  path`` of each file, sorted by path: the record of the library code a
     stage ran. Rules take this one file as input instead of every file of the closure, which
     keeps a large DAG cheap to plan; it is rewritten, and its stages re-run, when a file changes."""
-    import hashlib
     import os
     import tempfile
 
-    lines = [f"{hashlib.sha256(Path(f).read_bytes()).hexdigest()}  {f}\n" for f in sorted(files)]
+    lines = _stamp_lines(files) if lines is None else lines
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
@@ -114,10 +136,3 @@ def code_stamp(files: list[str], out_path: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
 
-
-if __name__ == "__main__":  # the code_stamp rule: python -m maskbench.code_closure OUT FILE...
-    import sys
-
-    if len(sys.argv) < 2:
-        raise SystemExit("usage: python -m maskbench.code_closure STAMP [FILE ...]")
-    code_stamp(sys.argv[2:], sys.argv[1])

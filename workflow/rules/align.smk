@@ -60,7 +60,7 @@ rule copies:
         "results/logs/align/{dataset}/copies.log",
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=lambda wc, attempt: 20 * attempt,
     script:
         "../scripts/copies.py"

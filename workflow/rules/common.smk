@@ -1,6 +1,7 @@
 # Config validation, wildcard constraints and the input functions every stage shares.
 import inspect
 import os
+import sys
 import types
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from snakemake.utils import validate
 
 from maskbench.attributes.labels import DEFAULT_AGE_GROUPS
 from maskbench.attributes.settings import split_settings
-from maskbench.code_closure import closure
+from maskbench.code_closure import closure, refresh_stamp
 from maskbench.config import (
     has_real_masks,
     mask_aware_masks,
@@ -145,11 +146,25 @@ def script_files(script, without=()):
     return [os.path.relpath(f) for f in closure(SCRIPTS / f"{script}.py", tuple(without), LIBRARY)]
 
 
+_STAMPED = {}
+
+
 def script_code(script):
-    """The code stamp of a rule's script (written by code.smk): one input standing for every library
-    file the script runs, so editing one module re-runs exactly the stages that use it, and a
-    DAG of thousands of jobs does not carry each job's dozens of library files."""
-    return path("code_stamp", script=script)
+    """The code stamp of a rule's script: one input standing for every library file the script
+    runs, so editing one module re-runs exactly the stages that use it, and a DAG of thousands of
+    jobs does not carry each job's dozens of library files. Brought up to date here, as the rules
+    are read (untouched where the code is unchanged), and the files that changed are named."""
+    stamp = path("code_stamp", script=script)
+    if script not in _STAMPED:
+        existed = os.path.exists(stamp)
+        try:
+            changed = refresh_stamp(script_files(script), stamp)
+        except OSError as exc:
+            raise WorkflowError(f"cannot bring the code stamp {stamp} up to date: {exc}") from exc
+        if changed and existed:  # a new stamp: nothing of that stage has run from here yet
+            print(f"maskbench: {stamp} rewritten, library code changed: {', '.join(changed)}", file=sys.stderr)
+        _STAMPED[script] = stamp
+    return stamp
 
 
 def shards(dataset):
@@ -314,6 +329,13 @@ def protocol_split_file(wildcards):
     """The split a protocol's images are restricted to, if any."""
     part = protocol_part(config, wildcards.protocol)
     return [path("split", dataset=wildcards.dataset, strategy=part[0])] if part else []
+
+
+def protocol_copies_file(wildcards):
+    """The dataset's copies of one picture, for a protocol that draws its own pairs or galleries (a
+    listed one, LFW View 2, is taken as listed)."""
+    listed = config["protocols"][wildcards.protocol]["kind"] == "lfw_view2"
+    return [] if listed else [path("copies", dataset=wildcards.dataset)]
 
 
 # --- trained models and ensembles ------------------------------------------------------------

@@ -9,7 +9,7 @@ rule pairs:
         summary=PATHS["aligned_summary"],  # fails first, clearly, if no face was found
         acquired=PATHS["acquired"],
         index=PATHS["index"],  # groups (videos): no genuine pair within one
-        copies=PATHS["copies"],  # copies of one picture: never a genuine pair
+        copies=protocol_copies_file,  # copies of one picture: never a genuine pair
         split=protocol_split_file,
         code=script_code("pairs"),
     output:

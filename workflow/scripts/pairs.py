@@ -5,6 +5,8 @@ from maskbench.stages.pairs import build_pairs
 with log_to(snakemake.log[0]):
     split = getattr(snakemake.input, "split", None) or []
     split = [split] if isinstance(split, str) else list(split)
+    copies = getattr(snakemake.input, "copies", None) or []
+    copies = [copies] if isinstance(copies, str) else list(copies)
     build_pairs(
         aligned_paths=list(snakemake.input.aligned),
         protocol=snakemake.params.protocol,
@@ -15,5 +17,5 @@ with log_to(snakemake.log[0]):
         report_path=snakemake.output.report,
         split_path=split[0] if split else None,
         index_path=snakemake.input.index,
-        copies_path=snakemake.input.copies,
+        copies_path=copies[0] if copies else None,
     )
