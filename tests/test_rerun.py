@@ -148,6 +148,31 @@ def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run
     assert all("results/code/mask.sha256" in j["reason"] for j in jobs if j["rule"] == "mask")
 
 
+def test_code_stamps_stay_as_they_are_while_another_run_holds_the_directory(finished_run, tmp_path):
+    """A stamp rewritten while a run's jobs work with the code they started with would be older than
+    their outputs, which would then look current: while Snakemake's lock files are there, a second
+    snakemake command (here a dry run) leaves the stamps alone and says so."""
+    work = copy_workflow(tmp_path / "wf")
+    reuse_finished_run(work, finished_run)
+    snakemake(work, "-n", TARGET)  # the stamps as this copy's code has them
+    stamp = work / "results/code/mask.sha256"
+    before = stamp.read_bytes()
+    mask_code = work / "src/maskbench/stages/mask.py"
+    mask_code.write_text(mask_code.read_text() + "\n# edited during a run\n")
+    lock = work / ".snakemake/locks/0.input.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("results/demo/index.parquet\n")
+    try:
+        out = snakemake(work, "-n", TARGET, check=False).stdout
+    finally:
+        lock.unlink()
+    assert "another Snakemake run is using this directory" in out, out[-3000:]
+    assert "rewritten" not in out and stamp.read_bytes() == before
+    out = snakemake(work, "-n", TARGET).stdout  # the run has ended: the edit shows
+    assert "results/code/mask.sha256 rewritten" in out and stamp.read_bytes() != before
+    assert "mask" in {j["rule"] for j in planned_jobs(out)}
+
+
 def test_models_table_has_every_model_under_every_probe_variant(finished_run):
     """The ablation table of the demo run agrees with the long metrics and identification tables."""
     import json

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +111,16 @@ def test_default_run_writes_benchmark2_and_a_roc_figure(default_run):
 def test_default_run_is_complete_and_up_to_date(default_run):
     proc = snakemake(default_run, "-n", "results/tables/benchmark2.csv")
     assert "Nothing to be done" in proc.stdout
+
+
+def test_a_finished_run_stays_up_to_date_whichever_interpreter_path_starts_snakemake(default_run):
+    """`python -m snakemake` and `python3 -m snakemake` (a new venv alike) plan nothing after a run
+    made by the `snakemake` script: no rule's recorded code holds the interpreter's path."""
+    bin_dir = Path(sys.executable).parent
+    for python in ("python", "python3"):
+        proc = subprocess.run([str(bin_dir / python), "-m", "snakemake", "-n", "results/tables/benchmark2.csv"],
+                              cwd=default_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.returncode == 0 and "Nothing to be done" in proc.stdout, (python, proc.stdout[-3000:])
 
 
 @pytest.fixture(scope="module")

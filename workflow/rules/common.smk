@@ -146,24 +146,43 @@ def script_files(script, without=()):
     return [os.path.relpath(f) for f in closure(SCRIPTS / f"{script}.py", tuple(without), LIBRARY)]
 
 
-_STAMPED = {}
+_STAMPED = {}  # script -> its stamp, brought up to date once per reading of the workflow
+
+
+def _run_in_progress():
+    """Whether another Snakemake run holds this working directory (its lock files), or this is a
+    job of a run (a cluster job reads the workflow again): a stamp rewritten then would be older
+    than the outputs its running jobs write with the code they started with, and they would look
+    current. Snakemake's own check of the locks comes later, once the DAG is built."""
+    locks = Path(".snakemake") / "locks"
+    return not workflow.is_main_process or (locks.is_dir() and any(locks.iterdir()))
+
+
+RUN_IN_PROGRESS = _run_in_progress()
 
 
 def script_code(script):
     """The code stamp of a rule's script: one input standing for every library file the script
     runs, so editing one module re-runs exactly the stages that use it, and a DAG of thousands of
     jobs does not carry each job's dozens of library files. Brought up to date here, as the rules
-    are read (untouched where the code is unchanged), and the files that changed are named."""
+    are read (untouched where the code is unchanged), and the files that changed are named; left
+    as it is while a run is in progress (see _run_in_progress)."""
     stamp = path("code_stamp", script=script)
     if script not in _STAMPED:
+        _STAMPED[script] = stamp
         existed = os.path.exists(stamp)
+        if existed and RUN_IN_PROGRESS:
+            if workflow.is_main_process and "warned" not in _STAMPED:
+                _STAMPED["warned"] = True
+                print("maskbench: another Snakemake run is using this directory: code stamps are left as they "
+                      "are (library edits since it started show once it has ended)", file=sys.stderr)
+            return stamp
         try:
             changed = refresh_stamp(script_files(script), stamp)
         except OSError as exc:
             raise WorkflowError(f"cannot bring the code stamp {stamp} up to date: {exc}") from exc
         if changed and existed:  # a new stamp: nothing of that stage has run from here yet
             print(f"maskbench: {stamp} rewritten, library code changed: {', '.join(changed)}", file=sys.stderr)
-        _STAMPED[script] = stamp
     return stamp
 
 
