@@ -91,10 +91,20 @@ def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _stamp_lines(files: list[str]) -> list[str]:
+@lru_cache(maxsize=None)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    """A file's sha256; the workflow stamps ~30 scripts whose closures share most files."""
     import hashlib
 
-    return [f"{hashlib.sha256(Path(f).read_bytes()).hexdigest()}  {f}\n" for f in sorted(files)]
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _stamp_lines(files: list[str]) -> list[str]:
+    lines = []
+    for f in sorted(files):
+        st = Path(f).stat()
+        lines.append(f"{_sha256(str(f), st.st_mtime_ns, st.st_size)}  {f}\n")
+    return lines
 
 
 def refresh_stamp(files: list[str], out_path: str) -> list[str] | None:
