@@ -111,6 +111,10 @@ def test_default_run_writes_benchmark2_and_a_roc_figure(default_run):
 def test_default_run_is_complete_and_up_to_date(default_run):
     proc = snakemake(default_run, "-n", "results/tables/benchmark2.csv")
     assert "Nothing to be done" in proc.stdout
+    # the pairs jobs read the dataset's copies file, found once, rather than every chip again
+    logs = sorted((default_run / "results/logs/pairs").rglob("*.log"))
+    assert logs and (default_run / "results/demo/aligned/copies.json").is_file()
+    assert not [p for p in logs if "no copies file given" in p.read_text()]
 
 
 def test_a_finished_run_stays_up_to_date_whichever_interpreter_path_starts_snakemake(default_run):

@@ -1,7 +1,7 @@
 """Which library files a workflow script runs: the import closure of the script inside maskbench.
 
-A rule declares these files as inputs, so editing a module re-runs exactly the stages that import
-it (directly or through other modules) and nothing else. Computed from the source with ``ast``
+A rule takes a stamp of these files (their sha256) as input, so editing a module re-runs exactly
+the stages that import it (directly or through other modules) and nothing else. Computed from the source with ``ast``
 (nothing is imported), so it costs milliseconds at DAG construction and never drifts from the code.
 """
 
@@ -91,28 +91,28 @@ def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-@lru_cache(maxsize=None)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    """A file's sha256; the workflow stamps ~30 scripts whose closures share most files."""
+def _stamp_lines(files: list[str], hashes: dict[str, str] | None = None) -> list[str]:
+    """``sha256  path`` per file, sorted by path; ``hashes`` (path -> sha256) is filled and reused,
+    for one reading of the workflow, whose ~30 scripts' closures share most files."""
     import hashlib
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _stamp_lines(files: list[str]) -> list[str]:
+    hashes = {} if hashes is None else hashes
     lines = []
     for f in sorted(files):
-        st = Path(f).stat()
-        lines.append(f"{_sha256(str(f), st.st_mtime_ns, st.st_size)}  {f}\n")
+        if f not in hashes:
+            hashes[f] = hashlib.sha256(Path(f).read_bytes()).hexdigest()
+        lines.append(f"{hashes[f]}  {f}\n")
     return lines
 
 
-def refresh_stamp(files: list[str], out_path: str) -> list[str] | None:
+def refresh_stamp(files: list[str], out_path: str, hashes: dict[str, str] | None = None) -> list[str] | None:
     """Bring a code stamp up to date: None where it already records ``files`` as they are (it is
     left untouched, so nothing re-runs), else the paths whose hash changed (all of them for a new
     stamp), after rewriting it. The workflow calls this while it is read, so stamps follow the code
-    whatever runs Snakemake: no job, and nothing that depends on the interpreter's path."""
-    lines = _stamp_lines(files)
+    whatever runs Snakemake: no job, and nothing that depends on the interpreter's path.
+    ``hashes`` shares the files' hashes between the stamps of one reading (never across readings:
+    a file rewritten within one timestamp tick would keep its old hash)."""
+    lines = _stamp_lines(files, hashes)
     out = Path(out_path)
     try:
         old = out.read_text().splitlines(keepends=True)

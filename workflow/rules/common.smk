@@ -147,15 +147,17 @@ def script_files(script, without=()):
 
 
 _STAMPED = {}  # script -> its stamp, brought up to date once per reading of the workflow
+_HASHES = {}  # library file -> sha256, for this reading only
+_WARNED = []
 
 
 def _run_in_progress():
-    """Whether another Snakemake run holds this working directory (its lock files), or this is a
-    job of a run (a cluster job reads the workflow again): a stamp rewritten then would be older
-    than the outputs its running jobs write with the code they started with, and they would look
-    current. Snakemake's own check of the locks comes later, once the DAG is built."""
+    """Whether another Snakemake run holds this working directory (its lock files): a stamp
+    rewritten then would be older than the outputs its running jobs write with the code they
+    started with, and they would look current. Snakemake's own check of the locks comes later,
+    once the DAG is built."""
     locks = Path(".snakemake") / "locks"
-    return not workflow.is_main_process or (locks.is_dir() and any(locks.iterdir()))
+    return locks.is_dir() and any(locks.iterdir())
 
 
 RUN_IN_PROGRESS = _run_in_progress()
@@ -165,24 +167,25 @@ def script_code(script):
     """The code stamp of a rule's script: one input standing for every library file the script
     runs, so editing one module re-runs exactly the stages that use it, and a DAG of thousands of
     jobs does not carry each job's dozens of library files. Brought up to date here, as the rules
-    are read (untouched where the code is unchanged), and the files that changed are named; left
-    as it is while a run is in progress (see _run_in_progress)."""
+    are read (untouched where the code is unchanged), and the files that changed are named; never
+    in a job (a cluster job reads the workflow again) nor while a run is in progress."""
     stamp = path("code_stamp", script=script)
-    if script not in _STAMPED:
-        _STAMPED[script] = stamp
-        existed = os.path.exists(stamp)
-        if existed and RUN_IN_PROGRESS:
-            if workflow.is_main_process and "warned" not in _STAMPED:
-                _STAMPED["warned"] = True
-                print("maskbench: another Snakemake run is using this directory: code stamps are left as they "
-                      "are (library edits since it started show once it has ended)", file=sys.stderr)
-            return stamp
-        try:
-            changed = refresh_stamp(script_files(script), stamp)
-        except OSError as exc:
-            raise WorkflowError(f"cannot bring the code stamp {stamp} up to date: {exc}") from exc
-        if changed and existed:  # a new stamp: nothing of that stage has run from here yet
-            print(f"maskbench: {stamp} rewritten, library code changed: {', '.join(changed)}", file=sys.stderr)
+    if script in _STAMPED or not workflow.is_main_process:
+        return stamp
+    _STAMPED[script] = stamp
+    existed = os.path.exists(stamp)
+    if existed and RUN_IN_PROGRESS:
+        if not _WARNED:
+            _WARNED.append(True)
+            print("maskbench: lock files in .snakemake/locks (another run, or a stale lock: --unlock): code stamps "
+                  "are left as they are; library edits show once no run holds the directory", file=sys.stderr)
+        return stamp
+    try:
+        changed = refresh_stamp(script_files(script), stamp, _HASHES)
+    except OSError as exc:
+        raise WorkflowError(f"cannot bring the code stamp {stamp} up to date: {exc}") from exc
+    if changed and existed:  # a new stamp: nothing of that stage has run from here yet
+        print(f"maskbench: {stamp} rewritten, library code changed: {', '.join(changed)}", file=sys.stderr)
     return stamp
 
 

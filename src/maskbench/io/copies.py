@@ -1,16 +1,19 @@
-"""The dataset's copies of one picture, found once (the copies stage) and read by every protocol.
+"""The dataset's copies of one picture, found once (the copies stage) and read by its protocols.
 
-Finding them reads every aligned chip; a dataset's pairs and identification protocols each read
-the one list instead of hashing every chip again.
+Finding them reads every aligned chip; a dataset's generated pairs and identification protocols
+each read the one list instead of hashing every chip again (LFW View 2 is taken as listed).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Iterable
 
 from maskbench.io.duplicates import duplicate_chips
+
+log = logging.getLogger(__name__)
 
 
 def read_copies(path: str | Path, images: Iterable[str]) -> list[list[str]]:
@@ -23,4 +26,7 @@ def read_copies(path: str | Path, images: Iterable[str]) -> list[list[str]]:
 
 def find_copies(aligned_paths: Iterable[str], images: Iterable[str], copies_path: str | Path | None) -> list[list[str]]:
     """Copies among ``images``: from the dataset's copies file where given, else from the chips."""
-    return read_copies(copies_path, images) if copies_path else duplicate_chips(aligned_paths, images)
+    if copies_path:
+        return read_copies(copies_path, images)
+    log.info("no copies file given: finding copies of one picture from every aligned chip")
+    return duplicate_chips(aligned_paths, images)
