@@ -1,8 +1,9 @@
 """Which library files a workflow script runs: the import closure of the script inside maskbench.
 
 A rule takes a stamp of these files (their sha256) as input, so editing a module re-runs exactly
-the stages that import it (directly or through other modules) and nothing else. Computed from the source with ``ast``
-(nothing is imported), so it costs milliseconds at DAG construction and never drifts from the code.
+the stages that import it (directly or through other modules) and nothing else. Computed from the
+source with ``ast`` (nothing is imported), so it costs milliseconds at DAG construction and never
+drifts from the code.
 """
 
 from __future__ import annotations
@@ -120,18 +121,23 @@ def refresh_stamp(files: list[str], out_path: str, hashes: dict[str, str] | None
         old = None
     if old == lines:
         return None
-    code_stamp(files, out_path, lines)
+    _write_stamp(lines, out_path)
     return sorted({line.split("  ", 1)[1].rstrip("\n") for line in set(lines) ^ set(old or [])})
 
 
-def code_stamp(files: list[str], out_path: str, lines: list[str] | None = None) -> None:
+def code_stamp(files: list[str], out_path: str) -> None:
     """Write ``sha256  path`` of each file, sorted by path: the record of the library code a
     stage ran. Rules take this one file as input instead of every file of the closure, which
     keeps a large DAG cheap to plan; it is rewritten, and its stages re-run, when a file changes."""
+    _write_stamp(_stamp_lines(files), out_path)
+
+
+def _write_stamp(lines: list[str], out_path: str) -> None:
+    """Write a stamp atomically, with the standard library only (the Snakefile imports this module,
+    so it stays off io.atomic, which reaches pyarrow)."""
     import os
     import tempfile
 
-    lines = _stamp_lines(files) if lines is None else lines
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
@@ -145,4 +151,3 @@ def code_stamp(files: list[str], out_path: str, lines: list[str] | None = None) 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
