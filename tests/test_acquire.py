@@ -100,6 +100,30 @@ def test_local_archive_is_verified_and_extracted_without_touching_the_source(sou
     assert snapshot(source) == before
 
 
+def test_manifest_records_paths_as_given_so_its_bytes_do_not_depend_on_where_the_run_is(tmp_path, monkeypatch):
+    """A run gives relative paths (the config's, Snakemake's outputs): the manifest keeps them
+    relative to the working directory, so two run directories write the same bytes and a moved
+    one still finds its files; an absolute path stays absolute."""
+    import json
+
+    outside = tmp_path / "elsewhere" / "pairs.txt"
+    outside.parent.mkdir()
+    outside.write_text("2\t60\n")
+    manifests = []
+    for run in ("a", "b/deeper"):
+        work = tmp_path / run / "work"
+        (work.parent / "data").mkdir(parents=True)
+        make_tgz(work.parent / "data" / "people.tgz", TREE)
+        work.mkdir()
+        monkeypatch.chdir(work)
+        files = {"images": {"path": "../data/people.tgz"}, "pairs": {"path": str(outside)}}
+        manifest = acquire_dataset("ds", files, Path("resources/raw/ds"))
+        manifests.append(json.dumps(manifest, sort_keys=True))
+        assert manifest["images"]["path"] == "resources/raw/ds/images" and manifest["pairs"]["path"] == str(outside)
+        assert files_under(Path(manifest["images"]["path"])) == TREE
+    assert manifests[0] == manifests[1]
+
+
 def test_local_folder_is_used_in_place(source, raw_dir):
     for name, data in TREE.items():
         (source / name).parent.mkdir(parents=True, exist_ok=True)

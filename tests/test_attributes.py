@@ -321,6 +321,8 @@ def test_copies_of_one_utkface_photo_stay_in_one_part(utk_run):
         report = json.loads((utk_run / f"results/utkface/splits/{strategy}.json").read_text())
         assert groups and report["notes"]["duplicate_groups"] == len(groups), strategy
         assert all(len({parts[i][0] for i in group}) == 1 for group in groups), strategy
+        # read from the dataset's copies file (the copies stage), not found from every chip again
+        assert "no copies file given" not in (utk_run / f"results/logs/splits/utkface/{strategy}.log").read_text()
 
 
 @pytest.mark.slow

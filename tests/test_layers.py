@@ -7,6 +7,7 @@ neither hide a cycle nor smuggle torch into a layer that must not need it.
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,33 @@ def test_refreshing_a_code_stamp_leaves_it_untouched_unless_the_code_changed(tmp
     c = tmp_path / "c.py"
     c.write_text("z = 0\n")
     assert refresh_stamp([str(a), str(c)], str(out)) == sorted([str(b), str(c)])  # one left, one joined
+
+
+def test_a_stamp_names_files_from_the_checkout_so_a_moved_or_symlinked_one_changes_nothing(tmp_path):
+    """Checkouts of the same code anywhere, or reached through a symlink, give stamps of the same
+    bytes; a file outside the checkout keeps the path it was given."""
+    from maskbench.code_closure import code_stamp, refresh_stamp, stamp_label
+
+    stamps = []
+    for where in ("first", "deeper/second", "link"):
+        root = tmp_path / where
+        (root / "workflow").mkdir(parents=True)
+        (root / "workflow" / "s.py").write_text("y = 2\n")
+        if where == "link":  # the package a symlink to another folder
+            (root / "src").mkdir()
+            (root / "src" / "maskbench").symlink_to(tmp_path / "first" / "src" / "maskbench", target_is_directory=True)
+        else:
+            (root / "src" / "maskbench" / "io").mkdir(parents=True)
+            (root / "src" / "maskbench" / "io" / "atomic.py").write_text("x = 1\n")
+        files = [os.path.relpath(root / "workflow" / "s.py"), str(root / "src" / "maskbench" / "io" / "atomic.py")]
+        out = tmp_path / f"{where.replace('/', '_')}.sha256"
+        code_stamp(files, str(out), root=root)
+        stamps.append(out.read_text())
+        assert stamp_label(files[0], root) == "workflow/s.py"
+        assert refresh_stamp(files, str(out), root=root) is None
+    assert stamps[0] == stamps[1] == stamps[2]
+    assert [line.split("  ")[1] for line in stamps[0].splitlines()] == ["src/maskbench/io/atomic.py", "workflow/s.py"]
+    assert stamp_label(str(tmp_path / "other.py"), tmp_path / "first") == str(tmp_path / "other.py")
 
 
 # The stages whose re-run costs most, or re-runs what costs most (a split re-run trains every model

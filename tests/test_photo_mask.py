@@ -123,7 +123,8 @@ ALIGN = {"detector": "hog", "upsample": 1, "chip_size": 150, "padding": 0.25}
 def test_image_path_rechips_and_counts_failures_to_enrol(tmp_path):
     from maskbench.stages.align import align_shard
     from maskbench.stages.mask import mask_shard
-    from maskbench.io.summaries import coverage_row, status_counts
+    from maskbench.io.summaries import status_counts
+    from maskbench.reporting.coverage import coverage_row
 
     d = _demo_dataset(tmp_path)
     align_shard(str(d / "index.parquet"), str(d / "acquired.json"), "images", 0, ALIGN, None,

@@ -28,7 +28,8 @@ from maskbench.stages.metrics import write_metrics
 from maskbench.stages.pairs import build_pairs
 from maskbench.evaluation.metrics import eer, fnmr_at_fmr, with_failures_to_enrol
 from maskbench.reporting.realism import COLUMNS, by_type_rows, realism_rows
-from maskbench.io.summaries import coverage_row, variant_status_counts
+from maskbench.io.summaries import variant_status_counts
+from maskbench.reporting.coverage import coverage_row
 from maskbench.reporting.tables import identification_rows
 
 PEOPLE, BARE, REAL = 8, 4, 2
@@ -398,6 +399,28 @@ def test_no_synthetic_mask_is_painted_on_a_real_masked_photo(tmp_path):
     table = pq.read_table(path)
     assert variant_statuses(table, "unmasked") == ["provided", "real_mask", "provided"]
     assert variant_statuses(table, "real") == ["not_real_mask", "provided", "not_real_mask"]
+
+
+def test_coverage_counts_chips_the_painter_failed_on_apart_from_failures_to_enrol(tmp_path):
+    """A chip the painter fails on is recorded (status error), left unscored, and counted in
+    coverage.csv as a paint error, not as a failure to enrol (a biometric outcome)."""
+    from maskbench.io.summaries import status_counts
+
+    rows = []
+    for j in range(3):
+        rgb, points = demo_image(5, 0, j, size=150)
+        rows.append({"image_id": f"a/{j}.png", "identity": "a", "status": "ok", "reason": None, "detector": "hog",
+                     "detector_score": None, "n_faces": 1, "landmarks": points.reshape(-1).astype(np.float32).tolist(),
+                     "chip": b"not an image" if j == 1 else encode_chip(rgb), "real_mask": False})
+    path = tmp_path / "aligned.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ALIGNED_SCHEMA), path)
+    mask_shard(str(path), "surgical", {"shape": "surgical", "color": "#1ca0f4"}, 1, str(tmp_path / "masked.parquet"))
+    masked = pq.read_table(tmp_path / "masked.parquet").to_pylist()
+    assert [r["status"] for r in masked] == ["masked", "error", "masked"] and masked[1]["reason"]
+    aligned = status_counts([str(path)], ["ok"])
+    row = coverage_row("demo", aligned, {"surgical": status_counts([str(tmp_path / "masked.parquet")], ["masked"])})
+    assert row["surgical_paint_errors"] == 1 and row["surgical_failure_to_enrol"] == 0
+    assert row["surgical_masked_rate"] == round(2 / 3, 6)
 
 
 def test_demo_draws_real_masks_that_the_index_marks(tmp_path):

@@ -142,10 +142,37 @@ def test_editing_a_stage_library_reruns_that_stage_not_earlier_ones(finished_run
     assert "mask" in rules
     assert not rules & {"acquire", "index", "align", "align_summary", "copies", "pairs"}
     # the mask script's code stamp is rewritten, naming the edited file; the mask jobs re-run because of it
-    assert re.search(r"maskbench: results/code/mask\.sha256 rewritten, library code changed: \S*stages/mask\.py$",
+    assert re.search(r"maskbench: results/code/mask\.sha256 rewritten, code changed: \S*stages/mask\.py$",
                      out, re.M), out[:3000]
     assert "results/code/align.sha256 rewritten" not in out
     assert all("results/code/mask.sha256" in j["reason"] for j in jobs if j["rule"] == "mask")
+
+
+def test_a_finished_run_planned_from_a_fresh_checkout_elsewhere_has_nothing_to_do(finished_run, tmp_path):
+    """The same code in a fresh checkout elsewhere (every file newer than the run's outputs, as
+    after a clone), planning the run's directory from outside it (--snakefile, --directory),
+    re-runs nothing; editing a script's content re-runs its stage. (Stamps held paths relative to
+    the working directory, acquire took its library files, and Snakemake's `code` trigger compares
+    a script's file time: every stage re-ran.)"""
+    import os
+
+    work = copy_workflow(tmp_path / "run")
+    reuse_finished_run(work, finished_run)
+    snakemake(work, "-n", TARGET)  # the stamps as this code has them (another test may have edited a module)
+    stamps = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (work / "results/code").iterdir()}
+    moved = copy_workflow(tmp_path / "elsewhere" / "checkout")
+    for file in moved.rglob("*"):
+        os.utime(file)  # a clone's files are as new as the clone
+    out = snakemake(tmp_path, "-n", TARGET, "--snakefile", str(moved / "Snakefile"), "--directory", str(work)).stdout
+    assert not planned_jobs(out) and "Nothing to be done" in out, out[-3000:]
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (work / "results/code").iterdir()} == stamps
+    assert "acquire_files.sha256" not in stamps and "acquire.sha256" in stamps  # the demo set's acquire stamp
+    script = moved / "workflow/scripts/mask.py"
+    script.write_text(script.read_text() + "\n# edited\n")
+    out = snakemake(tmp_path, "-n", TARGET, "--snakefile", str(moved / "Snakefile"), "--directory", str(work)).stdout
+    jobs = jobs_by_rule(planned_jobs(out))
+    assert "mask" in jobs and not {"acquire", "index", "align", "split", "pairs"} & set(jobs), sorted(jobs)
+    assert "results/code/mask.sha256 rewritten, code changed: workflow/scripts/mask.py" in out
 
 
 def test_code_stamps_stay_as_they_are_while_another_run_holds_the_directory(finished_run, tmp_path):

@@ -3,6 +3,7 @@ per-identity rule, and determinism (same seed, same bytes; input order does not 
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter, defaultdict
 
@@ -288,3 +289,42 @@ def test_a_part_the_people_do_not_reach_is_named_and_a_protocol_on_it_says_so(tm
         restrict_to_split(identities, protocol, str(tmp_path / "identity.parquet"))
     assert "empty_parts" not in make_split("identity", {f"p{k}/a.png": f"p{k}" for k in range(20)},
                                            pd.DataFrame(), RATIOS, (), seed=0).notes
+
+
+def test_split_stage_reads_the_datasets_copies_file_and_splits_as_from_the_chips(tmp_path):
+    """The workflow finds copies of one picture once per dataset (the copies stage); the split stage
+    reads that file and writes the same split, byte for byte, as finding them from the chips."""
+    import pyarrow as pa
+
+    from maskbench.io.chips import encode_chip
+    from maskbench.stages.copies import write_copies
+    from maskbench.stages.split import build_split
+
+    rng = np.random.default_rng(0)
+    images = {f"p{k}/img_{i}.png": f"p{k}" for k in range(10) for i in range(4)}
+    chips = {i: encode_chip(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)) for i in images}
+    for a, b in [("p0/img_0.png", "p0/img_1.png"), ("p3/img_1.png", "p7/img_2.png")]:
+        chips[b] = chips[a]
+    aligned = str(tmp_path / "aligned.parquet")
+    pq.write_table(pa.table({"image_id": list(images), "identity": list(images.values()),
+                             "status": ["ok"] * len(images), "chip": [chips[i] for i in images]}), aligned)
+    pq.write_table(pa.table({"image_id": list(images), "sex": [None] * len(images), "race": [None] * len(images),
+                             "age": pa.array([None] * len(images), pa.float64())}), tmp_path / "index.parquet")
+    write_copies([aligned], str(tmp_path / "copies.json"))
+    ratios = {"train": 0.5, "val": 0.25, "test": 0.25}
+    reports = []
+    for name, copies in (("chips", None), ("file", str(tmp_path / "copies.json"))):
+        out = str(tmp_path / name)
+        reports.append(build_split(str(tmp_path / "index.parquet"), [aligned], "random", ratios, [], [30], 7,
+                                   f"{out}.parquet", f"{out}.json", copies_path=copies))
+    assert reports[0] == reports[1] and reports[0]["notes"]["duplicate_groups"] == 2
+    assert (tmp_path / "chips.parquet").read_bytes() == (tmp_path / "file.parquet").read_bytes()
+    # the file is what the split reads: a group it names (and the chips do not) is kept together too
+    (tmp_path / "more.json").write_text(json.dumps({"groups": [["p0/img_0.png", "p0/img_1.png"],
+                                                               ["p3/img_1.png", "p7/img_2.png"],
+                                                               ["p1/img_0.png", "p2/img_3.png"]]}))
+    report = build_split(str(tmp_path / "index.parquet"), [aligned], "random", ratios, [], [30], 7,
+                         str(tmp_path / "more.parquet"), str(tmp_path / "more.json.out"),
+                         copies_path=str(tmp_path / "more.json"))
+    parts = pq.read_table(tmp_path / "more.parquet").to_pandas().set_index("image_id")["split"]
+    assert report["notes"]["duplicate_groups"] == 3 and parts["p1/img_0.png"] == parts["p2/img_3.png"]

@@ -79,6 +79,18 @@ def test_dry_run_lists_every_job_of_the_dag(tmp_path):
         assert all("/val_pairs/unmasked-vs-unmasked.parquet" in p for p in scores if p not in tested)
 
 
+def test_jobs_run_the_checkouts_library_not_an_installed_one(tmp_path):
+    """The stamps record the checkout's library, so its jobs must run that one, not a maskbench
+    installed from elsewhere (here the tested repository's own install, without this edit)."""
+    work = copy_workflow(tmp_path / "wf")
+    stage = work / "src/maskbench/stages/acquire.py"
+    said = 'log.info("generated the demo dataset: %s", summary)'
+    assert said in stage.read_text()
+    stage.write_text(stage.read_text().replace(said, 'log.info("generated the demo dataset here: %s", summary)'))
+    snakemake(work, "--cores", "1", "resources/raw/demo/acquired.json")
+    assert "generated the demo dataset here:" in (work / "results/logs/acquire/demo.log").read_text()
+
+
 def test_lint_has_no_findings(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(work, "--lint", check=False)

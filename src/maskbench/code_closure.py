@@ -9,6 +9,7 @@ drifts from the code.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from functools import lru_cache
 from collections.abc import Iterator
@@ -74,12 +75,12 @@ def closure(script: Path, without: tuple[str, ...] = (), package_dir: Path = PAC
 
 
 def _module_name(path: Path, package_dir: Path) -> str | None:
-    try:
-        parts = path.resolve().relative_to(package_dir).with_suffix("").parts
-    except ValueError:
-        return None
-    name = ".".join((PACKAGE, *parts))
-    return name.removesuffix(".__init__")
+    for where, base in ((Path(os.path.abspath(path)), Path(os.path.abspath(package_dir))),
+                        (path.resolve(), package_dir.resolve())):  # as written first: a symlinked checkout
+        if where.is_relative_to(base):
+            name = ".".join((PACKAGE, *where.relative_to(base).with_suffix("").parts))
+            return name.removesuffix(".__init__")
+    return None
 
 
 def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
@@ -92,28 +93,42 @@ def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _stamp_lines(files: list[str], hashes: dict[str, str] | None = None) -> list[str]:
-    """``sha256  path`` per file, sorted by path; ``hashes`` (path -> sha256) is filled and reused,
-    for one reading of the workflow, whose ~30 scripts' closures share most files."""
+def stamp_label(path: str | Path, root: Path = PACKAGE_DIR.parent) -> str:
+    """How a stamp names a file: relative to ``root`` (the workflow's checkout; by default the
+    package's parent, giving ``maskbench/io/atomic.py``), so a stamp reads the same wherever the
+    checkout or the working directory is. Taken from the path as written first (a symlinked
+    checkout or module keeps its name), else resolved; a file outside ``root`` keeps the path given."""
+    for where, base in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))),
+                        (Path(path).resolve(), Path(root).resolve())):
+        if where.is_relative_to(base):
+            return where.relative_to(base).as_posix()
+    return str(path)
+
+
+def _stamp_lines(files: list[str], hashes: dict[str, str] | None = None, root: Path = PACKAGE_DIR.parent) -> list[str]:
+    """``sha256  label`` per file (see stamp_label), sorted by label; ``hashes`` (path -> sha256) is
+    filled and reused, for one reading of the workflow, whose ~30 scripts' closures share most files."""
     import hashlib
 
     hashes = {} if hashes is None else hashes
     lines = []
-    for f in sorted(files):
+    for f in files:
         if f not in hashes:
             hashes[f] = hashlib.sha256(Path(f).read_bytes()).hexdigest()
-        lines.append(f"{hashes[f]}  {f}\n")
-    return lines
+        lines.append(f"{hashes[f]}  {stamp_label(f, root)}\n")
+    return sorted(lines, key=lambda line: line.split("  ", 1)[1])
 
 
-def refresh_stamp(files: list[str], out_path: str, hashes: dict[str, str] | None = None) -> list[str] | None:
+def refresh_stamp(files: list[str], out_path: str, hashes: dict[str, str] | None = None,
+                  root: Path = PACKAGE_DIR.parent) -> list[str] | None:
     """Bring a code stamp up to date: None where it already records ``files`` as they are (it is
-    left untouched, so nothing re-runs), else the paths whose hash changed (all of them for a new
-    stamp), after rewriting it. The workflow calls this while it is read, so stamps follow the code
-    whatever runs Snakemake: no job, and nothing that depends on the interpreter's path.
+    left untouched, so nothing re-runs), else the labels of the files whose hash changed (all of
+    them for a new stamp), after rewriting it. The workflow calls this while it is read, so stamps
+    follow the code whatever runs Snakemake: no job, and nothing that depends on the interpreter's
+    path or on where the checkout is.
     ``hashes`` shares the files' hashes between the stamps of one reading (never across readings:
     a file rewritten within one timestamp tick would keep its old hash)."""
-    lines = _stamp_lines(files, hashes)
+    lines = _stamp_lines(files, hashes, root)
     out = Path(out_path)
     try:
         old = out.read_text().splitlines(keepends=True)
@@ -125,11 +140,11 @@ def refresh_stamp(files: list[str], out_path: str, hashes: dict[str, str] | None
     return sorted({line.split("  ", 1)[1].rstrip("\n") for line in set(lines) ^ set(old or [])})
 
 
-def code_stamp(files: list[str], out_path: str) -> None:
-    """Write ``sha256  path`` of each file, sorted by path: the record of the library code a
-    stage ran. Rules take this one file as input instead of every file of the closure, which
+def code_stamp(files: list[str], out_path: str, root: Path = PACKAGE_DIR.parent) -> None:
+    """Write ``sha256  label`` of each file, sorted by label (see stamp_label): the record of the
+    code a stage ran. Rules take this one file as input instead of every file of the closure, which
     keeps a large DAG cheap to plan; it is rewritten, and its stages re-run, when a file changes."""
-    _write_stamp(_stamp_lines(files), out_path)
+    _write_stamp(_stamp_lines(files, root=root), out_path)
 
 
 def _write_stamp(lines: list[str], out_path: str) -> None:

@@ -9,7 +9,9 @@ rule acquire:
     conda:
         "../../envs/data.yaml"
     input:
-        code=lambda wc: script_files("acquire", without=() if dataset_cfg(wc)["layout"] == "demo" else ("maskbench.data.demo",)),
+        # a real dataset's acquire leaves out the demo generator: editing it must not re-acquire LFW
+        code=lambda wc: script_code("acquire") if dataset_cfg(wc)["layout"] == "demo"
+        else script_code("acquire", without=("maskbench.data.demo",), name="acquire_files"),
     output:
         PATHS["acquired"],
     params:

@@ -8,6 +8,21 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+
+def _run_this_checkouts_library():
+    """This file and every job import maskbench from this checkout's src/: the code its stamps
+    record. A maskbench installed elsewhere (another checkout's editable install, a conda env made
+    from another checkout) would otherwise run silently in its place."""
+    src = str(Path(workflow.basedir, "src").resolve())
+    if sys.path[:1] != [src]:
+        sys.path.insert(0, src)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if paths[:1] != [src]:
+        os.environ.update(PYTHONPATH=os.pathsep.join([src, *filter(None, paths)]))  # set here, not required
+
+
+_run_this_checkouts_library()
+
 from maskbench.attributes.labels import DEFAULT_AGE_GROUPS
 from maskbench.attributes.settings import split_settings
 from maskbench.code_closure import closure, refresh_stamp
@@ -37,7 +52,7 @@ from maskbench.config import (
     variants_for,
     verification_protocols,
 )
-from maskbench.protocols.split_spec import STRATEGIES
+from maskbench.protocols.split_spec import STRATEGIES, WATCHES_COPIES
 
 # the config files in use (the default one unless --configfile named others), for error messages
 CONFIG_FILES = [str(f) for f in (workflow.overwrite_configfiles or ["config/config.yaml"])]
@@ -133,17 +148,19 @@ def path(name, /, **wildcards):
     return PATHS[name].format(**wildcards)
 
 
-SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+CHECKOUT = Path(workflow.basedir)  # stamps name files from here: src/maskbench/..., workflow/scripts/...
+SCRIPTS = CHECKOUT / "workflow" / "scripts"
 # the checkout each conda env installs maskbench from (envs/*.post-deploy.sh)
 os.environ.update(MASKBENCH_ROOT=str(Path(workflow.basedir).resolve()))
-LIBRARY = Path(workflow.basedir) / "src" / "maskbench"
+LIBRARY = CHECKOUT / "src" / "maskbench"
 
 
 def script_files(script, without=()):
-    """Library files a rule's script runs (its import closure). Paths are relative to the working
-    directory, as every other input is: Snakemake records each job's input list, and absolute paths
-    would make a moved or copied checkout look like new inputs to every job."""
-    return [os.path.relpath(f) for f in closure(SCRIPTS / f"{script}.py", tuple(without), LIBRARY)]
+    """A rule's script and the library files it runs (its import closure), less the modules in
+    ``without``: the script is stamped by its content too, as the library is (profiles/default
+    leaves out Snakemake's own `code` trigger, which compares a script's file time only)."""
+    script_path = SCRIPTS / f"{script}.py"
+    return [str(script_path), *(str(f) for f in closure(script_path, tuple(without), LIBRARY))]
 
 
 _STAMPED = {}  # script -> its stamp, brought up to date once per reading of the workflow
@@ -163,29 +180,33 @@ def _run_in_progress():
 RUN_IN_PROGRESS = _run_in_progress()
 
 
-def script_code(script):
+def script_code(script, without=(), name=None):
     """The code stamp of a rule's script: one input standing for every library file the script
-    runs, so editing one module re-runs exactly the stages that use it, and a DAG of thousands of
-    jobs does not carry each job's dozens of library files. Brought up to date here, as the rules
-    are read (untouched where the code is unchanged), and the files that changed are named; never
-    in a job (a cluster job reads the workflow again) nor while a run is in progress."""
-    stamp = path("code_stamp", script=script)
-    if script in _STAMPED or not workflow.is_main_process:
+    runs (less the modules in ``without``; such a stamp needs its own ``name``), so editing one
+    module re-runs exactly the stages that use it, and a DAG of thousands of jobs does not carry
+    each job's dozens of library files. A stamp names the files from the package's folder, so a
+    moved checkout or working directory changes nothing. Brought up to date here, as the rules are
+    read (untouched where the code is unchanged), and the files that changed are named; never in a
+    job (a cluster job reads the workflow again) nor while a run is in progress."""
+    assert name or not without, "a stamp of part of a script's code needs its own name"
+    name = name or script
+    stamp = path("code_stamp", script=name)
+    if name in _STAMPED or not workflow.is_main_process:
         return stamp
-    _STAMPED[script] = stamp
+    _STAMPED[name] = stamp
     existed = os.path.exists(stamp)
     if existed and RUN_IN_PROGRESS:
         if not _WARNED:
             _WARNED.append(True)
             print("maskbench: lock files in .snakemake/locks (another run, or a stale lock: --unlock): code stamps "
-                  "are left as they are; library edits show once no run holds the directory", file=sys.stderr)
+                  "are left as they are; code edits show once no run holds the directory", file=sys.stderr)
         return stamp
     try:
-        changed = refresh_stamp(script_files(script), stamp, _HASHES)
+        changed = refresh_stamp(script_files(script, without), stamp, _HASHES, CHECKOUT)
     except OSError as exc:
         raise WorkflowError(f"cannot bring the code stamp {stamp} up to date: {exc}") from exc
     if changed and existed:  # a new stamp: nothing of that stage has run from here yet
-        print(f"maskbench: {stamp} rewritten, library code changed: {', '.join(changed)}", file=sys.stderr)
+        print(f"maskbench: {stamp} rewritten, code changed: {', '.join(changed)}", file=sys.stderr)
     return stamp
 
 
@@ -351,6 +372,12 @@ def protocol_split_file(wildcards):
     """The split a protocol's images are restricted to, if any."""
     part = protocol_part(config, wildcards.protocol)
     return [path("split", dataset=wildcards.dataset, strategy=part[0])] if part else []
+
+
+def split_copies_file(wildcards):
+    """The dataset's copies of one picture, for a split that keeps them together or counts them
+    (not the identity split: it would re-run, and retrain every model, when only copies did)."""
+    return [path("copies", dataset=wildcards.dataset)] if wildcards.strategy in WATCHES_COPIES else []
 
 
 def protocol_copies_file(wildcards):

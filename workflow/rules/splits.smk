@@ -11,6 +11,7 @@ rule split:
     input:
         index=PATHS["index"],
         aligned=aligned_shards,
+        copies=split_copies_file,
         code=script_code("split"),
     output:
         table=PATHS["split"],

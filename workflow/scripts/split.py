@@ -3,6 +3,8 @@ from maskbench.stages.split import build_split
 from maskbench.logs import log_to
 
 with log_to(snakemake.log[0]):
+    copies = getattr(snakemake.input, "copies", None) or []
+    copies = [copies] if isinstance(copies, str) else list(copies)
     build_split(
         index_path=snakemake.input.index,
         aligned_paths=list(snakemake.input.aligned),
@@ -13,4 +15,5 @@ with log_to(snakemake.log[0]):
         seed=snakemake.params.seed,
         table_path=snakemake.output.table,
         report_path=snakemake.output.report,
+        copies_path=copies[0] if copies else None,
     )

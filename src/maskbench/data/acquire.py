@@ -562,12 +562,19 @@ def _should_extract(spec: dict[str, Any], path: Path) -> str | None:
     return kind
 
 
+def recorded_path(path: str | Path) -> str:
+    """A path as the manifest records it: relative to the working directory where it was given so
+    (every path of a run is), absolute only where it was given absolute, so the manifest's bytes do
+    not depend on where the working directory is and a moved run directory still finds its files."""
+    return os.path.normpath(path)
+
+
 def _finish(name: str, spec: dict[str, Any], file: Path, digests: dict[str, str], source: str,
             raw_dir: Path) -> dict[str, Any]:
     """The manifest entry: extract an archive if needed, else point at the file."""
     kind = _should_extract(spec, file)
     usable = extract_archive(file, raw_dir / name, kind, digests["sha256"]) if kind else file
-    return {"path": os.path.abspath(usable), "sha256": digests["sha256"], "source": source}
+    return {"path": recorded_path(usable), "sha256": digests["sha256"], "source": source}
 
 
 def _lock_key(dataset: str, name: str) -> str:
@@ -605,7 +612,7 @@ def _from_local(dataset: str, name: str, spec: dict[str, Any], local: Path, sour
     """A file or folder already on disk (``path`` or a manual download), only ever read."""
     if local.is_dir():
         log.info("%s/%s: using the folder %s in place", dataset, name, local)
-        return {"path": os.path.abspath(local), "sha256": None, "source": source}
+        return {"path": recorded_path(local), "sha256": None, "source": source}
     expected, lock_advice = _expectation(dataset, name, spec, lock)
     digests = _verify_local(local, spec, expected, lock_advice)
     return _record(dataset, name, spec, lock, _finish(name, spec, local, digests, source, raw_dir))
@@ -806,11 +813,11 @@ def acquire_parts(dataset: str, name: str, spec: dict[str, Any], raw_dir: Path,
     target = extract_parts(archives, raw_dir / name)
     records = []
     for part, file, digests, source in got:
-        record = {"filename": part.filename, "path": os.path.abspath(file), "sha256": digests["sha256"],
+        record = {"filename": part.filename, "path": recorded_path(file), "sha256": digests["sha256"],
                   "source": source}
         records.append(_record(dataset, part.label(name), part.spec, lock, record,
                                key=_part_key(dataset, name, part)))
-    return {"path": os.path.abspath(target), "sha256": None, "source": "parts", "parts": records}
+    return {"path": recorded_path(target), "sha256": None, "source": "parts", "parts": records}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The dataset's copies of one picture, found once (the copies stage) and read by its protocols.
 
-Finding them reads every aligned chip; a dataset's generated pairs and identification protocols
-each read the one list instead of hashing every chip again (LFW View 2 is taken as listed).
+Finding them reads every aligned chip; a dataset's splits, generated pairs and identification
+protocols each read the one list instead of hashing every chip again (LFW View 2 is taken as listed).
 """
 
 from __future__ import annotations

@@ -52,25 +52,3 @@ def variant_status_counts(paths: Iterable[str], usable_statuses: Iterable[str] =
         out[variant] = {"images": total, "usable": usable, "usable_rate": round(usable / total, 6) if total else 0.0,
                         "statuses": dict(sorted(counts.items()))}
     return out
-
-
-def coverage_row(dataset: str, aligned: dict, masked: dict[str, dict]) -> dict:
-    """One dataset's line of the coverage table: aligned images, then masked share per mask type;
-    for a set with real masks also its bare and real-masked photos apart (masks are painted on
-    the bare ones only, so their share is of the aligned bare photos)."""
-    row = {"dataset": dataset, "images": aligned["images"], "aligned": aligned["usable"],
-           "aligned_rate": aligned["usable_rate"]}
-    base = aligned["usable"]
-    for variant, counts in (aligned.get("per_variant") or {}).items():
-        row[f"{variant}_images"] = counts["images"]
-        row[f"{variant}_aligned_rate"] = counts["usable_rate"]
-        # found by the detector itself (a fallback box or provided landmarks do not count)
-        found = counts["statuses"].get("ok", 0)
-        row[f"{variant}_detected_rate"] = round(found / counts["images"], 6) if counts["images"] else 0.0
-        if variant == "unmasked":
-            base = counts["usable"]
-    for mask, counts in masked.items():
-        row[f"{mask}_masked_rate"] = round(counts["usable"] / base, 6) if base else 0.0
-        # paint_on: image: masked photos where no face was found again (failures to enrol)
-        row[f"{mask}_failure_to_enrol"] = int((counts.get("statuses") or {}).get("no_face", 0))
-    return row

@@ -6,6 +6,10 @@ import math
 
 SPLIT_NAMES = ("train", "val", "test")
 STRATEGIES = ("identity", "uniform", "random", "per_identity")
+IMAGE_LEVEL = ("random", "uniform")  # strategies that place images one by one (copies may part)
+# strategies that read the dataset's copies of one picture (per_identity parts one person's images
+# by design and counts the copies it parts); the identity split needs none, and does not wait for them
+WATCHES_COPIES = (*IMAGE_LEVEL, "per_identity")
 DEFAULT_RATIOS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
 

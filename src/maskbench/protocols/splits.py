@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from maskbench.seeds import item_seed
-from maskbench.protocols.split_spec import SPLIT_NAMES, STRATEGIES, SplitError, check_ratios
+from maskbench.protocols.split_spec import IMAGE_LEVEL, SPLIT_NAMES, STRATEGIES, SplitError, check_ratios
 
 SPLITS_SCHEMA = pa.schema(
     [
@@ -312,10 +312,6 @@ def keep_duplicates_together(split: Split, duplicates: Sequence[Sequence[str]]) 
                 moved += 1
     notes = {**split.notes, "duplicate_groups": len(duplicates), "duplicates_moved": moved}
     return Split(split.strategy, assignment, notes)
-
-
-IMAGE_LEVEL = ("random", "uniform")  # strategies that place images one by one (copies may part)
-WATCHES_COPIES = (*IMAGE_LEVEL, "per_identity")  # per_identity parts one person's images by design
 
 
 def make_split(strategy: str, identities: dict[str, str | None], labels: pd.DataFrame,

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def generate_demo_dataset(raw_dir: Path, generate: dict[str, Any], seed: int) -> dict[str, Any]:
     """Generate the demo faces into a fresh folder, renamed into place when complete."""
+    from maskbench.data.acquire import recorded_path
     from maskbench.data.demo import generate_demo
 
     final = raw_dir / "images"
@@ -41,8 +42,8 @@ def generate_demo_dataset(raw_dir: Path, generate: dict[str, Any], seed: int) ->
     tmp.rename(final)
     log.info("generated the demo dataset: %s", summary)
     return {
-        "images": {"path": str(final.resolve()), "sha256": None, "source": "generated"},
-        "landmarks": {"path": str((final / "landmarks.csv").resolve()), "sha256": None, "source": "generated"},
+        "images": {"path": recorded_path(final), "sha256": None, "source": "generated"},
+        "landmarks": {"path": recorded_path(final / "landmarks.csv"), "sha256": None, "source": "generated"},
     }
 
 

@@ -11,9 +11,10 @@ from typing import Any, Sequence
 
 from maskbench.attributes.labels import read_labels
 from maskbench.io.atomic import write_json, write_table
-from maskbench.io.duplicates import duplicate_chips
+from maskbench.io.copies import find_copies
 from maskbench.io.readers import read_aligned
-from maskbench.protocols.splits import WATCHES_COPIES, make_split, split_report, split_table
+from maskbench.protocols.split_spec import WATCHES_COPIES
+from maskbench.protocols.splits import make_split, split_report, split_table
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +23,14 @@ REPORT_LABELS = ("sex", "race", "age_group")  # label distributions in a split's
 
 def build_split(index_path: str, aligned_paths: Sequence[str], strategy: str, ratios: dict[str, float],
                 stratify: Sequence[str], age_groups: Sequence[int], seed: int, table_path: str,
-                report_path: str) -> dict[str, Any]:
+                report_path: str, copies_path: str | None = None) -> dict[str, Any]:
     """One strategy's split of the usable aligned images, with its report; an image-level split
-    keeps copies of one picture (identical chips) in one part; per_identity counts those it parts."""
+    keeps copies of one picture (identical chips: the dataset's copies file, else found from the
+    chips) in one part; per_identity counts those it parts."""
     aligned = read_aligned(aligned_paths)
     identities, unusable = aligned.usable, aligned.unusable
     labels = read_labels(index_path, age_groups).reindex(sorted(identities))
-    duplicates = duplicate_chips(aligned_paths, identities) if strategy in WATCHES_COPIES else []
+    duplicates = find_copies(aligned_paths, identities, copies_path) if strategy in WATCHES_COPIES else []
     split = make_split(strategy, identities, labels, ratios, stratify, seed, duplicates)
     report = split_report(split, identities, labels[list(REPORT_LABELS)], seed,
                           ratios if strategy != "per_identity" else None, unusable)

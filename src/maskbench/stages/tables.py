@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from maskbench.io.summaries import coverage_row
+from maskbench.reporting.coverage import coverage_row
 from maskbench.reporting.tables import (identification_rows, long_metrics, metric_table, provenance_footnotes,
                                         write_frame)
 
