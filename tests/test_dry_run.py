@@ -81,3 +81,20 @@ def test_planning_works_out_each_rule_functions_signature_once(tmp_path):
     counts = ast.literal_eval(most[1])
     assert counts, "no rule function's signature was inspected: the check saw nothing"
     assert all(n == 1 for _, n in counts), f"signatures worked out again for each job: {counts}"
+
+
+def test_a_first_plan_of_a_demo_and_a_real_dataset_finds_both_acquire_stamps(tmp_path):
+    """acquire's two code stamps (the demo's, and a real set's without the demo generator) are
+    written as the workflow is read: written while the DAG was built, the second one planned in a
+    fresh directory was missing from what Snakemake had listed (MissingInputException)."""
+    extra = tmp_path / "real.yaml"
+    extra.write_text(yaml.safe_dump({"datasets": {"lfw": {
+        "layout": "lfw", "shards": 1, "protocols": ["test_pairs"],
+        "files": {"images": {"path": "faces.tgz"}, "pairs": {"path": "pairs.txt"}}}}}))
+    workdir = tmp_path / "work"
+    out = snakemake(tmp_path, "-n", "results/demo/index.parquet", "results/lfw/index.parquet", "--snakefile",
+                    str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+                    str(REPO / "config" / "config.yaml"), str(extra)).stdout
+    assert job_counts(out) == {"acquire": 2, "index": 2}
+    assert {p.name for p in (workdir / "results" / "code").glob("acquire*")} == {"acquire.sha256",
+                                                                               "acquire_files.sha256"}

@@ -361,3 +361,24 @@ def test_align_summary_script_exits_with_one_line(tmp_path, capsys):
     assert err.startswith("error: dataset 'blurry': no usable face in any of its 4 images") and err.count("\n") == 1
     assert "NoFacesError: dataset 'blurry'" in log.read_text()
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_stage_refuses_to_run_another_checkouts_library(tmp_path, monkeypatch):
+    """Inside the workflow (MASKBENCH_ROOT set) a job that imports maskbench from elsewhere than the
+    workflow's checkout (a conda env made from another checkout) stops, naming both, before it
+    writes anything; the checkout's own library runs."""
+    import maskbench
+    from maskbench.logs import OtherCheckoutError, check_checkout_library, log_to
+
+    monkeypatch.setenv("MASKBENCH_ROOT", str(tmp_path / "other"))
+    with pytest.raises(OtherCheckoutError, match="other"):
+        check_checkout_library()
+    with pytest.raises(SystemExit):
+        with log_to(str(tmp_path / "job.log")):
+            (tmp_path / "written").touch()
+    assert not (tmp_path / "written").exists()
+    assert "OtherCheckoutError" in (tmp_path / "job.log").read_text()
+    monkeypatch.setenv("MASKBENCH_ROOT", str(pathlib.Path(maskbench.__file__).resolve().parents[2]))
+    check_checkout_library()  # this checkout's own library
+    monkeypatch.delenv("MASKBENCH_ROOT")
+    check_checkout_library(tmp_path / "elsewhere")  # outside a workflow: nothing to compare with

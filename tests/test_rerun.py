@@ -175,6 +175,20 @@ def test_a_finished_run_planned_from_a_fresh_checkout_elsewhere_has_nothing_to_d
     assert "results/code/mask.sha256 rewritten, code changed: workflow/scripts/mask.py" in out
 
 
+def test_editing_the_copies_reader_does_not_rerun_the_identity_split_or_training(finished_run, tmp_path):
+    """The identity split (every trained model learns on it) neither reads copies.json nor stamps
+    the code that reads it: an edit there re-runs the protocols that read the copies only."""
+    work = copy_workflow(tmp_path / "wf")
+    reuse_finished_run(work, finished_run)
+    snakemake(work, "-n", TARGET)  # the stamps as this code has them (another test may have edited a module)
+    reader = work / "src/maskbench/io/copies.py"
+    reader.write_text(reader.read_text() + "\n# edited\n")
+    jobs = jobs_by_rule(planned_jobs(snakemake(work, "-n", TARGET).stdout))
+    assert {"pairs", "identification_protocol"} <= set(jobs), sorted(jobs)
+    assert not {"copies", "split", "train_head", "align"} & set(jobs), sorted(jobs)
+    assert (work / "results/code/split_identity.sha256").is_file()
+
+
 def test_code_stamps_stay_as_they_are_while_another_run_holds_the_directory(finished_run, tmp_path):
     """A stamp rewritten while a run's jobs work with the code they started with would be older than
     their outputs, which would then look current: while Snakemake's lock files are there, a second

@@ -374,10 +374,22 @@ def protocol_split_file(wildcards):
     return [path("split", dataset=wildcards.dataset, strategy=part[0])] if part else []
 
 
+SPLIT_CODE = script_code("split")
+IDENTITY_SPLIT_CODE = script_code("split", without=("maskbench.io.copies",), name="split_identity")
+
+
 def split_copies_file(wildcards):
     """The dataset's copies of one picture, for a split that keeps them together or counts them
     (not the identity split: it would re-run, and retrain every model, when only copies did)."""
     return [path("copies", dataset=wildcards.dataset)] if wildcards.strategy in WATCHES_COPIES else []
+
+
+def split_code(wildcards):
+    """The split stage's code stamp; the identity split's leaves out the copies reader it never
+    calls (editing it must not re-run that split, and so every trained model)."""
+    if wildcards.strategy in WATCHES_COPIES:
+        return SPLIT_CODE
+    return IDENTITY_SPLIT_CODE
 
 
 def protocol_copies_file(wildcards):

@@ -12,7 +12,7 @@ rule split:
         index=PATHS["index"],
         aligned=aligned_shards,
         copies=split_copies_file,
-        code=script_code("split"),
+        code=split_code,
     output:
         table=PATHS["split"],
         report=PATHS["split_report"],
