@@ -210,6 +210,24 @@ def script_code(script, without=(), name=None):
     return stamp
 
 
+def acquire_stamp(demo):
+    """acquire's code stamp: a real dataset's leaves out the demo generator (editing it must not
+    re-acquire LFW)."""
+    if demo:
+        return script_code("acquire")
+    return script_code("acquire", without=("maskbench.data.demo",), name="acquire_files")
+
+
+def acquire_code(wildcards):
+    return acquire_stamp(dataset_cfg(wildcards)["layout"] == "demo")
+
+
+# brought up to date now, as the workflow is read, like every other stamp: written while the DAG is
+# built, a stamp could be missing from what Snakemake has already listed of results/code
+for _demo in sorted({spec["layout"] == "demo" for spec in config["datasets"].values()}):
+    acquire_stamp(_demo)
+
+
 def shards(dataset):
     return range(config["datasets"][dataset]["shards"])
 
