@@ -163,7 +163,7 @@ def script_files(script, without=()):
     return [str(script_path), *(str(f) for f in closure(script_path, tuple(without), LIBRARY))]
 
 
-_STAMPED = {}  # script -> its stamp, brought up to date once per reading of the workflow
+_STAMPED = {}  # stamp name -> its path, brought up to date once per reading of the workflow
 _HASHES = {}  # library file -> sha256, for this reading only
 _WARNED = []
 
@@ -181,10 +181,10 @@ RUN_IN_PROGRESS = _run_in_progress()
 
 
 def script_code(script, without=(), name=None):
-    """The code stamp of a rule's script: one input standing for every library file the script
-    runs (less the modules in ``without``; such a stamp needs its own ``name``), so editing one
+    """The code stamp of a rule's script: one input standing for the script and every library file
+    it runs (less the modules in ``without``; such a stamp needs its own ``name``), so editing one
     module re-runs exactly the stages that use it, and a DAG of thousands of jobs does not carry
-    each job's dozens of library files. A stamp names the files from the package's folder, so a
+    each job's dozens of library files. A stamp names the files from the checkout's folder, so a
     moved checkout or working directory changes nothing. Brought up to date here, as the rules are
     read (untouched where the code is unchanged), and the files that changed are named; never in a
     job (a cluster job reads the workflow again) nor while a run is in progress."""
