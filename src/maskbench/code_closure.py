@@ -74,13 +74,21 @@ def closure(script: Path, without: tuple[str, ...] = (), package_dir: Path = PAC
     return sorted(f for f in files if f.name != "__init__.py" or f.stat().st_size)
 
 
-def _module_name(path: Path, package_dir: Path) -> str | None:
-    for where, base in ((Path(os.path.abspath(path)), Path(os.path.abspath(package_dir))),
-                        (path.resolve(), package_dir.resolve())):  # as written first: a symlinked checkout
-        if where.is_relative_to(base):
-            name = ".".join((PACKAGE, *where.relative_to(base).with_suffix("").parts))
-            return name.removesuffix(".__init__")
+def _relative(path: str | Path, base: Path) -> Path | None:
+    """``path`` relative to ``base``: as written first (a symlinked checkout or package keeps its
+    names), else with symlinks resolved; None outside ``base``."""
+    for where, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(base))),
+                        (Path(path).resolve(), Path(base).resolve())):
+        if where.is_relative_to(root):
+            return where.relative_to(root)
     return None
+
+
+def _module_name(path: Path, package_dir: Path) -> str | None:
+    inside = _relative(path, package_dir)
+    if inside is None:
+        return None
+    return ".".join((PACKAGE, *inside.with_suffix("").parts)).removesuffix(".__init__")
 
 
 def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
@@ -96,13 +104,10 @@ def _absolute(node: ast.ImportFrom, here: str | None, path: Path) -> str:
 def stamp_label(path: str | Path, root: Path = PACKAGE_DIR.parent) -> str:
     """How a stamp names a file: relative to ``root`` (the workflow's checkout; by default the
     package's parent, giving ``maskbench/io/atomic.py``), so a stamp reads the same wherever the
-    checkout or the working directory is. Taken from the path as written first (a symlinked
-    checkout or module keeps its name), else resolved; a file outside ``root`` keeps the path given."""
-    for where, base in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))),
-                        (Path(path).resolve(), Path(root).resolve())):
-        if where.is_relative_to(base):
-            return where.relative_to(base).as_posix()
-    return str(path)
+    checkout or the working directory is (see _relative); a file outside ``root`` keeps the path
+    given."""
+    inside = _relative(path, root)
+    return str(path) if inside is None else inside.as_posix()
 
 
 def _stamp_lines(files: list[str], hashes: dict[str, str] | None = None, root: Path = PACKAGE_DIR.parent) -> list[str]:
@@ -150,7 +155,6 @@ def code_stamp(files: list[str], out_path: str, root: Path = PACKAGE_DIR.parent)
 def _write_stamp(lines: list[str], out_path: str) -> None:
     """Write a stamp atomically, with the standard library only (the Snakefile imports this module,
     so it stays off io.atomic, which reaches pyarrow)."""
-    import os
     import tempfile
 
     out = Path(out_path)
