@@ -192,6 +192,28 @@ def test_unknown_fraction_leaves_identities_out_of_the_gallery():
         choose_identification(layout([3, 3]), seed=0, unknown_fraction=0.4)
 
 
+def test_people_with_too_few_images_can_be_searched_as_unknown():
+    """BLUFR's open set: people who cannot be enrolled with a photo left (here <= 2 images) are
+    non-mated searches, every photo of theirs; the gallery and every mated search stay as they are."""
+    images = layout([1, 2, 3, 5, 4, 2, 6, 3, 3, 4])
+    left_out = choose_identification(images, seed=4, gallery_size=2, unknown_fraction=0.2)
+    searched = choose_identification(images, seed=4, gallery_size=2, unknown_fraction=0.2, too_few_images="unknown")
+    check_identification(searched, images)
+    assert searched.gallery == left_out.gallery
+    assert [p for p in searched.probes if p[2]] == [p for p in left_out.probes if p[2]]
+    few = {"id00", "id01", "id05"}
+    extra = [p for p in searched.probes if p not in left_out.probes]
+    assert sorted(extra) == sorted((i, n, False) for i, n in images.items() if n in few)
+    assert searched.probes == sorted(searched.probes, key=lambda p: (p[1], p[0]))
+    assert searched.notes["too_few_images_searched_as_unknown"] == 3
+    assert "too_few_images" not in left_out.notes  # the default's report keeps its bytes
+    # a gallery of another pool (real-masked photos) searches only the few the bare set named unknown
+    named = choose_identification(images, seed=4, gallery_size=2, unknown={"id01", "id03"}, too_few_images="unknown")
+    assert {n for _, n, m in named.probes if not m} == {"id01", "id03"}
+    with pytest.raises(ProtocolError, match="too_few_images"):
+        choose_identification(images, seed=4, too_few_images="drop")
+
+
 def test_check_identification_catches_a_probe_in_the_gallery():
     images = layout([2, 2])
     bad = IdentificationSet([("id00/img_0.png", "id00"), ("id01/img_0.png", "id01")],

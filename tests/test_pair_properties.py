@@ -137,13 +137,15 @@ def test_verification_manifest_invariants(kind, data):
 
 
 @SETTINGS
-@given(data=datasets(), gallery_size=st.integers(1, 2), unknown=st.sampled_from([0.0, 0.25, 0.5]))
-def test_identification_manifest_invariants(data, gallery_size, unknown):
+@given(data=datasets(), gallery_size=st.integers(1, 2), unknown=st.sampled_from([0.0, 0.25, 0.5]),
+       too_few=st.sampled_from(["left_out", "unknown"]))
+def test_identification_manifest_invariants(data, gallery_size, unknown, too_few):
     images, unusable, seed, use_split = data
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         aligned, split, usable = write_inputs(folder, images, unusable, seed, use_split)
-        protocol = {"kind": "identification", "gallery_size": gallery_size, "unknown_fraction": unknown}
+        protocol = {"kind": "identification", "gallery_size": gallery_size, "unknown_fraction": unknown,
+                    "too_few_images": too_few}
         if use_split:
             protocol["split"] = {"strategy": "identity", "part": "test"}
 
@@ -173,7 +175,9 @@ def test_identification_manifest_invariants(data, gallery_size, unknown):
         assert report["mated_probes"] == sum(p["mated"] for p in probes)
         assert report["non_mated_probes"] == sum(not p["mated"] for p in probes)
         unknown_people = {p["identity"] for p in probes if not p["mated"]}
-        assert len(unknown_people) == n_unknown
+        few = {n for n, k in sizes.items() if k <= gallery_size}
+        assert unknown_people & few == (few if too_few == "unknown" else set())
+        assert len(unknown_people - few) == n_unknown
         assert sum(not p["mated"] for p in probes) == sum(v in unknown_people for v in usable.values())
         build("b")
         for suffix in ("_g.parquet", "_p.parquet", ".json"):

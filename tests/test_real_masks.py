@@ -320,6 +320,28 @@ def test_real_gallery_keeps_to_the_people_of_the_bare_set(tmp_path):
     assert len(gallery) == report["enrolled_identities"]
 
 
+def test_real_gallery_searches_the_bare_sets_unknown_people_with_too_few_real_photos(tmp_path):
+    """With ``too_few_images: unknown`` an unknown person of the bare set with one real-masked photo
+    (too few to enrol one and search another) is searched in the real-masked set too, so both
+    sets search the same unknown people; by default that person is left out of it."""
+    images = fixture_images()
+    setting = {"gallery_size": 1, "unknown_fraction": 0.25}
+    _, bare_probes, _ = real_gallery_set([write_aligned(tmp_path / "all.parquet", images)], tmp_path, "unmasked",
+                                         3, **setting)
+    unknown = set(bare_probes.loc[~bare_probes["mated"], "identity"])
+    assert unknown
+    fewer = {i: r for i, r in images.items()
+             if not (r and i.split("/")[0] in unknown and i.endswith(f"_{BARE + REAL:04d}.png"))}
+    (tmp_path / "few").mkdir()
+    paths = [write_aligned(tmp_path / "few" / "shard-0.parquet", fewer)]
+    _, left_out, _ = real_gallery_set(paths, tmp_path / "few", "real", 3, **setting)
+    assert left_out["mated"].all()
+    _, searched, report = real_gallery_set(paths, tmp_path / "few", "real", 3, too_few_images="unknown", **setting)
+    assert set(searched.loc[~searched["mated"], "identity"]) == unknown
+    assert (~searched["mated"]).sum() == len(unknown) == report["too_few_images_searched_as_unknown"]
+    assert searched.loc[searched["mated"], "image_id"].tolist() == left_out["image_id"].tolist()
+
+
 def test_real_gallery_search_uses_real_embeddings_and_has_its_own_table_rows(aligned, tmp_path):
     """The [real, real] search reads its gallery from the real-masked embeddings; the table tells it
     from [unmasked, real] by a gallery_variant column, which a table without it does not get."""

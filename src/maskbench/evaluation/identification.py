@@ -141,7 +141,7 @@ def open_set(top_ids, top_scores, probe_ids, mated, fpir_targets: Sequence[float
     if n_mated == 0 or n_non_mated == 0:
         raise IdentificationError(
             f"open-set identification needs mated and non-mated searches; got {n_mated} and {n_non_mated} "
-            "(give the protocol an unknown_fraction > 0)"
+            "(give the protocol an unknown_fraction > 0, or too_few_images: unknown)"
         )
     hit = top_ids[mated] == probe_ids[mated]
     if runner_up is not None:

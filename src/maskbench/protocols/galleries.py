@@ -11,6 +11,12 @@ one) is left out of the gallery; every image of theirs is a non-mated search (no
 for a gallery they are not in), the others' probes are mated.
 A gallery of another pool (real-masked photos) names the bare gallery's unknown people instead,
 so the two galleries leave out the same people and their results compare.
+
+People with no more than ``gallery_size`` images cannot be enrolled with a photo left to search.
+By default they are left out; with ``too_few_images: unknown`` every photo of theirs is a
+non-mated search instead, as in the open-set protocol of BLUFR (Liao et al. 2014), where LFW's
+people with one photo are the impostor searches. The people enrolled and every mated search are
+the same either way: only the non-mated searches (and so FPIR and FNIR at an FPIR) change.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import pyarrow as pa
 
 from maskbench.protocols.pairs import ProtocolError, group_by_identity
 from maskbench.seeds import item_seed
+
+# what becomes of people with too few images to enrol one and search another
+TOO_FEW_IMAGES = ("left_out", "unknown")
 
 GALLERY_SCHEMA = pa.schema(
     [
@@ -51,17 +60,26 @@ class IdentificationSet:
 
 
 def choose_identification(images: dict[str, str | None], seed: int, gallery_size: int = 1,
-                          unknown_fraction: float = 0.0, unknown: set[str] | None = None) -> IdentificationSet:
+                          unknown_fraction: float = 0.0, unknown: set[str] | None = None,
+                          too_few_images: str = "left_out") -> IdentificationSet:
     """Gallery and probes over usable images (image -> identity; None = no identity, left out).
 
     ``unknown``, when given, names the people left out of the gallery (those of them that are
-    eligible here) in place of a seeded draw of ``unknown_fraction`` of them."""
+    eligible here) in place of a seeded draw of ``unknown_fraction`` of them; with
+    ``too_few_images`` ``unknown`` it also names which of the people with too few images are
+    searched (all of them when not given)."""
     if gallery_size < 1:
         raise ProtocolError(f"identification: gallery_size must be >= 1, got {gallery_size}")
     if not 0.0 <= unknown_fraction < 1.0:
         raise ProtocolError(f"identification: unknown_fraction must be in [0, 1), got {unknown_fraction}")
+    if too_few_images not in TOO_FEW_IMAGES:
+        raise ProtocolError(f"identification: too_few_images must be one of {list(TOO_FEW_IMAGES)}, "
+                            f"got {too_few_images!r}")
     groups = group_by_identity(images)
     eligible = [name for name, ids in groups.items() if len(ids) > gallery_size]
+    searched_few = ([name for name, ids in groups.items()
+                     if len(ids) <= gallery_size and (unknown is None or name in unknown)]
+                    if too_few_images == "unknown" else [])
     n_unknown = int(math.floor(unknown_fraction * len(eligible) + 0.5))
     if unknown_fraction > 0:
         n_unknown = max(1, n_unknown)
@@ -85,6 +103,9 @@ def choose_identification(images: dict[str, str | None], seed: int, gallery_size
         if mated:
             gallery.extend((i, name) for i in groups[name] if i in enrolled)
         probes.extend((i, name, mated) for i in groups[name] if i not in enrolled or not mated)
+    if searched_few:
+        probes.extend((i, name, False) for name in searched_few for i in groups[name])
+        probes.sort(key=lambda p: (p[1], p[0]))  # by identity then image, as without them
     notes = {
         "gallery_size": gallery_size,
         "unknown_fraction": unknown_fraction,
@@ -94,6 +115,8 @@ def choose_identification(images: dict[str, str | None], seed: int, gallery_size
         "enrolled_identities": len(eligible) - n_unknown,
         "unknown_identities": n_unknown,
     }
+    if too_few_images == "unknown":
+        notes |= {"too_few_images": too_few_images, "too_few_images_searched_as_unknown": len(searched_few)}
     return IdentificationSet(gallery, probes, notes)
 
 

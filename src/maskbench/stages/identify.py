@@ -79,8 +79,9 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
         raise ProtocolError("identification [real, real]: no real-masked photo of a person with bare photos")
     pools, pool_notes = (split_pools({**images, **unaligned}, real | set(unaligned)) if real or unaligned
                          else ({BARE: images}, None))
+    too_few = protocol.get("too_few_images", "left_out")
     chosen = choose_identification(pools[BARE], seed, protocol.get("gallery_size", 1),
-                                   protocol.get("unknown_fraction", 0.0))
+                                   protocol.get("unknown_fraction", 0.0), too_few_images=too_few)
     copies = find_copies(aligned_paths, images, copies_path)  # a probe copying an enrolled picture would find itself
     if copies:
         chosen = without_copies_of_enrolled(chosen, copies)
@@ -93,7 +94,8 @@ def build_identification(aligned_paths: list[str], protocol: dict[str, Any], see
         # one leaves its person's searches without a mate: misses, as a failure to enrol does)
         pool = {i: n for i, n in pools[REAL].items() if n in people}
         chosen = choose_identification(pool, seed, protocol.get("gallery_size", 1),
-                                       protocol.get("unknown_fraction", 0.0), unknown=unknown)
+                                       protocol.get("unknown_fraction", 0.0), unknown=unknown,
+                                       too_few_images=too_few)
         if copies:
             chosen = without_copies_of_enrolled(chosen, copies)
         check_identification(chosen, pool)
