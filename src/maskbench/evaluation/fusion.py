@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from maskbench.io.atomic import atomic_path
 from maskbench.io.manifests import SCORES_SCHEMA
+from maskbench.io.score_files import read_with_ok
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,6 @@ def fuse(member_scores: Sequence[np.ndarray], weights: Sequence[float] | None = 
     return (weights[:, None] * stacked).sum(axis=0) / weights.sum()
 
 
-def _is_ok(table: pa.Table) -> np.ndarray:
-    """Rows whose status is ``ok`` (a null status is not), computed in Arrow: score files hold
-    millions of pairs, and a Python object per row cost most of a fusion job's time and memory."""
-    return pc.fill_null(pc.equal(table["status"], "ok"), False).to_numpy(zero_copy_only=False)
-
-
 # Pairs fused at a time: the member files are read, and the fused file written, this many rows at
 # a time, so a fusion job's memory follows the window, not the protocol (all-vs-all on LFW: 7.8M
 # pairs). Equal to Parquet's default row group (1Mi rows), so the fused file has the same row
@@ -110,8 +105,8 @@ def _windows(path: str, columns: list[str], rows: int) -> Iterator[pa.Table]:
 
 
 def _ok_and_scores(path: str) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(path, columns=["score", "status"])
-    return _is_ok(table), np.asarray(table["score"].to_numpy(zero_copy_only=False), dtype=float)
+    table, ok = read_with_ok(path, ["score"])  # the status compared once per distinct string
+    return ok, np.asarray(table["score"].to_numpy(zero_copy_only=False), dtype=float)
 
 
 def fuse_score_files(paths: Sequence[str], members: Sequence[str], out_path: str,

@@ -19,9 +19,9 @@ import logging
 import math
 import os
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -29,6 +29,9 @@ import pyarrow.parquet as pq
 from maskbench.io.atomic import write_table, write_text
 from maskbench.io.manifests import SCORES_SCHEMA
 from maskbench.io.readers import read_aligned
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +393,8 @@ def _bob_lines(scores: pa.Table | str, identities: dict[str, str | None], column
     keep = (frame["status"].to_numpy() == OK) & np.isfinite(score)
     skipped = Counter(frame.loc[~keep, "status"].tolist())
     kept = frame[keep]
+    import pandas as pd  # here: the metrics read score files without pandas
+
     images = pd.unique(pd.concat([kept["ref_image"], kept["probe_image"]]))
     unknown = [i for i in images if i not in identities]
     if unknown:
@@ -463,22 +468,42 @@ def export_score_file(scores_path: str, aligned_paths: list[str], out_path: str,
     return counts
 
 
-def read_scored_pairs(path: str):
-    """(the scored pairs, every pair) of a score file as DataFrames (score, genuine, fold, status);
-    the second adds ``scored``, False for a pair without a score (a side failed to enrol), which a
-    decision rule rejects as NIST counts it: a genuine one a false non-match, an impostor one a
-    correct rejection."""
-    table = pq.read_table(path, columns=["score", "genuine", "fold", "status"]).to_pandas()
-    ok = (table["status"] == "ok").to_numpy()
-    table["scored"] = ok
-    return (table if ok.all() else table[ok]), table  # no copy of millions of rows where every pair scored
+class ScoredPairs:
+    """Every pair of a score file as numpy columns: ``score`` (float64, NaN where null),
+    ``genuine`` (bool), ``fold`` and ``scored`` (bool: status ``ok``; False for a pair without a
+    score, a side failed to enrol, which a decision rule rejects as NIST counts it: a genuine one a
+    false non-match, an impostor one a correct rejection). Read without pandas."""
+
+    def __init__(self, score: np.ndarray, genuine: np.ndarray, fold: np.ndarray, scored: np.ndarray):
+        self.score, self.genuine, self.fold, self.scored = score, genuine, fold, scored
+
+    def __len__(self) -> int:
+        return self.score.size
+
+    def where(self, mask: np.ndarray) -> "ScoredPairs":
+        """The pairs where ``mask`` is True, in file order."""
+        return ScoredPairs(self.score[mask], self.genuine[mask], self.fold[mask], self.scored[mask])
+
+
+def read_with_ok(path: str, columns: list[str]) -> tuple[pa.Table, np.ndarray]:
+    """``columns`` of a score file, and whether each pair's status is ``ok``: the status is read
+    as the file stores it, dictionary-encoded, so its few distinct strings are compared, not one
+    string per pair."""
+    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, an import one file does not need
+    table = pq.ParquetFile(path, read_dictionary=["status"]).read(columns=[*columns, "status"])
+    ok = [pc.fill_null(pc.equal(chunk.dictionary, OK).take(chunk.indices), False).to_numpy(zero_copy_only=False)
+          for chunk in table["status"].chunks]  # a null status is not ok
+    return table, np.concatenate(ok) if ok else np.zeros(0, dtype=bool)
+
+
+def read_scored_pairs(path: str) -> ScoredPairs:
+    """Every pair of a score file (see :class:`ScoredPairs`)."""
+    table, ok = read_with_ok(path, ["score", "genuine", "fold"])
+    return ScoredPairs(table["score"].to_numpy(), table["genuine"].to_numpy(), table["fold"].to_numpy(), ok)
 
 
 def read_scores(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Genuine and impostor scores of the scored pairs, and how many pairs had no score."""
-    table = pq.read_table(path, columns=["score", "genuine", "status"]).to_pandas()
-    ok = table["status"] == "ok"
-    scored = table[ok]
-    genuine = scored.loc[scored["genuine"], "score"].to_numpy(np.float64)
-    impostor = scored.loc[~scored["genuine"], "score"].to_numpy(np.float64)
-    return genuine, impostor, int((~ok).sum())
+    table, ok = read_with_ok(path, ["score", "genuine"])
+    score, genuine = table["score"].to_numpy(), table["genuine"].to_numpy()
+    return score[ok & genuine], score[ok & ~genuine], int((~ok).sum())

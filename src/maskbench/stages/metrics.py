@@ -11,7 +11,7 @@ import numpy as np
 from maskbench.evaluation import metrics
 from maskbench.evaluation.metrics import fmr_key, with_failures_to_enrol
 from maskbench.io.atomic import write_json
-from maskbench.io.score_files import read_scored_pairs, read_scores
+from maskbench.io.score_files import ScoredPairs, read_scored_pairs, read_scores
 from maskbench.evaluation.operating_point import cross_validated_report, json_safe, operating_report
 
 log = logging.getLogger(__name__)
@@ -30,61 +30,71 @@ FOLDS_TOO_SMALL = ("the folds are too small to choose a threshold on the others 
                    "its impostor pairs lie between folds): use fewer folds or a validation protocol")
 
 
-def cross_validatable(in_folds) -> bool:
+def _n_folds(pairs: ScoredPairs) -> int:
+    return int(np.unique(pairs.fold).size)
+
+
+def cross_validatable(in_folds: ScoredPairs) -> bool:
     """Whether, for every fold, the other folds hold both genuine and impostor pairs (folds go by
     person, so on a small set a fold may hold one person and no impostor pair of its own)."""
-    counts = in_folds.groupby("fold")["genuine"].agg(["sum", "count"])
-    genuine, total = int(counts["sum"].sum()), int(counts["count"].sum())
+    _, fold = np.unique(in_folds.fold, return_inverse=True)
+    per_fold = np.bincount(fold)  # pairs per fold
+    genuine_per_fold = np.bincount(fold[in_folds.genuine], minlength=per_fold.size)
+    genuine, total = int(genuine_per_fold.sum()), int(per_fold.sum())
     impostor = total - genuine
-    return bool(((genuine - counts["sum"] > 0) & (impostor - (counts["count"] - counts["sum"]) > 0)).all())
+    return bool(((genuine - genuine_per_fold > 0) & (impostor - (per_fold - genuine_per_fold) > 0)).all())
 OPERATING_KEYS = ("fmr", "fnmr", "accuracy")
 # metrics over the scored pairs only: undefined without a scored pair of each kind
 SCORED_KEYS = ("eer", "eer_threshold", "eer_rocch", "auc", "d_prime", "best_accuracy", "best_accuracy_threshold",
                "histogram_overlap")
 
 
-def operating_point(pairs, val_scores_path: str | None = None, settings: dict | None = None) -> dict:
+def fold_split(pairs: ScoredPairs) -> tuple[ScoredPairs, int, bool]:
+    """(the pairs in a fold, how many folds they are in, whether those folds cross-validate)."""
+    in_folds = pairs.where(pairs.fold >= 0)  # fold -1: an impostor pair of people of two folds
+    n_folds = _n_folds(in_folds)
+    return in_folds, n_folds, n_folds > 1 and folds_cross_validate(in_folds)
+
+
+def operating_point(pairs: ScoredPairs, val_scores_path: str | None = None, settings: dict | None = None,
+                    folds: tuple[ScoredPairs, int, bool] | None = None) -> dict:
     """Confusion matrix and classification report at a threshold never chosen on the test pairs.
 
     With ``val_scores_path`` (scores of the same model and comparison on a validation protocol)
     the threshold comes from those scores; otherwise, with several folds, each fold's comes from
     the other folds (pairs between two folds, fold -1, are in none: their people are in both); with one fold there is nothing to choose it on and a status says so.
     ``settings``: ``{"rule": "eer" | "fmr", "target": FMR}`` (default: the EER threshold).
+    ``folds``: :func:`fold_split` of ``pairs``, if already computed.
     """
     settings = settings or {}
     rule, target = settings.get("rule", "eer"), settings.get("target")
-    scores = pairs["score"].to_numpy(np.float64)
-    labels = pairs["genuine"].to_numpy(bool)
+    scores, labels = pairs.score, pairs.genuine
     if val_scores_path:
         val_genuine, val_impostor, _ = read_scores(val_scores_path)
         if not val_genuine.size or not val_impostor.size:
             raise ValueError(f"validation scores {val_scores_path} need scored genuine and impostor pairs; "
                              f"found {val_genuine.size} genuine and {val_impostor.size} impostor")
         return {"status": "ok", **operating_report(val_genuine, val_impostor, scores, labels, rule, target,
-                                                   _scored(pairs))}
-    in_folds = pairs[pairs["fold"] >= 0]
-    if in_folds["fold"].nunique() > 1 and not folds_cross_validate(in_folds):
+                                                   pairs.scored)}
+    in_folds, n_folds, cross_validates = folds or fold_split(pairs)
+    if n_folds > 1 and not cross_validates:
         return {"status": why_not_cross_validated(in_folds)}
-    if in_folds["fold"].nunique() > 1:
-        report = cross_validated_report(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(bool),
-                                        in_folds["fold"].to_numpy(), rule, target, _scored(in_folds))
+    if n_folds > 1:
+        report = cross_validated_report(in_folds.score, in_folds.genuine, in_folds.fold, rule, target,
+                                        in_folds.scored)
         return {"status": "ok", **report, "n_between_folds": int(len(pairs) - len(in_folds))}
     return {"status": NO_VALIDATION}
 
 
-def _scored(pairs) -> np.ndarray:
-    return pairs["scored"].to_numpy(bool) if "scored" in pairs else np.ones(len(pairs), dtype=bool)
+def why_not_cross_validated(in_folds: ScoredPairs) -> str:
+    genuine = in_folds.genuine[in_folds.scored]
+    return NO_SCORED_FOLDS if genuine.all() or not genuine.any() else FOLDS_TOO_SMALL
 
 
-def why_not_cross_validated(in_folds) -> str:
-    scored = in_folds[_scored(in_folds)]
-    return NO_SCORED_FOLDS if scored["genuine"].all() or not scored["genuine"].any() else FOLDS_TOO_SMALL
-
-
-def folds_cross_validate(in_folds) -> bool:
+def folds_cross_validate(in_folds: ScoredPairs) -> bool:
     """:func:`cross_validatable` on the pairs with a score (only they choose a threshold)."""
-    scored = in_folds[_scored(in_folds)]
-    return scored["fold"].nunique() > 1 and cross_validatable(scored)
+    scored = in_folds.where(in_folds.scored)
+    return _n_folds(scored) > 1 and cross_validatable(scored)
 
 
 def compute_metrics(scores_path: str, baseline_path: str | None = None,
@@ -101,10 +111,11 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
     groups cut at ``age_groups``.
     """
     evaluation = evaluation or {}
-    pairs, every_pair = read_scored_pairs(scores_path)
-    unscored = len(every_pair) - len(pairs)
-    genuine_as_read = pairs.loc[pairs["genuine"], "score"].to_numpy(np.float64)
-    impostor_as_read = pairs.loc[~pairs["genuine"], "score"].to_numpy(np.float64)
+    every_pair = read_scored_pairs(scores_path)
+    ok, is_genuine = every_pair.scored, every_pair.genuine
+    unscored = int(len(every_pair) - np.count_nonzero(ok))
+    genuine_as_read = every_pair.score[ok & is_genuine]
+    impostor_as_read = every_pair.score[ok & ~is_genuine]
     # sorted once: every metric below but d' (a mean, whose last bits depend on order) reuses them
     genuine, impostor = np.sort(genuine_as_read), np.sort(impostor_as_read)
     out: dict[str, Any] = {"n_genuine": int(genuine.size), "n_impostor": int(impostor.size), "n_unscored": unscored}
@@ -125,8 +136,7 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         out |= {key: None for key in SCORED_KEYS}
         out["status"] = (f"no scored {'genuine' if not genuine.size else 'impostor'} pair: metrics over scored "
                          "pairs are not defined; those counting failures to enrol are")
-    failed = ~every_pair["scored"].to_numpy(bool)
-    is_genuine = every_pair["genuine"].to_numpy(bool)
+    failed = ~ok
     fte_genuine, fte_impostor = int((failed & is_genuine).sum()), int((failed & ~is_genuine).sum())
     genuine_fte, impostor_fte = with_failures_to_enrol(genuine, impostor, fte_genuine, fte_impostor)
     with_fte = bool(genuine_fte.size and impostor_fte.size)
@@ -144,13 +154,13 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
         key = fmr_key(target)
         out[key], out[f"{key}_threshold"], out[f"{key}_measurable"] = None, None, False
     # decisions (fold accuracy, operating point) are over every pair, a failure to enrol a rejection
-    in_folds = every_pair[every_pair["fold"] >= 0]  # fold -1: an impostor pair of people of two folds
-    if in_folds["fold"].nunique() > 1 and folds_cross_validate(in_folds):
-        kfold = metrics.kfold_accuracy(in_folds["score"].to_numpy(np.float64), in_folds["genuine"].to_numpy(),
-                                       in_folds["fold"].to_numpy(), _scored(in_folds))
+    folds = fold_split(every_pair)
+    in_folds, n_folds, cross_validates = folds
+    if cross_validates:
+        kfold = metrics.kfold_accuracy(in_folds.score, in_folds.genuine, in_folds.fold, in_folds.scored)
         out["kfold_accuracy"] = _value(kfold.mean)
         out["kfold_accuracy_se"] = _value(kfold.std_error)
-    elif in_folds["fold"].nunique() > 1:  # a table shows n/a: this says why
+    elif n_folds > 1:  # a table shows n/a: this says why
         out["kfold_accuracy_status"] = why_not_cross_validated(in_folds)
     n_boot = evaluation.get("bootstrap", 0)
     if n_boot:
@@ -165,14 +175,15 @@ def compute_metrics(scores_path: str, baseline_path: str | None = None,
                 genuine_fte, impostor_fte, lambda g, i: metrics.fnmr_at_fmr(g, i, 1e-2).fnmr, n_boot, alpha, seed)
             out["fnmr_at_fmr_1e-2_ci_low"], out["fnmr_at_fmr_1e-2_ci_high"] = _value(low), _value(high)
     nist_targets = evaluation.get("nist_fmr", [1e-2, 1e-3])
-    base_impostor = np.sort(read_scores(baseline_path)[1]) if baseline_path else None
+    # unsorted: NIST's threshold needs one order statistic of them (metrics.nist_threshold)
+    base_impostor = read_scores(baseline_path)[1] if baseline_path else None
     if baseline_path and with_fte:
         for target in nist_targets:
             result = metrics.nist_masked_probe(base_impostor, genuine, impostor, target, fte_genuine, fte_impostor)
             key = f"nist_{fmr_key(target)}"
             out[key] = _value(result.fnmr) if result.measurable else None
             out[f"{key}_fmr"] = _value(result.fmr) if result.measurable else None
-    point = json_safe(operating_point(every_pair, val_scores_path, evaluation.get("operating_point")))
+    point = json_safe(operating_point(every_pair, val_scores_path, evaluation.get("operating_point"), folds))
     out["operating_point"] = point
     for key in OPERATING_KEYS:  # flat copies for tables; None when no threshold could be chosen
         out[f"operating_{key}"] = point.get(key)
