@@ -331,3 +331,26 @@ def test_camera_matching_on_the_mask_window_gives_the_whole_chip_bytes(shift):
     reference = _match_photo_whole_chip(chip, painted, covered, lm, 75, np.random.default_rng(7))
     assert np.array_equal(ours, reference)
     assert (ours != painted).any()
+
+
+def test_jpeg_of_the_mask_window_decodes_the_window_as_the_whole_image():
+    """match_photo codes only the MCUs around the mask: the mask's pixels must come out as a
+    JPEG of the whole image gives them, for any image size, box and quality."""
+    from maskbench.faces.mask_render import _mcu_window
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        h, w = (int(v) for v in rng.integers(8, 200, 2))
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if trial % 2:
+            img = cv2.GaussianBlur(img, (0, 0), 1.5)
+        (r0, r1), (c0, c1) = sorted(rng.integers(0, h + 1, 2)), sorted(rng.integers(0, w + 1, 2))
+        if r1 <= r0 or c1 <= c0:
+            continue
+        cover = (slice(int(r0), int(r1)), slice(int(c0), int(c1)))
+        q = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(1, 101))]
+        whole = cv2.imdecode(cv2.imencode(".jpg", img, q)[1], cv2.IMREAD_COLOR)
+        win = _mcu_window(cover, (h, w))
+        part = cv2.imdecode(cv2.imencode(".jpg", np.ascontiguousarray(img[win]), q)[1], cv2.IMREAD_COLOR)
+        inner = tuple(slice(c.start - s.start, c.stop - s.start) for c, s in zip(cover, win))
+        assert np.array_equal(part[inner], whole[cover]), (h, w, cover, win, q)

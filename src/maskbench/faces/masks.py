@@ -466,7 +466,8 @@ def _image_texture(path: str) -> np.ndarray:
 
 def _smooth_1d(values: np.ndarray) -> np.ndarray:
     kernel = np.array([1, 2, 3, 2, 1], np.float32) / 9
-    padded = np.pad(values, 2, mode="edge")
+    first, last = values[:1], values[-1:]
+    padded = np.concatenate([first, first, values, last, last])  # np.pad(edge), without its overhead
     return np.convolve(padded, kernel, mode="valid")
 
 
@@ -555,8 +556,10 @@ _LOOP_FROM, _LOOP_BEND, _LOOP_TO = (1 - _LOOP_T) ** 2, 2 * (1 - _LOOP_T) * _LOOP
 
 def _ear_loops(out: np.ndarray, frame: _Frame, face: np.ndarray, outline: _Outline,
                colour: np.ndarray, opacity: float) -> np.ndarray:
-    """Thin elastic loops from each side's corners back toward the ear; hidden on a far side."""
-    layer = out.copy()
+    """Thin elastic loops from each side's corners back toward the ear; hidden on a far side.
+
+    Opaque loops are drawn into ``out`` itself (the painter's own copy of the chip)."""
+    layer = out if opacity >= 1.0 else out.copy()
     loop = tuple(float(c) for c in np.clip(0.7 * colour + 0.3 * 235.0, 0, 255))
     for side, jaw_idx, ratio in ((0, (0, 1), outline.side_ratio[0]), (1, (16, 15), outline.side_ratio[1])):
         if ratio < 0.55:
