@@ -241,7 +241,7 @@ COSTLY_STAGE_CODE = {
     "embed": ("models/", "io/", "stages/embed.py", "training/specs.py", "training/selection.py"),  # fine-tuned nets
     "split": ("io/", "protocols/split", "attributes/labels.py", "stages/split.py"),
 }
-ANY_STAGE = ("errors.py", "logs.py", "seeds.py", "variants.py", "__init__.py")
+ANY_STAGE = ("errors.py", "logs.py", "seeds.py", "variants.py", "__init__.py", "stages/rule_inputs.py")
 
 
 @pytest.mark.parametrize("script", sorted(COSTLY_STAGE_CODE))

@@ -1,10 +1,9 @@
 """Choose the gallery and the probes of one identification protocol for one dataset."""
 from maskbench.stages.identify import build_identification
 from maskbench.logs import log_to
+from maskbench.stages.rule_inputs import optional_input
 
 with log_to(snakemake.log[0]):
-    split = getattr(snakemake.input, "split", None) or []
-    split = [split] if isinstance(split, str) else list(split)
     build_identification(
         aligned_paths=list(snakemake.input.aligned),
         protocol=snakemake.params.protocol,
@@ -12,7 +11,7 @@ with log_to(snakemake.log[0]):
         gallery_path=snakemake.output.gallery,
         probes_path=snakemake.output.probes,
         report_path=snakemake.output.report,
-        split_path=split[0] if split else None,
+        split_path=optional_input(snakemake.input, "split"),
         gallery_variant=getattr(snakemake.params, "gallery_variant", "unmasked"),
         copies_path=snakemake.input.copies,
     )

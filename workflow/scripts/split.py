@@ -1,10 +1,9 @@
 """Split one dataset's usable aligned images with one strategy."""
 from maskbench.stages.split import build_split
 from maskbench.logs import log_to
+from maskbench.stages.rule_inputs import optional_input
 
 with log_to(snakemake.log[0]):
-    copies = getattr(snakemake.input, "copies", None) or []
-    copies = [copies] if isinstance(copies, str) else list(copies)
     build_split(
         index_path=snakemake.input.index,
         aligned_paths=list(snakemake.input.aligned),
@@ -15,5 +14,5 @@ with log_to(snakemake.log[0]):
         seed=snakemake.params.seed,
         table_path=snakemake.output.table,
         report_path=snakemake.output.report,
-        copies_path=copies[0] if copies else None,
+        copies_path=optional_input(snakemake.input, "copies"),
     )
