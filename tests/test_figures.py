@@ -105,3 +105,32 @@ def test_a_comparison_without_a_scored_genuine_pair_is_named_not_a_crash(tmp_pat
     labels = [t.get_text() for ax in shown["fig"].axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     assert any("no scored genuine pair" in label for label in labels) and any("EER" in label for label in labels)
     plt.close(shown["fig"])
+
+
+def test_roc_of_many_pairs_draws_a_thinned_curve_of_exact_points(tmp_path, monkeypatch):
+    """A curve of every threshold held ~0.3 GB per LFW-sized comparison (7 GB for one figure): each
+    drawn curve has at most CURVE_POINTS points, every one a point of the exact ROC, both ends kept."""
+    from maskbench.evaluation import metrics
+
+    rng = np.random.default_rng(1)
+    n = 60_000
+    genuine = rng.random(n) < 0.05
+    score = np.where(genuine, rng.normal(2.5, 1, n), rng.normal(0, 1, n))
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.Table.from_pydict(
+        {"pair_id": np.arange(n), "ref_image": ["a"] * n, "probe_image": ["b"] * n, "genuine": genuine,
+         "fold": np.zeros(n, dtype=np.int16), "score": score, "status": ["ok"] * n}, schema=SCORES_SCHEMA), path)
+    shown = {}
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, pdf=True: shown.update(fig=fig))
+    roc_figure([{"label": "m: unmasked vs unmasked", "model": "m", "comparison": "unmasked-vs-unmasked",
+                 "path": str(path)}], "ROC", str(tmp_path / "roc.png"))
+    (line,) = [ln for ax in shown["fig"].axes for ln in ax.get_lines()]
+    x, y = line.get_xdata(), line.get_ydata()
+    plt.close(shown["fig"])
+    rates = metrics.error_rates(score[genuine], score[~genuine])
+    assert rates.fmr.size > 4 * figures.CURVE_POINTS  # thinning was needed
+    assert 100 < x.size <= figures.CURVE_POINTS
+    exact = set(zip(np.clip(rates.fmr, 1e-5, 1.0).tolist(), (1.0 - rates.fnmr).tolist()))
+    assert all(point in exact for point in zip(x.tolist(), y.tolist()))
+    assert (x[0], y[0]) == (np.clip(rates.fmr[0], 1e-5, 1.0), 1.0 - rates.fnmr[0])
+    assert (x[-1], y[-1]) == (np.clip(rates.fmr[-1], 1e-5, 1.0), 1.0 - rates.fnmr[-1])
