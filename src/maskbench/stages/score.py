@@ -152,14 +152,12 @@ def _pair_scores_at(ref: np.ndarray, probe: np.ndarray, r: np.ndarray, p: np.nda
     return scored
 
 
-def score_batch(batch: pa.RecordBatch | list[pa.RecordBatch], ref: tuple[pa.Array, np.ndarray],
-                probe: tuple[pa.Array, np.ndarray], score_kind: str,
-                lookups: tuple[RowLookup, RowLookup] | None = None) -> pa.Table:
-    """SCORES_SCHEMA rows of one batch (or of the slices of one, see :func:`comparison_batches`);
-    a pair without both embeddings gets a null score. ``lookups`` (of ``ref`` and ``probe``'s
-    ids) carry dictionaries already looked up over from earlier batches."""
-    pieces = batch if isinstance(batch, list) else [batch]
-    ref_lookup, probe_lookup = lookups or (RowLookup(ref[0]), RowLookup(probe[0]))
+def score_batch(pieces: list[pa.RecordBatch], ref: tuple[pa.Array, np.ndarray], probe: tuple[pa.Array, np.ndarray],
+                score_kind: str, lookups: tuple[RowLookup, RowLookup]) -> pa.Table:
+    """SCORES_SCHEMA rows of one batch, given as its slices (see :func:`comparison_batches`); a
+    pair without both embeddings gets a null score. ``lookups`` (of ``ref`` and ``probe``'s ids)
+    carry dictionaries already looked up over from earlier batches."""
+    ref_lookup, probe_lookup = lookups
 
     def column(name: str) -> pa.Array:
         return _decoded([piece.column(name) for piece in pieces])
