@@ -134,3 +134,34 @@ def test_roc_of_many_pairs_draws_a_thinned_curve_of_exact_points(tmp_path, monke
     assert all(point in exact for point in zip(x.tolist(), y.tolist()))
     assert (x[0], y[0]) == (np.clip(rates.fmr[0], 1e-5, 1.0), 1.0 - rates.fnmr[0])
     assert (x[-1], y[-1]) == (np.clip(rates.fmr[-1], 1e-5, 1.0), 1.0 - rates.fnmr[-1])
+
+
+def test_curve_figures_read_each_score_file_once_and_draw_its_histogram(tmp_path, monkeypatch):
+    """At LFW's size a score file holds 7.8 M pairs: the stage reads each once for its three figures
+    (it read them three times and computed the error rates twice), and the histogram drawn from the
+    counts is the scores' own density histogram."""
+    from maskbench.io import score_files
+    from maskbench.stages.figures import curve_figures
+
+    entries = curves(MODELS[:1], COMPARISONS[:3], root=tmp_path)
+    reads = []
+
+    def counted(path):
+        reads.append(path)
+        return score_files.read_scores(path)
+
+    monkeypatch.setattr(figures, "read_scores", counted)
+    shown = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, pdf=True: shown.append(fig))
+    curve_figures(entries, "d", *(str(tmp_path / f"{n}.png") for n in ("roc", "det", "hist")))
+    assert sorted(reads) == sorted(e["path"] for e in entries)
+    assert len(shown) == 3
+    genuine, impostor, _ = score_files.read_scores(entries[0]["path"])
+    bins = np.histogram_bin_edges(np.concatenate([genuine, impostor]), bins=figures.HISTOGRAM_BINS)
+    ax = shown[2].axes[0]
+    heights = np.array([p.get_height() for p in ax.patches])
+    assert heights.size == 2 * (bins.size - 1)
+    np.testing.assert_array_equal(heights[:bins.size - 1], np.histogram(impostor, bins=bins, density=True)[0])
+    np.testing.assert_array_equal(heights[bins.size - 1:], np.histogram(genuine, bins=bins, density=True)[0])
+    for fig in shown:
+        plt.close(fig)

@@ -496,11 +496,12 @@ def test_training_figure_without_any_val_eer(tmp_path):
 def test_unmasked_drift_term_is_zero_for_the_base_and_grows_as_unmasked_faces_move():
     x = torch.tensor(np.random.default_rng(0).normal(size=(6, DIM)), dtype=torch.float32)
     bare = torch.tensor([True, True, True, False, False, True])
-    head = ProjectionHead(DIM, DIM, 16).eval()
-    assert float(train_head.unmasked_similarity_drift(head(x), x, bare)) == pytest.approx(0.0, abs=1e-6)
-    moved = torch.nn.functional.normalize(head(x) + 0.5 * torch.roll(head(x), 1, dims=1), dim=1)
-    assert float(train_head.unmasked_similarity_drift(moved, x, bare)) > 0.01
-    assert float(train_head.unmasked_similarity_drift(moved, x, torch.tensor([True] + [False] * 5))) == 0.0
-    reduced = ProjectionHead(DIM, 8, 16).eval()
-    reduced.init_skip(x.numpy())
-    assert float(train_head.unmasked_similarity_drift(reduced(x), x, bare)) > 0  # a smaller space: similarities
+    with torch.no_grad():  # values only: float() of a tensor that needs grad warns
+        head = ProjectionHead(DIM, DIM, 16).eval()
+        assert float(train_head.unmasked_similarity_drift(head(x), x, bare)) == pytest.approx(0.0, abs=1e-6)
+        moved = torch.nn.functional.normalize(head(x) + 0.5 * torch.roll(head(x), 1, dims=1), dim=1)
+        assert float(train_head.unmasked_similarity_drift(moved, x, bare)) > 0.01
+        assert float(train_head.unmasked_similarity_drift(moved, x, torch.tensor([True] + [False] * 5))) == 0.0
+        reduced = ProjectionHead(DIM, 8, 16).eval()
+        reduced.init_skip(x.numpy())
+        assert float(train_head.unmasked_similarity_drift(reduced(x), x, bare)) > 0  # a smaller space: similarities

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -83,21 +84,67 @@ def style_of(styles: dict, model: str, ref: str) -> str:
     return styles[(model, ref == "unmasked")]
 
 
+# points drawn per ROC or DET curve (det_curve keeps them spread over every rate): more than a panel has pixels
+CURVE_POINTS = 2000
+HISTOGRAM_BINS = 40
+
+
+@dataclass(frozen=True)
+class CurveData:
+    """What the ROC, DET and histogram figures draw of one score file, so that the file is read
+    and its error rates computed once for all three (at LFW's size, 7.8 M impostor scores each):
+    the DET curve's points (at most CURVE_POINTS, every one exact; both figures draw them), the
+    EER, and the histogram counts over bins shared by genuine and impostor scores."""
+
+    n_genuine: int
+    n_impostor: int
+    fmr: np.ndarray | None = None  # None: a side has no scored pair
+    fnmr: np.ndarray | None = None
+    eer: metrics.EER | None = None
+    bins: np.ndarray | None = None  # None: no scored pair at all
+    genuine_counts: np.ndarray | None = None
+    impostor_counts: np.ndarray | None = None
+
+
+def curve_data(path: str) -> CurveData:
+    """Read one score file and reduce it to what the curve figures draw."""
+    genuine, impostor, _ = read_scores(path)
+    # sorted once here, the DET curve and the EER sort nothing (they sort only unsorted scores)
+    genuine, impostor = np.sort(genuine), np.sort(impostor)
+    data = {"n_genuine": int(genuine.size), "n_impostor": int(impostor.size)}
+    if genuine.size or impostor.size:
+        bins = np.histogram_bin_edges(np.concatenate([genuine, impostor]), bins=HISTOGRAM_BINS)
+        data.update(bins=bins, genuine_counts=np.histogram(genuine, bins=bins)[0],
+                    impostor_counts=np.histogram(impostor, bins=bins)[0])
+    if genuine.size and impostor.size:
+        fmr, fnmr = metrics.det_curve(genuine, impostor, max_points=CURVE_POINTS)
+        data.update(fmr=fmr, fnmr=fnmr, eer=metrics.eer(genuine, impostor))
+    return CurveData(**data)
+
+
+def with_curve_data(curves: list[dict]) -> list[dict]:
+    """``curves`` with each entry's CurveData under ``data``: read once, drawn by every figure."""
+    return [{**c, "data": curve_data(c["path"])} for c in curves]
+
+
+def _data_of(curve: dict) -> CurveData:
+    return curve["data"] if "data" in curve else curve_data(curve["path"])
+
+
 def _draw_curves(curves: list[dict[str, str]], title: str, png_path: str, draw, setup) -> None:
     panels, colours, styles = curve_styles(curves)
     fig, axes = _panel_figure(panels, title)
     for ax, (panel_title, members) in zip(axes, panels):
         for curve in members:
             model, ref, probe = _parts(curve)
-            genuine, impostor, _ = read_scores(curve["path"])
+            data = _data_of(curve)
             # a panel of one model names only the comparison
             label = f"{ref} vs {probe}" if panel_title else curve["label"]
-            if not (genuine.size and impostor.size):  # e.g. no real-masked face found: no curve, said so
+            if data.fmr is None:  # e.g. no real-masked face found: no curve, said so
                 ax.plot([], [], color=colours[_mask_of(ref, probe)], linestyle=style_of(styles, model, ref),
-                        label=f"{label} (no scored {'genuine' if not genuine.size else 'impostor'} pair)")
+                        label=f"{label} (no scored {'genuine' if not data.n_genuine else 'impostor'} pair)")
                 continue
-            draw(ax, genuine, impostor, label, colour=colours[_mask_of(ref, probe)],
-                 style=style_of(styles, model, ref))
+            draw(ax, data, label, colour=colours[_mask_of(ref, probe)], style=style_of(styles, model, ref))
         setup(ax)
         if panel_title:
             ax.set_title(panel_title, fontsize=9)
@@ -105,23 +152,17 @@ def _draw_curves(curves: list[dict[str, str]], title: str, png_path: str, draw, 
     save_figure(fig, png_path)
 
 
-# points drawn per ROC or DET curve (det_curve keeps them spread over every rate): more than a panel has pixels
-CURVE_POINTS = 2000
-
-
 def roc_figure(curves: list[dict[str, str]], title: str, png_path: str) -> None:
     """ROC (true match rate against false match rate, log x) of each score file in ``curves``;
     each entry has ``label`` and ``path`` (and ``model``, ``comparison``). Colour: mask type; line
     style: model. Writes the PNG and a PDF beside it."""
 
-    def draw(ax, genuine, impostor, label, colour, style):
+    def draw(ax, data, label, colour, style):
         # the DET curve's points: the same trade-off, thinned to CURVE_POINTS while keeping its
         # resolution at every rate (every threshold of LFW's 7.8 M impostor pairs held ~0.3 GB
         # per curve in the figure: 7 GB for one figure)
-        fmr, fnmr = metrics.det_curve(genuine, impostor, max_points=CURVE_POINTS)
-        eer = metrics.eer(genuine, impostor).eer
-        ax.step(np.clip(fmr, 1e-5, 1.0), 1.0 - fnmr, where="post", color=colour, linestyle=style,
-                lw=1.3, label=f"{label} (EER {eer:.3f})")
+        ax.step(np.clip(data.fmr, 1e-5, 1.0), 1.0 - data.fnmr, where="post", color=colour, linestyle=style,
+                lw=1.3, label=f"{label} (EER {data.eer.eer:.3f})")
 
     def setup(ax):
         ax.set_xscale("log")
@@ -141,9 +182,9 @@ def det_figure(curves: list[dict[str, str]], title: str, png_path: str) -> None:
     """DET curves (FNMR against FMR, both on probit axes) of each score file in ``curves``, styled
     as the ROC."""
 
-    def draw(ax, genuine, impostor, label, colour, style):
-        fmr, fnmr = metrics.det_curve(genuine, impostor, max_points=CURVE_POINTS)
-        ax.plot(metrics.probit(fmr), metrics.probit(fnmr), color=colour, linestyle=style, lw=1.3, label=label)
+    def draw(ax, data, label, colour, style):
+        ax.plot(metrics.probit(data.fmr), metrics.probit(data.fnmr), color=colour, linestyle=style, lw=1.3,
+                label=label)
 
     def setup(ax):
         ticks = metrics.probit(_DET_TICKS)
@@ -167,16 +208,17 @@ def score_histograms(curves: list[dict[str, str]], title: str, png_path: str) ->
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=110, squeeze=False)
     for ax, curve in zip(axes.flat, curves):
-        genuine, impostor, _ = read_scores(curve["path"])
-        if genuine.size or impostor.size:
-            bins = np.histogram_bin_edges(np.concatenate([genuine, impostor]), bins=40)
-            for scores, name in ((impostor, "impostor"), (genuine, "genuine")):
-                if scores.size:
-                    ax.hist(scores, bins=bins, alpha=0.6, density=True, label=f"{name} ({scores.size})")
+        data = _data_of(curve)
+        if data.bins is not None:
+            for counts, size, name in ((data.impostor_counts, data.n_impostor, "impostor"),
+                                       (data.genuine_counts, data.n_genuine, "genuine")):
+                if size:  # the counts, weighted at their bins' left edges: the scores' own histogram
+                    ax.hist(data.bins[:-1], bins=data.bins, weights=counts, alpha=0.6, density=True,
+                            label=f"{name} ({size})")
                 else:
                     ax.plot([], [], label=f"{name} (0 scored)")
-        if genuine.size and impostor.size:
-            ax.axvline(metrics.eer(genuine, impostor).threshold, color="k", lw=0.8, ls="--")
+        if data.eer is not None:
+            ax.axvline(data.eer.threshold, color="k", lw=0.8, ls="--")
         ax.set_title(curve["label"], fontsize=8)
         ax.set_xlabel("score (higher = more similar)", fontsize=7)
         ax.legend(fontsize=6)

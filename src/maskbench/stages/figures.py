@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from typing import Mapping, Sequence
 
-from maskbench.reporting.figures import det_figure, mask_effect_figure, roc_figure, score_histograms
+from maskbench.reporting.figures import (det_figure, mask_effect_figure, roc_figure, score_histograms,
+                                         with_curve_data)
 from maskbench.reporting.training_figures import training_curve_figure
 
 
 def curve_figures(curves: Sequence[Mapping[str, str]], dataset: str, roc_path: str, det_path: str,
                   hist_path: str) -> None:
-    """ROC, DET and score-histogram figures of one dataset (``dataset``: its name and the protocol shown)."""
+    """ROC, DET and score-histogram figures of one dataset (``dataset``: its name and the protocol shown);
+    each score file is read, and its error rates computed, once for the three."""
+    curves = with_curve_data(list(curves))
     roc_figure(curves, f"ROC: {dataset}", roc_path)
     det_figure(curves, f"DET: {dataset}", det_path)
     score_histograms(curves, f"Genuine and impostor scores: {dataset}", hist_path)
