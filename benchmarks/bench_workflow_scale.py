@@ -9,7 +9,8 @@ and prints wall seconds, core-seconds (CPU of every process the run started: exa
 kernel's accounting of waited-for children), peak memory (the largest sum of resident memory of
 the run's processes, sampled) and a table per stage (job script) of jobs and CPU seconds, from
 sampling the run's processes every ``--poll`` seconds (a job shorter than that may be missed;
-the remainder is listed as "unattributed").
+the remainder is listed as "unattributed"), with the largest resident memory sampled of one of the
+stage's processes ("max GB": which stage sets the peak).
 
 The numbers of the tables mean nothing (a person's copies are mirrored photos of one person):
 only the time is measured. It takes long at full size (20 minutes or more on 2 cores): pass
@@ -88,6 +89,9 @@ def build_set(mini: Path, images: int, out: Path) -> tuple[Path, Path, int, int]
             break  # a partial last copy: its pairs would name missing photos
         body += ["\t".join(f) for f in block]
         complete += 1
+    if not complete:
+        raise SystemExit(f"--images {images} is less than one copy of LFW-mini ({len(photos)} photos): "
+                         "its View 2 pair list would be empty")
     pairs.write_text(f"{n_folds * complete}\t{per_fold}\n" + "\n".join(body) + "\n")
     for stale in out.glob("built-*"):
         stale.unlink()
@@ -142,7 +146,7 @@ def run(workdir: Path, configs: list[str], cores: int, poll: float, target: str,
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    last: dict[int, tuple[float, str]] = {}
+    last: dict[int, tuple[float, str, int]] = {}  # pid: (CPU s, label, largest resident bytes sampled)
     peak, stopped = 0, False
     while proc.poll() is None:
         if timeout and not stopped and time.perf_counter() - start > timeout:
@@ -153,7 +157,7 @@ def run(workdir: Path, configs: list[str], cores: int, poll: float, target: str,
             s = sample(p)
             if s:
                 label = s[1] if s[1] != "?" or p not in last else last[p][1]
-                last[p] = (s[0], label)
+                last[p] = (s[0], label, max(s[2], last[p][2] if p in last else 0))
                 total += s[2]
         peak = max(peak, total)
         time.sleep(poll)
@@ -163,10 +167,11 @@ def run(workdir: Path, configs: list[str], cores: int, poll: float, target: str,
     if proc.returncode and not stopped:
         raise SystemExit(f"snakemake failed (exit {proc.returncode}); see {workdir / 'snakemake.log'}")
     core_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    stages: dict[str, list] = defaultdict(lambda: [0, 0.0])
-    for cpu, label in last.values():
+    stages: dict[str, list] = defaultdict(lambda: [0, 0.0, 0])  # jobs, CPU s, largest process's resident bytes
+    for cpu, label, rss in last.values():
         stages[label][0] += 1
         stages[label][1] += cpu
+        stages[label][2] = max(stages[label][2], rss)
     done = re.findall(r"(\d+) of (\d+) steps", (workdir / "snakemake.log").read_text())
     return {"wall": wall, "core_s": core_s, "peak": peak, "max_rss": after.ru_maxrss * 1024, "stages": stages,
             "stopped": stopped, "steps": done[-1] if done else None}
@@ -203,11 +208,11 @@ def main() -> None:
     print(f"snakemake {args.target} --cores {args.cores} --configfile {' '.join(Path(c).name for c in configs)}")
     print(f"wall {result['wall']:.0f} s, {result['core_s']:.0f} core-s, peak memory {result['peak'] / 2**30:.2f} GB "
           f"(largest process {result['max_rss'] / 2**30:.2f} GB)")
-    print(f"{'stage (job script)':24s} {'jobs':>5s} {'CPU s':>8s} {'share':>6s}")
+    print(f"{'stage (job script)':24s} {'jobs':>5s} {'CPU s':>8s} {'share':>6s} {'max GB':>7s}")
     attributed = 0.0
-    for label, (jobs, cpu) in sorted(result["stages"].items(), key=lambda kv: -kv[1][1]):
+    for label, (jobs, cpu, rss) in sorted(result["stages"].items(), key=lambda kv: -kv[1][1]):
         attributed += cpu
-        print(f"{label:24s} {jobs:5d} {cpu:8.1f} {cpu / result['core_s']:6.1%}")
+        print(f"{label:24s} {jobs:5d} {cpu:8.1f} {cpu / result['core_s']:6.1%} {rss / 2**30:7.2f}")
     rest = result["core_s"] - attributed
     print(f"{'unattributed':24s} {'':5s} {rest:8.1f} {rest / result['core_s']:6.1%}")
 
