@@ -39,6 +39,7 @@ from maskbench.io.atomic import write_bytes
 from maskbench.models.backbones import Backbone, build_backbone
 from maskbench.io.chips import decode_chip
 from maskbench.models.dlib_resnet import resolve_device, torch_threads
+from maskbench.training.determinism import deterministic_algorithms
 from maskbench.training.losses import make_loss
 from maskbench.evaluation.metrics import eer
 from maskbench.evaluation.scoring import pair_scores
@@ -374,15 +375,11 @@ def deterministic_torch(dev: torch.device) -> Iterator[None]:
     """Deterministic algorithms for a block. On the CPU the same seed and thread count give the
     same bytes; on a GPU a few backward kernels (e.g. adaptive pooling) have no deterministic
     version, so they only warn there and GPU runs may differ in the last bits."""
-    previous = torch.are_deterministic_algorithms_enabled()
     if dev.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=dev.type == "cuda")
-    try:
+    with deterministic_algorithms(warn_only=dev.type == "cuda"):
         yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 def finetune(train: ChipSet, val: ChipSet, spec: FinetuneSpec | dict[str, Any], seed: int, threads: int = 1,

@@ -32,6 +32,7 @@ from torch import nn
 
 from maskbench.evaluation import metrics
 from maskbench.evaluation.scoring import pair_scores
+from maskbench.training.determinism import deterministic_algorithms
 from maskbench.training.heads import ProjectionHead
 from maskbench.training.losses import make_loss
 from maskbench.seeds import item_seed
@@ -120,17 +121,14 @@ def torch_session(threads: int, seed: int | None = None) -> Iterator[None]:
     if int(threads) < 1:
         raise ValueError(f"threads must be >= 1, got {threads!r}")
     old_threads = torch.get_num_threads()
-    old_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(int(threads))
-    torch.use_deterministic_algorithms(True)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with deterministic_algorithms(), torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
             yield
     finally:
         torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_deterministic)
 
 
 # ---------------------------------------------------------------------------------------------
